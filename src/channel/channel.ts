@@ -1,0 +1,118 @@
+/**
+ * The process channel: the one abstraction every part of procsock moves data through.
+ *
+ * A channel is one running program seen from outside: stdin goes in (`write`, `end`);
+ * output chunks come out in the order they were read (`'output'`), then exactly one
+ * `'exit'`, sent only after all output; then `'close'`, once every resource is released
+ * (child reaped, pipes or socket closed). Two implementations: `LocalChannel` (a child
+ * process) and `SocketChannel` (a session with a sockexec-protocol daemon).
+ *
+ * Events, in order:
+ *
+ *     output* ──► exit ──► close          the program ran to its end
+ *     output* ──► error ──► close         the transport failed (socket only)
+ *     destroy() ───────────► close        the owner gave up; nothing else is emitted
+ *
+ * Flow control mirrors `net.Socket`: `write` returns false when stdin is full (wait for
+ * `'drain'`), and `pause`/`resume` stop and restart output, so a slow consumer makes the
+ * program block on its own writes instead of anything buffering without bound.
+ */
+import { EventEmitter } from 'node:events';
+import type { ProcsockError } from '../errors.js';
+import type { ExitStatus, OutputChunk, OutputType } from '../protocol/reply.js';
+
+export interface ProcessChannelEvents {
+  output: [chunk: OutputChunk];
+  exit: [status: ExitStatus];
+  error: [error: ProcsockError];
+  drain: [];
+  close: [];
+}
+
+export type ChannelKind = 'local' | 'socket';
+
+export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> {
+  abstract readonly kind: ChannelKind;
+  #exitStatus: ExitStatus | null = null;
+  #error: ProcsockError | null = null;
+  #destroyed = false;
+  #closed = false;
+  readonly #done: Promise<ExitStatus | null>;
+  #resolveDone!: (status: ExitStatus | null) => void;
+
+  constructor() {
+    super();
+    this.#done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
+  }
+
+  /** Sends stdin data. Returns false when the caller should wait for `'drain'`. Empty data is a no-op. */
+  abstract write(data: Buffer | string): boolean;
+  /** Closes the program's stdin. Idempotent. */
+  abstract end(): void;
+  /** Stops output events until `resume()`; the program blocks once its pipes fill. */
+  abstract pause(): void;
+  abstract resume(): void;
+  /** Releases everything the channel holds; called once by `destroy()`. */
+  protected abstract destroyResources(): void;
+
+  get exitStatus(): ExitStatus | null {
+    return this.#exitStatus;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Gives up on the program: no more events but `'close'`. A local program gets TERM,
+   * then KILL after the kill timeout; a daemon session is hung up, and the daemon does the
+   * same. Idempotent.
+   */
+  destroy(): void {
+    if (this.#destroyed || this.#closed) return;
+    this.#destroyed = true;
+    this.destroyResources();
+  }
+
+  /**
+   * Settles on `'close'`: with the exit status, or `null` when the channel was destroyed;
+   * rejects with the channel's error. Never rejects for a non-zero exit.
+   */
+  async done(): Promise<ExitStatus | null> {
+    const status = await this.#done;
+    if (this.#error) throw this.#error;
+    return status;
+  }
+
+  protected emitOutput(type: OutputType, data: Buffer): void {
+    if (!this.#destroyed && this.#exitStatus === null && data.length > 0) {
+      this.emit('output', { type, data });
+    }
+  }
+
+  protected emitExit(status: ExitStatus): void {
+    if (this.#destroyed || this.#exitStatus !== null || this.#error) return;
+    this.#exitStatus = status;
+    this.emit('exit', status);
+  }
+
+  protected emitError(error: ProcsockError): void {
+    if (this.#destroyed || this.#exitStatus !== null || this.#error) return;
+    this.#error = error;
+    // An 'error' event with no listener throws; a channel error is also reported by done().
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  protected emitClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#resolveDone(this.#exitStatus);
+    this.emit('close');
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * `LocalChannel`: a program run as a direct child of this process, from an argv array,
+ * never through a shell. It is what the client runs locally and what the daemon runs for
+ * each connection, so both report the same things the same way — including a program
+ * that cannot be started: a `stderr` line and exit 127 (not found) or 126 (cannot run),
+ * as shells do.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { ArgumentError } from '../errors.js';
+import { type ExitStatus, exitedWith, killedBy } from '../protocol/reply.js';
+import { wireSignalName } from '../protocol/signals.js';
+import { ProcessChannel } from './channel.js';
+
+export interface LocalChannelOptions {
+  /** Working directory of the program (default: this process's). */
+  cwd?: string;
+  /** Environment of the program (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * Start the program in a process group of its own, and signal the whole group, so
+   * what it starts does not outlive it. Default false.
+   */
+  processGroup?: boolean;
+  /** Milliseconds between TERM and KILL when the program is stopped. Default 5000. */
+  killTimeout?: number;
+}
+
+export const DEFAULT_KILL_TIMEOUT = 5000;
+
+export class LocalChannel extends ProcessChannel {
+  readonly kind = 'local' as const;
+  readonly argv: readonly string[];
+  readonly #child: ChildProcess | null;
+  readonly #processGroup: boolean;
+  readonly #killTimeout: number;
+  #openStreams = 2;
+  #reaped: ExitStatus | null = null;
+  #killTimer: NodeJS.Timeout | null = null;
+  #stdinOpen = true;
+
+  /** Starts the program at once. Throws `ArgumentError` only for an empty argv. */
+  constructor(argv: readonly string[], options: LocalChannelOptions = {}) {
+    super();
+    if (argv.length === 0 || typeof argv[0] !== 'string' || argv[0] === '') {
+      throw new ArgumentError('argv must hold at least the program name');
+    }
+    this.argv = argv;
+    this.#processGroup = options.processGroup ?? false;
+    this.#killTimeout = options.killTimeout ?? DEFAULT_KILL_TIMEOUT;
+    this.#child = this.#spawn(options);
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  #spawn(options: LocalChannelOptions): ChildProcess | null {
+    const [program, ...args] = this.argv as [string, ...string[]];
+    let child: ChildProcess;
+    try {
+      child = spawn(program, args, {
+        cwd: options.cwd,
+        env: options.env,
+        detached: this.#processGroup,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+    } catch (error) {
+      // Invalid arguments (a NUL byte, say) throw synchronously; report them like any exec failure.
+      queueMicrotask(() => this.#failExec(error));
+      return null;
+    }
+    child.on('error', (error) => {
+      // 'error' before a pid means the program never started; afterwards it is a failed kill, ignored.
+      if (child.pid === undefined) this.#failExec(error);
+    });
+    if (child.pid === undefined) return child;
+    child.stdin!.on('error', () => {
+      // The program closed its stdin (EPIPE): the rest of the input is dropped, as sockexec does.
+      this.#stdinOpen = false;
+    });
+    child.stdin!.on('drain', () => this.emit('drain'));
+    for (const [stream, type] of [
+      [child.stdout!, 'stdout'],
+      [child.stderr!, 'stderr'],
+    ] as const) {
+      stream.on('data', (data: Buffer) => this.emitOutput(type, data));
+      stream.on('error', () => {});
+      stream.on('close', () => {
+        this.#openStreams--;
+        this.#maybeFinish();
+      });
+    }
+    child.on('exit', (code, signal) => {
+      this.#reaped = signal ? killedBy(wireSignalName(signal)) : exitedWith(code ?? 0);
+      this.#maybeFinish();
+    });
+    return child;
+  }
+
+  #failExec(error: unknown): void {
+    const code = (error as NodeJS.ErrnoException).code;
+    const program = this.argv[0]!;
+    const [exitCode, reason] =
+      code === 'ENOENT'
+        ? [127, 'command not found']
+        : code === 'EACCES'
+          ? [126, 'permission denied']
+          : code === 'ERR_INVALID_ARG_VALUE'
+            ? [126, 'invalid argument (an argument contains a NUL byte)']
+            : [126, `cannot execute (${code ?? String(error)})`];
+    this.#child?.stdout?.destroy();
+    this.#child?.stderr?.destroy();
+    this.#child?.stdin?.destroy();
+    this.emitOutput('stderr', Buffer.from(`procsock: ${printable(program)}: ${reason}\n`));
+    this.emitExit(exitedWith(exitCode));
+    this.emitClose();
+  }
+
+  /** Done means the program exited and both of its output pipes closed, as in Node's 'close'. */
+  #maybeFinish(): void {
+    if (this.#reaped === null || this.#openStreams > 0) return;
+    this.#clearKillTimer();
+    this.emitExit(this.#reaped);
+    this.emitClose();
+  }
+
+  write(data: Buffer | string): boolean {
+    const stdin = this.#child?.stdin;
+    if (!stdin || !this.#stdinOpen || stdin.writableEnded || data.length === 0) return true;
+    return stdin.write(data);
+  }
+
+  end(): void {
+    const stdin = this.#child?.stdin;
+    if (stdin && !stdin.writableEnded) stdin.end();
+  }
+
+  pause(): void {
+    this.#child?.stdout?.pause();
+    this.#child?.stderr?.pause();
+  }
+
+  resume(): void {
+    this.#child?.stdout?.resume();
+    this.#child?.stderr?.resume();
+  }
+
+  /** Sends a signal to the program (to its group when it has one). */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    const pid = this.#child?.pid;
+    if (pid === undefined || this.closed) return;
+    try {
+      if (this.#processGroup) process.kill(-pid, signal);
+      else if (this.#reaped === null) this.#child!.kill(signal);
+    } catch {
+      // ESRCH: already gone.
+    }
+  }
+
+  /**
+   * TERM now; KILL after the kill timeout if the program has not finished. Output still
+   * flows, so the caller learns how the program ended. If only inherited pipes keep the
+   * channel open (a grandchild holds them), they are closed when the timeout expires.
+   */
+  terminate(): void {
+    if (this.closed || this.#killTimer) return;
+    this.kill('SIGTERM');
+    this.#killTimer = setTimeout(() => {
+      this.kill('SIGKILL');
+      if (this.#reaped !== null) {
+        this.#child?.stdout?.destroy();
+        this.#child?.stderr?.destroy();
+      }
+    }, this.#killTimeout);
+  }
+
+  protected destroyResources(): void {
+    this.#child?.stdin?.destroy();
+    // Keep draining the pipes so a dying program does not block on a full one.
+    this.resume();
+    this.terminate();
+  }
+
+  #clearKillTimer(): void {
+    if (this.#killTimer) clearTimeout(this.#killTimer);
+    this.#killTimer = null;
+  }
+}
+
+function printable(text: string): string {
+  return text.replace(
+    /[\0-\x1f\x7f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}

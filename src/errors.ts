@@ -1,0 +1,131 @@
+/**
+ * Every error procsock throws or rejects with is a `ProcsockError` carrying a stable `code`.
+ * Match on `code`: messages may be reworded, codes never change.
+ *
+ * | code                      | class            | when                                                   |
+ * |---------------------------|------------------|--------------------------------------------------------|
+ * | PROCSOCK_ARGUMENT         | ArgumentError    | a call got an invalid argument (empty argv, bad option) |
+ * | PROCSOCK_STATE            | StateError       | a call made in the wrong state (args twice, after close) |
+ * | PROCSOCK_PROTOCOL         | ProtocolError    | the peer broke the wire protocol (malformed netstring)   |
+ * | PROCSOCK_LIMIT            | LimitError       | the peer exceeded a configured limit                     |
+ * | PROCSOCK_CONNECT          | ConnectError     | cannot connect to the daemon socket                      |
+ * | PROCSOCK_CLOSED           | ClosedError      | the connection ended before the program's exit arrived   |
+ * | PROCSOCK_TIMEOUT          | TimeoutError     | no data within the timeout (and the timeout is fatal)    |
+ * | PROCSOCK_ABORTED          | AbortError       | the caller's AbortSignal fired                           |
+ * | PROCSOCK_SOCKET_PATH      | SocketPathError  | the daemon cannot use its socket path                    |
+ * | PROCSOCK_SHELL_TIMEOUT    | ShellTimeoutError| a shell command did not finish in time; shell killed     |
+ * | PROCSOCK_SHELL_CRASH      | ShellCrashError  | the shell exited non-zero or by a signal                 |
+ * | PROCSOCK_SHELL_EXIT       | ShellExitError   | the shell exited zero without being asked to             |
+ */
+
+export type ProcsockErrorCode =
+  | 'PROCSOCK_ARGUMENT'
+  | 'PROCSOCK_STATE'
+  | 'PROCSOCK_PROTOCOL'
+  | 'PROCSOCK_LIMIT'
+  | 'PROCSOCK_CONNECT'
+  | 'PROCSOCK_CLOSED'
+  | 'PROCSOCK_TIMEOUT'
+  | 'PROCSOCK_ABORTED'
+  | 'PROCSOCK_SOCKET_PATH'
+  | 'PROCSOCK_SHELL_TIMEOUT'
+  | 'PROCSOCK_SHELL_CRASH'
+  | 'PROCSOCK_SHELL_EXIT';
+
+export abstract class ProcsockError extends Error {
+  abstract readonly code: ProcsockErrorCode;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+export class ArgumentError extends ProcsockError {
+  readonly code = 'PROCSOCK_ARGUMENT' as const;
+}
+
+export class StateError extends ProcsockError {
+  readonly code = 'PROCSOCK_STATE' as const;
+}
+
+export class ProtocolError extends ProcsockError {
+  readonly code = 'PROCSOCK_PROTOCOL' as const;
+}
+
+/** What limit was exceeded: the name of the option that sets it. */
+export class LimitError extends ProcsockError {
+  readonly code = 'PROCSOCK_LIMIT' as const;
+  constructor(
+    message: string,
+    readonly limit: string,
+  ) {
+    super(message);
+  }
+}
+
+/** `reason` is the system error code (ENOENT: no socket file, ECONNREFUSED: nobody listening, EACCES…). */
+export class ConnectError extends ProcsockError {
+  readonly code = 'PROCSOCK_CONNECT' as const;
+  constructor(
+    message: string,
+    readonly path: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export class ClosedError extends ProcsockError {
+  readonly code = 'PROCSOCK_CLOSED' as const;
+}
+
+export class TimeoutError extends ProcsockError {
+  readonly code = 'PROCSOCK_TIMEOUT' as const;
+  constructor(
+    message: string,
+    readonly timeout: number,
+  ) {
+    super(message);
+  }
+}
+
+export class AbortError extends ProcsockError {
+  readonly code = 'PROCSOCK_ABORTED' as const;
+}
+
+export class SocketPathError extends ProcsockError {
+  readonly code = 'PROCSOCK_SOCKET_PATH' as const;
+  constructor(
+    message: string,
+    readonly path: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export class ShellTimeoutError extends ProcsockError {
+  readonly code = 'PROCSOCK_SHELL_TIMEOUT' as const;
+}
+
+export class ShellCrashError extends ProcsockError {
+  readonly code = 'PROCSOCK_SHELL_CRASH' as const;
+}
+
+export class ShellExitError extends ProcsockError {
+  readonly code = 'PROCSOCK_SHELL_EXIT' as const;
+}
+
+/** Turns a non-Error thrown value or an unknown Error into something printable, for logs. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? `${error.message} (${code})` : error.message;
+  }
+  return String(error);
+}

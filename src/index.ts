@@ -1,0 +1,35 @@
+/**
+ * procsock: run programs without a shell — locally or through a sockexec-compatible
+ * daemon — and script long-lived shells. This is the whole public surface.
+ */
+
+// Process channel
+export { ProcessChannel, type ProcessChannelEvents } from './channel/channel.js';
+export { LocalChannel, type LocalChannelOptions } from './channel/local.js';
+export { connectToDaemon, SocketChannel } from './channel/socket.js';
+// Errors
+export {
+  AbortError,
+  ArgumentError,
+  ClosedError,
+  ConnectError,
+  LimitError,
+  ProcsockError,
+  type ProcsockErrorCode,
+  ProtocolError,
+  ShellCrashError,
+  ShellExitError,
+  ShellTimeoutError,
+  SocketPathError,
+  StateError,
+  TimeoutError,
+} from './errors.js';
+export { encodeNetstring, NetstringDecoder } from './protocol/netstring.js';
+// Protocol
+export type { ExitStatus, OutputChunk, OutputType } from './protocol/reply.js';
+
+// Server (daemon)
+
+// Client
+
+// Shell

@@ -1,0 +1,166 @@
+/**
+ * The client → server half of the sockexec protocol:
+ *
+ *   argc            one netstring, decimal, ≥ 1
+ *   argv[0..argc)   argc netstrings; argv[0] is the program
+ *   stdin data*     netstrings written to the program's stdin in order
+ *   terminator      the empty netstring `0:,` — closes the program's stdin
+ *
+ * `RequestDecoder` parses it incrementally for the server and enforces the limits that
+ * keep a hostile client from making the daemon allocate; `encodeArgs`/`encodeStdin` write it.
+ */
+import { LimitError, ProtocolError } from '../errors.js';
+import { encodeNetstring, NetstringDecoder, netstringParts } from './netstring.js';
+
+export interface RequestLimits {
+  /** Most arguments (argv[0] included) one request may announce. */
+  maxArgs: number;
+  /** Longest single argument, in bytes (Linux refuses more than 128 KiB per argument). */
+  maxArgLength: number;
+  /** Most bytes of all arguments together. */
+  maxArgBytes: number;
+  /** Longest announced stdin netstring. Stdin is streamed, never buffered whole. */
+  maxDataLength: number;
+}
+
+export const DEFAULT_REQUEST_LIMITS: Readonly<RequestLimits> = Object.freeze({
+  maxArgs: 65_536,
+  maxArgLength: 131_072,
+  maxArgBytes: 2 * 1024 * 1024,
+  maxDataLength: 1024 * 1024 * 1024,
+});
+
+export interface RequestHandler {
+  /** All arguments have arrived: start the program. */
+  onArgs(argv: Buffer[]): void;
+  /** A piece of stdin data, never empty, in order. */
+  onStdin(data: Buffer): void;
+  /** The terminator arrived: close the program's stdin. Nothing after it is parsed. */
+  onStdinEnd(): void;
+}
+
+export type RequestPhase = 'argc' | 'argv' | 'stdin' | 'done';
+
+/** Longest argc netstring: the digits of the largest count any sane limit allows. */
+const MAX_ARGC_DIGITS = 10;
+
+export class RequestDecoder {
+  readonly #handler: RequestHandler;
+  readonly #limits: RequestLimits;
+  readonly #decoder: NetstringDecoder;
+  #phase: RequestPhase = 'argc';
+  #argc = 0;
+  #argv: Buffer[] = [];
+  #argBytes = 0;
+  #pieces: Buffer[] = [];
+  #stdinPieceSeen = false;
+
+  constructor(handler: RequestHandler, limits: Partial<RequestLimits> = {}) {
+    this.#handler = handler;
+    this.#limits = { ...DEFAULT_REQUEST_LIMITS, ...limits };
+    this.#decoder = new NetstringDecoder((piece, last) => this.#onPiece(piece, last), {
+      maxLength: MAX_ARGC_DIGITS,
+    });
+  }
+
+  get phase(): RequestPhase {
+    return this.#phase;
+  }
+
+  /** True when the input so far ends on a netstring boundary. */
+  get atBoundary(): boolean {
+    return this.#decoder.atBoundary;
+  }
+
+  /** Feeds client bytes; throws `ProtocolError`/`LimitError` on a violation. Input after the terminator is ignored. */
+  push(chunk: Buffer): void {
+    if (this.#phase !== 'done') this.#decoder.push(chunk);
+  }
+
+  #onPiece(piece: Buffer, last: boolean): void {
+    switch (this.#phase) {
+      case 'argc':
+        this.#collect(piece);
+        if (last) this.#startArgv(this.#take().toString('latin1'));
+        return;
+      case 'argv':
+        this.#argBytes += piece.length;
+        if (this.#argBytes > this.#limits.maxArgBytes) {
+          throw new LimitError(
+            `arguments exceed the limit of ${this.#limits.maxArgBytes} bytes in all`,
+            'maxArgBytes',
+          );
+        }
+        this.#collect(piece);
+        if (last) this.#addArg(this.#take());
+        return;
+      case 'stdin':
+        if (piece.length > 0) {
+          this.#stdinPieceSeen = true;
+          this.#handler.onStdin(piece);
+        }
+        if (last) {
+          if (!this.#stdinPieceSeen) {
+            this.#phase = 'done';
+            this.#handler.onStdinEnd();
+          }
+          this.#stdinPieceSeen = false;
+        }
+        return;
+      case 'done':
+        return;
+    }
+  }
+
+  #startArgv(text: string): void {
+    if (!/^[1-9][0-9]*$/.test(text)) {
+      throw new ProtocolError(
+        `bad argument count ${JSON.stringify(text)}: expected a decimal number ≥ 1`,
+      );
+    }
+    const argc = Number(text);
+    if (argc > this.#limits.maxArgs) {
+      throw new LimitError(
+        `argument count ${argc} exceeds the limit of ${this.#limits.maxArgs}`,
+        'maxArgs',
+      );
+    }
+    this.#argc = argc;
+    this.#phase = 'argv';
+    this.#decoder.maxLength = this.#limits.maxArgLength;
+  }
+
+  #addArg(arg: Buffer): void {
+    this.#argv.push(arg);
+    if (this.#argv.length < this.#argc) return;
+    const argv = this.#argv;
+    this.#argv = [];
+    this.#phase = 'stdin';
+    this.#decoder.maxLength = this.#limits.maxDataLength;
+    this.#handler.onArgs(argv);
+  }
+
+  #collect(piece: Buffer): void {
+    if (piece.length > 0) this.#pieces.push(piece);
+  }
+
+  #take(): Buffer {
+    const pieces = this.#pieces;
+    this.#pieces = [];
+    // Pieces are views into socket chunks; copy so an argument never pins a 64 KiB chunk.
+    return pieces.length === 1 ? Buffer.from(pieces[0]!) : Buffer.concat(pieces);
+  }
+}
+
+/** argc and argv as netstrings, in one buffer. */
+export function encodeArgs(argv: readonly (string | Buffer)[]): Buffer {
+  return Buffer.concat([encodeNetstring(String(argv.length)), ...argv.map(encodeNetstring)]);
+}
+
+/** One stdin netstring as buffers to write in order. An empty chunk encodes to nothing: `0:,` would close stdin. */
+export function encodeStdin(data: Buffer): Buffer[] {
+  return data.length === 0 ? [] : netstringParts(data);
+}
+
+/** The terminator: closes the program's stdin. */
+export const STDIN_END: Buffer = encodeNetstring('');
