@@ -1,0 +1,49 @@
+/**
+ * The audit log: one JSON object per line and per connection, on stderr or appended to a
+ * file, so it can be shipped and queried as it is. `-d` keeps its own human-readable log.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface AuditRecord {
+  /** ISO 8601 time the connection was accepted. */
+  time: string;
+  /** The connecting process, where the OS tells it (SO_PEERCRED); null otherwise. */
+  peer: PeerCredentials | null;
+  argv: string[];
+  /** pid of the program, null when it did not start. */
+  pid: number | null;
+  /** How it ended: exit code, signal name, or why it never ran or was cut short. */
+  exitCode: number | null;
+  termSignal: string | null;
+  refused: string | null;
+  error: string | null;
+  durationMs: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface AuditLog {
+  write(record: AuditRecord): void;
+  close(): Promise<void>;
+}
+
+/** `'-'` writes to stderr; any other string is a file opened for appending. */
+export function openAuditLog(target: string): AuditLog {
+  if (target === '-') {
+    return {
+      write: (record) => process.stderr.write(`${JSON.stringify(record)}\n`),
+      close: async () => {},
+    };
+  }
+  const stream: WriteStream = createWriteStream(target, { flags: 'a', mode: 0o640 });
+  return {
+    write: (record) => stream.write(`${JSON.stringify(record)}\n`),
+    close: () => new Promise((resolve) => stream.end(resolve)),
+  };
+}

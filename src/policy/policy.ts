@@ -1,0 +1,156 @@
+/**
+ * Who may run what through the daemon. sockexec's only protection is the socket's mode:
+ * whoever can connect runs anything as the daemon's user with its whole environment. A
+ * `Policy` narrows that — programs, environment, working directory, limits, identity —
+ * and with no policy options at all it is exactly sockexec's behaviour.
+ */
+
+import { printable } from '../util/printable.js';
+import { buildEnvironment, type EnvironmentRule } from './environment.js';
+import { type Identity, resolveIdentity } from './identity.js';
+import { checkProgram, findProgram, ProgramAllowList } from './program.js';
+
+/** Resource limits applied in the child before exec (soft = hard). */
+export interface ResourceLimits {
+  /** RLIMIT_CPU, seconds of CPU time. */
+  cpuSeconds?: number;
+  /** RLIMIT_AS, bytes of address space. */
+  addressSpace?: number;
+  /** RLIMIT_NOFILE, open descriptors. */
+  openFiles?: number;
+  /** RLIMIT_NPROC, processes of the user. */
+  processes?: number;
+}
+
+export interface PolicyOptions {
+  /** Allowed programs: absolute paths of executables or of directories. Absent: any program. */
+  allow?: string[];
+  /** PATH used to find argv[0] (default: the daemon's PATH). */
+  path?: string;
+  /** Environment passed to programs: 'all' (default), 'none', or variable names. */
+  envPass?: 'all' | 'none' | string[];
+  /** Variables set for every program. */
+  envSet?: Record<string, string>;
+  /** Working directory of programs (default: the daemon's). */
+  cwd?: string;
+  /** Most bytes of output per connection; then the program is stopped (TERM, KILL after the grace). */
+  maxOutputBytes?: number;
+  /** Most bytes of stdin per connection; then the program is stopped. */
+  maxStdinBytes?: number;
+  /** OS resource limits for each program. */
+  rlimits?: ResourceLimits;
+  /** Run programs as this user (name or uid). */
+  user?: string | number;
+  /** … and group (name or gid; default: the user's primary group). */
+  group?: string | number;
+  /** Allow running programs as root when the daemon is root and no user is set. */
+  allowRoot?: boolean;
+  /** Audit log: '-' for stderr, or a file to append JSON lines to. */
+  audit?: string;
+}
+
+/** How to start one program, as decided by the policy. */
+export interface LaunchPlan {
+  /** The file to execute (a real path when an allow-list applies), or undefined for a PATH lookup. */
+  file: string | undefined;
+  argv: string[];
+  env: Record<string, string> | undefined;
+  cwd: string | undefined;
+  identity: Identity | undefined;
+  rlimits: ResourceLimits | undefined;
+}
+
+export interface Refusal {
+  refused: true;
+  /** One line for the client's stderr, already prefixed with `procsock: PROG: `. */
+  message: string;
+  exitCode: 126 | 127;
+}
+
+export class PolicyError extends Error {}
+
+export class Policy {
+  readonly options: Readonly<PolicyOptions>;
+  readonly #allowList: ProgramAllowList | undefined;
+  readonly #env: EnvironmentRule | undefined;
+  readonly #identity: Identity | undefined;
+
+  /** Validates the options; throws `PolicyError` with a message fit for the command line. */
+  constructor(options: PolicyOptions = {}, runningAsRoot = process.getuid?.() === 0) {
+    this.options = Object.freeze({ ...options });
+    try {
+      this.#allowList = options.allow ? new ProgramAllowList(options.allow) : undefined;
+      this.#identity =
+        options.user !== undefined ? resolveIdentity(options.user, options.group) : undefined;
+    } catch (error) {
+      throw new PolicyError((error as Error).message);
+    }
+    if (options.group !== undefined && options.user === undefined) {
+      throw new PolicyError('a group was given without a user; give --user too');
+    }
+    if (runningAsRoot && !options.allowRoot && (!this.#identity || this.#identity.uid === 0)) {
+      throw new PolicyError(
+        'refusing to run programs as root: give --user NAME (and optionally --group), or --allow-root if you really mean it',
+      );
+    }
+    if (!runningAsRoot && this.#identity && this.#identity.uid !== process.getuid?.()) {
+      throw new PolicyError('--user needs the daemon to run as root');
+    }
+    const envPass = options.envPass ?? 'all';
+    const envSet = options.envSet ?? {};
+    this.#env =
+      envPass === 'all' && Object.keys(envSet).length === 0
+        ? undefined
+        : { pass: envPass, set: envSet };
+    for (const [name, value] of [
+      ['maxOutputBytes', options.maxOutputBytes],
+      ['maxStdinBytes', options.maxStdinBytes],
+      ...Object.entries(options.rlimits ?? {}),
+    ] as const) {
+      if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+        throw new PolicyError(`${name} must be a whole number ≥ 0, not ${value}`);
+      }
+    }
+  }
+
+  /** True when the policy changes nothing: sockexec's behaviour. */
+  get isOpen(): boolean {
+    const o = this.options;
+    return (
+      !this.#allowList &&
+      !this.#env &&
+      !this.#identity &&
+      o.cwd === undefined &&
+      o.path === undefined &&
+      o.rlimits === undefined
+    );
+  }
+
+  /** Decides how argv runs, or refuses it. */
+  plan(argv: string[], daemonEnv: NodeJS.ProcessEnv = process.env): LaunchPlan | Refusal {
+    const program = argv[0] ?? '';
+    const cwd = this.options.cwd;
+    const env = this.#env ? buildEnvironment(daemonEnv, this.#env) : undefined;
+    const searchPath = this.options.path ?? daemonEnv.PATH ?? '/usr/bin:/bin';
+    const refuse = (reason: string, exitCode: 126 | 127): Refusal => ({
+      refused: true,
+      message: `procsock: ${printable(program)}: ${reason}\n`,
+      exitCode,
+    });
+    let file: string | undefined;
+    if (this.#allowList) {
+      const decision = checkProgram(program, this.#allowList, searchPath, cwd ?? process.cwd());
+      if (!decision.allowed) return refuse(decision.reason, decision.exitCode);
+      file = decision.path;
+    } else if (this.options.path !== undefined) {
+      // Look up with the policy's PATH here, so the program's own environment does not decide.
+      file = findProgram(program, searchPath, cwd ?? process.cwd());
+      if (file === undefined) return refuse('command not found', 127);
+    }
+    return { file, argv, env, cwd, identity: this.#identity, rlimits: this.options.rlimits };
+  }
+}
+
+export function isRefusal(plan: LaunchPlan | Refusal): plan is Refusal {
+  return 'refused' in plan;
+}
