@@ -29,6 +29,7 @@ export { encodeNetstring, NetstringDecoder } from './protocol/netstring.js';
 export type { ExitStatus, OutputChunk, OutputType } from './protocol/reply.js';
 
 // Server (daemon)
+export { type ServeOptions, Server, type ServerState, serve } from './server/index.js';
 
 // Client
 

@@ -1,0 +1,286 @@
+/**
+ * One client connection of the daemon: the request (argc, argv, stdin) is parsed as it
+ * arrives, the program runs in a `LocalChannel`, and its output and exit go back as reply
+ * pairs. Flow control is end to end: a full program stdin pauses the socket, a full
+ * socket pauses the program's pipes.
+ *
+ *              args complete                 exit written,
+ *   reading ─────────────────► running ─────────────────────► replying ──flushed──► closed
+ *      │                          │                               │                   ▲
+ *      │ EOF, error, violation,   │ EOF, error, violation:        │ client gone,      │
+ *      │ deadline, shutdown       │ channel.destroy()             │ deadline          │
+ *      │                          ▼                               │                   │
+ *      │                      abandoned ──program reaped──────────┼───────────────────┤
+ *      └──────────────────────────────────────────────────────────┴───────────────────┘
+ *
+ * `closed` settles once the socket is closed and the program (if one was started) has
+ * been reaped with its pipes closed: nothing the connection opened is left behind.
+ * The deadline (and shutdown) only TERMs the program, KILL following after the kill
+ * timeout, so the client still learns how it ended; a client that will not take its reply
+ * is dropped `killTimeout` after that.
+ */
+import type { Socket } from 'node:net';
+import { LocalChannel } from '../channel/local.js';
+import { describeError } from '../errors.js';
+import { type ExitStatus, encodeExit, encodeOutput, type OutputChunk } from '../protocol/reply.js';
+import { RequestDecoder } from '../protocol/request.js';
+import type { ResolvedServeOptions } from './options.js';
+
+export type ConnectionState = 'reading' | 'running' | 'replying' | 'abandoned' | 'closed';
+
+export class Connection {
+  readonly id: number;
+  readonly closed: Promise<void>;
+  readonly #socket: Socket;
+  readonly #options: ResolvedServeOptions;
+  readonly #decoder: RequestDecoder;
+  #state: ConnectionState = 'reading';
+  #channel: LocalChannel | null = null;
+  #stdinBlocked = false;
+  #socketClosed = false;
+  #finished = false;
+  #deadlineTimer: NodeJS.Timeout | null = null;
+  #dropTimer: NodeJS.Timeout | null = null;
+  #resolveClosed!: () => void;
+
+  constructor(socket: Socket, id: number, options: ResolvedServeOptions) {
+    this.#socket = socket;
+    this.id = id;
+    this.#options = options;
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    this.#decoder = new RequestDecoder(
+      {
+        onArgs: (argv) => this.#startProgram(argv),
+        onStdin: (data) => this.#writeStdin(data),
+        onStdinEnd: () => this.#channel?.end(),
+      },
+      options.limits,
+    );
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The running program's pid, if it has one. */
+  get pid(): number | undefined {
+    return this.#channel?.pid;
+  }
+
+  /** Starts serving: reads the request, starts the deadline. Call once. */
+  start(): void {
+    const socket = this.#socket;
+    socket.on('data', (chunk: Buffer) => this.#guard(() => this.#onData(chunk)));
+    socket.on('end', () => this.#guard(() => this.#onClientGone('the client closed its end')));
+    socket.on('error', (error) =>
+      this.#guard(() => this.#onClientGone(`socket error: ${describeError(error)}`)),
+    );
+    socket.on('drain', () => this.#channel?.resume());
+    socket.on('close', () => {
+      this.#socketClosed = true;
+      this.#maybeClosed();
+    });
+    if (this.#options.timeout > 0) {
+      this.#deadlineTimer = setTimeout(
+        () => this.#guard(() => this.#onDeadline()),
+        this.#options.timeout,
+      );
+    }
+    socket.resume();
+  }
+
+  /**
+   * Server shutdown: a program gets TERM (KILL after the kill timeout) and its client the
+   * reply; a client still sending its request is closed at once.
+   */
+  shutdown(): void {
+    this.#guard(() => {
+      if (this.#state === 'reading') {
+        this.#log('closing: the daemon is shutting down');
+        this.#socket.destroy();
+      } else if (this.#state === 'running') {
+        this.#terminate('the daemon is shutting down');
+      }
+      this.#dropAfter(this.#options.killTimeout);
+    });
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#state !== 'reading' && this.#state !== 'running') return;
+    try {
+      this.#decoder.push(chunk);
+    } catch (error) {
+      this.#abandon(`protocol violation: ${describeError(error)}`);
+    }
+  }
+
+  #startProgram(argvBytes: Buffer[]): void {
+    const argv = argvBytes.map((arg) => arg.toString('utf8'));
+    if (argv[0] === '') {
+      // No program to look up: answer as a shell would for a name it cannot find.
+      this.#log('request with an empty program name');
+      this.#state = 'running';
+      this.#onOutput({ type: 'stderr', data: Buffer.from('procsock: empty program name\n') });
+      this.#onExit({ exitCode: 127, termSignal: null });
+      return;
+    }
+    const channel = new LocalChannel(argv, {
+      processGroup: this.#options.processGroup,
+      killTimeout: this.#options.killTimeout,
+    });
+    this.#channel = channel;
+    this.#state = 'running';
+    channel.on('output', (chunk) => this.#guard(() => this.#onOutput(chunk)));
+    channel.on('drain', () => this.#guard(() => this.#onStdinDrain()));
+    channel.on('exit', (status) => this.#guard(() => this.#onExit(status)));
+    channel.on('close', () => {
+      this.#log(`program ${channel.pid ?? '(not started)'} reaped`);
+      this.#maybeClosed();
+    });
+    this.#log(`spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(argv)}`);
+  }
+
+  #writeStdin(data: Buffer): void {
+    const channel = this.#channel;
+    if (channel === null || this.#state !== 'running') return;
+    if (!channel.write(data) && !this.#stdinBlocked) {
+      this.#stdinBlocked = true;
+      this.#socket.pause();
+    }
+  }
+
+  #onStdinDrain(): void {
+    if (!this.#stdinBlocked) return;
+    this.#stdinBlocked = false;
+    if (this.#state === 'running') this.#socket.resume();
+  }
+
+  #onOutput(chunk: OutputChunk): void {
+    if (this.#state !== 'running') return;
+    let more = true;
+    for (const part of encodeOutput(chunk.type, chunk.data)) more = this.#socket.write(part);
+    if (!more) this.#channel?.pause();
+  }
+
+  #onExit(status: ExitStatus): void {
+    if (this.#state !== 'running') return;
+    this.#state = 'replying';
+    this.#log(
+      status.termSignal === null
+        ? `program ${this.pid ?? ''} exited with ${status.exitCode}`
+        : `program ${this.pid ?? ''} killed by ${status.termSignal}`,
+    );
+    // Keep reading (and discarding) so the client's late stdin or EOF is noticed.
+    this.#socket.resume();
+    this.#socket.end(encodeExit(status), () => this.#socket.destroy());
+  }
+
+  #onClientGone(why: string): void {
+    switch (this.#state) {
+      case 'reading':
+        if (this.#decoder.phase === 'argc' && this.#decoder.atBoundary) {
+          this.#log(`${why} before sending a request`);
+        } else {
+          this.#log(`protocol violation: ${why} in the middle of the request`);
+        }
+        this.#state = 'closed';
+        this.#socket.destroy();
+        return;
+      case 'running':
+        this.#abandon(why);
+        return;
+      case 'replying':
+        this.#log(`${why} before taking the whole reply`);
+        this.#socket.destroy();
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Drops the client; a running program gets TERM, then KILL after the kill timeout. */
+  #abandon(why: string): void {
+    this.#log(`closing: ${why}`);
+    const channel = this.#channel;
+    this.#state = channel && !channel.closed ? 'abandoned' : 'closed';
+    this.#socket.destroy();
+    if (channel && !channel.closed) {
+      this.#log(
+        `sending TERM to pid ${channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
+      );
+      channel.destroy();
+    }
+  }
+
+  #onDeadline(): void {
+    this.#deadlineTimer = null;
+    switch (this.#state) {
+      case 'reading':
+        this.#abandon('the deadline passed before the request was complete');
+        return;
+      case 'running':
+        this.#terminate('the deadline passed');
+        this.#dropAfter(2 * this.#options.killTimeout);
+        return;
+      case 'replying':
+        this.#abandon('the deadline passed before the client took the reply');
+        return;
+      default:
+        return;
+    }
+  }
+
+  #terminate(why: string): void {
+    const channel = this.#channel;
+    if (channel === null || channel.closed) return;
+    this.#log(
+      `${why}: sending TERM to pid ${channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
+    );
+    channel.terminate();
+  }
+
+  /** A last resort for clients that do not take their reply: drop them after `ms`. */
+  #dropAfter(ms: number): void {
+    if (this.#dropTimer || this.#finished) return;
+    this.#dropTimer = setTimeout(() => {
+      this.#dropTimer = null;
+      this.#guard(() => {
+        if (this.#state === 'closed' || this.#state === 'abandoned') return;
+        this.#abandon('the client did not take its reply in time');
+      });
+    }, ms);
+  }
+
+  #maybeClosed(): void {
+    if (this.#finished || !this.#socketClosed) return;
+    if (this.#channel !== null && !this.#channel.closed) return;
+    if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
+    if (this.#dropTimer) clearTimeout(this.#dropTimer);
+    this.#deadlineTimer = null;
+    this.#dropTimer = null;
+    this.#finished = true;
+    this.#state = 'closed';
+    this.#log('closed');
+    this.#resolveClosed();
+  }
+
+  /** A bug in one connection must not take the daemon down: log it and drop that connection. */
+  #guard(action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      this.#log(`internal error, dropping the connection: ${describeError(error)}`);
+      try {
+        this.#abandon('internal error');
+      } catch {
+        this.#socket.destroy();
+      }
+    }
+  }
+
+  #log(message: string): void {
+    this.#options.log?.(`connection ${this.id}: ${message}`);
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The daemon's options: defaults (those of sockexec 3.1.1, in milliseconds here) and the
+ * one place where they are validated and normalised.
+ */
+import { ArgumentError } from '../errors.js';
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../protocol/request.js';
+
+export interface ServeOptions {
+  /** Path of the Unix socket to listen on. Required. */
+  path: string;
+  /** Permissions of the socket file, applied with no window of wider ones. Default 0o660. */
+  mode?: number;
+  /**
+   * Listen backlog, and the most clients held waiting for a free slot while
+   * `maxConnections` are being served. Default 100.
+   */
+  backlog?: number;
+  /** Most connections served at once; more wait in the queue. Default 100. */
+  maxConnections?: number;
+  /**
+   * Per-connection deadline in ms, counted from when the connection is served (0 = none).
+   * At the deadline the program gets TERM, and KILL `killTimeout` ms later. Default 60000.
+   */
+  timeout?: number;
+  /** Milliseconds between TERM and KILL. Default 10000. */
+  killTimeout?: number;
+  /** Start each program in its own process group and signal the whole group. Default false. */
+  processGroup?: boolean;
+  /** Limits on each request (argc, argument length, netstring length). */
+  limits?: Partial<RequestLimits>;
+  /** Debug log sink, one line per call (accept, spawn, signals, exit, violations). Default none. */
+  log?: (line: string) => void;
+}
+
+export interface ResolvedServeOptions {
+  readonly path: string;
+  readonly mode: number;
+  readonly backlog: number;
+  readonly maxConnections: number;
+  readonly timeout: number;
+  readonly killTimeout: number;
+  readonly processGroup: boolean;
+  readonly limits: Readonly<RequestLimits>;
+  readonly log: ((line: string) => void) | null;
+}
+
+export const SERVE_DEFAULTS = Object.freeze({
+  mode: 0o660,
+  backlog: 100,
+  maxConnections: 100,
+  timeout: 60_000,
+  killTimeout: 10_000,
+  processGroup: false,
+});
+
+/** Largest delay a Node timer accepts (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Fills in defaults; throws `ArgumentError` naming the bad option. */
+export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new ArgumentError('serve() needs an options object with at least { path }');
+  }
+  const { path } = options;
+  if (typeof path !== 'string' || path === '') {
+    throw new ArgumentError('serve(): path must be a non-empty string (the socket path)');
+  }
+  if (path.includes('\0')) throw new ArgumentError('serve(): path must not contain a NUL byte');
+  const mode = options.mode ?? SERVE_DEFAULTS.mode;
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
+    throw new ArgumentError(`serve(): mode must be an integer from 0 to 0o777, got ${mode}`);
+  }
+  const limits = { ...DEFAULT_REQUEST_LIMITS, ...options.limits };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new ArgumentError(`serve(): limits.${name} must be a positive integer, got ${value}`);
+    }
+  }
+  const log = options.log ?? null;
+  if (log !== null && typeof log !== 'function') {
+    throw new ArgumentError('serve(): log must be a function taking one line of text');
+  }
+  return {
+    path,
+    mode,
+    backlog: integer('backlog', options.backlog ?? SERVE_DEFAULTS.backlog, 1, 2 ** 31 - 1),
+    maxConnections: integer(
+      'maxConnections',
+      options.maxConnections ?? SERVE_DEFAULTS.maxConnections,
+      1,
+      2 ** 31 - 1,
+    ),
+    timeout: integer('timeout', options.timeout ?? SERVE_DEFAULTS.timeout, 0, MAX_TIMER_MS),
+    killTimeout: integer(
+      'killTimeout',
+      options.killTimeout ?? SERVE_DEFAULTS.killTimeout,
+      1,
+      MAX_TIMER_MS,
+    ),
+    processGroup: Boolean(options.processGroup ?? SERVE_DEFAULTS.processGroup),
+    limits: Object.freeze(limits),
+    log,
+  };
+}
+
+function integer(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ArgumentError(
+      `serve(): ${name} must be an integer from ${min} to ${max}, got ${value}`,
+    );
+  }
+  return value;
+}

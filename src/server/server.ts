@@ -1,0 +1,143 @@
+/**
+ * The daemon: listens on a Unix socket and serves each client with a `Connection`.
+ *
+ * At most `maxConnections` clients are served at once. Further clients are accepted and
+ * held, unread, in a queue of at most `backlog`; each starts (and its deadline starts)
+ * when a slot frees. Beyond that bound a client is closed at once (logged).
+ *
+ *   starting ──listening──► listening ──close()──► closing ──all reaped──► closed
+ *
+ * `close()` stops accepting, closes queued clients, TERMs every program (KILL after the
+ * kill timeout), waits until every program is reaped and every socket closed, and removes
+ * the socket file. It is idempotent and returns the same promise every time.
+ */
+import type { Stats } from 'node:fs';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { describeError } from '../errors.js';
+import { Connection } from './connection.js';
+import { type ResolvedServeOptions, resolveServeOptions, type ServeOptions } from './options.js';
+import { listenOnPath, octal, prepareSocketPath, removeSocketFile } from './socket-path.js';
+
+export type ServerState = 'starting' | 'listening' | 'closing' | 'closed';
+
+export class Server {
+  readonly path: string;
+  readonly options: ResolvedServeOptions;
+  readonly #net: NetServer;
+  readonly #active = new Set<Connection>();
+  readonly #queue = new Set<Socket>();
+  #state: ServerState = 'starting';
+  #socketFile: Stats | null = null;
+  #nextId = 1;
+  #closing: Promise<void> | null = null;
+
+  /** Use `serve()`: it validates the options and resolves once listening. */
+  constructor(options: ResolvedServeOptions) {
+    this.options = options;
+    this.path = options.path;
+    this.#net = createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    this.#net.on('connection', (socket) => this.#onConnection(socket));
+    this.#net.on('error', (error) => this.#log(`listening socket error: ${describeError(error)}`));
+  }
+
+  get state(): ServerState {
+    return this.#state;
+  }
+
+  /** Connections being served now (each counts until its program is reaped). */
+  get connections(): number {
+    return this.#active.size;
+  }
+
+  /** Clients accepted and waiting for a free slot. */
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  /** Binds the socket path (see socket-path.ts) and starts accepting. */
+  async listen(): Promise<void> {
+    const { path, mode, backlog } = this.options;
+    await prepareSocketPath(path);
+    this.#socketFile = await listenOnPath(this.#net, path, mode, backlog);
+    this.#state = 'listening';
+    this.#log(
+      `listening on ${path} (mode ${octal(mode)}, max ${this.options.maxConnections} connections, queue ${backlog})`,
+    );
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#state = 'closing';
+    this.#log(`shutting down: ${this.#active.size} connections, ${this.#queue.size} waiting`);
+    const stopped = new Promise<void>((resolve) => {
+      if (!this.#net.listening) resolve();
+      else this.#net.close(() => resolve());
+    });
+    for (const socket of this.#queue) socket.destroy();
+    this.#queue.clear();
+    const connections = [...this.#active];
+    for (const connection of connections) connection.shutdown();
+    await Promise.all([stopped, ...connections.map((connection) => connection.closed)]);
+    if (this.#socketFile) removeSocketFile(this.path, this.#socketFile);
+    this.#state = 'closed';
+    this.#log('closed');
+  }
+
+  #onConnection(socket: Socket): void {
+    socket.on('error', () => {
+      // Until a Connection owns it, a failing socket is just closed (see the 'close' below).
+    });
+    if (this.#state !== 'listening') {
+      socket.destroy();
+      return;
+    }
+    if (this.#active.size < this.options.maxConnections) {
+      this.#serve(socket);
+    } else if (this.#queue.size < this.options.backlog) {
+      this.#queue.add(socket);
+      socket.once('close', () => this.#queue.delete(socket));
+      this.#log(
+        `all ${this.options.maxConnections} slots busy: client waits (${this.#queue.size} waiting)`,
+      );
+    } else {
+      this.#log(`all slots busy and ${this.#queue.size} clients waiting: closing a new client`);
+      socket.destroy();
+    }
+  }
+
+  #serve(socket: Socket): void {
+    const connection = new Connection(socket, this.#nextId++, this.options);
+    this.#active.add(connection);
+    this.#log(`connection ${connection.id}: accepted (${this.#active.size} active)`);
+    void connection.closed.then(() => {
+      this.#active.delete(connection);
+      this.#serveNext();
+    });
+    connection.start();
+  }
+
+  #serveNext(): void {
+    if (this.#state !== 'listening') return;
+    for (const socket of this.#queue) {
+      if (this.#active.size >= this.options.maxConnections) return;
+      this.#queue.delete(socket);
+      if (socket.destroyed) continue;
+      this.#serve(socket);
+    }
+  }
+
+  #log(line: string): void {
+    this.options.log?.(line);
+  }
+}
+
+/** Starts a daemon on `options.path`; resolves once it is listening. */
+export async function serve(options: ServeOptions): Promise<Server> {
+  const server = new Server(resolveServeOptions(options));
+  await server.listen();
+  return server;
+}
