@@ -77,6 +77,8 @@ export class LocalChannel extends ProcessChannel {
     child.stdin!.on('error', () => {
       // The program closed its stdin (EPIPE): the rest of the input is dropped, as sockexec does.
       this.#stdinOpen = false;
+      // A writer waiting for 'drain' would wait forever: release it (later writes are dropped).
+      this.emit('drain');
     });
     child.stdin!.on('drain', () => this.emit('drain'));
     for (const [stream, type] of [
