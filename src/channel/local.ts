@@ -5,11 +5,17 @@
  * that cannot be started: a `stderr` line and exit 127 (not found) or 126 (cannot run),
  * as shells do.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { ArgumentError } from '../errors.js';
 import { type ExitStatus, exitedWith, killedBy } from '../protocol/reply.js';
 import { wireSignalName } from '../protocol/signals.js';
 import { ProcessChannel } from './channel.js';
+import { resolveSpawnBackend, type SpawnBackendChoice, type SpawnedChild } from './spawn/index.js';
+
+export {
+  type SpawnBackendChoice,
+  type SpawnBackendName,
+  spawnBackendInUse,
+} from './spawn/index.js';
 
 export interface LocalChannelOptions {
   /** Working directory of the program (default: this process's). */
@@ -23,6 +29,12 @@ export interface LocalChannelOptions {
   processGroup?: boolean;
   /** Milliseconds between TERM and KILL when the program is stopped. Default 5000. */
   killTimeout?: number;
+  /**
+   * How the program is started: `'native'` (the addon built at install: much cheaper
+   * spawns), `'child_process'` (Node's spawn), or `'auto'`: native when built. Default: the
+   * `PROCSOCK_SPAWN` environment variable, else `'auto'`.
+   */
+  spawnBackend?: SpawnBackendChoice;
 }
 
 export const DEFAULT_KILL_TIMEOUT = 5000;
@@ -30,7 +42,7 @@ export const DEFAULT_KILL_TIMEOUT = 5000;
 export class LocalChannel extends ProcessChannel {
   readonly kind = 'local' as const;
   readonly argv: readonly string[];
-  readonly #child: ChildProcess | null;
+  readonly #child: SpawnedChild | null;
   readonly #processGroup: boolean;
   readonly #killTimeout: number;
   #openStreams = 2;
@@ -54,15 +66,15 @@ export class LocalChannel extends ProcessChannel {
     return this.#child?.pid;
   }
 
-  #spawn(options: LocalChannelOptions): ChildProcess | null {
-    const [program, ...args] = this.argv as [string, ...string[]];
-    let child: ChildProcess;
+  #spawn(options: LocalChannelOptions): SpawnedChild | null {
+    const backend = resolveSpawnBackend(options.spawnBackend);
+    let child: SpawnedChild;
     try {
-      child = spawn(program, args, {
+      child = backend.spawn({
+        argv: this.argv,
         cwd: options.cwd,
         env: options.env,
-        detached: this.#processGroup,
-        stdio: ['pipe', 'pipe', 'pipe'],
+        processGroup: this.#processGroup,
       });
     } catch (error) {
       // Invalid arguments (a NUL byte, say) throw synchronously; report them like any exec failure.

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "procsock_spawn",
+      "sources": ["native/spawn.c"],
+      "cflags": ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

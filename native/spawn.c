@@ -1,0 +1,602 @@
+/*
+ * procsock_spawn: start a program without copying the Node process.
+ *
+ * Node's child_process forks: the kernel copies the page tables of the whole (large) Node
+ * process, synchronously on the event loop. Here the child shares the parent's memory
+ * (clone with CLONE_VM | CLONE_VFORK, as glibc's posix_spawn does) and runs a few system
+ * calls on a small stack of its own before it execs, so a spawn costs about as much as in C.
+ *
+ * What the child gets, as libuv gives it: fresh pipes on 0, 1, 2 and no other descriptor;
+ * every signal disposition reset to default (SIGPIPE included) and an empty signal mask;
+ * optionally its own process group, working directory, resource limits, group and user;
+ * then argv[0] is looked up in the PATH of the child's environment (execvpe semantics,
+ * including running a script without #! through /bin/sh).
+ *
+ * An exec failure is known when spawn() returns: the child writes errno into memory it
+ * shares with the parent, which the kernel keeps suspended until the child execs or exits.
+ *
+ * Exit is learnt without blocking: a pidfd watched by the event loop (Linux >= 5.3), or,
+ * where pidfd_open is missing, SIGCHLD through libuv. Either way only our own pids are
+ * reaped (waitpid(pid), never waitpid(-1)), so child_process's children are left alone.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+#define FLAG_PROCESS_GROUP 1
+#define FLAG_SET_UID 2
+#define FLAG_SET_GID 4
+
+#define CHILD_STACK_SIZE (64 * 1024)
+#define MAX_RLIMITS 16
+
+extern char **environ;
+
+/* ---- per-environment state ---------------------------------------------------------- */
+
+typedef struct child child_t;
+
+typedef struct {
+  napi_env env;
+  uv_loop_t *loop;
+  napi_ref on_exit;          /* JS function (pid, code, signal) */
+  napi_ref resource;         /* async resource object for the callbacks */
+  napi_async_context async;
+  int use_pidfd;
+  uv_signal_t sigchld;       /* only when pidfds are not available */
+  int sigchld_started;
+  child_t *children;         /* live (unreaped) children, a doubly linked list */
+  int sigchld_live;          /* how many of them wait for SIGCHLD (no pidfd) */
+} addon_t;
+
+struct child {
+  uv_poll_t poll; /* first: the handle's address is the child's */
+  addon_t *addon;
+  pid_t pid;
+  int pidfd;
+  child_t *prev, *next;
+};
+
+static void list_add(addon_t *a, child_t *c) {
+  c->prev = NULL;
+  c->next = a->children;
+  if (a->children) a->children->prev = c;
+  a->children = c;
+}
+
+static void list_remove(addon_t *a, child_t *c) {
+  if (c->prev) c->prev->next = c->next;
+  else a->children = c->next;
+  if (c->next) c->next->prev = c->prev;
+}
+
+/* ---- the child, between clone and exec ---------------------------------------------- */
+
+typedef struct {
+  int resource;
+  struct rlimit limit;
+} rlimit_spec;
+
+typedef struct {
+  char *const *argv;
+  char *const *envp;
+  const char *cwd;
+  int flags;
+  uid_t uid;
+  gid_t gid;
+  rlimit_spec rlimits[MAX_RLIMITS];
+  int rlimit_count;
+  int fds[3];          /* the child's ends: stdin (read), stdout, stderr (write) */
+  char **candidates;   /* the paths to try, in PATH order */
+  int candidate_count;
+  char **script_argv;  /* /bin/sh, <slot>, argv[1..], NULL — for ENOEXEC */
+  volatile int error;  /* written by the child, read by the parent after it resumes */
+} spawn_plan;
+
+static int child_main(void *arg) {
+  spawn_plan *plan = arg;
+  int fds[3];
+  int i;
+  int saw_eacces = 0;
+  int error = ENOENT;
+  struct sigaction dfl;
+  sigset_t empty;
+
+  /* The parent's handlers must never run here (they would run on shared memory). */
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (i = 1; i < 32; i++) {
+    if (i == SIGKILL || i == SIGSTOP) continue;
+    sigaction(i, &dfl, NULL);
+  }
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, NULL);
+
+  if ((plan->flags & FLAG_PROCESS_GROUP) && setpgid(0, 0) != 0) goto fail;
+
+  /* Move our ends above 2 first, so no dup2 below overwrites one still to be used. */
+  for (i = 0; i < 3; i++) {
+    fds[i] = plan->fds[i];
+    if (fds[i] < 3 && (fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0) goto fail;
+  }
+  for (i = 0; i < 3; i++) {
+    if (dup2(fds[i], i) < 0) goto fail;
+  }
+  /* Inherit nothing but 0, 1, 2, even descriptors someone opened without O_CLOEXEC. */
+  syscall(SYS_close_range, 3U, ~0U, 0U);
+
+  if (plan->cwd && chdir(plan->cwd) != 0) goto fail;
+  for (i = 0; i < plan->rlimit_count; i++) {
+    if (setrlimit(plan->rlimits[i].resource, &plan->rlimits[i].limit) != 0) goto fail;
+  }
+  /* Raw system calls: glibc's wrappers would try to change the parent's other threads too. */
+  if (plan->flags & (FLAG_SET_UID | FLAG_SET_GID)) syscall(SYS_setgroups, 0, NULL);
+  if ((plan->flags & FLAG_SET_GID) && syscall(SYS_setgid, plan->gid) != 0) goto fail;
+  if ((plan->flags & FLAG_SET_UID) && syscall(SYS_setuid, plan->uid) != 0) goto fail;
+
+  for (i = 0; i < plan->candidate_count; i++) {
+    execve(plan->candidates[i], plan->argv, plan->envp);
+    if (errno == ENOEXEC) {
+      plan->script_argv[1] = plan->candidates[i];
+      execve("/bin/sh", plan->script_argv, plan->envp);
+      errno = ENOEXEC; /* as glibc: report the script, not the shell */
+      error = errno;
+      break;
+    }
+    switch (errno) {
+      case EACCES:
+        saw_eacces = 1;
+        /* fall through */
+      case ENOENT:
+      case ESTALE:
+      case ENOTDIR:
+      case ENODEV:
+      case ETIMEDOUT:
+        error = errno;
+        continue;
+      default:
+        error = errno;
+        i = plan->candidate_count;
+        break;
+    }
+  }
+  plan->error = saw_eacces && error != ENOEXEC ? EACCES : error;
+  _exit(127);
+
+fail:
+  plan->error = errno ? errno : EINVAL;
+  _exit(127);
+}
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+/* Splits a string of NUL-separated parts into a NULL-terminated array pointing into it. */
+static char **split_parts(char *text, size_t length, size_t count) {
+  char **parts = malloc((count + 1) * sizeof(char *));
+  size_t i = 0;
+  char *p = text;
+  if (!parts) return NULL;
+  while (i < count && p <= text + length) {
+    parts[i++] = p;
+    p += strlen(p) + 1;
+  }
+  parts[i] = NULL;
+  return parts;
+}
+
+static char *get_string(napi_env env, napi_value value, size_t *length) {
+  size_t len = 0;
+  char *text;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &len) != napi_ok) return NULL;
+  text = malloc(len + 1);
+  if (!text) return NULL;
+  napi_get_value_string_utf8(env, value, text, len + 1, &len);
+  if (length) *length = len;
+  return text;
+}
+
+static const char *path_of(char *const *envp) {
+  for (; *envp; envp++) {
+    if (strncmp(*envp, "PATH=", 5) == 0) return *envp + 5;
+  }
+  return NULL;
+}
+
+/* The paths execvpe would try for `file`, built here because the child may not allocate. */
+static char **exec_candidates(const char *file, char *const *envp, int *count) {
+  const char *path;
+  const char *p;
+  size_t file_len = strlen(file);
+  size_t total;
+  int n = 1;
+  char **list;
+  char *out;
+
+  if (strchr(file, '/')) {
+    list = malloc(sizeof(char *) + file_len + 1);
+    if (!list) return NULL;
+    list[0] = (char *)(list + 1);
+    memcpy(list[0], file, file_len + 1);
+    *count = 1;
+    return list;
+  }
+  path = path_of(envp);
+  if (!path) path = "/bin:/usr/bin"; /* glibc's default (confstr _CS_PATH) */
+  for (p = path; *p; p++) n += *p == ':';
+  total = strlen(path) + (size_t)n * (file_len + 3);
+  list = malloc((size_t)n * sizeof(char *) + total);
+  if (!list) return NULL;
+  out = (char *)(list + n);
+  *count = 0;
+  if (*file == '\0') return list; /* nothing to try: ENOENT */
+  for (p = path;;) {
+    const char *end = strchrnul(p, ':');
+    list[(*count)++] = out;
+    if (end == p) *out++ = '.'; /* an empty entry is the working directory */
+    else {
+      memcpy(out, p, (size_t)(end - p));
+      out += end - p;
+    }
+    *out++ = '/';
+    memcpy(out, file, file_len + 1);
+    out += file_len + 1;
+    if (*end == '\0') break;
+    p = end + 1;
+  }
+  return list;
+}
+
+/* ---- exit notification ----------------------------------------------------------------- */
+
+static void call_on_exit(addon_t *a, pid_t pid, int status, int reaped) {
+  napi_env env = a->env;
+  napi_handle_scope scope;
+  napi_value fn, recv, args[3], result;
+  int code = -1, signal = 0;
+
+  if (reaped) {
+    if (WIFEXITED(status)) code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) signal = WTERMSIG(status);
+  }
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_get_reference_value(env, a->on_exit, &fn);
+  napi_get_reference_value(env, a->resource, &recv);
+  napi_create_int32(env, pid, &args[0]);
+  napi_create_int32(env, code, &args[1]);
+  napi_create_int32(env, signal, &args[2]);
+  if (napi_make_callback(env, a->async, recv, fn, 3, args, &result) == napi_pending_exception) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void free_child(uv_handle_t *handle) {
+  child_t *c = (child_t *)handle;
+  if (c->pidfd >= 0) close(c->pidfd);
+  free(c);
+}
+
+/* Reaps `c` if it has exited; returns 1 when it is gone (and `c` freed or being freed). */
+static int try_reap(child_t *c) {
+  addon_t *a = c->addon;
+  int status = 0;
+  pid_t r;
+  do r = waitpid(c->pid, &status, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) return 0;
+  list_remove(a, c);
+  {
+    pid_t pid = c->pid;
+    if (c->pidfd >= 0) {
+      uv_close((uv_handle_t *)&c->poll, free_child);
+    } else {
+      if (--a->sigchld_live == 0) uv_unref((uv_handle_t *)&a->sigchld);
+      free(c);
+    }
+    /* r < 0 (ECHILD) means someone else reaped it: report an unknown status. */
+    call_on_exit(a, pid, status, r > 0);
+  }
+  return 1;
+}
+
+static void on_pidfd_readable(uv_poll_t *handle, int status, int events) {
+  (void)status;
+  (void)events;
+  try_reap((child_t *)handle);
+}
+
+static void on_sigchld(uv_signal_t *handle, int signum) {
+  addon_t *a = handle->data;
+  child_t *c = a->children;
+  (void)signum;
+  while (c) {
+    child_t *next = c->next;
+    if (c->pidfd < 0) try_reap(c);
+    c = next;
+  }
+}
+
+static void watch_sigchld(addon_t *a) {
+  if (a->sigchld_started) return;
+  uv_signal_init(a->loop, &a->sigchld);
+  a->sigchld.data = a;
+  uv_signal_start(&a->sigchld, on_sigchld, SIGCHLD);
+  uv_unref((uv_handle_t *)&a->sigchld);
+  a->sigchld_started = 1;
+}
+
+/* ---- spawn ----------------------------------------------------------------------------- */
+
+/*
+ * spawn(fileAndArgv: string (file, then argv; NUL-separated), argc: number, env: string (NUL-separated) | null,
+ *       envCount: number, cwd: string | null, flags: number, uid: number, gid: number,
+ *       rlimits: number[] | null (resource, soft, hard triples; -1 = unlimited),
+ *       out: Int32Array(4)) → errno (0: started; out = pid, stdin, stdout, stderr fds)
+ */
+static napi_value js_spawn(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value args[10], result;
+  addon_t *a;
+  spawn_plan plan;
+  char *argv_text = NULL, *env_text = NULL, *cwd = NULL;
+  char **file_and_argv = NULL, **argv = NULL, **envp = NULL, **candidates = NULL, **script_argv = NULL;
+  size_t argv_len = 0, env_len = 0;
+  uint32_t arg_count = 0, env_count = 0;
+  int32_t flags = 0, uid = -1, gid = -1;
+  int32_t *out = NULL;
+  size_t out_length = 0;
+  napi_typedarray_type out_type;
+  napi_valuetype type;
+  int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+  int error = 0, i;
+  pid_t pid = -1;
+  sigset_t all, old;
+  static __thread char *stack = NULL;
+
+  napi_get_instance_data(env, (void **)&a);
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 10) {
+    napi_throw_type_error(env, NULL, "spawn: expected 10 arguments");
+    return NULL;
+  }
+  memset(&plan, 0, sizeof plan);
+  napi_get_value_uint32(env, args[1], &arg_count);
+  napi_get_value_uint32(env, args[3], &env_count);
+  napi_get_value_int32(env, args[5], &flags);
+  napi_get_value_int32(env, args[6], &uid);
+  napi_get_value_int32(env, args[7], &gid);
+  napi_get_typedarray_info(env, args[9], &out_type, &out_length, (void **)&out, NULL, NULL);
+  if (!out || out_type != napi_int32_array || out_length < 4 || arg_count == 0) {
+    napi_throw_type_error(env, NULL, "spawn: bad arguments");
+    return NULL;
+  }
+
+  /* args[0] holds the file to execute, then argv */
+  argv_text = get_string(env, args[0], &argv_len);
+  file_and_argv = argv_text ? split_parts(argv_text, argv_len, arg_count + 1) : NULL;
+  argv = file_and_argv ? file_and_argv + 1 : NULL;
+  napi_typeof(env, args[2], &type);
+  if (type == napi_string) {
+    env_text = get_string(env, args[2], &env_len);
+    envp = env_text ? split_parts(env_text, env_len, env_count) : NULL;
+    if (!envp) error = ENOMEM;
+  }
+  napi_typeof(env, args[4], &type);
+  if (type == napi_string && !(cwd = get_string(env, args[4], NULL))) error = ENOMEM;
+  if (!argv) error = ENOMEM;
+  if (error) {
+    goto done;
+  }
+  plan.argv = argv;
+  plan.envp = envp ? envp : environ;
+  plan.cwd = cwd;
+  plan.flags = flags;
+  plan.uid = (uid_t)uid;
+  plan.gid = (gid_t)gid;
+
+  napi_typeof(env, args[8], &type);
+  if (type == napi_object) {
+    uint32_t length = 0;
+    napi_get_array_length(env, args[8], &length);
+    for (i = 0; i + 2 < (int)length && plan.rlimit_count < MAX_RLIMITS; i += 3) {
+      napi_value v;
+      double resource, soft, hard;
+      napi_get_element(env, args[8], (uint32_t)i, &v);
+      napi_get_value_double(env, v, &resource);
+      napi_get_element(env, args[8], (uint32_t)i + 1, &v);
+      napi_get_value_double(env, v, &soft);
+      napi_get_element(env, args[8], (uint32_t)i + 2, &v);
+      napi_get_value_double(env, v, &hard);
+      plan.rlimits[plan.rlimit_count].resource = (int)resource;
+      plan.rlimits[plan.rlimit_count].limit.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;
+      plan.rlimits[plan.rlimit_count].limit.rlim_max = hard < 0 ? RLIM_INFINITY : (rlim_t)hard;
+      plan.rlimit_count++;
+    }
+  }
+
+  candidates = exec_candidates(file_and_argv[0], plan.envp, &plan.candidate_count);
+  script_argv = malloc((arg_count + 2) * sizeof(char *));
+  if (!candidates || !script_argv) {
+    error = ENOMEM;
+    goto done;
+  }
+  script_argv[0] = "/bin/sh";
+  script_argv[1] = NULL;
+  memcpy(script_argv + 2, argv + 1, arg_count * sizeof(char *)); /* argv[1..] and NULL */
+  plan.candidates = candidates;
+  plan.script_argv = script_argv;
+
+  for (i = 0; i < 3; i++) {
+    if (pipe2(pipes[i], O_CLOEXEC) != 0) {
+      error = errno;
+      goto done;
+    }
+  }
+  plan.fds[0] = pipes[0][0]; /* the child reads stdin */
+  plan.fds[1] = pipes[1][1];
+  plan.fds[2] = pipes[2][1];
+
+  if (!stack && !(stack = malloc(CHILD_STACK_SIZE))) {
+    error = ENOMEM;
+    goto done;
+  }
+  /* No handler of ours may run in the child before it has reset them all. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid = clone(child_main, stack + CHILD_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  if (pid < 0) error = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(pipes[0][0]);
+  close(pipes[1][1]);
+  close(pipes[2][1]);
+  pipes[0][0] = pipes[1][1] = pipes[2][1] = -1;
+  if (pid < 0) goto done;
+
+  if (plan.error) {
+    /* The child has exited (or is about to): reap it now, it is ours alone. */
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    error = plan.error;
+    goto done;
+  }
+
+  {
+    child_t *c = calloc(1, sizeof *c);
+    if (!c) {
+      /* A child we could not track would become a zombie: stop it now and say why. */
+      int status;
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      error = ENOMEM;
+      goto done;
+    }
+    c->addon = a;
+    c->pid = pid;
+    c->pidfd = a->use_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    if (c->pidfd >= 0 && uv_poll_init(a->loop, &c->poll, c->pidfd) == 0) {
+      uv_poll_start(&c->poll, UV_READABLE, on_pidfd_readable);
+    } else {
+      /* No pidfd (old kernel, or out of descriptors): learn of its exit from SIGCHLD. */
+      if (c->pidfd >= 0) close(c->pidfd);
+      c->pidfd = -1;
+      watch_sigchld(a);
+      if (a->sigchld_live++ == 0) uv_ref((uv_handle_t *)&a->sigchld);
+    }
+    list_add(a, c);
+  }
+  out[0] = pid;
+  out[1] = pipes[0][1];
+  out[2] = pipes[1][0];
+  out[3] = pipes[2][0];
+  pipes[0][1] = pipes[1][0] = pipes[2][0] = -1; /* now owned by JS */
+
+done:
+  for (i = 0; i < 3; i++) {
+    if (pipes[i][0] >= 0) close(pipes[i][0]);
+    if (pipes[i][1] >= 0) close(pipes[i][1]);
+  }
+  free(script_argv);
+  free(candidates);
+  free(file_and_argv);
+  free(envp);
+  free(argv_text);
+  free(env_text);
+  free(cwd);
+  napi_create_int32(env, error, &result);
+  return result;
+}
+
+/* ---- module ---------------------------------------------------------------------------- */
+
+static void cleanup(void *data) {
+  addon_t *a = data;
+  child_t *c = a->children;
+  /* The environment is going away: stop watching; the children are left to their fate. */
+  while (c) {
+    child_t *next = c->next;
+    list_remove(a, c);
+    if (c->pidfd >= 0) uv_close((uv_handle_t *)&c->poll, free_child);
+    else free(c);
+    c = next;
+  }
+  if (a->sigchld_started) uv_close((uv_handle_t *)&a->sigchld, NULL);
+}
+
+static void finalize(napi_env env, void *data, void *hint) {
+  addon_t *a = data;
+  (void)hint;
+  napi_delete_reference(env, a->on_exit);
+  napi_delete_reference(env, a->resource);
+  napi_async_destroy(env, a->async);
+  /* the sigchld handle may still be closing: leak `a` rather than free it under libuv */
+}
+
+/* init(onExit: (pid, code, signal) => void, usePidfd: boolean) → 'pidfd' | 'sigchld' */
+static napi_value js_init(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], resource, name, result;
+  addon_t *a;
+  bool want_pidfd = true;
+  napi_get_instance_data(env, (void **)&a);
+  if (a) {
+    napi_throw_error(env, NULL, "procsock_spawn: init called twice");
+    return NULL;
+  }
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc >= 2) napi_get_value_bool(env, args[1], &want_pidfd);
+  a = calloc(1, sizeof *a);
+  a->env = env;
+  napi_get_uv_event_loop(env, &a->loop);
+  napi_create_reference(env, args[0], 1, &a->on_exit);
+  napi_create_object(env, &resource);
+  napi_create_reference(env, resource, 1, &a->resource);
+  napi_create_string_utf8(env, "procsock:spawn", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, resource, name, &a->async);
+
+  a->use_pidfd = 0;
+  if (want_pidfd) {
+    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (fd >= 0) {
+      close(fd);
+      a->use_pidfd = 1;
+    }
+  }
+  /* Watch SIGCHLD from the start when it is the only way, so no exit is missed. */
+  if (!a->use_pidfd) watch_sigchld(a);
+  napi_set_instance_data(env, a, finalize, NULL);
+  napi_add_env_cleanup_hook(env, cleanup, a);
+  napi_create_string_utf8(env, a->use_pidfd ? "pidfd" : "sigchld", NAPI_AUTO_LENGTH, &result);
+  return result;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+      {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
+      {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, 2, props);
+  return exports;
+}

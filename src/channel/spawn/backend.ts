@@ -1,0 +1,73 @@
+/**
+ * How a program is started: the one seam between `LocalChannel` and the operating system.
+ *
+ * Two backends start programs the same way and report the same things:
+ * - `native`: a small N-API addon (`native/spawn.c`) that starts the child without copying
+ *   the Node process (clone with CLONE_VM | CLONE_VFORK) and learns of its exit from a
+ *   pidfd, so a spawn costs a fraction of child_process's and barely blocks the event loop;
+ * - `child_process`: Node's own `child_process.spawn`, used when the addon is not built.
+ *
+ * Choose with the `spawnBackend` option or the `PROCSOCK_SPAWN` environment variable
+ * (`auto` | `native` | `child_process`); `auto` (the default) takes `native` when it loaded.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+export type SpawnBackendName = 'native' | 'child_process';
+export type SpawnBackendChoice = 'auto' | SpawnBackendName;
+export const SPAWN_BACKEND_CHOICES: readonly SpawnBackendChoice[] = [
+  'auto',
+  'native',
+  'child_process',
+];
+
+/** Resource limits applied in the child before exec (soft = hard = the value). */
+export interface SpawnLimits {
+  /** RLIMIT_CPU, seconds of CPU time. */
+  cpuSeconds?: number;
+  /** RLIMIT_AS, bytes of address space. */
+  addressSpace?: number;
+  /** RLIMIT_NOFILE, open descriptors. */
+  openFiles?: number;
+  /** RLIMIT_NPROC, processes of the user. */
+  processes?: number;
+}
+
+export interface SpawnRequest {
+  /** argv[0] is the program, looked up in the PATH of `env` unless it holds a `/`. */
+  argv: readonly string[];
+  /** The file to execute instead of looking argv[0] up (argv[0] is still passed as given). */
+  file?: string;
+  cwd?: string;
+  /** Default: this process's environment. */
+  env?: NodeJS.ProcessEnv;
+  /** Start the child in a process group of its own (setpgid(0, 0)). */
+  processGroup: boolean;
+  /** Run as this user / group (the supplementary groups are dropped). Needs privilege. */
+  uid?: number;
+  gid?: number;
+  /** Native backend only. */
+  rlimits?: SpawnLimits;
+}
+
+/**
+ * A started (or failed) child, shaped like the part of Node's `ChildProcess` that
+ * `LocalChannel` uses, so `child_process` children serve as they are.
+ * A child that could not be started has no `pid` and emits `'error'` (with the errno
+ * `code`: ENOENT, EACCES…) on the next tick, and nothing else.
+ */
+export interface SpawnedChild {
+  readonly pid?: number | undefined;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  /** Signals the child itself (not its group) while it is not yet reaped. */
+  kill(signal?: NodeJS.Signals): boolean;
+  on(event: 'error', listener: (error: Error) => void): this;
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+}
+
+export interface SpawnBackend {
+  readonly name: SpawnBackendName;
+  /** Throws only for invalid arguments (code ERR_INVALID_ARG_VALUE: a NUL byte). */
+  spawn(request: SpawnRequest): SpawnedChild;
+}

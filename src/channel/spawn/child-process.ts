@@ -1,0 +1,25 @@
+/** The `child_process` backend: Node's own spawn (a fork of the whole Node process). */
+import { spawn } from 'node:child_process';
+import { ArgumentError } from '../../errors.js';
+import type { SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
+
+export const childProcessBackend: SpawnBackend = {
+  name: 'child_process',
+  spawn(request: SpawnRequest): SpawnedChild {
+    if (request.rlimits && Object.keys(request.rlimits).length > 0) {
+      throw new ArgumentError(
+        'resource limits need the native spawn backend (build it with npm rebuild procsock)',
+      );
+    }
+    const [program, ...args] = request.argv as [string, ...string[]];
+    return spawn(request.file ?? program, args, {
+      argv0: program,
+      cwd: request.cwd,
+      env: request.env,
+      detached: request.processGroup,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      uid: request.uid,
+      gid: request.gid,
+    });
+  },
+};
