@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * The `procsock` command: `procsock <subcommand> [args…]`. Each subcommand lives in
+ * `src/cli/<name>.ts` and exports `main(args, version) → Promise<exit status>`; it is
+ * loaded only when used, so `procsock serve` does not load the client or the shell.
+ */
+import { readFileSync } from 'node:fs';
+
+type SubcommandMain = (args: string[], version: string) => Promise<number>;
+
+/** Subcommands, with their one-line summary for `procsock --help`. */
+const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<SubcommandMain> }> = {
+  serve: {
+    summary: 'run the sockexec-compatible process daemon on a Unix socket',
+    load: async () => (await import('./serve.js')).main,
+  },
+  // `run` and `shell` are added here, each as `{ summary, load }` for src/cli/<name>.ts.
+};
+
+const EXIT_USAGE = 100;
+
+function version(): string {
+  // src/cli/main.ts and dist/cli/main.js both sit two levels below package.json.
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  return String(pkg.version);
+}
+
+function help(): string {
+  const width = Math.max(...Object.keys(SUBCOMMANDS).map((name) => name.length));
+  const lines = Object.entries(SUBCOMMANDS).map(
+    ([name, { summary }]) => `  ${name.padEnd(width)}  ${summary}`,
+  );
+  return [
+    'usage: procsock <command> [options]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'procsock <command> --help   options of one command',
+    'procsock -v, --version      print the version',
+  ].join('\n');
+}
+
+async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === '-v' || name === '--version') {
+    process.stdout.write(`procsock ${version()}\n`);
+    return 0;
+  }
+  if (name === '-h' || name === '--help') {
+    process.stdout.write(`${help()}\n`);
+    return 0;
+  }
+  const subcommand = name === undefined ? undefined : SUBCOMMANDS[name];
+  if (subcommand === undefined || !Object.hasOwn(SUBCOMMANDS, name!)) {
+    process.stderr.write(
+      `procsock: ${name === undefined ? 'missing command' : `unknown command ${JSON.stringify(name)}`} (try: procsock --help)\n`,
+    );
+    return EXIT_USAGE;
+  }
+  return (await subcommand.load())(rest, version());
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,184 @@
+/**
+ * `procsock serve`: the daemon's command line, flag for flag that of sockexec 3.1.1
+ * (times in seconds here), plus long options for procsock's extras.
+ *
+ * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 100 for a usage error,
+ * 111 when the daemon cannot start (socket path in use, no permission…).
+ */
+import { parseArgs } from 'node:util';
+import { describeError } from '../errors.js';
+import { DEFAULT_REQUEST_LIMITS } from '../protocol/request.js';
+import { SERVE_DEFAULTS, type ServeOptions, serve } from '../server/index.js';
+
+export const EXIT_USAGE = 100;
+export const EXIT_FATAL = 111;
+
+export const SERVE_USAGE =
+  'usage: procsock serve [-v] [-d] [-q queue] [-M mode] [-m max_connections] [-t timeout] [-k kill_timeout] SOCKET_PATH';
+
+export const SERVE_HELP = `${SERVE_USAGE}
+
+Runs a sockexec-compatible process daemon on the Unix socket SOCKET_PATH: for each
+connection it starts the program named by the argv the client sends (never through a
+shell), streams stdin to it and its stdout/stderr/exit back.
+
+  -v, --version                 print the version and exit
+  -d, --debug                   log what the daemon does to stderr (accept, spawn, signals, exit)
+  -q, --queue N                 listen backlog, and most clients kept waiting while all
+                                connections are busy (default ${SERVE_DEFAULTS.backlog})
+  -M, --mode MODE               socket file permissions, octal (default 0${SERVE_DEFAULTS.mode.toString(8)})
+  -m, --max-connections N       most connections served at once; more wait (default ${SERVE_DEFAULTS.maxConnections})
+  -t, --timeout SECONDS         deadline per connection, from when it is served; 0 = none
+                                (default ${SERVE_DEFAULTS.timeout / 1000}); the program then gets TERM
+  -k, --kill-timeout SECONDS    seconds between TERM and KILL, at least 1 (default ${SERVE_DEFAULTS.killTimeout / 1000})
+      --kill-group              start each program in its own process group and signal the
+                                whole group, so what it starts dies with it
+      --max-args N              most arguments per request (default ${DEFAULT_REQUEST_LIMITS.maxArgs})
+      --max-arg-length BYTES    longest single argument (default ${DEFAULT_REQUEST_LIMITS.maxArgLength})
+      --max-arg-bytes BYTES     most bytes of all arguments together (default ${DEFAULT_REQUEST_LIMITS.maxArgBytes})
+      --max-data-length BYTES   longest stdin netstring (default ${DEFAULT_REQUEST_LIMITS.maxDataLength})
+  -h, --help                    print this help and exit
+
+Exit status: 0 after SIGTERM/SIGINT (clean shutdown), ${EXIT_USAGE} usage error, ${EXIT_FATAL} cannot start.`;
+
+export class UsageError extends Error {}
+
+export type ServeCommand =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'serve'; options: ServeOptions; debug: boolean };
+
+/** Parses `serve`'s arguments; throws `UsageError` with a one-line reason. */
+export function parseServeArgs(args: string[]): ServeCommand {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(args);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      positionals.length === 0 ? 'missing SOCKET_PATH' : 'too many arguments: one SOCKET_PATH',
+    );
+  }
+  const path = positionals[0]!;
+  if (path === '') throw new UsageError('SOCKET_PATH must not be empty');
+  const limits: NonNullable<ServeOptions['limits']> = {};
+  if (values['max-args'] !== undefined) limits.maxArgs = count('--max-args', values['max-args']);
+  if (values['max-arg-length'] !== undefined) {
+    limits.maxArgLength = count('--max-arg-length', values['max-arg-length']);
+  }
+  if (values['max-arg-bytes'] !== undefined) {
+    limits.maxArgBytes = count('--max-arg-bytes', values['max-arg-bytes']);
+  }
+  if (values['max-data-length'] !== undefined) {
+    limits.maxDataLength = count('--max-data-length', values['max-data-length']);
+  }
+  const options: ServeOptions = { path, limits, processGroup: values['kill-group'] ?? false };
+  if (values.queue !== undefined) options.backlog = count('-q', values.queue);
+  if (values['max-connections'] !== undefined) {
+    options.maxConnections = count('-m', values['max-connections']);
+  }
+  if (values.mode !== undefined) {
+    if (!/^[0-7]{1,4}$/.test(values.mode) || Number.parseInt(values.mode, 8) > 0o777) {
+      throw new UsageError(`-M: expected octal permissions from 0 to 0777, got ${values.mode}`);
+    }
+    options.mode = Number.parseInt(values.mode, 8);
+  }
+  if (values.timeout !== undefined) options.timeout = seconds('-t', values.timeout, 0);
+  if (values['kill-timeout'] !== undefined) {
+    options.killTimeout = seconds('-k', values['kill-timeout'], 1);
+  }
+  return { kind: 'serve', options, debug: values.debug ?? false };
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      version: { type: 'boolean', short: 'v' },
+      debug: { type: 'boolean', short: 'd' },
+      queue: { type: 'string', short: 'q' },
+      mode: { type: 'string', short: 'M' },
+      'max-connections': { type: 'string', short: 'm' },
+      timeout: { type: 'string', short: 't' },
+      'kill-timeout': { type: 'string', short: 'k' },
+      'kill-group': { type: 'boolean' },
+      'max-args': { type: 'string' },
+      'max-arg-length': { type: 'string' },
+      'max-arg-bytes': { type: 'string' },
+      'max-data-length': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+function count(flag: string, text: string): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
+    throw new UsageError(`${flag}: expected a whole number ≥ 1, got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}
+
+/** Seconds as sockexec takes them (whole numbers); fractions are accepted too. */
+function seconds(flag: string, text: string, min: number): number {
+  const value = Number(text);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || value < min || value * 1000 > 2 ** 31 - 1) {
+    throw new UsageError(`${flag}: expected seconds ≥ ${min}, got ${JSON.stringify(text)}`);
+  }
+  return Math.round(value * 1000);
+}
+
+/** Runs `procsock serve ARGS…`; resolves with the exit status once the daemon has shut down. */
+export async function main(args: string[], version: string): Promise<number> {
+  let command: ServeCommand;
+  try {
+    command = parseServeArgs(args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`procsock serve: ${error.message} (${SERVE_USAGE})\n`);
+    return EXIT_USAGE;
+  }
+  if (command.kind === 'help') {
+    process.stdout.write(`${SERVE_HELP}\n`);
+    return 0;
+  }
+  if (command.kind === 'version') {
+    process.stdout.write(`procsock ${version}\n`);
+    return 0;
+  }
+  const log = command.debug
+    ? (line: string) => process.stderr.write(`procsock serve: ${line}\n`)
+    : undefined;
+  let server: Awaited<ReturnType<typeof serve>>;
+  try {
+    server = await serve({ ...command.options, log });
+  } catch (error) {
+    process.stderr.write(`procsock serve: fatal: ${describeError(error)}\n`);
+    return EXIT_FATAL;
+  }
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      log?.(`received ${signal}`);
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      // Until the shutdown is done, a repeated signal must not kill the daemon half-way.
+      process.on('SIGTERM', ignore);
+      process.on('SIGINT', ignore);
+      void server.close().then(resolve);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  await stopped;
+  process.off('SIGTERM', ignore);
+  process.off('SIGINT', ignore);
+  return 0;
+}
+
+function ignore(): void {}
