@@ -74,7 +74,13 @@ export class RequestDecoder {
 
   /** Feeds client bytes; throws `ProtocolError`/`LimitError` on a violation. Input after the terminator is ignored. */
   push(chunk: Buffer): void {
-    if (this.#phase !== 'done') this.#decoder.push(chunk);
+    if (this.#phase === 'done') return;
+    try {
+      this.#decoder.push(chunk);
+    } catch (error) {
+      // The terminator came earlier in this chunk: what follows it is ignored, even garbage.
+      if (this.#phase !== 'done') throw error;
+    }
   }
 
   #onPiece(piece: Buffer, last: boolean): void {
