@@ -79,7 +79,7 @@ export class RequestDecoder {
       this.#decoder.push(chunk);
     } catch (error) {
       // The terminator came earlier in this chunk: what follows it is ignored, even garbage.
-      if (this.#phase !== 'done') throw error;
+      if ((this.#phase as RequestPhase) !== 'done') throw error;
     }
   }
 

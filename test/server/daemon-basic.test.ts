@@ -1,4 +1,4 @@
-import assert from 'node:assert/strict';
+import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { startDaemon } from '../helpers/daemon.js';
