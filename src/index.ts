@@ -32,5 +32,27 @@ export type { ExitStatus, OutputChunk, OutputType } from './protocol/reply.js';
 export { type ServeOptions, Server, type ServerState, serve } from './server/index.js';
 
 // Client
+export {
+  connect,
+  createExec,
+  type Encoding,
+  type Exec,
+  type ExecOptions,
+  type ExecResult,
+  type LocalOptions,
+  type OutputCallback,
+  type Received,
+  type ReceivedExit,
+  type ReceivedOutput,
+  type ReceiveOptions,
+  type RunOptions,
+  type RunTargetOptions,
+  run,
+  Session,
+  type SessionOptions,
+  type SessionState,
+  type StdinSource,
+  type Target,
+} from './client/index.js';
 
 // Shell

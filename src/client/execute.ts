@@ -1,0 +1,241 @@
+/**
+ * One ez-mode call, from a started channel to its result: feeds stdin, routes output to
+ * callbacks or collects it, enforces the between-data timeout and the AbortSignal, and
+ * settles only after the channel closed (program exited, output all delivered, resources
+ * released) — also when it fails, so a rejected call leaves nothing running behind it.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import type { ProcessChannel } from '../channel/channel.js';
+import { TimeoutError } from '../errors.js';
+import type { OutputChunk, OutputType } from '../protocol/reply.js';
+import { abortError } from './target.js';
+
+export type Encoding = 'utf8' | 'buffer';
+/** What output looks like in a given encoding: a string, or a `Buffer` for `'buffer'`. */
+export type Output<E extends Encoding> = E extends 'buffer' ? Buffer : string;
+
+/**
+ * Called for each chunk of output as it arrives (chunk boundaries carry no meaning; a
+ * UTF-8 character is never split in `'utf8'` mode). Returning a promise pauses the
+ * program's output until it settles, so a slow sink slows the program instead of
+ * buffering; a throw or rejection stops the program and fails the call with that error.
+ */
+export type OutputCallback<E extends Encoding = Encoding> = (
+  chunk: Output<E>,
+) => void | Promise<void>;
+
+/** Data for the program's stdin: all at once, or streamed (a `Readable`, an async generator). */
+export type StdinSource = string | Uint8Array | AsyncIterable<string | Uint8Array>;
+
+export interface ExecResult<T extends string | Buffer = string> {
+  /** The argv that was run. */
+  argv: readonly string[];
+  /** Collected stdout; empty when a `stdout` callback received it. */
+  stdout: T;
+  /** Collected stderr; empty when a `stderr` callback received it. */
+  stderr: T;
+  /** Output whose origin the daemon could not tell (sockexec's `unknown`; normally empty). */
+  unknown: T;
+  /** Exit status when the program exited normally, else null. */
+  exitCode: number | null;
+  /** Name of the signal that killed the program (`'TERM'`, `'KILL'`…), else null. */
+  termSignal: string | null;
+}
+
+export interface ExecutionPlan {
+  argv: readonly string[];
+  stdin: StdinSource | null;
+  stdout: OutputCallback | null;
+  stderr: OutputCallback | null;
+  /** Longest wait in ms for the next piece of data; 0 = no limit. */
+  timeout: number;
+  timeoutFatal: boolean;
+  encoding: Encoding;
+  signal: AbortSignal | undefined;
+}
+
+export function execute(
+  channel: ProcessChannel,
+  plan: ExecutionPlan,
+): Promise<ExecResult<string | Buffer>> {
+  return new Execution(channel, plan).result;
+}
+
+class Execution {
+  readonly result: Promise<ExecResult<string | Buffer>>;
+  readonly #channel: ProcessChannel;
+  readonly #plan: ExecutionPlan;
+  readonly #collected: Record<OutputType, Buffer[]> = { stdout: [], stderr: [], unknown: [] };
+  readonly #decoders: Partial<Record<OutputType, StringDecoder>> = {};
+  #failure: Error | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #pendingCallbacks = 0;
+  readonly #callbacksSettled = new Set<Promise<unknown>>();
+
+  constructor(channel: ProcessChannel, plan: ExecutionPlan) {
+    this.#channel = channel;
+    this.#plan = plan;
+    channel.on('output', (chunk) => this.#onOutput(chunk));
+    const onAbort = () => this.#fail(abortError(plan.signal!));
+    plan.signal?.addEventListener('abort', onAbort, { once: true });
+    if (plan.signal?.aborted) onAbort();
+    this.#armTimer();
+    this.#feedStdin();
+    this.result = this.#settle().finally(() => {
+      this.#disarmTimer();
+      plan.signal?.removeEventListener('abort', onAbort);
+    });
+  }
+
+  async #settle(): Promise<ExecResult<string | Buffer>> {
+    let status: Awaited<ReturnType<ProcessChannel['done']>>;
+    try {
+      status = await this.#channel.done();
+    } catch (error) {
+      throw this.#failure ?? error;
+    }
+    this.#flushDecoders();
+    // The call is done when the consumer is too: wait for callbacks still working.
+    while (this.#callbacksSettled.size > 0) await Promise.all(this.#callbacksSettled);
+    if (this.#failure) throw this.#failure;
+    const pick = (type: OutputType): string | Buffer => {
+      const data = Buffer.concat(this.#collected[type]);
+      return this.#plan.encoding === 'buffer' ? data : data.toString('utf8');
+    };
+    return {
+      argv: this.#plan.argv,
+      stdout: pick('stdout'),
+      stderr: pick('stderr'),
+      unknown: pick('unknown'),
+      exitCode: status?.exitCode ?? null,
+      termSignal: status?.termSignal ?? null,
+    };
+  }
+
+  #onOutput({ type, data }: OutputChunk): void {
+    this.#timer?.refresh();
+    const callback = type === 'unknown' ? null : this.#plan[type];
+    if (!callback) {
+      this.#collected[type].push(data);
+      return;
+    }
+    this.#deliver(callback, this.#decode(type, data));
+  }
+
+  #decode(type: OutputType, data: Buffer): string | Buffer {
+    if (this.#plan.encoding === 'buffer') return data;
+    this.#decoders[type] ??= new StringDecoder('utf8');
+    return this.#decoders[type].write(data);
+  }
+
+  /** A UTF-8 character cut off by the program's end still reaches the callback. */
+  #flushDecoders(): void {
+    for (const type of ['stdout', 'stderr'] as const) {
+      const rest = this.#decoders[type]?.end();
+      if (rest) this.#deliver(this.#plan[type]!, rest);
+    }
+  }
+
+  #deliver(callback: OutputCallback, chunk: string | Buffer): void {
+    if (chunk.length === 0) return;
+    let returned: unknown;
+    try {
+      returned = (callback as (chunk: string | Buffer) => unknown)(chunk);
+    } catch (error) {
+      this.#fail(error as Error);
+      return;
+    }
+    if (!isPromiseLike(returned)) return;
+    // The consumer is busy: hold the program back, and do not blame it for the wait.
+    if (this.#pendingCallbacks++ === 0) {
+      this.#channel.pause();
+      this.#disarmTimer();
+    }
+    const settled = Promise.resolve(returned).then(
+      () => {
+        this.#callbacksSettled.delete(settled);
+        if (--this.#pendingCallbacks > 0 || this.#failure || this.#channel.closed) return;
+        this.#channel.resume();
+        this.#armTimer();
+      },
+      (error: unknown) => {
+        this.#callbacksSettled.delete(settled);
+        this.#fail(error as Error);
+      },
+    );
+    this.#callbacksSettled.add(settled);
+  }
+
+  async #feedStdin(): Promise<void> {
+    const { stdin } = this.#plan;
+    const channel = this.#channel;
+    try {
+      if (typeof stdin === 'string' || stdin instanceof Uint8Array) {
+        channel.write(toBuffer(stdin));
+      } else if (stdin) {
+        for await (const piece of stdin) {
+          if (this.#failure || channel.closed) return;
+          if (!channel.write(toBuffer(piece))) await drained(channel);
+        }
+      }
+      if (!this.#failure) channel.end();
+    } catch (error) {
+      this.#fail(error as Error);
+    }
+  }
+
+  #armTimer(): void {
+    const { timeout, timeoutFatal } = this.#plan;
+    // A non-fatal timeout means "keep waiting", so there is nothing to arm.
+    if (timeout <= 0 || !timeoutFatal || this.#failure) return;
+    if (this.#timer) {
+      this.#timer.refresh();
+      return;
+    }
+    this.#timer = setTimeout(
+      () =>
+        this.#fail(
+          new TimeoutError(
+            `${this.#plan.argv[0]} sent no data for ${timeout} ms; it was stopped (raise the timeout, or set timeoutFatal: false to keep waiting)`,
+            timeout,
+          ),
+        ),
+      timeout,
+    );
+  }
+
+  #disarmTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  /** The first failure wins; the program is stopped and the call rejects once it is gone. */
+  #fail(error: Error): void {
+    if (this.#failure) return;
+    this.#failure = error;
+    this.#disarmTimer();
+    this.#channel.destroy();
+  }
+}
+
+function toBuffer(data: string | Uint8Array): Buffer {
+  if (typeof data === 'string') return Buffer.from(data);
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Resolves on `'drain'`, or when the channel closes (nothing more can be written then). */
+export function drained(channel: ProcessChannel): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      channel.off('drain', done);
+      channel.off('close', done);
+      resolve();
+    };
+    channel.on('drain', done);
+    channel.on('close', done);
+  });
+}
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
+}

@@ -1,0 +1,74 @@
+/**
+ * The two places a program can run, for suites that must behave the same on both: a
+ * local child, and a real procsock daemon (in this process, on a Unix socket in a temp
+ * dir). Its programs are children of this process too, so the /proc checks see them.
+ */
+import { readFileSync } from 'node:fs';
+import type { ProcessChannel } from '../../src/channel/channel.js';
+import { LocalChannel } from '../../src/channel/local.js';
+import { connectToDaemon, SocketChannel } from '../../src/channel/socket.js';
+import type { Target } from '../../src/client/target.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { childrenOf, processInfo } from '../helpers/process.js';
+
+export const TARGET_KINDS = ['local', 'socket'] as const;
+export type TargetKind = (typeof TARGET_KINDS)[number];
+
+/** Short grace in tests: a stopped program gets KILL this soon after TERM. */
+export const TEST_KILL_TIMEOUT = 300;
+
+export interface TestTarget {
+  kind: TargetKind;
+  /** What the client API takes. */
+  target: Target;
+  /** Options for local programs (ignored through the daemon, which has its own). */
+  local: { killTimeout: number };
+  /** Starts argv on this target as a bare channel. */
+  open(argv: readonly string[]): Promise<ProcessChannel>;
+  close(): Promise<void>;
+}
+
+export async function openTarget(kind: TargetKind): Promise<TestTarget> {
+  const local = { killTimeout: TEST_KILL_TIMEOUT };
+  if (kind === 'local') {
+    return {
+      kind,
+      target: 'local',
+      local,
+      open: async (argv) => new LocalChannel(argv, local),
+      close: async () => {},
+    };
+  }
+  const daemon = await startDaemon({ timeout: 0, killTimeout: TEST_KILL_TIMEOUT });
+  return {
+    kind,
+    target: { socket: daemon.path },
+    local,
+    open: async (argv) => new SocketChannel(await connectToDaemon(daemon.path), argv),
+    close: () => daemon.close(),
+  };
+}
+
+/** Live or zombie children of this process (and so of the in-process daemon) running `command`. */
+export function childrenNamed(command: string) {
+  return childrenOf(process.pid).filter((child) => child.command === command);
+}
+
+/** Bytes a process has written so far (/proc/PID/io `wchar`). */
+export function bytesWritten(pid: number): number {
+  const io = readProc(pid, 'io');
+  return Number(/wchar:\s*(\d+)/.exec(io)?.[1] ?? Number.NaN);
+}
+
+/** True while the process sleeps in a write to a full pipe. */
+export function blockedOnPipeWrite(pid: number): boolean {
+  return processInfo(pid)?.state === 'S' && readProc(pid, 'wchan').includes('pipe_write');
+}
+
+function readProc(pid: number, file: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch {
+    return '';
+  }
+}
