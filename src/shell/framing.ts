@@ -1,0 +1,132 @@
+/**
+ * Framing: what the driver writes to the shell for one command, and how it recognises the
+ * end of that command's output on stdout and stderr. Two kinds:
+ *
+ * - `SentinelFraming`, for any program: the command, then the sentinel commands, each
+ *   ended by the terminator (`;` for SQL shells) and a newline.
+ * - `PosixFraming`, for sh, bash, dash and zsh: no hand-written sentinels. Each run gets a
+ *   fresh random marker M and is sent as ONE line:
+ *
+ *       eval '<command>' </dev/null;__procsock_end M
+ *
+ *   `eval` of a quoted string keeps the command in one piece (a multi-line block, an
+ *   unclosed quote or a syntax error in it cannot swallow the sentinel). `</dev/null` gives
+ *   the command an empty stdin, so `read x` and `cat` get end-of-file at once instead of
+ *   reading the driver's next lines. `__procsock_end` (defined at start) takes `$?` first,
+ *   prints `M` on stderr and `M <status>` on stdout, then returns that status, so the next
+ *   command's `$?` is the real one. Reserved names: `__procsock_end`.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Sentinel, SentinelFactory } from './sentinel.js';
+import { SentinelScanner, validateSentinel } from './sentinel.js';
+
+export interface Frame {
+  /** Text to write to the shell's stdin. */
+  readonly input: string;
+  readonly stdout: SentinelScanner;
+  /** Null when stderr has no sentinel (it is then drained, not parsed). */
+  readonly stderr: SentinelScanner | null;
+  /** The command's exit status, once the stdout sentinel was seen; null if not reported. */
+  exitCode(): number | null;
+}
+
+export interface Framing {
+  /** Sent once after launch, before the first frame. */
+  readonly setup: string;
+  /** Frames a command; `null` frames only the sentinels (the start-up probe). */
+  frame(command: string | null): Frame;
+  /** A command (for `stop`) with the terminator added. */
+  terminate(command: string): string;
+}
+
+const MARKER_BYTES = 16;
+let markerPool = Buffer.alloc(0);
+let markerAt = 0;
+
+/** 128 random bits as 22 URL-safe base64 characters (safe unquoted in any shell). */
+export function freshMarker(): string {
+  if (markerAt + MARKER_BYTES > markerPool.length) {
+    markerPool = randomBytes(MARKER_BYTES * 256);
+    markerAt = 0;
+  }
+  const marker = markerPool.toString('base64url', markerAt, markerAt + MARKER_BYTES);
+  markerAt += MARKER_BYTES;
+  return marker;
+}
+
+export type SentinelSpec = Sentinel | SentinelFactory;
+
+export class SentinelFraming implements Framing {
+  readonly setup = '';
+  readonly #terminator: string;
+  readonly #stdout: SentinelSpec;
+  readonly #stderr: SentinelSpec | null;
+
+  constructor(terminator: string, stdout: SentinelSpec, stderr: SentinelSpec | null) {
+    this.#terminator = terminator;
+    this.#stdout = stdout;
+    this.#stderr = stderr;
+    // Fail at construction, not at the first run, when a sentinel is malformed.
+    resolveSentinel(stdout, 'the stdout sentinel');
+    if (stderr) resolveSentinel(stderr, 'the stderr sentinel');
+  }
+
+  terminate(command: string): string {
+    const text = command.trimEnd();
+    const terminated =
+      this.#terminator && !text.endsWith(this.#terminator) ? text + this.#terminator : text;
+    return `${terminated}\n`;
+  }
+
+  frame(command: string | null): Frame {
+    const stdout = resolveSentinel(this.#stdout, 'the stdout sentinel');
+    const stderr = this.#stderr ? resolveSentinel(this.#stderr, 'the stderr sentinel') : null;
+    // The stderr sentinel goes first, so that after the last one $? is the stdout sentinel's.
+    const input =
+      (command === null ? '' : this.terminate(command)) +
+      (stderr ? this.terminate(stderr.command) : '') +
+      this.terminate(stdout.command);
+    const stdoutScanner = new SentinelScanner(`${stdout.value}\n`);
+    const stderrScanner = stderr ? new SentinelScanner(`${stderr.value}\n`) : null;
+    return { input, stdout: stdoutScanner, stderr: stderrScanner, exitCode: () => null };
+  }
+}
+
+function resolveSentinel(spec: SentinelSpec, what: string): Sentinel {
+  return validateSentinel(typeof spec === 'function' ? spec(freshMarker()) : spec, what);
+}
+
+const END_FUNCTION = '__procsock_end';
+
+export class PosixFraming implements Framing {
+  readonly setup =
+    `${END_FUNCTION}() { set -- "$1" "$?"; printf '%s\\n' "$1" >&2; printf '%s %s\\n' "$1" "$2"; return "$2"; }\n`;
+
+  terminate(command: string): string {
+    return command.endsWith('\n') ? command : `${command}\n`;
+  }
+
+  frame(command: string | null): Frame {
+    const marker = freshMarker();
+    const input =
+      command === null
+        ? `${END_FUNCTION} ${marker}\n`
+        : `eval ${quote(command)} </dev/null;${END_FUNCTION} ${marker}\n`;
+    const stdout = new SentinelScanner(`${marker} `, { trailer: true });
+    const stderr = new SentinelScanner(`${marker}\n`);
+    return {
+      input,
+      stdout,
+      stderr,
+      exitCode: () => {
+        const status = Number.parseInt(stdout.payload, 10);
+        return Number.isInteger(status) ? status : null;
+      },
+    };
+  }
+}
+
+/** Single-quotes text for a POSIX shell: `it's` → `'it'\\''s'`. */
+export function quote(command: string): string {
+  return `'${command.replaceAll("'", `'\\''`)}'`;
+}

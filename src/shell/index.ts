@@ -1,0 +1,23 @@
+/** The shell driver: `Shell`, its commanders and sentinels. */
+export {
+  CollectCommander,
+  type Commander,
+  DiscardCommander,
+  LabellingCommander,
+  lineParser,
+  type OutputParser,
+  type OutputSink,
+  PassThroughCommander,
+  RecallCommander,
+  TextCollector,
+} from './commander.js';
+export type { Sentinel, SentinelFactory } from './sentinel.js';
+export {
+  type ChannelFactory,
+  type PosixShellOptions,
+  Shell,
+  type ShellOptions,
+  type ShellResult,
+  type ShellState,
+  type ShellTransport,
+} from './shell.js';

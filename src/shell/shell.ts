@@ -1,0 +1,538 @@
+/**
+ * `Shell`: one long-lived shell-like program (bash, a database CLI, a REPL…) that runs many
+ * commands, one after another, on a process channel — a local child (default) or a daemon
+ * session. The end of each command's output is recognised by sentinels, never by prompts.
+ *
+ * States and transitions:
+ *
+ *              start()                   ready
+ *     off ─────────────► starting ─────────────────► idle ◄──────────┐
+ *      ▲                    │                         │  │            │ ready
+ *      │   crash / exit     │ timeout                 │  └── run() ──► running
+ *      ├────────────────────┘   │                     │                 │   │
+ *      │                        ▼                     │ stop()          │   │ crash / exit
+ *      │                    stopping ◄────────────────┘                 │   │
+ *      │                     │   ▲ ◄──────── timeout: killed ───────────┘   │
+ *      └── exited / killed ──┘   └── close() from any state                  │
+ *      ▲                                                                     │
+ *      └─────────────────────────────────────────────────────────────────────┘
+ *
+ * - off: no program. `start()` only (and `close()`, a no-op).
+ * - starting: launched; the sentinels are being proven to work.
+ * - idle: ready for `run()` and `stop()`.
+ * - running: a command is out; more `run()` calls queue behind it, first in first out.
+ * - stopping: a final command / EOF was sent (`stop()`), or the program is being killed
+ *   (timeout, `close()`); every call but `close()` fails until it is off.
+ *
+ * Outcomes of `start`/`run`: ready (resolves); timeout (`ShellTimeoutError`, the program
+ * and its process group are killed); crash (`ShellCrashError`: it exited non-zero or by a
+ * signal); unexpected exit 0 (`ShellExitError`). After any of the three the shell is off
+ * and `start()` may be called again; queued runs are rejected with a `StateError`, never
+ * sent. A call in the wrong state rejects with a `StateError` and changes nothing.
+ */
+
+import type { ProcessChannel } from '../channel/channel.js';
+import { LocalChannel, type LocalChannelOptions } from '../channel/local.js';
+import { connectToDaemon, SocketChannel } from '../channel/socket.js';
+import {
+  ArgumentError,
+  type ProcsockError,
+  ShellCrashError,
+  ShellExitError,
+  ShellTimeoutError,
+  StateError,
+} from '../errors.js';
+import type { ExitStatus, OutputChunk } from '../protocol/reply.js';
+import {
+  CollectCommander,
+  type Commander,
+  DiscardCommander,
+  type OutputParser,
+} from './commander.js';
+import { type Frame, type Framing, PosixFraming, SentinelFraming } from './framing.js';
+import type { Sentinel, SentinelFactory } from './sentinel.js';
+
+export type ShellState = 'off' | 'starting' | 'idle' | 'running' | 'stopping';
+
+/** Makes the channel for a shell; for custom transports and tests. */
+export type ChannelFactory = (
+  argv: readonly string[],
+  options: LocalChannelOptions,
+) => ProcessChannel | Promise<ProcessChannel>;
+
+/** `'local'`: a child process; `{socket}`: a session with the daemon at that path. */
+export type ShellTransport = 'local' | { socket: string } | ChannelFactory;
+
+export interface ShellOptions {
+  /** The program, looked up in PATH (as `spawn` does), and its arguments. */
+  program: string;
+  args?: readonly string[];
+  /** Working directory and environment (local transport only; the daemon's children inherit its). */
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Appended to every command (and sentinel command) not already ending with it, e.g. `;`. */
+  terminator?: string;
+  /**
+   * The stdout sentinel (required): fixed, or made per run from a fresh marker; or
+   * `'posix'` for sh/bash/dash/zsh (see `Shell.posix`).
+   */
+  sentinel: Sentinel | SentinelFactory | 'posix';
+  /** The stderr sentinel. Without one, stderr is drained (read and dropped) so it cannot block. */
+  stderrSentinel?: Sentinel | SentinelFactory;
+  /** Where the program runs. Default `'local'` (own process group, killed as a group). */
+  transport?: ShellTransport;
+  /** Milliseconds between TERM and KILL when the program is killed. Default 2000. */
+  killTimeout?: number;
+}
+
+export type PosixShellOptions = Omit<
+  ShellOptions,
+  'program' | 'sentinel' | 'stderrSentinel' | 'terminator'
+> & {
+  /** `sh` by default; `bash`, `dash`, `zsh` work the same. */
+  program?: string;
+};
+
+export interface ShellResult {
+  readonly command: string;
+  /** The command's exit status (POSIX preset); null when the sentinels cannot report it. */
+  readonly exitCode: number | null;
+  /** The command's output, when run with a string; '' when a commander received it. */
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export const DEFAULT_START_TIMEOUT = 10_000;
+export const DEFAULT_RUN_TIMEOUT = 60_000;
+export const DEFAULT_STOP_TIMEOUT = 10_000;
+export const DEFAULT_SHELL_KILL_TIMEOUT = 2000;
+
+interface Job {
+  readonly commander: Commander;
+  readonly collect: CollectCommander | null;
+  readonly timeout: number;
+  resolve(result: ShellResult): void;
+  reject(error: unknown): void;
+}
+
+/** The command (or start-up probe) whose sentinels are awaited. */
+interface Exchange {
+  readonly job: Job;
+  readonly frame: Frame;
+  readonly startup: boolean;
+  readonly parseStdout: (data: Buffer) => void;
+  readonly parseStderr: (data: Buffer) => void;
+  stdoutDone: boolean;
+  stderrDone: boolean;
+  parserError: unknown;
+  timer: NodeJS.Timeout | null;
+}
+
+interface StopRequest {
+  resolve(): void;
+  reject(error: unknown): void;
+  timer: NodeJS.Timeout | null;
+}
+
+const STDERR_TAIL = 400;
+
+export class Shell {
+  readonly #program: string;
+  readonly #argv: readonly string[];
+  readonly #options: ShellOptions;
+  readonly #framing: Framing;
+  #state: ShellState = 'off';
+  #channel: ProcessChannel | null = null;
+  #channelError: ProcsockError | null = null;
+  #exchange: Exchange | null = null;
+  readonly #queue: Job[] = [];
+  #stopRequest: StopRequest | null = null;
+  /** Set when the driver itself ends the program (timeout, close); what pending calls get. */
+  #killReason: ProcsockError | null = null;
+  #closeWaiters: (() => void)[] = [];
+  #lastFailure: ProcsockError | null = null;
+  #stderrTail: Buffer | null = null;
+
+  /** A shell for sh/bash/dash/zsh with per-run random markers and exit statuses. */
+  static posix(options: PosixShellOptions = {}): Shell {
+    return new Shell({ ...options, program: options.program ?? 'sh', sentinel: 'posix' });
+  }
+
+  /** Checks the options at once (ArgumentError); the program starts with `start()`. */
+  constructor(options: ShellOptions) {
+    if (typeof options?.program !== 'string' || options.program === '') {
+      throw new ArgumentError('a shell needs a program (e.g. "bash")');
+    }
+    const transport = options.transport ?? 'local';
+    if (typeof transport === 'object' && (options.cwd !== undefined || options.env !== undefined)) {
+      throw new ArgumentError(
+        'cwd and env cannot be set for a shell run through the daemon (its programs inherit the ' +
+          "daemon's); set them with the shell's own commands instead (cd, export)",
+      );
+    }
+    if (typeof transport === 'object' && typeof transport.socket !== 'string') {
+      throw new ArgumentError('transport: expected "local", {socket: path} or a function');
+    }
+    if (options.sentinel === 'posix') {
+      if (options.stderrSentinel || options.terminator) {
+        throw new ArgumentError(
+          'the POSIX preset makes its own sentinels; drop stderrSentinel/terminator',
+        );
+      }
+      this.#framing = new PosixFraming();
+    } else {
+      if (!options.sentinel) throw new ArgumentError('a shell needs a stdout sentinel');
+      this.#framing = new SentinelFraming(
+        options.terminator ?? '',
+        options.sentinel,
+        options.stderrSentinel ?? null,
+      );
+    }
+    this.#program = options.program;
+    this.#argv = [options.program, ...(options.args ?? [])];
+    this.#options = { ...options, transport };
+  }
+
+  get state(): ShellState {
+    return this.#state;
+  }
+
+  /** The program's pid while it runs locally; undefined otherwise (the daemon does not tell). */
+  get pid(): number | undefined {
+    const channel = this.#channel;
+    return channel instanceof LocalChannel ? channel.pid : undefined;
+  }
+
+  /** Commands queued behind the running one. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Launches the program and proves that its sentinels work. Needs state off. */
+  start(timeout: number = DEFAULT_START_TIMEOUT): Promise<void> {
+    checkTimeout(timeout);
+    if (this.#state !== 'off') return this.#wrongState('start()', 'off');
+    this.#state = 'starting';
+    this.#killReason = null;
+    this.#lastFailure = null;
+    this.#channelError = null;
+    this.#stderrTail = null;
+    return new Promise<void>((resolve, reject) => {
+      const job: Job = {
+        commander: new DiscardCommander(''),
+        collect: null,
+        timeout,
+        resolve: () => resolve(),
+        reject,
+      };
+      // The clock runs from here: connecting to a daemon counts against the start timeout.
+      if (!this.#begin(job, true)) return;
+      this.#open().then(
+        (channel) => this.#attach(channel),
+        (error: unknown) => {
+          if (this.#exchange?.job !== job) return;
+          this.#clearExchange();
+          this.#state = 'off';
+          reject(error);
+          this.#notifyClosed();
+        },
+      );
+    });
+  }
+
+  /**
+   * Runs one command and resolves when all of its output has been seen. A string's output
+   * is collected into the result; a commander's goes to its parsers. Needs state idle or
+   * running (then it waits its turn). `timeout` (ms, 0 = none) counts from when the
+   * command is sent, not while it waits in the queue.
+   */
+  run(command: string | Commander, timeout: number = DEFAULT_RUN_TIMEOUT): Promise<ShellResult> {
+    checkTimeout(timeout);
+    const collect = typeof command === 'string' ? new CollectCommander(command) : null;
+    const commander = collect ?? (command as Commander);
+    if (typeof commander?.command !== 'string') {
+      throw new ArgumentError('run() needs a command string or a commander with a command');
+    }
+    if (this.#state !== 'idle' && this.#state !== 'running') {
+      return this.#wrongState('run()', 'idle or running');
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ commander, collect, timeout, resolve, reject });
+      this.#next();
+    });
+  }
+
+  /**
+   * Sends a final command (e.g. `exit`, `quit`), or nothing, then end-of-file, and waits
+   * for the program to exit. Resolves on exit 0; rejects with `ShellCrashError` otherwise
+   * and with `ShellTimeoutError` (program killed) when it does not exit in time. Needs
+   * state idle: await your runs first.
+   */
+  stop(timeout: number = DEFAULT_STOP_TIMEOUT, command?: string): Promise<void> {
+    checkTimeout(timeout);
+    if (this.#state !== 'idle') return this.#wrongState('stop()', 'idle');
+    this.#state = 'stopping';
+    const channel = this.#channel!;
+    return new Promise((resolve, reject) => {
+      const timer =
+        timeout > 0
+          ? setTimeout(
+              () =>
+                this.#kill(
+                  new ShellTimeoutError(
+                    `the shell (${this.#program}) did not exit within ${timeout} ms of stop(); it was killed`,
+                  ),
+                ),
+              timeout,
+            )
+          : null;
+      this.#stopRequest = { resolve, reject, timer };
+      if (command !== undefined) channel.write(this.#framing.terminate(command));
+      channel.end();
+    });
+  }
+
+  /**
+   * Kills the program (TERM to its group, KILL after `killTimeout`) and resolves once it
+   * is gone; pending and queued calls reject with a `StateError`. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.#state === 'off') return Promise.resolve();
+    const closed = new Promise<void>((resolve) => this.#closeWaiters.push(resolve));
+    this.#kill(new StateError('the shell was closed by close() before this call finished'));
+    return closed;
+  }
+
+  #wrongState<T>(call: string, needed: string): Promise<T> {
+    const why = this.#state === 'off' && this.#lastFailure ? ` (${this.#lastFailure.message})` : '';
+    return Promise.reject(
+      new StateError(`${call} needs the shell ${needed}, but it is ${this.#state}${why}`, {
+        cause: this.#lastFailure ?? undefined,
+      }),
+    );
+  }
+
+  async #open(): Promise<ProcessChannel> {
+    const { transport, cwd, env } = this.#options;
+    const killTimeout = this.#options.killTimeout ?? DEFAULT_SHELL_KILL_TIMEOUT;
+    const local: LocalChannelOptions = { cwd, env, processGroup: true, killTimeout };
+    if (transport === 'local') return new LocalChannel(this.#argv, local);
+    if (typeof transport === 'function') return transport(this.#argv, local);
+    const socket = await connectToDaemon(transport!.socket);
+    return new SocketChannel(socket, this.#argv);
+  }
+
+  #attach(channel: ProcessChannel): void {
+    this.#channel = channel;
+    channel.on('output', (chunk) => {
+      if (channel === this.#channel) this.#onOutput(chunk);
+    });
+    channel.on('error', (error) => {
+      if (channel === this.#channel) this.#channelError = error;
+    });
+    channel.on('close', () => {
+      if (channel === this.#channel) this.#onClose(channel);
+    });
+    if (this.#killReason) {
+      channel.destroy();
+      return;
+    }
+    if (this.#framing.setup) channel.write(this.#framing.setup);
+    if (this.#exchange) channel.write(this.#exchange.frame.input);
+  }
+
+  #next(): void {
+    if (this.#state !== 'idle') return;
+    const job = this.#queue.shift();
+    if (!job) return;
+    this.#state = 'running';
+    if (this.#begin(job, false)) this.#channel!.write(this.#exchange!.frame.input);
+  }
+
+  /** Frames the job and arms its timer; false (job rejected, shell idle) if framing failed. */
+  #begin(job: Job, startup: boolean): boolean {
+    let frame: Frame;
+    try {
+      frame = this.#framing.frame(startup ? null : job.commander.command);
+    } catch (error) {
+      this.#state = startup ? 'off' : 'idle';
+      job.reject(error);
+      queueMicrotask(() => this.#next());
+      return false;
+    }
+    const exchange: Exchange = {
+      job,
+      frame,
+      startup,
+      stdoutDone: false,
+      stderrDone: frame.stderr === null,
+      parserError: null,
+      timer: null,
+      parseStdout: (data) => this.#feed(exchange, job.commander.stdout, data),
+      parseStderr: (data) => this.#feed(exchange, job.commander.stderr, data),
+    };
+    if (job.timeout > 0) {
+      exchange.timer = setTimeout(() => {
+        if (this.#exchange === exchange) this.#kill(this.#timeoutError(exchange));
+      }, job.timeout);
+    }
+    this.#exchange = exchange;
+    return true;
+  }
+
+  #feed(exchange: Exchange, parser: OutputParser | undefined, data: Buffer): void {
+    if (!parser || exchange.parserError) return;
+    try {
+      parser.write(data);
+    } catch (error) {
+      exchange.parserError = error ?? new Error('a parser threw');
+    }
+  }
+
+  #onOutput({ type, data }: OutputChunk): void {
+    if (type === 'stderr') this.#keepStderrTail(data);
+    const exchange = this.#exchange;
+    if (!exchange || !this.#channel) return;
+    if (type === 'stdout') {
+      if (exchange.stdoutDone) return;
+      exchange.stdoutDone = exchange.frame.stdout.push(data, exchange.parseStdout);
+    } else if (type === 'stderr') {
+      if (exchange.stderrDone) return;
+      exchange.stderrDone = exchange.frame.stderr!.push(data, exchange.parseStderr);
+    } else {
+      return;
+    }
+    if (exchange.stdoutDone && exchange.stderrDone) this.#finish(exchange);
+  }
+
+  /** Both sentinels seen: the command is done and the shell is ready for the next one. */
+  #finish(exchange: Exchange): void {
+    this.#clearExchange();
+    this.#state = 'idle';
+    const { job } = exchange;
+    if (exchange.parserError) {
+      job.reject(exchange.parserError);
+    } else {
+      job.resolve({
+        command: job.commander.command,
+        exitCode: exchange.frame.exitCode(),
+        stdout: job.collect?.stdout.text ?? '',
+        stderr: job.collect?.stderr.text ?? '',
+      });
+    }
+    this.#next();
+  }
+
+  /** Ends the pending exchange: stops its clock and lets its parsers flush. */
+  #clearExchange(): Exchange | null {
+    const exchange = this.#exchange;
+    if (!exchange) return null;
+    this.#exchange = null;
+    if (exchange.timer) clearTimeout(exchange.timer);
+    const { stdout, stderr } = exchange.job.commander;
+    for (const parser of [stdout, stderr]) {
+      try {
+        parser?.end?.();
+      } catch (error) {
+        exchange.parserError ??= error;
+      }
+    }
+    return exchange;
+  }
+
+  /** Gives up on the program: it is killed, and `reason` is what pending calls get. */
+  #kill(reason: ProcsockError): void {
+    this.#killReason ??= reason;
+    this.#state = 'stopping';
+    this.#channel?.destroy();
+  }
+
+  #onClose(channel: ProcessChannel): void {
+    this.#channel = null;
+    const status = channel.exitStatus;
+    const exchange = this.#clearExchange();
+    const stop = this.#stopRequest;
+    this.#stopRequest = null;
+    if (stop?.timer) clearTimeout(stop.timer);
+    const reason = this.#killReason ?? (stop ? null : this.#unexpectedEnd(status, exchange));
+    this.#killReason = null;
+    this.#state = 'off';
+    if (stop) {
+      if (reason) stop.reject(reason);
+      else if (status?.exitCode === 0) stop.resolve();
+      else stop.reject(this.#crashError(status, 'after stop()'));
+    }
+    if (reason) {
+      this.#lastFailure = reason;
+      exchange?.job.reject(reason);
+      for (const job of this.#queue.splice(0)) {
+        job.reject(
+          new StateError(`the shell ended before this command was sent: ${reason.message}`, {
+            cause: reason,
+          }),
+        );
+      }
+    }
+    this.#notifyClosed();
+  }
+
+  #notifyClosed(): void {
+    for (const resolve of this.#closeWaiters.splice(0)) resolve();
+  }
+
+  #unexpectedEnd(status: ExitStatus | null, exchange: Exchange | null): ProcsockError {
+    const doing = !exchange
+      ? 'while idle'
+      : exchange.startup
+        ? 'before answering its start-up sentinel'
+        : `while running ${preview(exchange.job.commander.command)}`;
+    if (status?.exitCode === 0) {
+      return new ShellExitError(
+        `the shell (${this.#program}) exited with code 0 ${doing}, without being asked to ` +
+          '(end it with stop()); start() it again',
+      );
+    }
+    return this.#crashError(status, doing);
+  }
+
+  #crashError(status: ExitStatus | null, doing: string): ProcsockError {
+    const how =
+      status === null
+        ? `ended without an exit status${this.#channelError ? ` (${this.#channelError.message})` : ''}`
+        : status.termSignal !== null
+          ? `was killed by SIG${status.termSignal}`
+          : `exited with code ${status.exitCode}`;
+    const tail = this.#stderrTail?.toString('utf8').trim();
+    return new ShellCrashError(
+      `the shell (${this.#program}) ${how} ${doing}${tail ? ` — its last stderr: ${JSON.stringify(tail)}` : ''}; start() it again`,
+      { cause: this.#channelError ?? undefined },
+    );
+  }
+
+  #timeoutError(exchange: Exchange): ShellTimeoutError {
+    const { timeout, commander } = exchange.job;
+    return new ShellTimeoutError(
+      exchange.startup
+        ? `the shell (${this.#program}) did not answer its sentinel within ${timeout} ms of start(); ` +
+            'it was killed (check the sentinel command and value)'
+        : `${preview(commander.command)} did not finish within ${timeout} ms; the shell ` +
+            `(${this.#program}) was killed with its process group; start() it again`,
+    );
+  }
+
+  #keepStderrTail(data: Buffer): void {
+    this.#stderrTail = data.length > STDERR_TAIL ? data.subarray(data.length - STDERR_TAIL) : data;
+  }
+}
+
+function checkTimeout(timeout: number): void {
+  if (typeof timeout !== 'number' || !(timeout >= 0)) {
+    throw new ArgumentError(`a timeout is a number of milliseconds ≥ 0 (0 = none), not ${timeout}`);
+  }
+}
+
+function preview(command: string): string {
+  const line = command.trim().split('\n')[0] ?? '';
+  const short = line.length > 60 ? `${line.slice(0, 57)}...` : line;
+  return JSON.stringify(command.includes('\n') ? `${short} …` : short);
+}
