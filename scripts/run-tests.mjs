@@ -2,7 +2,7 @@
 // Runs every test file under test/ (or the ones named) with node:test, TypeScript loaded by tsx.
 // Node 20's --test does not expand globs itself, so the files are listed here.
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 function findTests(dir) {
@@ -15,9 +15,28 @@ function findTests(dir) {
 
 const named = process.argv.slice(2);
 const files = named.length > 0 ? named : findTests('test').sort();
-const result = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...files],
-  { stdio: 'inherit' },
-);
-process.exit(result.status ?? 1);
+
+// The whole suite runs once per spawn backend (see src/channel/spawn/): child_process, then the
+// native addon when it is built (or required: PROCSOCK_REQUIRE_NATIVE=1). Named files, or a
+// PROCSOCK_SPAWN set by the caller, run once.
+function backends() {
+  if (named.length > 0 || process.env.PROCSOCK_SPAWN) return [process.env.PROCSOCK_SPAWN];
+  const built = existsSync('build/Release/procsock_spawn.node');
+  if (!built && process.env.PROCSOCK_REQUIRE_NATIVE !== '1') {
+    console.log('# native spawn addon not built: the suite runs on child_process only');
+    return ['child_process'];
+  }
+  return ['child_process', 'native'];
+}
+
+let status = 0;
+for (const backend of backends()) {
+  if (backend) console.log(`# spawn backend: ${backend}`);
+  const result = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...files],
+    { stdio: 'inherit', env: backend ? { ...process.env, PROCSOCK_SPAWN: backend } : process.env },
+  );
+  if (result.status !== 0) status = result.status ?? 1;
+}
+process.exit(status);

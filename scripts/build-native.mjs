@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// Install step: builds the native spawn addon (native/spawn.c → build/Release/procsock_spawn.node)
+// with node-gyp. Without python3, make or a C compiler the build fails, and procsock falls back
+// to child_process: one line says so and the install goes on — unless PROCSOCK_REQUIRE_NATIVE=1
+// (CI), which makes the failure fatal.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const required = process.env.PROCSOCK_REQUIRE_NATIVE === '1';
+const addon = join(root, 'build', 'Release', 'procsock_spawn.node');
+
+/** node-gyp as npm ships it (npm tells scripts where), else one on PATH. */
+function nodeGyp() {
+  const candidates = [
+    process.env.npm_config_node_gyp,
+    process.env.npm_execpath &&
+      join(
+        dirname(process.env.npm_execpath),
+        '..',
+        'node_modules',
+        'node-gyp',
+        'bin',
+        'node-gyp.js',
+      ),
+  ];
+  const script = candidates.find((path) => path && existsSync(path));
+  return script ? [process.execPath, script] : ['node-gyp'];
+}
+
+/** Build against this Node's own headers when they are installed, so nothing is downloaded. */
+function nodedirArgs() {
+  if (process.env.npm_config_nodedir) return [];
+  const prefix = resolve(dirname(process.execPath), '..');
+  return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+}
+
+function fail(reason) {
+  if (required) {
+    console.error(
+      `procsock: the native spawn addon failed to build (${reason}), and PROCSOCK_REQUIRE_NATIVE=1`,
+    );
+    process.exit(1);
+  }
+  console.warn(
+    `procsock: native spawn addon not built (${reason}); falling back to child_process (slower spawns). ` +
+      'Needs python3, make and a C compiler; then run "npm rebuild procsock".',
+  );
+  process.exit(0);
+}
+
+if (process.env.PROCSOCK_SKIP_NATIVE === '1' && !required) fail('PROCSOCK_SKIP_NATIVE=1');
+const [command, ...prefixArgs] = nodeGyp();
+const result = spawnSync(command, [...prefixArgs, 'rebuild', ...nodedirArgs()], {
+  cwd: root,
+  stdio: ['ignore', 'pipe', 'pipe'],
+  encoding: 'utf8',
+});
+if (result.error) fail(`cannot run node-gyp: ${result.error.message}`);
+if (result.status !== 0) {
+  // Where the addon is required (CI), the compiler's own words are what a fix needs.
+  if (required) process.stderr.write(result.stdout.slice(-4000) + result.stderr.slice(-4000));
+  fail(`node-gyp exited with ${result.status}`);
+}
+try {
+  createRequire(import.meta.url)(addon);
+} catch (error) {
+  fail(`built, but it does not load: ${error.message}`);
+}
