@@ -35,8 +35,8 @@ export interface Framing {
   readonly setup: string;
   /** Frames a command; `null` frames only the sentinels (the start-up probe). */
   frame(command: string | null): Frame;
-  /** A command (for `stop`) with the terminator added. */
-  terminate(command: string): string;
+  /** What `stop()` writes before end-of-file: the final command, terminated, or nothing. */
+  finalInput(command: string | undefined): string;
 }
 
 const MARKER_BYTES = 16;
@@ -71,6 +71,10 @@ export class SentinelFraming implements Framing {
     if (stderr) resolveSentinel(stderr, 'the stderr sentinel');
   }
 
+  finalInput(command: string | undefined): string {
+    return command === undefined ? '' : this.terminate(command);
+  }
+
   terminate(command: string): string {
     const text = command.trimEnd();
     const terminated =
@@ -102,7 +106,12 @@ export class PosixFraming implements Framing {
   readonly setup =
     `${END_FUNCTION}() { set -- "$1" "$?"; printf '%s\\n' "$1" >&2; printf '%s %s\\n' "$1" "$2"; return "$2"; }\n`;
 
-  terminate(command: string): string {
+  /**
+   * At end-of-file a shell exits with `$?`, which this framing keeps equal to the last
+   * command's status; `true` first, so a healthy shell stopped after `false` exits 0.
+   */
+  finalInput(command: string | undefined): string {
+    if (command === undefined) return 'true\n';
     return command.endsWith('\n') ? command : `${command}\n`;
   }
 

@@ -287,7 +287,7 @@ export class Shell {
             )
           : null;
       this.#stopRequest = { resolve, reject, timer };
-      if (command !== undefined) channel.write(this.#framing.terminate(command));
+      channel.write(this.#framing.finalInput(command));
       channel.end();
     });
   }
@@ -369,7 +369,10 @@ export class Shell {
       parserError: null,
       timer: null,
       parseStdout: (data) => this.#feed(exchange, job.commander.stdout, data),
-      parseStderr: (data) => this.#feed(exchange, job.commander.stderr, data),
+      parseStderr: (data) => {
+        this.#keepStderrTail(data);
+        this.#feed(exchange, job.commander.stderr, data);
+      },
     };
     if (job.timeout > 0) {
       exchange.timer = setTimeout(() => {
@@ -390,14 +393,16 @@ export class Shell {
   }
 
   #onOutput({ type, data }: OutputChunk): void {
-    if (type === 'stderr') this.#keepStderrTail(data);
     const exchange = this.#exchange;
-    if (!exchange || !this.#channel) return;
     if (type === 'stdout') {
-      if (exchange.stdoutDone) return;
+      if (!exchange || exchange.stdoutDone) return;
       exchange.stdoutDone = exchange.frame.stdout.push(data, exchange.parseStdout);
     } else if (type === 'stderr') {
-      if (exchange.stderrDone) return;
+      // Drained (no sentinel, or between commands): kept only as the tail for crash messages.
+      if (!exchange || exchange.stderrDone) {
+        this.#keepStderrTail(data);
+        return;
+      }
       exchange.stderrDone = exchange.frame.stderr!.push(data, exchange.parseStderr);
     } else {
       return;

@@ -1,0 +1,310 @@
+/**
+ * The shell driver against real shells, over both transports: a local child and a session
+ * with a real daemon on a Unix socket. Tests 1–9 are the issue's must-pass list (the Go
+ * package shexec fails the first five).
+ */
+import { strict as assert } from 'node:assert';
+import { after, before, describe, test } from 'node:test';
+import {
+  ShellCrashError,
+  type ShellExitError,
+  ShellTimeoutError,
+  StateError,
+} from '../../src/errors.js';
+import { RecallCommander, Shell, type ShellOptions } from '../../src/shell/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { isAlive, waitUntil } from '../helpers/process.js';
+import { byteSplitTransport, markers, recordingTransport } from './transports.js';
+
+const KILL_TIMEOUT = 300;
+
+for (const kind of ['local', 'daemon'] as const) {
+  describe(`shell over ${kind === 'local' ? 'a local child' : 'the daemon'}`, () => {
+    let daemon: TestDaemon | undefined;
+    before(async () => {
+      if (kind === 'daemon') {
+        daemon = await startDaemon({ timeout: 0, killTimeout: KILL_TIMEOUT, processGroup: true });
+      }
+    });
+    after(async () => {
+      await daemon?.close();
+    });
+
+    const socket = () => daemon?.path;
+    const posix = (options: Partial<ShellOptions> = {}) => {
+      const transport = recordingTransport(socket());
+      const shell = Shell.posix({
+        program: 'bash',
+        transport: transport.factory,
+        killTimeout: KILL_TIMEOUT,
+        ...options,
+      });
+      return { shell, written: transport.written };
+    };
+    /** The shell's pid, asked of the shell itself (the daemon does not tell it). */
+    const pidOf = async (shell: Shell) => Number((await shell.run('echo $$')).stdout);
+
+    test('1. `false` then `echo $?` prints 1; each result carries its exit status', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      assert.equal((await shell.run('false')).exitCode, 1);
+      assert.deepEqual(await shell.run('echo $?'), {
+        command: 'echo $?',
+        exitCode: 0,
+        stdout: '1\n',
+        stderr: '',
+      });
+      assert.equal((await shell.run('(exit 7)')).exitCode, 7);
+      assert.equal((await shell.run('echo $?')).stdout, '7\n');
+      assert.equal((await shell.run('ls /nonexistent-procsock')).exitCode, 2);
+      assert.equal((await shell.run('true')).exitCode, 0);
+      await shell.stop(5000);
+    });
+
+    test('2. output holding the sentinel or a marker neither ends a run early nor leaks', async () => {
+      const { shell, written } = posix();
+      await shell.start(5000);
+      await shell.run('echo one');
+      const [, old] = markers(written);
+      assert.ok(old, 'a marker was written');
+      // A previous run's marker, printed exactly as the end-of-run function prints it, on
+      // both streams, and the end-of-run function itself called by the command.
+      const tricky = await shell.run(
+        `printf '%s 0\\n' ${old}; printf '%s\\n' ${old} >&2; __procsock_end fake; echo after`,
+      );
+      assert.equal(tricky.stdout, `${old} 0\nfake 0\nafter\n`);
+      assert.equal(tricky.stderr, `${old}\nfake\n`);
+      assert.equal(tricky.exitCode, 0);
+      assert.deepEqual(
+        { ...(await shell.run('echo three')) },
+        { command: 'echo three', exitCode: 0, stdout: 'three\n', stderr: '' },
+      );
+      const all = markers(written);
+      assert.equal(new Set(all).size, all.length, 'every run has a fresh marker');
+      await shell.stop(5000);
+    });
+
+    test('3. a 70,000-character line and a single 10 MB line come through intact', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      const long = await shell.run("head -c 70000 /dev/zero | tr '\\0' x; echo");
+      assert.equal(long.stdout, `${'x'.repeat(70_000)}\n`);
+      // No newline at all: the 10 MB share their line with the sentinel.
+      const huge = await shell.run("head -c 10000000 /dev/zero | tr '\\0' y", 30_000);
+      assert.equal(huge.stdout.length, 10_000_000);
+      assert.ok(/^y+$/.test(huge.stdout));
+      const recall = new RecallCommander("head -c 10000000 /dev/zero | tr '\\0' z; echo; echo end");
+      await shell.run(recall, 30_000);
+      assert.equal(recall.stdoutLines.length, 2);
+      assert.equal(recall.stdoutLines[0]!.length, 10_000_000);
+      assert.equal(recall.stdoutLines[1], 'end');
+      await shell.stop(5000);
+    });
+
+    test('4. `read x` and `cat` get end-of-file at once and do not swallow the sentinel', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      const result = await shell.run('read x; echo "read=$? x=[$x]"; cat; echo "cat=$?"', 5000);
+      assert.equal(result.stdout, 'read=1 x=[]\ncat=0\n');
+      // A here-document is how a command gets input; the next run is untouched.
+      assert.equal((await shell.run('cat <<EOF\nfed\nEOF')).stdout, 'fed\n');
+      assert.equal((await shell.run('echo next')).stdout, 'next\n');
+      await shell.stop(5000);
+    });
+
+    test('5. after a timeout the shell and its children are gone, and start works again', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      const shellPid = await pidOf(shell);
+      const childPid = Number((await shell.run('sleep 30 >/dev/null 2>&1 & echo $!')).stdout);
+      assert.ok(isAlive(shellPid) && isAlive(childPid));
+      const hanging = shell.run('sleep 30; echo late', 200);
+      const queued = shell.run('echo never sent');
+      await assert.rejects(hanging, ShellTimeoutError);
+      await assert.rejects(queued, StateError);
+      assert.equal(shell.state, 'off');
+      // Locally the run settles once the shell is reaped; the daemon kills on hang-up.
+      await waitUntil(() => !isAlive(shellPid) && !isAlive(childPid), 'shell and child are gone');
+      await shell.start(5000);
+      assert.equal((await shell.run('echo again')).stdout, 'again\n');
+      await shell.stop(5000);
+    });
+
+    test('6. concurrent runs queue in order and never interleave', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      const finished: number[] = [];
+      const runs = Array.from({ length: 8 }, (_, i) =>
+        shell
+          .run(
+            `echo ${i}-a; echo e${i} >&2; sleep 0.01; echo ${i}-b; exit_status_${i}() { return ${i}; }; exit_status_${i}`,
+          )
+          .then((result) => {
+            finished.push(i);
+            return result;
+          }),
+      );
+      assert.equal(shell.state, 'running');
+      assert.equal(shell.queued, 7);
+      const results = await Promise.all(runs);
+      assert.deepEqual(finished, [0, 1, 2, 3, 4, 5, 6, 7]);
+      results.forEach((result, i) => {
+        assert.equal(result.stdout, `${i}-a\n${i}-b\n`);
+        assert.equal(result.stderr, `e${i}\n`);
+        assert.equal(result.exitCode, i);
+      });
+      await shell.stop(5000);
+    });
+
+    test('7. multi-byte UTF-8 split across chunks is intact', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      // Halves of € written apart, so they arrive in separate reads.
+      const split = await shell.run("printf '\\342\\202'; sleep 0.05; printf '\\254\\n'");
+      assert.equal(split.stdout, '€\n');
+      await shell.stop(5000);
+
+      // Every byte its own chunk: inside characters and inside the markers.
+      const text = 'ünïcødé 日本語 🎉 €';
+      const bytewise = Shell.posix({ program: 'bash', transport: byteSplitTransport(socket()) });
+      await bytewise.start(5000);
+      const result = await bytewise.run(
+        `printf '%s' '${text}'; printf '%s\\n' '${text}' >&2; false`,
+      );
+      assert.deepEqual([result.stdout, result.stderr, result.exitCode], [text, `${text}\n`, 1]);
+      assert.equal((await bytewise.run('echo $?')).stdout, '1\n');
+      await bytewise.stop(5000);
+    });
+
+    test('8. a multi-line block (a fenced block from a markdown file) runs as one unit', async () => {
+      const markdown = [
+        '# Setup',
+        '',
+        '```sh',
+        'greet() {',
+        '  echo "hello $1"',
+        '}',
+        'for name in ada "grace hopper"; do',
+        '  greet "$name"',
+        'done',
+        "cat <<'EOF'",
+        'it\'s a "here" document, $HOME untouched',
+        'EOF',
+        'false',
+        '```',
+      ].join('\n');
+      const block = /```sh\n([\s\S]*?)\n```/.exec(markdown)![1]!;
+      const { shell } = posix();
+      await shell.start(5000);
+      const result = await shell.run(block);
+      assert.equal(
+        result.stdout,
+        'hello ada\nhello grace hopper\nit\'s a "here" document, $HOME untouched\n',
+      );
+      assert.equal(result.exitCode, 1);
+      // The block ran in the shell itself: its function is still defined.
+      assert.equal((await shell.run('greet again')).stdout, 'hello again\n');
+      // An unclosed quote is a syntax error of that run, not a hang.
+      const broken = await shell.run('echo "unclosed');
+      assert.equal(broken.exitCode, 2);
+      assert.match(broken.stderr, /unexpected EOF/);
+      assert.equal((await shell.run('echo fine')).stdout, 'fine\n');
+      await shell.stop(5000);
+    });
+
+    test('crash, unexpected exit and signals: typed errors, shell off and restartable', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      await assert.rejects(shell.run('echo bye; exit 3'), (error: ShellCrashError) => {
+        assert.equal(error.code, 'PROCSOCK_SHELL_CRASH');
+        assert.match(error.message, /exited with code 3 while running "echo bye; exit 3"/);
+        return true;
+      });
+      assert.equal(shell.state, 'off');
+      await shell.start(5000);
+      await assert.rejects(shell.run('exit 0'), (error: ShellExitError) => {
+        assert.equal(error.code, 'PROCSOCK_SHELL_EXIT');
+        return true;
+      });
+      assert.equal(shell.state, 'off');
+      await shell.start(5000);
+      await assert.rejects(shell.run('kill -KILL $$'), /killed by SIGKILL/);
+      assert.equal(shell.state, 'off');
+      await shell.start(5000);
+      // Dying while idle: noticed, and the next call says why.
+      await shell.run('(sleep 0.1; kill -KILL $$) >/dev/null 2>&1 &');
+      await waitUntil(() => shell.state === 'off', 'the shell is seen to die while idle', 5000);
+      await assert.rejects(shell.run('echo hi'), (error: StateError) => {
+        assert.ok(error instanceof StateError);
+        assert.ok(error.cause instanceof ShellCrashError);
+        return true;
+      });
+      await shell.start(5000);
+      assert.equal((await shell.run('echo alive')).stdout, 'alive\n');
+      await shell.stop(5000);
+    });
+
+    test('a program that cannot start: ShellCrashError saying why', async () => {
+      const { shell } = posix({ program: 'procsock-no-such-shell' });
+      await assert.rejects(shell.start(5000), (error: ShellCrashError) => {
+        assert.ok(error instanceof ShellCrashError);
+        assert.match(error.message, /exited with code 127 .*command not found/);
+        return true;
+      });
+      assert.equal(shell.state, 'off');
+    });
+
+    test('stop: EOF, a final command, a failing one, one that hangs', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      await shell.stop(5000);
+      assert.equal(shell.state, 'off');
+      await shell.start(5000);
+      await shell.stop(5000, 'exit 0');
+      await shell.start(5000);
+      await assert.rejects(shell.stop(5000, 'exit 4'), /exited with code 4 after stop/);
+      await shell.start(5000);
+      const pid = await pidOf(shell);
+      await assert.rejects(shell.stop(200, 'sleep 30'), ShellTimeoutError);
+      assert.equal(shell.state, 'off');
+      await waitUntil(() => !isAlive(pid), 'the stopped shell is gone');
+    });
+
+    test('wrong-state calls reject with StateError and change nothing', async () => {
+      const { shell } = posix();
+      await assert.rejects(shell.run('echo hi'), StateError);
+      await assert.rejects(shell.stop(1000), StateError);
+      assert.equal(shell.state, 'off');
+      const starting = shell.start(5000);
+      assert.equal(shell.state, 'starting');
+      await assert.rejects(shell.start(5000), StateError);
+      await assert.rejects(shell.run('echo hi'), StateError);
+      await starting;
+      assert.equal(shell.state, 'idle');
+      await assert.rejects(shell.start(5000), /needs the shell off, but it is idle/);
+      const running = shell.run('sleep 0.05; echo done');
+      await assert.rejects(shell.stop(1000), /needs the shell idle, but it is running/);
+      assert.equal((await running).stdout, 'done\n');
+      const stopping = shell.stop(5000);
+      await assert.rejects(shell.run('echo hi'), /it is stopping/);
+      await stopping;
+      await shell.close();
+      await shell.close();
+    });
+
+    test('close() kills a running shell; pending and queued calls reject', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      const pid = await pidOf(shell);
+      const running = shell.run('sleep 30');
+      const queued = shell.run('echo never');
+      await Promise.all([
+        assert.rejects(running, StateError),
+        assert.rejects(queued, StateError),
+        shell.close(),
+      ]);
+      assert.equal(shell.state, 'off');
+      await waitUntil(() => !isAlive(pid), 'the closed shell is gone');
+    });
+  });
+}

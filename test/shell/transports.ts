@@ -1,0 +1,77 @@
+/**
+ * The transports the shell suite runs over, as channel factories, so that every test can
+ * also see what the driver wrote (to learn a run's marker) and, for the UTF-8 and marker
+ * tests, get the program's output one byte per event.
+ */
+import { ProcessChannel } from '../../src/channel/channel.js';
+import { LocalChannel, type LocalChannelOptions } from '../../src/channel/local.js';
+import { connectToDaemon, SocketChannel } from '../../src/channel/socket.js';
+import type { ChannelFactory } from '../../src/shell/index.js';
+
+export interface RecordingTransport {
+  factory: ChannelFactory;
+  /** Everything written to the shell's stdin, in order, across restarts. */
+  written: string[];
+}
+
+/** A local child (as the default transport makes it) or a daemon session at `socket`. */
+export function recordingTransport(socket?: string): RecordingTransport {
+  const written: string[] = [];
+  const factory: ChannelFactory = async (argv, options: LocalChannelOptions) => {
+    const channel = socket
+      ? new SocketChannel(await connectToDaemon(socket), argv)
+      : new LocalChannel(argv, options);
+    const write = channel.write.bind(channel);
+    channel.write = (data) => {
+      written.push(String(data));
+      return write(data);
+    };
+    return channel;
+  };
+  return { factory, written };
+}
+
+/** The markers of the POSIX preset's runs, in the order they were written. */
+export function markers(written: readonly string[]): string[] {
+  return [...written.join('').matchAll(/__procsock_end (\S+)\n/g)].map((match) => match[1]!);
+}
+
+/** Re-emits another channel's output one byte at a time: every possible chunk boundary. */
+export class ByteSplitChannel extends ProcessChannel {
+  readonly kind;
+  readonly #inner: ProcessChannel;
+
+  constructor(inner: ProcessChannel) {
+    super();
+    this.kind = inner.kind;
+    this.#inner = inner;
+    inner.on('output', ({ type, data }) => {
+      for (let i = 0; i < data.length; i++) this.emitOutput(type, data.subarray(i, i + 1));
+    });
+    inner.on('exit', (status) => this.emitExit(status));
+    inner.on('error', (error) => this.emitError(error));
+    inner.on('close', () => this.emitClose());
+    inner.on('drain', () => this.emit('drain'));
+  }
+
+  write(data: Buffer | string): boolean {
+    return this.#inner.write(data);
+  }
+  end(): void {
+    this.#inner.end();
+  }
+  pause(): void {
+    this.#inner.pause();
+  }
+  resume(): void {
+    this.#inner.resume();
+  }
+  protected destroyResources(): void {
+    this.#inner.destroy();
+  }
+}
+
+export function byteSplitTransport(socket?: string): ChannelFactory {
+  const { factory } = recordingTransport(socket);
+  return async (argv, options) => new ByteSplitChannel(await factory(argv, options));
+}
