@@ -27,6 +27,11 @@ function nodeGyp() {
         'node-gyp.js',
       ),
   ];
+  // npm installed next to node (outside npm, e.g. `node scripts/build-native.mjs`).
+  const prefix = resolve(dirname(process.execPath), '..');
+  candidates.push(
+    join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+  );
   const script = candidates.find((path) => path && existsSync(path));
   return script ? [process.execPath, script] : ['node-gyp'];
 }
