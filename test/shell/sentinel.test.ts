@@ -1,0 +1,172 @@
+/**
+ * The sentinel scanner on its own: fed whole, byte by byte, and at random splits, it must
+ * pass on exactly the bytes before the marker and hold back no more than the marker's length.
+ */
+import { strict as assert } from 'node:assert';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { ArgumentError } from '../../src/errors.js';
+import { freshMarker, PosixFraming, quote, SentinelFraming } from '../../src/shell/framing.js';
+import { partialMatchLength, SentinelScanner, validateSentinel } from '../../src/shell/sentinel.js';
+
+/** Feeds `pieces` to a fresh scanner; returns what was emitted and where it stopped. */
+function scan(needle: string, pieces: Buffer[], trailer = false) {
+  const scanner = new SentinelScanner(needle, { trailer });
+  const emitted: Buffer[] = [];
+  let foundAt = -1;
+  pieces.forEach((piece, i) => {
+    if (
+      scanner.push(piece, (data) => {
+        assert.ok(data.length > 0, 'never emits an empty piece');
+        emitted.push(data);
+      }) &&
+      foundAt < 0
+    ) {
+      foundAt = i;
+    }
+  });
+  return {
+    output: Buffer.concat(emitted),
+    found: scanner.found,
+    payload: scanner.payload,
+    foundAt,
+  };
+}
+
+function splitAt(data: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((cut) => cut % (data.length + 1)))].sort((a, b) => a - b);
+  const pieces: Buffer[] = [];
+  let from = 0;
+  for (const point of points) {
+    pieces.push(data.subarray(from, point));
+    from = point;
+  }
+  pieces.push(data.subarray(from));
+  return pieces;
+}
+
+const bytes = (data: Buffer) => [...data].map((byte) => Buffer.from([byte]));
+
+describe('SentinelScanner', () => {
+  test('passes on output before the value on the same line (after `printf foo`)', () => {
+    const result = scan('END\n', [Buffer.from('line\nfooEND\n')]);
+    assert.equal(result.output.toString(), 'line\nfoo');
+    assert.ok(result.found);
+  });
+
+  test('a value not at a line end is output', () => {
+    const result = scan('END\n', [Buffer.from('END of story\nENDEND\n')]);
+    assert.equal(result.output.toString(), 'END of story\nEND');
+  });
+
+  test('byte by byte: same result, found on the newline', () => {
+    const data = Buffer.from('€ ünï EN\nENDx END\n');
+    const result = scan('END\n', bytes(data));
+    assert.equal(result.output.toString(), '€ ünï EN\nENDx ');
+    assert.equal(result.foundAt, data.length - 1);
+  });
+
+  test('a partial marker at a chunk end is held back, then released when it is not one', () => {
+    const scanner = new SentinelScanner('MARK\n');
+    const seen: string[] = [];
+    scanner.push(Buffer.from('abcMA'), (data) => seen.push(data.toString()));
+    assert.deepEqual(seen, ['abc']);
+    scanner.push(Buffer.from('Xyz'), (data) => seen.push(data.toString()));
+    assert.deepEqual(seen, ['abc', 'MAXyz']);
+  });
+
+  test('trailer mode reads the payload up to the newline, across chunks', () => {
+    const result = scan('M1 ', bytes(Buffer.from('outM1 127\n')), true);
+    assert.equal(result.output.toString(), 'out');
+    assert.equal(result.payload, '127');
+  });
+
+  test('bytes after the sentinel are dropped, and later pushes ignored', () => {
+    const scanner = new SentinelScanner('END\n');
+    const seen: string[] = [];
+    assert.ok(scanner.push(Buffer.from('aEND\nlate'), (data) => seen.push(data.toString())));
+    assert.ok(scanner.push(Buffer.from('more'), (data) => seen.push(data.toString())));
+    assert.deepEqual(seen, ['a']);
+  });
+
+  test('random splits anywhere, multi-byte text and marker-like noise: output intact', () => {
+    const marker = freshMarker();
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'grapheme', maxLength: 60 }),
+        fc.array(fc.nat(200), { maxLength: 12 }),
+        (text, cuts) => {
+          // Noise: a prefix of the marker, the marker without its space, a wrong status.
+          const output = `${text}${marker.slice(0, 5)}\n${marker}\n${text}`;
+          const data = Buffer.from(`${output}${marker} 42\n`);
+          const result = scan(`${marker} `, splitAt(data, cuts), true);
+          assert.equal(result.output.toString(), output);
+          assert.equal(result.payload, '42');
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test('partialMatchLength: the longest marker prefix the data ends with', () => {
+    const needle = Buffer.from('abab\n');
+    assert.equal(partialMatchLength(Buffer.from('xxaba'), needle), 3);
+    assert.equal(partialMatchLength(Buffer.from('xxabab'), needle), 4);
+    assert.equal(partialMatchLength(Buffer.from('xxab'), needle), 2);
+    assert.equal(partialMatchLength(Buffer.from('xxb'), needle), 0);
+    assert.equal(partialMatchLength(Buffer.from(''), needle), 0);
+  });
+
+  test('an empty needle is refused', () => {
+    assert.throws(() => new SentinelScanner(''), ArgumentError);
+  });
+});
+
+describe('sentinels and framing', () => {
+  test('validateSentinel refuses a missing command, an empty or multi-line value', () => {
+    assert.throws(() => validateSentinel({ command: ' ', value: 'v' }, 'x'), /needs a command/);
+    assert.throws(() => validateSentinel({ command: 'v', value: '' }, 'x'), /non-empty value/);
+    assert.throws(() => validateSentinel({ command: 'v', value: 'a\nb' }, 'x'), /one line/);
+  });
+
+  test('markers are fresh, 22 URL-safe characters', () => {
+    const seen = new Set(Array.from({ length: 1000 }, freshMarker));
+    assert.equal(seen.size, 1000);
+    for (const marker of seen) assert.match(marker, /^[A-Za-z0-9_-]{22}$/);
+  });
+
+  test('the terminator is added once; stderr sentinel goes before stdout sentinel', () => {
+    const framing = new SentinelFraming(
+      ';',
+      { command: 'version', value: 'v1' },
+      { command: 'oops', value: 'unknown: oops' },
+    );
+    assert.equal(framing.frame('select 1').input, 'select 1;\noops;\nversion;\n');
+    assert.equal(framing.frame('select 1;  ').input, 'select 1;\noops;\nversion;\n');
+    assert.equal(framing.frame(null).input, 'oops;\nversion;\n');
+    assert.equal(framing.finalInput(undefined), '');
+    assert.equal(framing.finalInput('quit'), 'quit;\n');
+  });
+
+  test('a sentinel factory gets a fresh marker per frame', () => {
+    const framing = new SentinelFraming(
+      '',
+      (marker) => ({ command: `echo ${marker}`, value: marker }),
+      null,
+    );
+    const [a, b] = [framing.frame('x').input, framing.frame('x').input];
+    assert.notEqual(a, b);
+    assert.match(a, /^x\necho [A-Za-z0-9_-]{22}\n$/);
+  });
+
+  test('POSIX frames quote the command into one line with a fresh marker', () => {
+    const framing = new PosixFraming();
+    const frame = framing.frame("echo 'it''s'\nfalse");
+    assert.match(
+      frame.input,
+      /^eval 'echo '\\''it'\\'''\\''s'\\''\nfalse' <\/dev\/null;__procsock_end [\w-]{22}\n$/,
+    );
+    assert.equal(quote("a'b"), `'a'\\''b'`);
+    assert.equal(framing.finalInput(undefined), 'true\n');
+  });
+});
