@@ -28,7 +28,7 @@ describe('commanders', () => {
   test('discard keeps the command and nothing else', () => {
     const commander = new DiscardCommander('rm -rf build');
     assert.equal(commander.command, 'rm -rf build');
-    assert.equal(commander.stdout, undefined);
+    assert.equal((commander as Commander).stdout, undefined);
     feed(commander, [Buffer.from('x')]);
   });
 
