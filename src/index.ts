@@ -56,3 +56,24 @@ export {
 } from './client/index.js';
 
 // Shell
+export {
+  type ChannelFactory as ShellChannelFactory,
+  CollectCommander,
+  type Commander,
+  DiscardCommander,
+  LabellingCommander,
+  lineParser,
+  type OutputParser,
+  type OutputSink,
+  PassThroughCommander,
+  type PosixShellOptions,
+  RecallCommander,
+  type Sentinel,
+  type SentinelFactory,
+  Shell,
+  type ShellOptions,
+  type ShellResult,
+  type ShellState,
+  type ShellTransport,
+  TextCollector,
+} from './shell/index.js';
