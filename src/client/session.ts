@@ -34,7 +34,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { ProcessChannel } from '../channel/channel.js';
 import { LocalChannel } from '../channel/local.js';
 import { SocketChannel } from '../channel/socket.js';
-import { ArgumentError, ClosedError, StateError, TimeoutError } from '../errors.js';
+import { ArgumentError, ClosedError, ProtocolError, StateError, TimeoutError } from '../errors.js';
 import type { ExitStatus, OutputChunk, OutputType } from '../protocol/reply.js';
 import { DEFAULT_TIMEOUT } from './exec.js';
 import { drained } from './execute.js';
@@ -136,6 +136,14 @@ export class Session {
     this.close().catch(() => {});
   };
 
+  readonly #onEarlySocketError = (error: Error) => {
+    this.#socketError = error;
+  };
+  readonly #onEarlyData = () => {
+    this.#socketError = new ProtocolError('the daemon sent data before the args were sent');
+    this.#socket?.destroy();
+  };
+
   /** Use `connect()`. */
   constructor(target: ResolvedTarget, socket: Socket | null, options: SessionOptions) {
     this.target = target;
@@ -143,9 +151,8 @@ export class Session {
     this.#options = options;
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     // Until argv is sent the connection is ours to watch: note if the daemon drops it.
-    socket?.on('error', (error) => {
-      this.#socketError = error;
-    });
+    socket?.on('error', this.#onEarlySocketError);
+    socket?.on('data', this.#onEarlyData);
     options.signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
@@ -172,11 +179,12 @@ export class Session {
   sendArgs(argv: readonly string[]): this {
     this.#expect('connected', 'send the args');
     checkArgv(argv);
-    if (this.#socket && (this.#socketError || this.#socket.destroyed)) {
+    if (this.#socket && (this.#socketError || this.#socket.destroyed || !this.#socket.readable)) {
       throw new ClosedError(
         `the daemon closed the connection before the args were sent${this.#socketError ? `: ${this.#socketError.message}` : ''}`,
       );
     }
+    this.#socket?.off('data', this.#onEarlyData).off('error', this.#onEarlySocketError);
     const channel = this.#socket
       ? new SocketChannel(this.#socket, argv)
       : openLocal(argv, this.#options);

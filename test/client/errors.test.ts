@@ -1,0 +1,134 @@
+/**
+ * What the client reports when the other end is missing or misbehaves: no daemon, a
+ * stale socket, a peer that breaks the protocol or hangs up early — and what it accepts
+ * that procsock's own daemon never sends (`unknown` output).
+ */
+import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { createExec, run } from '../../src/client/exec.js';
+import { connect } from '../../src/client/session.js';
+import { ClosedError, ConnectError, ProtocolError } from '../../src/errors.js';
+import { tempDir, waitUntil } from '../helpers/process.js';
+
+const dir = tempDir('procsock-client-');
+after(() => dir.cleanup());
+
+/** A fake daemon that reads the request and answers with `reply` bytes, then hangs up. */
+async function fakeDaemon(name: string, reply: string): Promise<{ path: string; server: Server }> {
+  const path = dir.path(name);
+  const server = createServer((socket) => {
+    socket.once('data', () => socket.end(reply));
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return { path, server };
+}
+
+describe('connection errors', () => {
+  test('no socket file: ConnectError naming the path and how to start a daemon', async () => {
+    const path = dir.path('nobody-here.sock');
+    await assert.rejects(run('true', { socket: path }), (error: ConnectError) => {
+      assert.ok(error instanceof ConnectError);
+      assert.equal(error.code, 'PROCSOCK_CONNECT');
+      assert.equal(error.reason, 'ENOENT');
+      assert.equal(error.path, path);
+      assert.match(error.message, /no daemon socket at .*nobody-here\.sock.*procsock serve/);
+      return true;
+    });
+    await assert.rejects(connect(path), ConnectError);
+  });
+
+  test('a stale socket file (nothing listening): ConnectError that says so', async () => {
+    const path = dir.path('stale.sock');
+    // A daemon that died without cleaning up: a socket file nobody listens on.
+    const child = spawn(process.execPath, [
+      '-e',
+      `require('net').createServer().listen(${JSON.stringify(path)}, () => console.log('up'))`,
+    ]);
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('close', resolve));
+    assert.ok(existsSync(path));
+    await assert.rejects(createExec(path)('true'), (error: ConnectError) => {
+      assert.equal(error.reason, 'ECONNREFUSED');
+      assert.match(error.message, /nothing is listening on .*stale\.sock/);
+      return true;
+    });
+  });
+
+  test('permission denied: ConnectError with reason EACCES', {
+    skip: process.getuid?.() === 0 && 'root may connect to any socket',
+  }, async () => {
+    // Only meaningful for a non-root user; covered by the message table in socket.ts otherwise.
+  });
+});
+
+describe('a misbehaving daemon', () => {
+  const servers: Server[] = [];
+  after(() => {
+    for (const server of servers) server.close();
+  });
+  let unknownPath: string;
+  let garbagePath: string;
+  let hangUpPath: string;
+  before(async () => {
+    const unknown = await fakeDaemon(
+      'unknown.sock',
+      '7:unknown,3:abc,6:stdout,2:hi,8:exitcode,1:0,',
+    );
+    const garbage = await fakeDaemon('garbage.sock', '6:stdout,2:hi,this is not a netstring');
+    const hangUp = await fakeDaemon('hangup.sock', '6:stdout,2:hi,');
+    servers.push(unknown.server, garbage.server, hangUp.server);
+    unknownPath = unknown.path;
+    garbagePath = garbage.path;
+    hangUpPath = hangUp.path;
+  });
+
+  test('output of type unknown is collected in the result', async () => {
+    const result = await run(['anything'], { socket: unknownPath });
+    assert.equal(result.unknown, 'abc');
+    assert.equal(result.stdout, 'hi');
+    assert.equal(result.exitCode, 0);
+  });
+
+  test('a session receives unknown output as such', async () => {
+    const session = await connect(unknownPath);
+    session.sendArgs(['anything']);
+    const received = [];
+    for await (const item of session) received.push(item);
+    assert.deepEqual(received, [
+      { type: 'unknown', data: Buffer.from('abc') },
+      { type: 'stdout', data: Buffer.from('hi') },
+      { type: 'exit', exitCode: 0, termSignal: null },
+    ]);
+    await session.close();
+  });
+
+  test('a protocol violation rejects with ProtocolError', async () => {
+    await assert.rejects(run('x', { socket: garbagePath }), ProtocolError);
+  });
+
+  test('a hang-up before the exit status rejects with ClosedError', async () => {
+    await assert.rejects(run('x', { socket: hangUpPath }), ClosedError);
+    const session = await connect(hangUpPath);
+    session.sendArgs(['x']);
+    assert.deepEqual(await session.receive(), { type: 'stdout', data: Buffer.from('hi') });
+    await assert.rejects(session.receive(), ClosedError);
+    assert.deepEqual(await session.receive(), { type: 'closed' });
+    await session.close();
+  });
+
+  test('the daemon going away before the args are sent is reported at sendArgs', async () => {
+    const path = dir.path('drop.sock');
+    const server = createServer((socket) => socket.destroy());
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const session = await connect(path);
+    await waitUntil(() => session.socket!.destroyed, 'the hang-up is seen', 5000);
+    assert.throws(() => session.sendArgs(['true']), ClosedError);
+    await session.close();
+  });
+});

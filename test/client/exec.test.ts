@@ -1,0 +1,219 @@
+/**
+ * ez-mode: the call forms, defaults and per-call overrides, callbacks versus collection,
+ * encodings, timeouts, and the errors — on a local child and through a real daemon.
+ */
+import { strict as assert } from 'node:assert';
+import { createHash } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { createExec, run } from '../../src/client/exec.js';
+import { AbortError, ArgumentError, TimeoutError } from '../../src/errors.js';
+import { openTarget, TARGET_KINDS, type TestTarget } from '../channel/targets.js';
+
+for (const kind of TARGET_KINDS) {
+  describe(`ez-mode exec: ${kind}`, () => {
+    let target: TestTarget;
+    before(async () => {
+      target = await openTarget(kind);
+    });
+    after(() => target.close());
+
+    test('a single string runs a program with no arguments', async () => {
+      const result = await createExec(target.target)('uname');
+      assert.deepEqual(result, {
+        argv: ['uname'],
+        stdout: 'Linux\n',
+        stderr: '',
+        unknown: '',
+        exitCode: 0,
+        termSignal: null,
+      });
+    });
+
+    test('several strings are the argv; an array is the argv; options may follow', async () => {
+      const exec = createExec(target.target);
+      assert.equal((await exec('printf', '%s|', 'a b', '$HOME')).stdout, 'a b|$HOME|');
+      assert.equal((await exec(['printf', '%s|', 'x'])).stdout, 'x|');
+      assert.equal((await exec(['cat'], { stdin: 'piped' })).stdout, 'piped');
+      assert.equal((await exec('cat', { stdin: 'one' })).stdout, 'one');
+      assert.equal((await exec({ argv: ['echo', 'opts'] })).stdout, 'opts\n');
+      assert.equal((await exec({ argv: 'pwd', cwd: '/' })).exitCode, 0);
+    });
+
+    test('defaults set beforehand are used, and each call may override them', async () => {
+      const exec = createExec(target.target, { stdin: 'default input' });
+      exec.argv = ['cat'];
+      assert.equal((await exec()).stdout, 'default input');
+      exec.stdin = 'changed';
+      assert.equal((await exec()).stdout, 'changed');
+      assert.equal((await exec({ stdin: 'per call' })).stdout, 'per call');
+      assert.equal((await exec('tr', 'a-z', 'A-Z')).stdout, 'CHANGED');
+      assert.equal((await exec({ stdin: null })).stdout, '');
+      assert.deepEqual(exec.argv, ['cat'], 'a call does not change the defaults');
+    });
+
+    test('a non-zero exit is a result, not an error', async () => {
+      const result = await run(['sh', '-c', 'echo out; echo err >&2; exit 3'], socketOf(target));
+      assert.deepEqual(
+        [result.stdout, result.stderr, result.exitCode, result.termSignal],
+        ['out\n', 'err\n', 3, null],
+      );
+    });
+
+    test('callbacks receive the output, which is then not collected', async () => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const exec = createExec(target.target, { stderr: (chunk) => void err.push(chunk) });
+      const result = await exec({
+        argv: ['sh', '-c', 'echo one; echo two >&2; echo three'],
+        stdout: (chunk) => void out.push(chunk),
+      });
+      assert.equal(out.join(''), 'one\nthree\n');
+      assert.equal(err.join(''), 'two\n');
+      assert.equal(result.stdout, '');
+      assert.equal(result.stderr, '');
+      assert.equal(result.exitCode, 0);
+      const collected = await exec({ argv: ['sh', '-c', 'echo e >&2'], stderr: null });
+      assert.equal(collected.stderr, 'e\n', 'null turns a default callback off');
+    });
+
+    test('a callback never gets half a UTF-8 character', async () => {
+      const chunks: string[] = [];
+      // 'é' is two bytes; printf writes them in two separate writes.
+      await createExec(target.target)({
+        argv: ['sh', '-c', "printf '\\303'; sleep 0.05; printf '\\251\\n'"],
+        stdout: (chunk) => void chunks.push(chunk),
+      });
+      assert.deepEqual(chunks.join(''), 'é\n');
+      assert.ok(chunks.every((chunk) => !chunk.includes('\uFFFD')));
+    });
+
+    test("encoding 'buffer' returns the bytes as they are", async () => {
+      const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      const result = await createExec(target.target)({
+        argv: ['cat'],
+        stdin: bytes,
+        encoding: 'buffer',
+      });
+      assert.ok(Buffer.isBuffer(result.stdout));
+      assert.ok(result.stdout.equals(bytes));
+      assert.ok(Buffer.isBuffer(result.stderr) && result.stderr.length === 0);
+    });
+
+    test('stdin may be streamed from an async iterable, with back-pressure', async () => {
+      const hash = createHash('sha256');
+      async function* source() {
+        for (let i = 0; i < 64; i++) {
+          const chunk = Buffer.alloc(256 * 1024, i);
+          hash.update(chunk);
+          yield chunk;
+        }
+      }
+      const received = createHash('sha256');
+      let bytes = 0;
+      const result = await createExec(target.target)({
+        argv: ['cat'],
+        stdin: source(),
+        encoding: 'buffer',
+        stdout: (chunk) => {
+          received.update(chunk);
+          bytes += chunk.length;
+        },
+      });
+      assert.equal(result.exitCode, 0);
+      assert.equal(bytes, 64 * 256 * 1024);
+      assert.equal(received.digest('hex'), hash.digest('hex'));
+    });
+
+    test('an async callback holds the program back until it settles', async () => {
+      let inFlight = 0;
+      let maxInFlight = 0;
+      let chunks = 0;
+      await createExec(target.target)({
+        argv: ['head', '-c', String(4 * 1024 * 1024), '/dev/zero'],
+        encoding: 'buffer',
+        stdout: async () => {
+          maxInFlight = Math.max(maxInFlight, ++inFlight);
+          chunks++;
+          await new Promise((resolve) => setImmediate(resolve));
+          inFlight--;
+        },
+      });
+      assert.ok(chunks > 1);
+      // Chunks already read may still arrive while paused, but never an unbounded number.
+      assert.ok(maxInFlight <= 4, `${maxInFlight} callbacks were running at once`);
+    });
+
+    test('a callback that throws stops the program and fails the call', async () => {
+      const exec = createExec(target.target, target.local);
+      await assert.rejects(
+        exec({
+          argv: ['sh', '-c', 'echo hi; exec sleep 30'],
+          stdout: () => {
+            throw new Error('sink broke');
+          },
+        }),
+        /sink broke/,
+      );
+    });
+
+    test('the timeout is the longest wait between pieces of data', async () => {
+      const exec = createExec(target.target, { ...target.local, timeout: 300 });
+      // 5 pieces 100 ms apart: 500 ms in all, never 300 ms without data.
+      const result = await exec('sh', '-c', 'for i in 1 2 3 4 5; do echo $i; sleep 0.1; done');
+      assert.equal(result.stdout, '1\n2\n3\n4\n5\n');
+      await assert.rejects(exec('sh', '-c', 'echo start; sleep 5'), (error: TimeoutError) => {
+        assert.ok(error instanceof TimeoutError);
+        assert.equal(error.code, 'PROCSOCK_TIMEOUT');
+        assert.equal(error.timeout, 300);
+        return true;
+      });
+    });
+
+    test('with timeoutFatal false a timeout just means keep waiting', async () => {
+      const exec = createExec(target.target, { timeout: 50, timeoutFatal: false });
+      const result = await exec('sh', '-c', 'sleep 0.3; echo late');
+      assert.equal(result.stdout, 'late\n');
+      assert.equal(result.exitCode, 0);
+    });
+
+    test('an already aborted signal runs nothing', async () => {
+      const exec = createExec(target.target);
+      await assert.rejects(exec({ argv: ['true'], signal: AbortSignal.abort() }), AbortError);
+    });
+  });
+}
+
+describe('ez-mode arguments', () => {
+  const exec = createExec();
+
+  test('bad arguments throw ArgumentError at once, before anything runs', () => {
+    const bad: [string, () => unknown][] = [
+      ['no argv', () => exec()],
+      ['empty argv', () => exec([])],
+      ['empty program', () => exec('')],
+      ['non-string argument', () => exec(['echo', 1 as unknown as string])],
+      ['argv twice', () => exec(['echo'], { argv: ['echo'] })],
+      ['negative timeout', () => exec('true', { timeout: -1 })],
+      ['bad encoding', () => exec('true', { encoding: 'latin1' as 'utf8' })],
+      ['callback not a function', () => exec('true', { stdout: 'x' as unknown as () => void })],
+      ['bad stdin', () => exec('true', { stdin: 42 as unknown as string })],
+      ['unknown option', () => exec('true', { timout: 5 } as never)],
+      ['mixed call form', () => exec('a', ['b'] as unknown as string)],
+    ];
+    for (const [what, call] of bad) {
+      assert.throws(call, ArgumentError, what);
+    }
+    assert.throws(() => createExec({ socket: '' }), ArgumentError);
+    assert.throws(() => createExec('local', { timeout: Number.NaN }), ArgumentError);
+  });
+
+  test('a default set by assignment is checked at call time', () => {
+    const custom = createExec('local', { argv: ['true'] });
+    custom.timeout = -5;
+    assert.throws(() => custom(), ArgumentError);
+  });
+});
+
+function socketOf(target: TestTarget): { socket?: string } {
+  return typeof target.target === 'object' ? { socket: target.target.socket } : {};
+}

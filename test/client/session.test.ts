@@ -1,0 +1,237 @@
+/**
+ * The duplex session on a local child and through a real daemon: a conversation with
+ * cat, receive outcomes, misuse that is refused without harm, async iteration, and the
+ * Node streams with back-pressure.
+ */
+import { strict as assert } from 'node:assert';
+import { createHash } from 'node:crypto';
+import { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, test } from 'node:test';
+import { connect, type Session } from '../../src/client/session.js';
+import { ArgumentError, StateError } from '../../src/errors.js';
+import {
+  blockedOnPipeWrite,
+  bytesWritten,
+  childrenNamed,
+  openTarget,
+  TARGET_KINDS,
+  type TestTarget,
+} from '../channel/targets.js';
+import { openFdCount, waitUntil } from '../helpers/process.js';
+
+const MiB = 1024 * 1024;
+
+/** Receives stdout until `length` bytes came (chunk boundaries carry no meaning). */
+async function receiveStdout(session: Session, length: number): Promise<string> {
+  const pieces: Buffer[] = [];
+  let received = 0;
+  while (received < length) {
+    const item = await session.receive({ timeout: 5000 });
+    assert.equal(item.type, 'stdout', `expected stdout, got ${JSON.stringify(item)}`);
+    if (item.type !== 'stdout') break;
+    pieces.push(item.data);
+    received += item.data.length;
+  }
+  return Buffer.concat(pieces).toString();
+}
+
+/** Waits until the one child named `command` is blocked writing to a full pipe; returns what it wrote. */
+async function stuckProducer(command: string): Promise<number> {
+  await waitUntil(() => childrenNamed(command).length === 1, `${command} has started`, 5000);
+  const { pid } = childrenNamed(command)[0]!;
+  // Blocked, and still blocked with nothing more written a little later: stuck, not slow.
+  let stuckAt = -1;
+  await waitUntil(
+    () => {
+      const written = bytesWritten(pid);
+      const stuck = blockedOnPipeWrite(pid) && written === stuckAt;
+      stuckAt = blockedOnPipeWrite(pid) ? written : -1;
+      return stuck;
+    },
+    `${command} is blocked on a full pipe`,
+    10_000,
+  );
+  return stuckAt;
+}
+
+for (const kind of TARGET_KINDS) {
+  describe(`duplex session: ${kind}`, () => {
+    let target: TestTarget;
+    before(async () => {
+      target = await openTarget(kind);
+    });
+    after(() => target.close());
+    const open = () => connect(target.target, target.local);
+
+    test('a conversation with cat: send, receive, send, close stdin, exit, closed', async () => {
+      const session = await open();
+      assert.equal(session.state, 'connected');
+      session.sendArgs(['cat']);
+      assert.equal(session.state, 'running');
+      await session.send('hello there');
+      assert.equal(await receiveStdout(session, 11), 'hello there');
+      await session.sendData(Buffer.from('hey this cat process is still running'));
+      assert.equal(await receiveStdout(session, 37), 'hey this cat process is still running');
+      session.sendClose();
+      assert.deepEqual(await session.receive(), { type: 'exit', exitCode: 0, termSignal: null });
+      assert.deepEqual(await session.receive(), { type: 'closed' });
+      assert.deepEqual(await session.receive(), { type: 'closed' });
+      assert.equal(session.state, 'finished');
+      await session.close();
+      assert.equal(session.state, 'closed');
+    });
+
+    test('misuse is refused with a typed error and does not disturb the program', async () => {
+      const session = await open();
+      assert.throws(() => session.send('too early'), StateError);
+      assert.throws(() => session.sendClose(), StateError);
+      assert.throws(() => session.receive(), StateError);
+      assert.throws(() => session.sendArgs([]), ArgumentError);
+      assert.throws(() => session.sendArgs(['']), ArgumentError);
+      assert.throws(() => session.sendArgs('cat' as unknown as string[]), ArgumentError);
+      session.sendArgs(['cat']);
+      assert.throws(() => session.sendArgs(['cat']), StateError);
+      assert.throws(() => session.send(42 as unknown as string), ArgumentError);
+      await session.send('still fine');
+      const waiting = session.receive();
+      assert.throws(() => session.receive(), StateError, 'one receive at a time');
+      const first = await waiting;
+      assert.equal(first.type, 'stdout');
+      const rest = await receiveStdout(
+        session,
+        10 - (first.type === 'stdout' ? first.data.length : 0),
+      );
+      assert.equal(`${first.type === 'stdout' ? first.data : ''}${rest}`, 'still fine');
+      session.sendClose();
+      session.sendClose();
+      assert.throws(() => session.send('after close'), StateError);
+      assert.deepEqual(await session.receive(), { type: 'exit', exitCode: 0, termSignal: null });
+      await session.close();
+      await session.close();
+      assert.throws(() => session.sendArgs(['cat']), StateError);
+      assert.throws(() => session.send('x'), StateError);
+      assert.throws(() => session.receive(), StateError);
+    });
+
+    test('receive times out without harming the program', async () => {
+      const session = await open();
+      session.sendArgs(['cat']);
+      assert.deepEqual(await session.receive({ timeout: 50 }), { type: 'timeout' });
+      await session.send('later');
+      assert.equal(await receiveStdout(session, 5), 'later');
+      session.sendClose();
+      assert.equal((await session.receive()).type, 'exit');
+      await session.close();
+    });
+
+    test('for await yields the output, then the exit, and ends', async () => {
+      const session = await open();
+      session.sendArgs(['sh', '-c', 'echo out; echo err >&2; exit 4']);
+      const texts = { stdout: '', stderr: '', unknown: '' };
+      let exit: unknown = null;
+      for await (const item of session) {
+        if (item.type === 'exit') exit = item;
+        else texts[item.type] += item.data.toString();
+      }
+      assert.deepEqual(texts, { stdout: 'out\n', stderr: 'err\n', unknown: '' });
+      assert.deepEqual(exit, { type: 'exit', exitCode: 4, termSignal: null });
+      assert.deepEqual(await session.wait(), { exitCode: 4, termSignal: null });
+      await session.close();
+    });
+
+    test('close() stops a running program and leaves nothing behind', async () => {
+      const fdsBefore = openFdCount();
+      const session = await open();
+      session.sendArgs(['sleep', '30']);
+      await waitUntil(() => childrenNamed('sleep').length === 1, 'sleep has started', 5000);
+      const waiting = session.receive({ timeout: 0 });
+      await session.close();
+      assert.deepEqual(await waiting, { type: 'closed' });
+      await waitUntil(() => childrenNamed('sleep').length === 0, 'sleep is reaped', 5000);
+      await waitUntil(() => openFdCount() <= fdsBefore, 'descriptors are released', 5000);
+    });
+
+    test('output nobody receives yet blocks the program instead of piling up', async () => {
+      const total = 128 * MiB;
+      const session = await open();
+      session.sendArgs(['head', '-c', String(total), '/dev/zero']);
+      const stuckAt = await stuckProducer('head');
+      assert.ok(stuckAt < 16 * MiB, `head wrote ${stuckAt} bytes nobody received`);
+      let bytes = 0;
+      for await (const item of session) if (item.type === 'stdout') bytes += item.data.length;
+      assert.equal(bytes, total);
+      await session.close();
+    });
+
+    test('the underlying socket is there for a daemon session, a pid for a local one', async () => {
+      const session = await open();
+      if (kind === 'socket') assert.ok(session.socket instanceof Socket);
+      else assert.equal(session.socket, null);
+      session.sendArgs(['true']);
+      if (kind === 'local') assert.equal(typeof session.pid, 'number');
+      else assert.equal(session.pid, undefined);
+      await session.wait();
+      await session.close();
+    });
+
+    test('stdin and stdout as Node streams carry 32 MB intact', async () => {
+      const session = await open();
+      session.sendArgs(['cat']);
+      const sent = createHash('sha256');
+      const received = createHash('sha256');
+      async function* data() {
+        for (let i = 0; i < 32; i++) {
+          const chunk = Buffer.alloc(MiB, i);
+          sent.update(chunk);
+          yield chunk;
+        }
+      }
+      let bytes = 0;
+      await Promise.all([
+        pipeline(Readable.from(data()), session.stdin),
+        (async () => {
+          for await (const chunk of session.stdout) {
+            received.update(chunk);
+            bytes += chunk.length;
+          }
+        })(),
+      ]);
+      assert.equal(bytes, 32 * MiB);
+      assert.equal(received.digest('hex'), sent.digest('hex'));
+      assert.deepEqual(await session.wait(), { exitCode: 0, termSignal: null });
+      assert.throws(() => session.receive(), StateError, 'streams and receive() do not mix');
+      await session.close();
+    });
+
+    test('an unread stdout stream blocks the program; reading it lets it finish', async () => {
+      const total = 128 * MiB;
+      const session = await open();
+      session.sendArgs(['head', '-c', String(total), '/dev/zero']);
+      const stdout = session.stdout;
+      const stuckAt = await stuckProducer('head');
+      assert.ok(stuckAt < 16 * MiB, `head wrote ${stuckAt} bytes nobody read`);
+      let bytes = 0;
+      for await (const chunk of stdout) bytes += chunk.length;
+      assert.equal(bytes, total);
+      assert.deepEqual(await session.wait(), { exitCode: 0, termSignal: null });
+      await session.close();
+    });
+
+    test('a stdin stream to a program that does not read fills up and says so', async () => {
+      const session = await open();
+      session.sendArgs(['sleep', '30']);
+      const chunk = Buffer.alloc(64 * 1024);
+      let written = 0;
+      while (session.stdin.write(chunk)) {
+        written += chunk.length;
+        if (written > 64 * MiB) break;
+        // Let the transport move what it can, so only real back-pressure stops the loop.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.ok(written < 16 * MiB, `${written} bytes were accepted for a program that reads none`);
+      await session.close();
+    });
+  });
+}
