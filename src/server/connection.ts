@@ -16,8 +16,8 @@
  * `closed` settles once the socket is closed and the program (if one was started) has
  * been reaped with its pipes closed: nothing the connection opened is left behind.
  * The deadline (and shutdown) only TERMs the program, KILL following after the kill
- * timeout, so the client still learns how it ended; a client that will not take its reply
- * is dropped `killTimeout` after that.
+ * timeout, so the client still learns how it ended; a client that has not taken its reply
+ * two kill timeouts after the TERM is dropped.
  */
 import type { Socket } from 'node:net';
 import { LocalChannel } from '../channel/local.js';
@@ -103,7 +103,7 @@ export class Connection {
       } else if (this.#state === 'running') {
         this.#terminate('the daemon is shutting down');
       }
-      this.#dropAfter(this.#options.killTimeout);
+      this.#dropAfter(2 * this.#options.killTimeout);
     });
   }
 

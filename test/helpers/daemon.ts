@@ -1,12 +1,18 @@
 /**
- * An in-process daemon on a socket in a fresh temp directory, for tests:
+ * Daemons for tests, each on a socket in a fresh temp directory:
  *
- *   const daemon = await startDaemon({ timeout: 300, killTimeout: 200 });
+ *   const daemon = await startDaemon({ timeout: 300, killTimeout: 200 });   // in this process
  *   ... connect to daemon.path ...
  *   await daemon.close();   // closes the server (reaps everything) and removes the directory
+ *
+ *   const proc = await startDaemonProcess(['-t', '1']);   // `procsock serve` as a process
+ *   await proc.stop();      // SIGTERM, resolves with its exit code
  */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { lstatSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { type ServeOptions, type Server, serve } from '../../src/server/index.js';
-import { tempDir } from './process.js';
+import { tempDir, waitUntil } from './process.js';
 
 export interface TestDaemon {
   /** Socket path. */
@@ -44,4 +50,76 @@ export async function startDaemon(
       dir.cleanup();
     },
   };
+}
+
+export interface DaemonProcess {
+  /** Socket path. */
+  path: string;
+  pid: number;
+  child: ChildProcess;
+  /** Everything the daemon wrote to stderr so far. */
+  stderr(): string;
+  /** Resolves with the exit code (or signal name) once the daemon process has ended. */
+  exited: Promise<number | string>;
+  /** Sends `signal` (default SIGTERM) and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+  /** Removes the temp directory (after `stop`). */
+  cleanup(): void;
+}
+
+/** Path of the CLI entry, run through tsx so tests need no build. */
+export const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+/** Runs the CLI (`node --import tsx src/cli/main.ts ARGS…`) as a separate process. */
+export function runCli(args: string[]): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/**
+ * `procsock serve FLAGS… SOCKET` as a separate process, on a socket in a fresh temp
+ * directory; resolves once it accepts connections.
+ */
+export async function startDaemonProcess(flags: string[] = []): Promise<DaemonProcess> {
+  const dir = tempDir('procsock-daemon-process-');
+  const path = dir.path('daemon.sock');
+  const child = runCli(['serve', ...flags, path]);
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+  });
+  child.stdout!.resume();
+  const exited = new Promise<number | string>((resolve) => {
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? -1));
+  });
+  let done = false;
+  void exited.then(() => {
+    done = true;
+  });
+  await waitUntil(() => done || isSocket(path), 'the daemon listens');
+  if (done) {
+    dir.cleanup();
+    throw new Error(`the daemon exited at start: ${stderr}`);
+  }
+  return {
+    path,
+    pid: child.pid!,
+    child,
+    stderr: () => stderr,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (!done) child.kill(signal);
+      return exited;
+    },
+    cleanup: () => dir.cleanup(),
+  };
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return lstatSync(path).isSocket();
+  } catch {
+    return false;
+  }
 }
