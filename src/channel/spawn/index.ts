@@ -36,7 +36,7 @@ export function resolveSpawnBackend(
   if (nativeAvailable()) return nativeBackend;
   if (wanted === 'auto') return childProcessBackend;
   throw new ArgumentError(
-    `the native spawn backend is not built (${nativeLoadError()?.message ?? 'unknown reason'}); ` +
+    `the native spawn backend is not built (${nativeLoadError()?.message.split('\n')[0] ?? 'unknown reason'}); ` +
       'run "npm rebuild procsock" with python3, make and a C compiler, or use spawnBackend "auto"',
   );
 }

@@ -99,6 +99,8 @@ class NativeChild extends EventEmitter implements SpawnedChild {
 
   exited(code: number | null, signal: NodeJS.Signals | null): void {
     this.#reaped = true;
+    // As child_process does: nobody is left to read stdin, so release it now.
+    this.stdin?.destroy();
     this.emit('exit', code, signal);
   }
 
