@@ -107,9 +107,9 @@ async function main(): Promise<void> {
 
   const results: Record<string, Record<number, number[]>> = {};
   const record = (name: string, concurrency: number, value: number) => {
-    const byConcurrency = (results[name] ??= {});
-    byConcurrency[concurrency] ??= [];
-    byConcurrency[concurrency].push(value);
+    results[name] ??= {};
+    results[name][concurrency] ??= [];
+    results[name][concurrency].push(value);
   };
   // Warm up (JIT, lazily loaded modules, the addon).
   for (const once of Object.values(contenders)) if (once) await rate(once, 2);
