@@ -21,8 +21,12 @@ const EXIT_USAGE = 100;
 
 function version(): string {
   // src/cli/main.ts and dist/cli/main.js both sit two levels below package.json.
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-  return String(pkg.version);
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    return String(pkg.version);
+  } catch {
+    return 'unknown';
+  }
 }
 
 function help(): string {

@@ -1,0 +1,276 @@
+/**
+ * The daemon's throughput, through a minimal raw client (its cost is small and the same
+ * for every daemon measured):
+ *   - connections per second running /bin/true, 1 and 8 connections in flight;
+ *   - MB/s streaming 1 GiB of `head -c 1073741824 /dev/zero` to a fast reader, and the
+ *     daemon's peak RSS (VmHWM), also after a slow reader streamed 256 MiB.
+ * The C sockexec is measured too, in the same run, when env SOCKEXEC names its binary.
+ *
+ *   npm run bench -- daemon          (or: node --import tsx bench/daemon.bench.ts)
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const ROUNDS = 5;
+const ROUND_MS = 1000;
+const STREAM_BYTES = 1024 * 1024 * 1024;
+const SLOW_BYTES = 256 * 1024 * 1024;
+
+interface Daemon {
+  name: string;
+  path: string;
+  process: ChildProcess;
+}
+
+function ns(text: string): string {
+  return `${Buffer.byteLength(text)}:${text},`;
+}
+
+function requestBytes(argv: string[]): Buffer {
+  return Buffer.from(ns(String(argv.length)) + argv.map(ns).join('') + ns(''));
+}
+
+async function startDaemon(name: string, command: string, args: string[]): Promise<Daemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'procsock-bench-'));
+  const path = join(dir, 'daemon.sock');
+  const child = spawn(command, [...args, path], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const deadline = Date.now() + 10_000;
+  while (!isSocket(path)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start`);
+    await delay(10);
+  }
+  child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return { name, path, process: child };
+}
+
+/** True when `file` exists and is newer than every .ts file under `dir`. */
+function isFresh(file: string, dir: string): boolean {
+  if (!existsSync(file)) return false;
+  const builtAt = statSync(file).mtimeMs;
+  const newest = (path: string): number =>
+    readdirSync(path, { withFileTypes: true }).reduce((latest, entry) => {
+      const child = join(path, entry.name);
+      if (entry.isDirectory()) return Math.max(latest, newest(child));
+      return entry.name.endsWith('.ts') ? Math.max(latest, statSync(child).mtimeMs) : latest;
+    }, 0);
+  return newest(dir) <= builtAt;
+}
+
+function isSocket(path: string): boolean {
+  return existsSync(path) && lstatSync(path).isSocket();
+}
+
+async function stopDaemon(daemon: Daemon): Promise<void> {
+  const exited = new Promise((resolve) => daemon.process.once('exit', resolve));
+  daemon.process.kill('SIGTERM');
+  await exited;
+}
+
+/** One connection: send the request, read until the daemon closes, return the bytes received. */
+function exchange(
+  path: string,
+  request: Buffer,
+  onData?: (chunk: Buffer) => void,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ path });
+    let last: Buffer = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      onData?.(chunk);
+      last = chunk.length >= 32 ? chunk : Buffer.concat([last, chunk]).subarray(-32);
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(last));
+    socket.write(request);
+  });
+}
+
+const TRUE_REQUEST = requestBytes(['/bin/true']);
+const TRUE_REPLY = Buffer.from('8:exitcode,1:0,');
+
+async function connectionsPerSecond(daemon: Daemon, concurrency: number, ms: number) {
+  let done = 0;
+  const stopAt = performance.now() + ms;
+  const worker = async () => {
+    while (performance.now() < stopAt) {
+      const tail = await exchange(daemon.path, TRUE_REQUEST);
+      if (!tail.subarray(-TRUE_REPLY.length).equals(TRUE_REPLY)) {
+        throw new Error(`${daemon.name}: unexpected reply ${tail.toString('latin1')}`);
+      }
+      done++;
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return (done * 1000) / (performance.now() - start);
+}
+
+async function streamMBps(daemon: Daemon, bytes: number, slow: boolean): Promise<number> {
+  let received = 0;
+  const request = requestBytes(['head', '-c', String(bytes), '/dev/zero']);
+  const start = performance.now();
+  const tail = await new Promise<Buffer>((resolve, reject) => {
+    const socket = connect({ path: daemon.path });
+    let last: Buffer = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      last = Buffer.concat([last, chunk]).subarray(-32);
+      if (slow) {
+        // A slow reader: 1 ms pause per chunk.
+        socket.pause();
+        setTimeout(() => socket.resume(), 1);
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(last));
+    socket.write(request);
+  });
+  const seconds = (performance.now() - start) / 1000;
+  if (!tail.subarray(-TRUE_REPLY.length).equals(TRUE_REPLY) || received < bytes) {
+    throw new Error(`${daemon.name}: stream ended badly after ${received} bytes`);
+  }
+  return bytes / 1e6 / seconds;
+}
+
+function peakRssMB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function fmt(value: number | undefined, digits = 0): string {
+  return value === undefined ? '—' : value.toFixed(digits);
+}
+
+async function main(): Promise<void> {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  // The built daemon when dist/ is up to date (`npm run bench` builds it), else the source
+  // through tsx (same code; tsx only adds start-up time and some resident memory).
+  const built = join(root, 'dist/cli/main.js');
+  const procsockArgs = isFresh(built, join(root, 'src'))
+    ? [built, 'serve']
+    : ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve'];
+  const daemons: Daemon[] = [await startDaemon('procsock', process.execPath, procsockArgs)];
+  const sockexec = process.env.SOCKEXEC;
+  if (sockexec) daemons.push(await startDaemon('sockexec', sockexec, []));
+  else console.log('C sockexec: not installed (set SOCKEXEC=/path/to/sockexec to measure it too)');
+  console.log(`procsock daemon: node ${procsockArgs.slice(0, -1).join(' ')}`);
+
+  const rssStart: Record<string, number> = {};
+  for (const daemon of daemons) rssStart[daemon.name] = peakRssMB(daemon.process.pid!);
+  const rates: Record<string, Record<number, number[]>> = {};
+  for (const daemon of daemons) {
+    rates[daemon.name] = { 1: [], 8: [] };
+    await connectionsPerSecond(daemon, 8, 300); // warm up
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const concurrency of [1, 8]) {
+      for (const daemon of daemons) {
+        rates[daemon.name]![concurrency]!.push(
+          await connectionsPerSecond(daemon, concurrency, ROUND_MS),
+        );
+      }
+    }
+  }
+
+  const rssConnections: Record<string, number> = {};
+  for (const daemon of daemons) rssConnections[daemon.name] = peakRssMB(daemon.process.pid!);
+  const streams: Record<string, number[]> = {};
+  for (const daemon of daemons) streams[daemon.name] = [];
+  for (let round = 0; round < 3; round++) {
+    for (const daemon of daemons) {
+      streams[daemon.name]!.push(await streamMBps(daemon, STREAM_BYTES, false));
+    }
+  }
+  const rssFast: Record<string, number> = {};
+  const rssSlow: Record<string, number> = {};
+  for (const daemon of daemons) rssFast[daemon.name] = peakRssMB(daemon.process.pid!);
+  for (const daemon of daemons) {
+    await streamMBps(daemon, SLOW_BYTES, true);
+    rssSlow[daemon.name] = peakRssMB(daemon.process.pid!);
+  }
+
+  const p = 'procsock';
+  const s = sockexec ? 'sockexec' : undefined;
+  const ratio = (a: number, b: number | undefined) => (b === undefined ? '—' : (a / b).toFixed(2));
+  const goal = (met: boolean | undefined) =>
+    met === undefined ? 'n/a (no peer)' : met ? 'met' : 'NOT met';
+  const rows: string[][] = [];
+  for (const concurrency of [1, 8]) {
+    const mine = median(rates[p]![concurrency]!);
+    const peer = s ? median(rates[s]![concurrency]!) : undefined;
+    rows.push([
+      `/bin/true conn/s, ${concurrency} in flight`,
+      fmt(mine),
+      fmt(peer),
+      ratio(mine, peer),
+      `≥ 1.0× sockexec: ${goal(peer === undefined ? undefined : mine >= peer)}`,
+    ]);
+  }
+  const mineStream = median(streams[p]!);
+  const peerStream = s ? median(streams[s]!) : undefined;
+  rows.push([
+    'stream 1 GiB, MB/s',
+    fmt(mineStream),
+    fmt(peerStream),
+    ratio(mineStream, peerStream),
+    `≥ 1000 MB/s: ${goal(mineStream >= 1000)}`,
+  ]);
+  rows.push([
+    'daemon RSS at start, MB',
+    fmt(rssStart[p], 1),
+    fmt(s ? rssStart[s] : undefined, 1),
+    '',
+    '',
+  ]);
+  rows.push([
+    'daemon peak RSS after the conn/s runs, MB',
+    fmt(rssConnections[p], 1),
+    fmt(s ? rssConnections[s] : undefined, 1),
+    '',
+    '',
+  ]);
+  rows.push([
+    'daemon peak RSS after the 1 GiB streams, MB',
+    fmt(rssFast[p], 1),
+    fmt(s ? rssFast[s] : undefined, 1),
+    '',
+    `tens of MB: ${goal(rssFast[p]! < 100)}`,
+  ]);
+  rows.push([
+    'peak RSS after a slow reader (256 MiB), MB',
+    fmt(rssSlow[p], 1),
+    fmt(s ? rssSlow[s] : undefined, 1),
+    '',
+    `tens of MB: ${goal(rssSlow[p]! < 100)}`,
+  ]);
+  const header = ['figure', 'procsock', 'sockexec', 'ratio', 'goal'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  console.log(line(header));
+  console.log(line(widths.map((w) => '-'.repeat(w))));
+  for (const row of rows) console.log(line(row));
+  console.log(
+    `(median of ${ROUNDS} rounds of ${ROUND_MS} ms for conn/s, of 3 streams for MB/s; contenders interleaved)`,
+  );
+  for (const daemon of daemons) await stopDaemon(daemon);
+}
+
+await main();
