@@ -187,7 +187,10 @@ function invoke(
     killTimeout: pick('killTimeout') as number | undefined,
     processGroup: pick('processGroup') as boolean | undefined,
   };
-  return openChannel(target, argv, local, plan.signal).then((channel) => execute(channel, plan));
+  let result!: Promise<ExecResult<string | Buffer>>;
+  return openChannel(target, argv, local, plan.signal, (channel) => {
+    result = execute(channel, plan);
+  }).then(() => result);
 }
 
 /** The call forms: (), (...strings), (argv[] | string, options?), (options), (...strings, options). */

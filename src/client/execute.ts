@@ -20,9 +20,7 @@ export type Output<E extends Encoding> = E extends 'buffer' ? Buffer : string;
  * program's output until it settles, so a slow sink slows the program instead of
  * buffering; a throw or rejection stops the program and fails the call with that error.
  */
-export type OutputCallback<E extends Encoding = Encoding> = (
-  chunk: Output<E>,
-) => void | Promise<void>;
+export type OutputCallback<E extends Encoding = Encoding> = (chunk: Output<E>) => unknown;
 
 /** Data for the program's stdin: all at once, or streamed (a `Readable`, an async generator). */
 export type StdinSource = string | Uint8Array | AsyncIterable<string | Uint8Array>;

@@ -40,18 +40,34 @@ export function resolveTarget(target: Target | undefined): ResolvedTarget {
   return { kind: 'socket', path };
 }
 
-/** Connects first when the target is a daemon; resolves once argv is on its way. */
+/**
+ * Connects first when the target is a daemon, and starts argv. `start` runs at once with
+ * the new channel, to write what stdin is known up front: for a daemon, argv and that
+ * stdin leave in one write, so a program that exits at once (and a daemon that then
+ * hangs up) cannot make a second write fail and lose the reply.
+ */
 export async function openChannel(
   target: ResolvedTarget,
   argv: readonly string[],
   local: LocalOptions,
   signal?: AbortSignal,
+  start?: (channel: ProcessChannel) => void,
 ): Promise<ProcessChannel> {
   if (target.kind === 'local') {
     throwIfAborted(signal);
-    return new LocalChannel(argv, local);
+    const channel = new LocalChannel(argv, local);
+    start?.(channel);
+    return channel;
   }
-  return new SocketChannel(await connectSocket(target.path, signal), argv);
+  const socket = await connectSocket(target.path, signal);
+  socket.cork();
+  try {
+    const channel = new SocketChannel(socket, argv);
+    start?.(channel);
+    return channel;
+  } finally {
+    socket.uncork();
+  }
 }
 
 export async function connectSocket(path: string, signal?: AbortSignal): Promise<Socket> {
