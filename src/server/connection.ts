@@ -41,6 +41,7 @@ export class Connection {
   #finished = false;
   #deadlineTimer: NodeJS.Timeout | null = null;
   #dropTimer: NodeJS.Timeout | null = null;
+  #killLogTimer: NodeJS.Timeout | null = null;
   #resolveClosed!: () => void;
 
   constructor(socket: Socket, id: number, options: ResolvedServeOptions) {
@@ -211,6 +212,7 @@ export class Connection {
         `sending TERM to pid ${channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
       );
       channel.destroy();
+      this.#logKill(channel);
     }
   }
 
@@ -239,6 +241,16 @@ export class Connection {
       `${why}: sending TERM to pid ${channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
     );
     channel.terminate();
+    this.#logKill(channel);
+  }
+
+  /** The channel sends KILL itself when the kill timeout expires; this only logs it. */
+  #logKill(channel: LocalChannel): void {
+    if (this.#options.log === null || this.#killLogTimer) return;
+    this.#killLogTimer = setTimeout(() => {
+      this.#killLogTimer = null;
+      if (!channel.closed) this.#log(`pid ${channel.pid} outlived the grace: KILL sent`);
+    }, this.#options.killTimeout);
   }
 
   /** A last resort for clients that do not take their reply: drop them after `ms`. */
@@ -258,6 +270,8 @@ export class Connection {
     if (this.#channel !== null && !this.#channel.closed) return;
     if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     if (this.#dropTimer) clearTimeout(this.#dropTimer);
+    if (this.#killLogTimer) clearTimeout(this.#killLogTimer);
+    this.#killLogTimer = null;
     this.#deadlineTimer = null;
     this.#dropTimer = null;
     this.#finished = true;

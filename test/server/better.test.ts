@@ -256,7 +256,17 @@ describe('6. kill grace honoured, optionally for the whole process group', () =>
     await waitUntil(() => readFileSyncSafe(record) !== '', 'the program got TERM');
     assert.equal(isAlive(pid), true, 'alive after TERM, before the grace ended');
     await waitUntil(() => !isAlive(pid), 'the program is KILLed');
-    assert.match(daemon.log.slice(logLength).join('\n'), /sending TERM to pid \d+, KILL in 300 ms/);
+    await waitUntil(
+      () => daemon.log.slice(logLength).some((line) => /KILL sent/.test(line)),
+      'KILL is logged',
+    );
+    const log = daemon.log.slice(logLength).join('\n');
+    assert.match(
+      log,
+      new RegExp(
+        `sending TERM to pid ${pid}, KILL in 300 ms[^]*pid ${pid} outlived the grace: KILL sent`,
+      ),
+    );
   });
 
   test('with processGroup, what the program started dies with its connection', async () => {
