@@ -1,0 +1,109 @@
+/**
+ * Round trips per second of a trivial command (`echo hi`): through one persistent bash
+ * driven by `Shell` (POSIX preset: fresh marker, stdout + stderr + exit status per run),
+ * against a fresh `bash -c 'echo hi'` per command, in one run, interleaved rounds, median.
+ *   npm run bench -- shell          (BENCH_ROUNDS, BENCH_SECONDS to change the effort)
+ * Goal (PERFORMANCE.md): Shell ≥ 1.0× Go shexec (10,900–12,000/s on the reference machine,
+ * where a fresh `bash -c` did 900–1,000/s) while also capturing each exit status.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { LocalChannel } from '../src/channel/local.js';
+import { Shell } from '../src/shell/index.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
+const COMMAND = 'echo hi';
+const GO_SHEXEC_REFERENCE = 10_900;
+const BASH_C_REFERENCE = 1_000;
+
+type Once = () => Promise<void>;
+
+async function rate(once: Once): Promise<number> {
+  const start = performance.now();
+  const deadline = start + SECONDS * 1000;
+  let count = 0;
+  while (performance.now() < deadline) {
+    await once();
+    count++;
+  }
+  return count / ((performance.now() - start) / 1000);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const fmt = (n: number, digits = 0) => (Number.isNaN(n) ? 'n/a' : n.toFixed(digits));
+
+async function main(): Promise<void> {
+  const posix = Shell.posix({ program: 'bash' });
+  const plain = new Shell({
+    program: 'bash',
+    sentinel: { command: 'echo __procsock_bench_done__', value: '__procsock_bench_done__' },
+  });
+  await posix.start(5000);
+  await plain.start(5000);
+
+  const contenders: Record<string, Once> = {
+    'Shell, POSIX preset (bash)': async () => {
+      const result = await posix.run(COMMAND);
+      if (result.stdout !== 'hi\n' || result.exitCode !== 0) throw new Error('wrong result');
+    },
+    'Shell, plain sentinel (bash, no status)': async () => {
+      await plain.run(COMMAND);
+    },
+    'bash -c per command (child_process.spawn)': () =>
+      new Promise((resolve, reject) => {
+        spawn('bash', ['-c', COMMAND], { stdio: 'pipe' })
+          .on('close', () => resolve())
+          .on('error', reject);
+      }),
+    'bash -c per command (LocalChannel)': () =>
+      new LocalChannel(['bash', '-c', COMMAND]).done().then(() => {}),
+  };
+
+  console.log(
+    `\`${COMMAND}\` round trips: ${ROUNDS} rounds of ~${SECONDS}s each, interleaved; median`,
+  );
+  const goInstalled = spawnSync('go', ['version']).status === 0;
+  console.log(
+    goInstalled
+      ? 'Go shexec: a Go toolchain is here, but shexec is not vendored into this repo: not run'
+      : 'Go shexec: NOT INSTALLED (no Go toolchain); compared with its reference figure instead',
+  );
+
+  for (const once of Object.values(contenders)) await rate(once); // warm up
+  const results: Record<string, number[]> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, once] of Object.entries(contenders)) {
+      (results[name] ??= []).push(await rate(once));
+    }
+  }
+  await posix.stop(5000);
+  await plain.stop(5000);
+
+  const med = (name: string) => median(results[name]!);
+  const shell = med('Shell, POSIX preset (bash)');
+  const bashC = med('bash -c per command (child_process.spawn)');
+  console.log('\n| runs/s | median | all rounds |');
+  console.log('|---|---|---|');
+  for (const name of Object.keys(contenders)) {
+    console.log(
+      `| ${name} | ${fmt(med(name))} | ${results[name]!.map((n) => fmt(n)).join(', ')} |`,
+    );
+  }
+  const ratio = shell / bashC;
+  const referenceRatio = GO_SHEXEC_REFERENCE / BASH_C_REFERENCE;
+  console.log('\n| figure | procsock Shell | bash -c | Go shexec | ratio | goal | met |');
+  console.log('|---|---|---|---|---|---|---|');
+  console.log(
+    `| echo hi round trips/s | ${fmt(shell)} | ${fmt(bashC)} | not installed (ref. ${GO_SHEXEC_REFERENCE}) | ${fmt(ratio, 1)}× bash -c | ≥ ${GO_SHEXEC_REFERENCE}/s | ${shell >= GO_SHEXEC_REFERENCE ? 'yes' : 'no'} |`,
+  );
+  console.log(
+    `| same, relative to bash -c (machine-neutral) | ${fmt(ratio, 1)}× | 1× | ref. ≈${fmt(referenceRatio, 1)}× | ${fmt(ratio / referenceRatio, 2)}× Go's | ≥ 1.0× Go's | ${ratio >= referenceRatio ? 'yes' : 'no'} |`,
+  );
+}
+
+await main();
