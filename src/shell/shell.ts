@@ -274,18 +274,17 @@ export class Shell {
     this.#state = 'stopping';
     const channel = this.#channel!;
     return new Promise((resolve, reject) => {
-      const timer =
-        timeout > 0
-          ? setTimeout(
-              () =>
-                this.#kill(
-                  new ShellTimeoutError(
-                    `the shell (${this.#program}) did not exit within ${timeout} ms of stop(); it was killed`,
-                  ),
+      const timer = hasDeadline(timeout)
+        ? setTimeout(
+            () =>
+              this.#kill(
+                new ShellTimeoutError(
+                  `the shell (${this.#program}) did not exit within ${timeout} ms of stop(); it was killed`,
                 ),
-              timeout,
-            )
-          : null;
+              ),
+            timeout,
+          )
+        : null;
       this.#stopRequest = { resolve, reject, timer };
       channel.write(this.#framing.finalInput(command));
       channel.end();
@@ -374,7 +373,7 @@ export class Shell {
         this.#feed(exchange, job.commander.stderr, data);
       },
     };
-    if (job.timeout > 0) {
+    if (hasDeadline(job.timeout)) {
       exchange.timer = setTimeout(() => {
         if (this.#exchange === exchange) this.#kill(this.#timeoutError(exchange));
       }, job.timeout);
@@ -530,9 +529,18 @@ export class Shell {
   }
 }
 
+/** Longest delay a Node timer takes; anything longer (Infinity) means no deadline. */
+const MAX_TIMER = 2_147_483_647;
+
+function hasDeadline(timeout: number): boolean {
+  return timeout > 0 && timeout <= MAX_TIMER;
+}
+
 function checkTimeout(timeout: number): void {
   if (typeof timeout !== 'number' || !(timeout >= 0)) {
-    throw new ArgumentError(`a timeout is a number of milliseconds ≥ 0 (0 = none), not ${timeout}`);
+    throw new ArgumentError(
+      `a timeout is a number of milliseconds ≥ 0 (0 or Infinity = none), not ${timeout}`,
+    );
   }
 }
 

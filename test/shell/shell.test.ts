@@ -4,6 +4,7 @@
  * package shexec fails the first five).
  */
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import {
   ShellCrashError,
@@ -308,3 +309,50 @@ for (const kind of ['local', 'daemon'] as const) {
     });
   });
 }
+
+describe('the POSIX preset on every POSIX shell installed', () => {
+  for (const program of ['sh', 'bash', 'dash', 'zsh']) {
+    const installed = spawnSync(program, ['-c', 'true']).status === 0;
+    test(program, { skip: installed ? false : `${program} is not installed` }, async () => {
+      const shell = Shell.posix({ program, killTimeout: KILL_TIMEOUT });
+      await shell.start(5000);
+      assert.equal((await shell.run('false')).exitCode, 1);
+      assert.equal((await shell.run('echo $?')).stdout, '1\n');
+      const result = await shell.run("printf out; printf err >&2; read x; cat; x=1\ny='it''s'");
+      assert.deepEqual([result.stdout, result.stderr, result.exitCode], ['out', 'err', 0]);
+      assert.equal((await shell.run('echo "$x $y"')).stdout, '1 its\n');
+      const block = await shell.run('for i in 1 2; do\n  echo "$i"\ndone\ncat <<EOF\nhere\nEOF');
+      assert.equal(block.stdout, '1\n2\nhere\n');
+      await shell.run('false');
+      await shell.stop(5000); // exits 0 although the last command failed
+    });
+  }
+});
+
+describe('parsers and timeouts', () => {
+  test('a parser that throws fails its run only; the shell stays usable', async () => {
+    const shell = Shell.posix({ program: 'sh' });
+    await shell.start(5000);
+    const broken = {
+      command: 'echo a; echo b',
+      stdout: {
+        write() {
+          throw new Error('parser bug');
+        },
+      },
+    };
+    await assert.rejects(shell.run(broken), /parser bug/);
+    assert.equal(shell.state, 'idle');
+    assert.equal((await shell.run('echo ok')).stdout, 'ok\n');
+    await shell.stop(5000);
+  });
+
+  test('timeouts: 0 and Infinity mean none; a negative one is an ArgumentError', async () => {
+    const shell = Shell.posix({ program: 'sh' });
+    await shell.start(Number.POSITIVE_INFINITY);
+    assert.equal((await shell.run('sleep 0.05; echo slow', 0)).stdout, 'slow\n');
+    assert.equal((await shell.run('echo inf', Number.POSITIVE_INFINITY)).stdout, 'inf\n');
+    assert.throws(() => shell.run('echo', -1), /milliseconds/);
+    await shell.stop(0);
+  });
+});
