@@ -223,6 +223,7 @@ function toBuffer(data: string | Uint8Array): Buffer {
 
 /** Resolves on `'drain'`, or when the channel closes (nothing more can be written then). */
 export function drained(channel: ProcessChannel): Promise<void> {
+  if (channel.closed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       channel.off('drain', done);

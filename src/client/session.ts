@@ -202,7 +202,9 @@ export class Session {
   /**
    * Writes to the program's stdin. Resolves when more may be written (at once, unless
    * the program is not keeping up); never rejects. Empty data does nothing — close stdin
-   * with `sendClose()`. Throws `StateError` before `sendArgs`, after `sendClose` or `close`.
+   * with `sendClose()`. Data for a program that has already ended is dropped (it can end
+   * at any time, so that is no misuse). Throws `StateError` before `sendArgs`, after
+   * `sendClose` or `close`.
    */
   send(data: string | Uint8Array): Promise<void> {
     const channel = this.#runningChannel('send data');
@@ -218,7 +220,8 @@ export class Session {
       typeof data === 'string'
         ? Buffer.from(data)
         : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    if (buffer.length === 0 || channel.write(buffer)) return Promise.resolve();
+    // A program that has ended takes no more input: like the daemon, drop it and carry on.
+    if (buffer.length === 0 || channel.closed || channel.write(buffer)) return Promise.resolve();
     return drained(channel);
   }
 
@@ -334,7 +337,7 @@ export class Session {
 
   #useStreams(): { stdout: Readable; stderr: Readable } {
     if (this.#streams) return this.#streams;
-    const channel = this.#runningChannel('read output streams', true);
+    const channel = this.#runningChannel('read output streams');
     if (this.#receiving) {
       throw new StateError('cannot switch to streams: output is being read with receive()');
     }
@@ -405,13 +408,10 @@ export class Session {
     next.then(waiter.resolve, waiter.reject);
   }
 
-  #runningChannel(what: string, allowFinished = false): ProcessChannel {
+  #runningChannel(what: string): ProcessChannel {
     if (this.#state === 'closed') throw new StateError(`cannot ${what}: the session is closed`);
     if (!this.#channel) {
       throw new StateError(`cannot ${what} before the program is started: call sendArgs first`);
-    }
-    if (this.#state === 'finished' && !allowFinished && what !== 'close stdin') {
-      throw new StateError(`cannot ${what}: the program has already ended`);
     }
     return this.#channel;
   }

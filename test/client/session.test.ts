@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { connect, type Session } from '../../src/client/session.js';
-import { ArgumentError, StateError } from '../../src/errors.js';
+import { AbortError, ArgumentError, StateError } from '../../src/errors.js';
 import {
   blockedOnPipeWrite,
   bytesWritten,
@@ -163,6 +163,29 @@ for (const kind of TARGET_KINDS) {
       for await (const item of session) if (item.type === 'stdout') bytes += item.data.length;
       assert.equal(bytes, total);
       await session.close();
+    });
+
+    test('data for a program that has already ended is dropped, not an error', async () => {
+      const session = await open();
+      session.sendArgs(['true']);
+      assert.deepEqual(await session.receive(), { type: 'exit', exitCode: 0, termSignal: null });
+      assert.deepEqual(await session.receive(), { type: 'closed' });
+      await session.send('nobody reads this');
+      session.sendClose();
+      await session.close();
+    });
+
+    test('aborting the session signal stops the program and closes the session', async () => {
+      const controller = new AbortController();
+      const session = await connect(target.target, { ...target.local, signal: controller.signal });
+      session.sendArgs(['sleep', '30']);
+      await waitUntil(() => childrenNamed('sleep').length === 1, 'sleep has started', 5000);
+      const waiting = session.receive({ timeout: 0 });
+      controller.abort();
+      await assert.rejects(waiting, AbortError);
+      await session.close();
+      assert.equal(session.state, 'closed');
+      await waitUntil(() => childrenNamed('sleep').length === 0, 'sleep is reaped', 5000);
     });
 
     test('the underlying socket is there for a daemon session, a pid for a local one', async () => {
