@@ -332,6 +332,11 @@ export class Shell {
     channel.on('close', () => {
       if (channel === this.#channel) this.#onClose(channel);
     });
+    if (channel.closed) {
+      // It ended before we could listen (an exec failure reported at once): no event will come.
+      this.#onClose(channel);
+      return;
+    }
     if (this.#killReason) {
       channel.destroy();
       return;

@@ -253,6 +253,10 @@ for (const kind of ['local', 'daemon'] as const) {
         return true;
       });
       assert.equal(shell.state, 'off');
+      // Refused as the program is made (a NUL byte): reported the same way, never a hang.
+      const nul = posix({ program: 'ba\0sh' }).shell;
+      await assert.rejects(nul.start(5000), /exited with code 126/);
+      assert.equal(nul.state, 'off');
     });
 
     test('stop: EOF, a final command, a failing one, one that hangs', async () => {
