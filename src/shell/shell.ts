@@ -5,17 +5,15 @@
  *
  * States and transitions:
  *
- *              start()                   ready
- *     off ─────────────► starting ─────────────────► idle ◄──────────┐
- *      ▲                    │                         │  │            │ ready
- *      │   crash / exit     │ timeout                 │  └── run() ──► running
- *      ├────────────────────┘   │                     │                 │   │
- *      │                        ▼                     │ stop()          │   │ crash / exit
- *      │                    stopping ◄────────────────┘                 │   │
- *      │                     │   ▲ ◄──────── timeout: killed ───────────┘   │
- *      └── exited / killed ──┘   └── close() from any state                  │
- *      ▲                                                                     │
- *      └─────────────────────────────────────────────────────────────────────┘
+ *     off ──start()──► starting ──sentinels seen──► idle ──run()──► running
+ *      ▲                 │  │                        │  ▲ ◄─ ready ─┘  │  │
+ *      │                 │  │ timeout                │  └── (next queued run, if any)
+ *      │                 │  ▼                 stop() ▼                 │  │
+ *      │                 │  stopping ◄──────────────────────── timeout ─┘  │
+ *      │                 │    │   ▲ ◄── close(), from any state but off     │
+ *      ├◄────────────────┼────┘ exited (stop) or killed and gone           │
+ *      └◄────────────────┴──── crash / unexpected exit ─────────────────────┘
+ *                              (also from idle: the program died between runs)
  *
  * - off: no program. `start()` only (and `close()`, a no-op).
  * - starting: launched; the sentinels are being proven to work.
