@@ -7,6 +7,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import {
+  ArgumentError,
   ShellCrashError,
   type ShellExitError,
   ShellTimeoutError,
@@ -333,7 +334,26 @@ describe('the POSIX preset on every POSIX shell installed', () => {
   }
 });
 
-describe('parsers and timeouts', () => {
+describe('options, parsers and timeouts', () => {
+  test('bad options are ArgumentErrors at construction', () => {
+    const sentinel = { command: 'echo x', value: 'x' };
+    assert.throws(() => new Shell({ program: '', sentinel }), ArgumentError);
+    assert.throws(() => new Shell({ program: 'sh' } as ShellOptions), /stdout sentinel/);
+    assert.throws(
+      () => new Shell({ program: 'sh', sentinel: { command: 'x', value: '' } }),
+      ArgumentError,
+    );
+    assert.throws(
+      () => new Shell({ program: 'sh', sentinel: 'posix', terminator: ';' }),
+      /makes its own sentinels/,
+    );
+    assert.throws(
+      () => Shell.posix({ transport: { socket: '/tmp/x.sock' }, cwd: '/tmp' }),
+      /cwd and env cannot be set .* daemon/,
+    );
+    assert.throws(() => Shell.posix().run(42 as unknown as string), ArgumentError);
+  });
+
   test('a parser that throws fails its run only; the shell stays usable', async () => {
     const shell = Shell.posix({ program: 'sh' });
     await shell.start(5000);
