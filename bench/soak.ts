@@ -491,6 +491,8 @@ async function shutdownUnderLoad(): Promise<void> {
 async function main(): Promise<void> {
   console.log(`soak: scale ${SCALE} (SOAK_SCALE), daemon ${socketPath}`);
   await startDaemon();
+  // The daemon closes the start-up probe's socket a moment after the client sees it closed.
+  await delay(500);
   const baselineFds = openFdCount(daemon.pid!);
   let leaks = 0;
   for (const [name, phase] of [
