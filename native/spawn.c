@@ -16,7 +16,7 @@
  * shares with the parent, which the kernel keeps suspended until the child execs or exits.
  *
  * Exit is learnt without blocking: a pidfd watched by the event loop (Linux >= 5.3), or,
- * where pidfd_open is missing, SIGCHLD through libuv. Either way only our own pids are
+ * where pidfd_open is missing or fails, SIGCHLD through libuv. Either way only our own pids are
  * reaped (waitpid(pid), never waitpid(-1)), so child_process's children are left alone.
  */
 #define _GNU_SOURCE
@@ -321,9 +321,11 @@ static int try_reap(child_t *c) {
 }
 
 static void on_pidfd_readable(uv_poll_t *handle, int status, int events) {
-  (void)status;
   (void)events;
-  try_reap((child_t *)handle);
+  /* On an error libuv has stopped watching: look again, so the exit cannot be missed. */
+  if (!try_reap((child_t *)handle) && status < 0) {
+    uv_poll_start(handle, UV_READABLE, on_pidfd_readable);
+  }
 }
 
 static void on_sigchld(uv_signal_t *handle, int signum) {
@@ -584,8 +586,11 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
       a->use_pidfd = 1;
     }
   }
-  /* Watch SIGCHLD from the start when it is the only way, so no exit is missed. */
-  if (!a->use_pidfd) watch_sigchld(a);
+  /*
+   * Watch SIGCHLD from the start (unreferenced, idle while every child has a pidfd), so a
+   * child that falls back to it (no pidfd_open, or no descriptor left) cannot exit unseen.
+   */
+  watch_sigchld(a);
   napi_set_instance_data(env, a, finalize, NULL);
   napi_add_env_cleanup_hook(env, cleanup, a);
   napi_create_string_utf8(env, a->use_pidfd ? "pidfd" : "sigchld", NAPI_AUTO_LENGTH, &result);
