@@ -5,7 +5,13 @@
 
 // Process channel
 export { ProcessChannel, type ProcessChannelEvents } from './channel/channel.js';
-export { LocalChannel, type LocalChannelOptions } from './channel/local.js';
+export {
+  LocalChannel,
+  type LocalChannelOptions,
+  type SpawnBackendChoice,
+  type SpawnBackendName,
+  spawnBackendInUse,
+} from './channel/local.js';
 export { connectToDaemon, SocketChannel } from './channel/socket.js';
 // Errors
 export {
