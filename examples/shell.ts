@@ -2,11 +2,12 @@
  * Script one long-lived bash: state (cwd, variables, functions) survives between
  * commands, each result carries its own output and exit status.
  *
- *   node --import tsx examples/shell.ts
+ *   node --import tsx examples/shell.ts             (PROCSOCK_SOCKET=path to use a daemon)
  */
 import { LabellingCommander, RecallCommander, Shell } from '../src/index.js';
 
-const shell = Shell.posix({ program: 'bash' });
+const socket = process.env.PROCSOCK_SOCKET;
+const shell = Shell.posix({ program: 'bash', transport: socket ? { socket } : 'local' });
 await shell.start(5000);
 
 await shell.run('cd /tmp && greeting="hello from $(pwd)"');
