@@ -184,10 +184,15 @@ export class Session {
         `the daemon closed the connection before the args were sent${this.#socketError ? `: ${this.#socketError.message}` : ''}`,
       );
     }
-    this.#socket?.off('data', this.#onEarlyData).off('error', this.#onEarlySocketError);
-    const channel = this.#socket
-      ? new SocketChannel(this.#socket, argv)
-      : openLocal(argv, this.#options);
+    const socket = this.#socket;
+    if (socket) {
+      socket.off('data', this.#onEarlyData).off('error', this.#onEarlySocketError);
+      // Args and whatever stdin is sent in the same tick leave in one write, so a program
+      // that ends at once (and a daemon that then hangs up) cannot fail a second write.
+      socket.cork();
+      process.nextTick(() => socket.uncork());
+    }
+    const channel = socket ? new SocketChannel(socket, argv) : openLocal(argv, this.#options);
     this.#channel = channel;
     this.#state = 'running';
     channel.on('output', (chunk) => this.#onOutput(chunk));

@@ -13,10 +13,9 @@ import { drained } from '../../src/client/execute.js';
 import { AbortError, TimeoutError } from '../../src/errors.js';
 import { openFdCount, openFds, tempDir, waitUntil } from '../helpers/process.js';
 import {
-  blockedOnPipeWrite,
-  bytesWritten,
   childrenNamed,
   openTarget,
+  stuckProducer,
   TARGET_KINDS,
   type TestTarget,
 } from './targets.js';
@@ -64,20 +63,7 @@ for (const kind of TARGET_KINDS) {
       channel.on('output', ({ data }) => {
         receivedBytes += data.length;
       });
-      await waitUntil(() => childrenNamed('head').length === 1, 'head has started', 5000);
-      const { pid } = childrenNamed('head')[0]!;
-      // Blocked, and still blocked with nothing more written a little later: it is stuck, not slow.
-      let stuckAt = -1;
-      await waitUntil(
-        () => {
-          const written = bytesWritten(pid);
-          const stuck = blockedOnPipeWrite(pid) && written === stuckAt;
-          stuckAt = blockedOnPipeWrite(pid) ? written : -1;
-          return stuck;
-        },
-        'head is blocked on a full pipe',
-        10_000,
-      );
+      const stuckAt = await stuckProducer('head');
       assert.ok(stuckAt < 16 * MiB, `head wrote ${stuckAt} bytes while nobody read them`);
       const growth = process.memoryUsage().rss - rssBefore;
       assert.ok(growth < 64 * MiB, `memory grew by ${growth} bytes while paused`);

@@ -9,7 +9,7 @@ import { LocalChannel } from '../../src/channel/local.js';
 import { connectToDaemon, SocketChannel } from '../../src/channel/socket.js';
 import type { Target } from '../../src/client/target.js';
 import { startDaemon } from '../helpers/daemon.js';
-import { childrenOf, processInfo } from '../helpers/process.js';
+import { childrenOf, processInfo, waitUntil } from '../helpers/process.js';
 
 export const TARGET_KINDS = ['local', 'socket'] as const;
 export type TargetKind = (typeof TARGET_KINDS)[number];
@@ -71,4 +71,34 @@ function readProc(pid: number, file: string): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * Waits until the one child named `command` is stuck writing to a full pipe — blocked
+ * there, and still blocked with nothing more written at the next look (stuck, not just
+ * slow) — and returns how many bytes it had managed to write.
+ */
+export async function stuckProducer(command: string): Promise<number> {
+  await waitUntil(() => childrenNamed(command).length === 1, `${command} has started`, 5000);
+  const { pid } = childrenNamed(command)[0]!;
+  let stuckAt = -1;
+  try {
+    await waitUntil(
+      () => {
+        const written = bytesWritten(pid);
+        const blocked = blockedOnPipeWrite(pid);
+        const stuck = blocked && written === stuckAt;
+        stuckAt = blocked ? written : -1;
+        return stuck;
+      },
+      `${command} is blocked on a full pipe`,
+      10_000,
+    );
+  } catch (error) {
+    const info = processInfo(pid);
+    throw new Error(
+      `${(error as Error).message}: pid ${pid} state ${info?.state ?? 'gone'}, wchan ${readProc(pid, 'wchan') || '-'}, wrote ${bytesWritten(pid)}`,
+    );
+  }
+  return stuckAt;
 }

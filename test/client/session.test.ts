@@ -12,10 +12,9 @@ import { after, before, describe, test } from 'node:test';
 import { connect, type Session } from '../../src/client/session.js';
 import { AbortError, ArgumentError, StateError } from '../../src/errors.js';
 import {
-  blockedOnPipeWrite,
-  bytesWritten,
   childrenNamed,
   openTarget,
+  stuckProducer,
   TARGET_KINDS,
   type TestTarget,
 } from '../channel/targets.js';
@@ -35,25 +34,6 @@ async function receiveStdout(session: Session, length: number): Promise<string> 
     received += item.data.length;
   }
   return Buffer.concat(pieces).toString();
-}
-
-/** Waits until the one child named `command` is blocked writing to a full pipe; returns what it wrote. */
-async function stuckProducer(command: string): Promise<number> {
-  await waitUntil(() => childrenNamed(command).length === 1, `${command} has started`, 5000);
-  const { pid } = childrenNamed(command)[0]!;
-  // Blocked, and still blocked with nothing more written a little later: stuck, not slow.
-  let stuckAt = -1;
-  await waitUntil(
-    () => {
-      const written = bytesWritten(pid);
-      const stuck = blockedOnPipeWrite(pid) && written === stuckAt;
-      stuckAt = blockedOnPipeWrite(pid) ? written : -1;
-      return stuck;
-    },
-    `${command} is blocked on a full pipe`,
-    10_000,
-  );
-  return stuckAt;
 }
 
 for (const kind of TARGET_KINDS) {
