@@ -43,13 +43,18 @@ async function main(): Promise<void> {
     program: 'bash',
     sentinel: { command: 'echo __procsock_bench_done__', value: '__procsock_bench_done__' },
   });
+  const merged = Shell.posix({ program: 'bash', stderr: 'merge' });
   await posix.start(5000);
+  await merged.start(5000);
   await plain.start(5000);
 
   const contenders: Record<string, Once> = {
     'Shell, POSIX preset (bash)': async () => {
       const result = await posix.run(COMMAND);
       if (result.stdout !== 'hi\n' || result.exitCode !== 0) throw new Error('wrong result');
+    },
+    "Shell, POSIX preset, stderr: 'merge' (bash)": async () => {
+      await merged.run(COMMAND);
     },
     'Shell, plain sentinel (bash, no status)': async () => {
       await plain.run(COMMAND);
@@ -82,6 +87,7 @@ async function main(): Promise<void> {
     }
   }
   await posix.stop(5000);
+  await merged.stop(5000);
   await plain.stop(5000);
 
   const med = (name: string) => median(results[name]!);

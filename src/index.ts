@@ -73,6 +73,7 @@ export {
   type OutputSink,
   PassThroughCommander,
   type PosixShellOptions,
+  type PosixStderr,
   RecallCommander,
   type Sentinel,
   type SentinelFactory,

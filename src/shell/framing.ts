@@ -102,9 +102,24 @@ function resolveSentinel(spec: SentinelSpec, what: string): Sentinel {
 
 const END_FUNCTION = '__procsock_end';
 
+/**
+ * What becomes of a POSIX command's stderr: `'capture'` (its own marker, so it is cut
+ * exactly per run), `'merge'` (`2>&1`: into stdout, in the order written), or `'drain'`
+ * (read and dropped). The last two save a marker and a wake-up per run.
+ */
+export type PosixStderr = 'capture' | 'merge' | 'drain';
+
 export class PosixFraming implements Framing {
-  readonly setup =
-    `${END_FUNCTION}() { set -- "$1" "$?"; printf '%s\\n' "$1" >&2; printf '%s %s\\n' "$1" "$2"; return "$2"; }\n`;
+  readonly setup: string;
+  readonly #stderr: PosixStderr;
+  readonly #redirects: string;
+
+  constructor(stderr: PosixStderr = 'capture') {
+    this.#stderr = stderr;
+    this.#redirects = stderr === 'merge' ? ' </dev/null 2>&1' : ' </dev/null';
+    const toStderr = stderr === 'capture' ? `printf '%s\\n' "$1" >&2; ` : '';
+    this.setup = `${END_FUNCTION}() { set -- "$1" "$?"; ${toStderr}printf '%s %s\\n' "$1" "$2"; return "$2"; }\n`;
+  }
 
   /**
    * At end-of-file a shell exits with `$?`, which this framing keeps equal to the last
@@ -120,9 +135,9 @@ export class PosixFraming implements Framing {
     const input =
       command === null
         ? `${END_FUNCTION} ${marker}\n`
-        : `eval ${quote(command)} </dev/null;${END_FUNCTION} ${marker}\n`;
+        : `eval ${quote(command)}${this.#redirects};${END_FUNCTION} ${marker}\n`;
     const stdout = new SentinelScanner(`${marker} `, { trailer: true });
-    const stderr = new SentinelScanner(`${marker}\n`);
+    const stderr = this.#stderr === 'capture' ? new SentinelScanner(`${marker}\n`) : null;
     return {
       input,
       stdout,

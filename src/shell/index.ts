@@ -11,6 +11,7 @@ export {
   RecallCommander,
   TextCollector,
 } from './commander.js';
+export type { PosixStderr } from './framing.js';
 export type { Sentinel, SentinelFactory } from './sentinel.js';
 export {
   type ChannelFactory,

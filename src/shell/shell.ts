@@ -47,7 +47,13 @@ import {
   DiscardCommander,
   type OutputParser,
 } from './commander.js';
-import { type Frame, type Framing, PosixFraming, SentinelFraming } from './framing.js';
+import {
+  type Frame,
+  type Framing,
+  PosixFraming,
+  type PosixStderr,
+  SentinelFraming,
+} from './framing.js';
 import type { Sentinel, SentinelFactory } from './sentinel.js';
 
 export type ShellState = 'off' | 'starting' | 'idle' | 'running' | 'stopping';
@@ -77,6 +83,12 @@ export interface ShellOptions {
   sentinel: Sentinel | SentinelFactory | 'posix';
   /** The stderr sentinel. Without one, stderr is drained (read and dropped) so it cannot block. */
   stderrSentinel?: Sentinel | SentinelFactory;
+  /**
+   * POSIX preset only: `'capture'` (default) cuts each command's stderr exactly with a
+   * marker of its own; `'merge'` sends it into stdout (`2>&1`, in the order written);
+   * `'drain'` drops it. The last two are faster: one marker and one wake-up fewer per run.
+   */
+  stderr?: PosixStderr;
   /** Where the program runs. Default `'local'` (own process group, killed as a group). */
   transport?: ShellTransport;
   /** Milliseconds between TERM and KILL when the program is killed. Default 2000. */
@@ -177,8 +189,17 @@ export class Shell {
           'the POSIX preset makes its own sentinels; drop stderrSentinel/terminator',
         );
       }
-      this.#framing = new PosixFraming();
+      const stderr = options.stderr ?? 'capture';
+      if (!['capture', 'merge', 'drain'].includes(stderr)) {
+        throw new ArgumentError(`stderr: expected 'capture', 'merge' or 'drain', not ${stderr}`);
+      }
+      this.#framing = new PosixFraming(stderr);
     } else {
+      if (options.stderr !== undefined) {
+        throw new ArgumentError(
+          'the stderr option is for the POSIX preset; here give a stderrSentinel, or none to drain',
+        );
+      }
       if (!options.sentinel) throw new ArgumentError('a shell needs a stdout sentinel');
       this.#framing = new SentinelFraming(
         options.terminator ?? '',

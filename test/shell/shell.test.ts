@@ -354,6 +354,26 @@ describe('options, parsers and timeouts', () => {
     assert.throws(() => Shell.posix().run(42 as unknown as string), ArgumentError);
   });
 
+  test("POSIX stderr 'merge' keeps the written order in stdout; 'drain' drops it", async () => {
+    const merge = Shell.posix({ program: 'bash', stderr: 'merge' });
+    await merge.start(5000);
+    const merged = await merge.run('echo 1; echo 2 >&2; echo 3; false');
+    assert.deepEqual([merged.stdout, merged.stderr, merged.exitCode], ['1\n2\n3\n', '', 1]);
+    assert.equal((await merge.run('echo $?')).stdout, '1\n');
+    await merge.stop(5000);
+    const drain = Shell.posix({ program: 'sh', stderr: 'drain' });
+    await drain.start(5000);
+    const drained = await drain.run('head -c 200000 /dev/zero >&2; echo out');
+    assert.deepEqual([drained.stdout, drained.stderr, drained.exitCode], ['out\n', '', 0]);
+    await drain.stop(5000);
+    assert.throws(() => Shell.posix({ stderr: 'keep' as 'drain' }), ArgumentError);
+    assert.throws(
+      () =>
+        new Shell({ program: 'sh', sentinel: { command: 'echo x', value: 'x' }, stderr: 'drain' }),
+      /for the POSIX preset/,
+    );
+  });
+
   test('a parser that throws fails its run only; the shell stays usable', async () => {
     const shell = Shell.posix({ program: 'sh' });
     await shell.start(5000);
