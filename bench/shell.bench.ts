@@ -44,8 +44,10 @@ async function main(): Promise<void> {
     sentinel: { command: 'echo __procsock_bench_done__', value: '__procsock_bench_done__' },
   });
   const merged = Shell.posix({ program: 'bash', stderr: 'merge' });
+  const drained = Shell.posix({ program: 'bash', stderr: 'drain' });
   await posix.start(5000);
   await merged.start(5000);
+  await drained.start(5000);
   await plain.start(5000);
 
   const contenders: Record<string, Once> = {
@@ -55,6 +57,9 @@ async function main(): Promise<void> {
     },
     "Shell, POSIX preset, stderr: 'merge' (bash)": async () => {
       await merged.run(COMMAND);
+    },
+    "Shell, POSIX preset, stderr: 'drain' (bash)": async () => {
+      await drained.run(COMMAND);
     },
     'Shell, plain sentinel (bash, no status)': async () => {
       await plain.run(COMMAND);
@@ -88,6 +93,7 @@ async function main(): Promise<void> {
   }
   await posix.stop(5000);
   await merged.stop(5000);
+  await drained.stop(5000);
   await plain.stop(5000);
 
   const med = (name: string) => median(results[name]!);

@@ -86,7 +86,7 @@ export interface ShellOptions {
   /**
    * POSIX preset only: `'capture'` (default) cuts each command's stderr exactly with a
    * marker of its own; `'merge'` sends it into stdout (`2>&1`, in the order written);
-   * `'drain'` drops it. The last two are faster: one marker and one wake-up fewer per run.
+   * `'drain'` drops it. The last two save a marker and a wake-up per run (a little faster).
    */
   stderr?: PosixStderr;
   /** Where the program runs. Default `'local'` (own process group, killed as a group). */
