@@ -14,7 +14,14 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
     summary: 'run the sockexec-compatible process daemon on a Unix socket',
     load: async () => (await import('./serve.js')).main,
   },
-  // `run` and `shell` are added here, each as `{ summary, load }` for src/cli/<name>.ts.
+  run: {
+    summary: 'run one program (locally or through the daemon), streaming its output',
+    load: async () => (await import('./run.js')).main,
+  },
+  shell: {
+    summary: 'drive a long-lived shell line by line, printing each command’s exit status',
+    load: async () => (await import('./shell.js')).main,
+  },
 };
 
 const EXIT_USAGE = 100;

@@ -1,0 +1,183 @@
+/**
+ * `procsock run [OPTIONS] [--] PROG ARGS…`: runs one program, locally or through the daemon,
+ * with its stdout and stderr streamed to ours as they come, and exits as the program did.
+ *
+ * Stdin: `--stdin-file F` feeds F; otherwise our stdin is forwarded when it is a pipe or a
+ * file, and the program gets an empty stdin when ours is a terminal (the daemon gives its
+ * programs pipes, not a terminal, so forwarding one would only half work; pipe into
+ * `procsock run` to feed it, e.g. `printf 'a\nb\n' | procsock run -- sort`).
+ *
+ * Exit status: the program's, or 128 + n when it was killed by signal n (as a shell does);
+ * 100 usage error; 111 cannot connect to the daemon; 124 no output within `--timeout`
+ * (program stopped); 125 any other failure of procsock. When procsock itself gets SIGINT,
+ * SIGTERM or SIGHUP it stops the program and exits 128 + that signal; when its stdout is a
+ * closed pipe (`procsock run -- yes | head -1`) it stops the program and exits 141 (SIGPIPE).
+ */
+import { createReadStream, openSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { run } from '../client/index.js';
+import { describeError, TimeoutError } from '../errors.js';
+import { signalNumber } from '../protocol/signals.js';
+import {
+  EXIT_CONNECT,
+  EXIT_FAILURE,
+  EXIT_TIMEOUT,
+  EXIT_USAGE,
+  failureStatus,
+  parseMilliseconds,
+  shellStatus,
+  socketOption,
+  splitCommand,
+  UsageError,
+} from './usage.js';
+
+export const RUN_USAGE =
+  'usage: procsock run [--socket PATH] [--timeout MS] [--stdin-file FILE] [--] PROG [ARGS…]';
+
+export const RUN_HELP = `${RUN_USAGE}
+
+Runs PROG with ARGS (never through a shell), through the procsock daemon listening on
+PATH or, without a socket, as a child of this process. Its stdout and stderr are written to
+this process's as they arrive; its exit status becomes this process's.
+
+  -s, --socket PATH       the daemon's Unix socket (default: $PROCSOCK_SOCKET; unset: run locally)
+  -t, --timeout MS        stop the program (exit ${EXIT_TIMEOUT}) when it sends no output for MS
+                          milliseconds; 0 = wait forever (default 0). The daemon's own
+                          deadline (procsock serve -t) applies too.
+  -i, --stdin-file FILE   the program's stdin. Default: this process's stdin when it is a
+                          pipe or a file; nothing (end of file at once) when it is a terminal
+  -h, --help              print this help and exit
+
+Examples:
+  procsock run -- uname -a                          # locally
+  procsock run --socket /run/procsock.sock -- uname -a
+  echo hello | procsock run -s /run/procsock.sock -- cat
+  procsock run --stdin-file script.sh -- bash -s    # feed a file
+  procsock run --timeout 5000 -- tail -f /var/log/syslog
+
+Exit status: the program's, or 128+n when signal n killed it (143 for TERM);
+${EXIT_USAGE} usage error; ${EXIT_CONNECT} cannot connect to the daemon; ${EXIT_TIMEOUT} timeout; ${EXIT_FAILURE} other failure.`;
+
+export interface RunCommand {
+  argv: string[];
+  socket: string | undefined;
+  timeout: number;
+  stdinFile: string | undefined;
+}
+
+const TAKES_VALUE = new Set(['--socket', '-s', '--timeout', '-t', '--stdin-file', '-i']);
+
+/** Parses `run`'s arguments; `'help'` for --help; throws `UsageError` with a one-line reason. */
+export function parseRunArgs(args: string[]): RunCommand | 'help' {
+  const { options, command } = splitCommand(args, TAKES_VALUE);
+  let values: { socket?: string; timeout?: string; 'stdin-file'?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: options,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        socket: { type: 'string', short: 's' },
+        timeout: { type: 'string', short: 't' },
+        'stdin-file': { type: 'string', short: 'i' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help) return 'help';
+  if (command.length === 0 || command[0] === '') throw new UsageError('missing PROG to run');
+  if (values['stdin-file'] === '') throw new UsageError('--stdin-file: the path must not be empty');
+  return {
+    argv: command,
+    socket: socketOption(values.socket),
+    timeout: values.timeout === undefined ? 0 : parseMilliseconds('--timeout', values.timeout),
+    stdinFile: values['stdin-file'],
+  };
+}
+
+/** Runs `procsock run ARGS…`; resolves with the exit status. */
+export async function main(args: string[]): Promise<number> {
+  let command: RunCommand | 'help';
+  try {
+    command = parseRunArgs(args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`procsock run: ${error.message} (${RUN_USAGE})\n`);
+    return EXIT_USAGE;
+  }
+  if (command === 'help') {
+    process.stdout.write(`${RUN_HELP}\n`);
+    return 0;
+  }
+  let stdin: Readable | null;
+  try {
+    stdin = openStdin(command.stdinFile);
+  } catch (error) {
+    process.stderr.write(`procsock run: --stdin-file: ${describeError(error)}\n`);
+    return EXIT_FAILURE;
+  }
+  return runProgram(command, stdin);
+}
+
+function openStdin(file: string | undefined): Readable | null {
+  // Opened now, so that a missing file is reported before anything starts.
+  if (file !== undefined) return createReadStream('', { fd: openSync(file, 'r') });
+  return process.stdin.isTTY ? null : process.stdin;
+}
+
+async function runProgram(command: RunCommand, stdin: Readable | null): Promise<number> {
+  const controller = new AbortController();
+  let stopStatus: number | null = null;
+  const stop = (status: number) => {
+    stopStatus ??= status;
+    controller.abort();
+  };
+  const onSignal = (signal: NodeJS.Signals) => stop(128 + (signalNumber(signal) ?? 0));
+  const onOutputError = () => stop(128 + (signalNumber('PIPE') ?? 13));
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const signal of signals) process.on(signal, onSignal);
+  process.stdout.on('error', onOutputError);
+  process.stderr.on('error', onOutputError);
+  try {
+    const result = await run(command.argv, {
+      socket: command.socket,
+      stdin,
+      stdout: (chunk) => forward(process.stdout, chunk),
+      stderr: (chunk) => forward(process.stderr, chunk),
+      encoding: 'buffer',
+      timeout: command.timeout,
+      signal: controller.signal,
+    });
+    return stopStatus ?? shellStatus(result);
+  } catch (error) {
+    if (stopStatus !== null) return stopStatus;
+    const message =
+      error instanceof TimeoutError
+        ? `${command.argv[0]} sent no output for ${command.timeout} ms and was stopped (raise --timeout; 0 = none)`
+        : describeError(error);
+    process.stderr.write(`procsock run: ${message}\n`);
+    return failureStatus(error);
+  } finally {
+    for (const signal of signals) process.off(signal, onSignal);
+    // Our stdin may still be open (the program did not read it all): stop reading, or this
+    // process would wait for its writer to close it before exiting.
+    stdin?.destroy();
+  }
+}
+
+/** Writes a chunk; while the terminal or pipe is full, the program is held back. */
+function forward(stream: Writable, chunk: Buffer): Promise<void> | undefined {
+  if (stream.destroyed || stream.write(chunk)) return undefined;
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
+}

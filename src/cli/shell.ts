@@ -1,0 +1,327 @@
+/**
+ * `procsock shell [OPTIONS] [--] PROG [ARGS…]`: keeps one PROG running (locally or through the
+ * daemon) and runs each line read from stdin as one command in it, printing the command's
+ * output as it comes and then its exit status, `[exit N]`, on stdout. From a terminal it
+ * prompts; from a pipe it runs a script (`procsock shell -- bash < script.sh`).
+ *
+ * sh, bash, dash and zsh get the POSIX preset (fresh sentinels per command, exit statuses).
+ * Any other program needs a sentinel: a cheap command of its own and the line it prints
+ * (`--sentinel-command`, `--sentinel-value`, `--terminator`); its statuses print `[done]`.
+ *
+ * A line ending with `\` continues on the next line. In the POSIX preset a line that is just
+ * `exit [N]` ends the shell, as typed into one. Each command's stdin is empty (`/dev/null`):
+ * the lines on stdin are commands, never data.
+ *
+ * Exit status: at end of input, the last command's status (as `sh < script` does), 0 when it
+ * is unknown; after `exit N`, N; 100 usage error; 111 cannot connect to the daemon; 124 a
+ * command ran past `--timeout` (the shell was killed); 125 the shell died or another failure;
+ * 128 + n when procsock gets signal n (SIGINT, SIGTERM, SIGHUP; Ctrl-C at the prompt).
+ */
+import { basename } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { describeError, ShellCrashError, ShellExitError, ShellTimeoutError } from '../errors.js';
+import { signalNumber } from '../protocol/signals.js';
+import { PassThroughCommander, Shell, type ShellOptions } from '../shell/index.js';
+import {
+  EXIT_CONNECT,
+  EXIT_FAILURE,
+  EXIT_TIMEOUT,
+  EXIT_USAGE,
+  failureStatus,
+  parseMilliseconds,
+  socketOption,
+  splitCommand,
+  UsageError,
+} from './usage.js';
+
+export const SHELL_USAGE =
+  'usage: procsock shell [--socket PATH] [--timeout MS] [--sentinel-command CMD --sentinel-value VALUE [--terminator T]] [--] PROG [ARGS…]';
+
+/** Programs that get the POSIX preset (by the name of the file, so /bin/bash counts). */
+export const POSIX_SHELLS: ReadonlySet<string> = new Set(['sh', 'bash', 'dash', 'zsh']);
+
+export const SHELL_HELP = `${SHELL_USAGE}
+
+Starts PROG once (through the procsock daemon on PATH or, without a socket, as a child of
+this process) and runs each line of stdin as one command in it: the command's output is
+printed as it comes, then its exit status as "[exit N]". State (cwd, variables, logins…)
+carries over from one command to the next. From a terminal it prompts; from a pipe it runs
+the lines as a script. A line ending with \\ continues on the next one; "exit [N]" ends the
+shell. Commands get an empty stdin: the lines are commands, never data.
+
+PROG sh, bash, dash or zsh needs nothing more. Any other program (a database CLI, a REPL)
+needs a sentinel: a cheap command it understands and the line that command prints. Write
+{marker} in both to get a fresh random marker for each command, so no output can fake it.
+
+  -s, --socket PATH            the daemon's Unix socket (default: $PROCSOCK_SOCKET; unset: local)
+  -t, --timeout MS             longest run of one command in milliseconds, 0 = none (default 0);
+                               past it the shell is killed and procsock exits ${EXIT_TIMEOUT}
+      --sentinel-command CMD   (other programs) command printing the sentinel value on stdout
+      --sentinel-value VALUE   (other programs) the line it prints
+      --terminator T           (other programs) appended to each command, e.g. ";" for SQL
+  -h, --help                   print this help and exit
+
+Examples:
+  procsock shell -- bash
+  printf 'cd /tmp\\npwd\\nfalse\\necho $?\\n' | procsock shell --socket /run/procsock.sock -- sh
+  procsock shell --sentinel-command "select '{marker}';" --sentinel-value '{marker}' -- sqlite3 db
+  procsock shell --sentinel-command 'print("{marker}")' --sentinel-value '{marker}' -- python3 -iqu
+
+Exit status: the last command's status at end of input (0 if unknown); N after "exit N";
+${EXIT_USAGE} usage error; ${EXIT_CONNECT} cannot connect; ${EXIT_TIMEOUT} timeout; ${EXIT_FAILURE} the shell died or other failure;
+128+n when procsock gets signal n.`;
+
+export interface ShellCommand {
+  argv: string[];
+  socket: string | undefined;
+  timeout: number;
+  /** Null for the POSIX preset. */
+  sentinel: { command: string; value: string; terminator: string } | null;
+}
+
+const TAKES_VALUE = new Set([
+  '--socket',
+  '-s',
+  '--timeout',
+  '-t',
+  '--sentinel-command',
+  '--sentinel-value',
+  '--terminator',
+]);
+
+/** Parses `shell`'s arguments; `'help'` for --help; throws `UsageError` with a one-line reason. */
+export function parseShellArgs(args: string[]): ShellCommand | 'help' {
+  const { options, command } = splitCommand(args, TAKES_VALUE);
+  let values: {
+    socket?: string;
+    timeout?: string;
+    'sentinel-command'?: string;
+    'sentinel-value'?: string;
+    terminator?: string;
+    help?: boolean;
+  };
+  try {
+    ({ values } = parseArgs({
+      args: options,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        socket: { type: 'string', short: 's' },
+        timeout: { type: 'string', short: 't' },
+        'sentinel-command': { type: 'string' },
+        'sentinel-value': { type: 'string' },
+        terminator: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help) return 'help';
+  if (command.length === 0 || command[0] === '') {
+    throw new UsageError('missing PROG, the shell to drive (e.g. bash)');
+  }
+  const sentinelCommand = values['sentinel-command'];
+  const sentinelValue = values['sentinel-value'];
+  const posix = POSIX_SHELLS.has(basename(command[0]!));
+  let sentinel: ShellCommand['sentinel'] = null;
+  if (sentinelCommand !== undefined || sentinelValue !== undefined) {
+    if (!sentinelCommand || !sentinelValue || sentinelValue.includes('\n')) {
+      throw new UsageError(
+        '--sentinel-command and --sentinel-value go together, both non-empty, the value one line',
+      );
+    }
+    sentinel = {
+      command: sentinelCommand,
+      value: sentinelValue,
+      terminator: values.terminator ?? '',
+    };
+  } else if (!posix) {
+    throw new UsageError(
+      `${command[0]} is not sh, bash, dash or zsh: give --sentinel-command CMD and --sentinel-value VALUE, a cheap command of ${command[0]} and the line it prints (see procsock shell --help)`,
+    );
+  } else if (values.terminator !== undefined) {
+    throw new UsageError('--terminator needs --sentinel-command (the POSIX preset makes its own)');
+  }
+  return {
+    argv: command,
+    socket: socketOption(values.socket),
+    timeout: values.timeout === undefined ? 0 : parseMilliseconds('--timeout', values.timeout),
+    sentinel,
+  };
+}
+
+/** Runs `procsock shell ARGS…`; resolves with the exit status. */
+export async function main(args: string[]): Promise<number> {
+  let command: ShellCommand | 'help';
+  try {
+    command = parseShellArgs(args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`procsock shell: ${error.message} (${SHELL_USAGE})\n`);
+    return EXIT_USAGE;
+  }
+  if (command === 'help') {
+    process.stdout.write(`${SHELL_HELP}\n`);
+    return 0;
+  }
+  return new ShellSession(command).drive();
+}
+
+function makeShell({ argv, socket, sentinel }: ShellCommand): Shell {
+  const [program, ...args] = argv as [string, ...string[]];
+  const transport: ShellOptions['transport'] = socket === undefined ? 'local' : { socket };
+  if (sentinel === null) return Shell.posix({ program, args, transport });
+  const { command, value, terminator } = sentinel;
+  const fresh = command.includes('{marker}') || value.includes('{marker}');
+  return new Shell({
+    program,
+    args,
+    transport,
+    terminator,
+    sentinel: fresh
+      ? (marker) => ({
+          command: command.replaceAll('{marker}', marker),
+          value: value.replaceAll('{marker}', marker),
+        })
+      : { command, value },
+  });
+}
+
+const START_TIMEOUT = 10_000;
+const EXIT_LINE = /^\s*exit(?:\s+(\d+))?\s*;?\s*$/;
+
+/** One run of `procsock shell`: the shell, the line reader, and how it all ends. */
+class ShellSession {
+  readonly #command: ShellCommand;
+  readonly #shell: Shell;
+  readonly #interactive = process.stdin.isTTY === true;
+  readonly #lines: Interface;
+  /** Made at once: readline drops the lines (and the end) read before an iterator exists. */
+  readonly #lineIterator: AsyncIterableIterator<string>;
+  /** Set when a signal ends the session: the status to exit with. */
+  #stopStatus: number | null = null;
+  /** Whether the last byte printed on stdout ended a line (the status goes on its own line). */
+  #atLineStart = true;
+
+  constructor(command: ShellCommand) {
+    this.#command = command;
+    this.#shell = makeShell(command);
+    this.#lines = createInterface({
+      input: process.stdin,
+      output: this.#interactive ? process.stdout : undefined,
+      terminal: this.#interactive,
+      crlfDelay: Number.POSITIVE_INFINITY,
+    });
+    this.#lines.setPrompt(`${basename(command.argv[0]!)}> `);
+    this.#lineIterator = this.#lines[Symbol.asyncIterator]();
+  }
+
+  async drive(): Promise<number> {
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    const onSignal = (signal: NodeJS.Signals) => this.#stop(128 + (signalNumber(signal) ?? 0));
+    for (const signal of signals) process.on(signal, onSignal);
+    // At a terminal prompt Ctrl-C is a key readline reads, not a signal.
+    this.#lines.on('SIGINT', () => onSignal('SIGINT'));
+    try {
+      return await this.#drive();
+    } finally {
+      for (const signal of signals) process.off(signal, onSignal);
+      this.#lines.close();
+      process.stdin.destroy();
+      await this.#shell.close();
+    }
+  }
+
+  async #drive(): Promise<number> {
+    try {
+      await this.#shell.start(this.#command.timeout || START_TIMEOUT);
+    } catch (error) {
+      return this.#fail(error);
+    }
+    let lastStatus: number | null = null;
+    let pending = '';
+    this.#prompt();
+    for await (const line of { [Symbol.asyncIterator]: () => this.#lineIterator }) {
+      if (this.#stopStatus !== null) break;
+      if (line.endsWith('\\')) {
+        pending += `${line}\n`;
+        continue;
+      }
+      const text = pending + line;
+      pending = '';
+      if (text.trim() === '') {
+        this.#prompt();
+        continue;
+      }
+      const exit = this.#command.sentinel === null ? EXIT_LINE.exec(text) : null;
+      if (exit) return this.#exit(text, exit[1] === undefined ? lastStatus : Number(exit[1]));
+      try {
+        const result = await this.#shell.run(this.#passThrough(text), this.#command.timeout);
+        lastStatus = result.exitCode;
+      } catch (error) {
+        if (error instanceof ShellExitError) return 0; // it ended itself (`quit`): a normal end
+        return this.#fail(error);
+      }
+      this.#printStatus(lastStatus);
+      this.#prompt();
+    }
+    if (this.#stopStatus !== null) return this.#stopStatus;
+    if (this.#interactive) process.stdout.write('\n');
+    try {
+      await this.#shell.stop(this.#command.timeout || START_TIMEOUT);
+    } catch (error) {
+      return this.#fail(error);
+    }
+    return lastStatus ?? 0;
+  }
+
+  /** `exit [N]`: the shell ends with N (or the last status); that is procsock's status too. */
+  async #exit(line: string, expected: number | null): Promise<number> {
+    try {
+      await this.#shell.stop(this.#command.timeout || START_TIMEOUT, line);
+      return 0;
+    } catch (error) {
+      if (error instanceof ShellCrashError && expected !== null && this.#stopStatus === null) {
+        return expected;
+      }
+      return this.#fail(error);
+    }
+  }
+
+  #passThrough(command: string): PassThroughCommander {
+    return new PassThroughCommander(command, {
+      stdout: (chunk) => {
+        if (chunk.length === 0) return;
+        this.#atLineStart = chunk[chunk.length - 1] === 0x0a;
+        process.stdout.write(chunk);
+      },
+      stderr: process.stderr,
+    });
+  }
+
+  #printStatus(status: number | null): void {
+    const text = status === null ? '[done]' : `[exit ${status}]`;
+    process.stdout.write(`${this.#atLineStart ? '' : '\n'}${text}\n`);
+    this.#atLineStart = true;
+  }
+
+  #prompt(): void {
+    if (this.#interactive) this.#lines.prompt();
+  }
+
+  #stop(status: number): void {
+    this.#stopStatus ??= status;
+    this.#lines.close();
+    void this.#shell.close();
+  }
+
+  #fail(error: unknown): number {
+    if (this.#stopStatus !== null) return this.#stopStatus;
+    process.stderr.write(`procsock shell: ${describeError(error)}\n`);
+    if (error instanceof ShellTimeoutError) return EXIT_TIMEOUT;
+    const status = failureStatus(error);
+    return status === EXIT_CONNECT || status === EXIT_TIMEOUT ? status : EXIT_FAILURE;
+  }
+}

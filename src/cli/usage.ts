@@ -1,0 +1,68 @@
+/**
+ * What `procsock run` and `procsock shell` share: splitting their options from the program's
+ * argv, checking option values, and the exit statuses that tell procsock's own failures apart
+ * from the program's. Usage errors are `serve`'s (`UsageError`, exit 100), reused as they are.
+ */
+import { ConnectError, TimeoutError } from '../errors.js';
+import { signalNumber } from '../protocol/signals.js';
+import { EXIT_USAGE, UsageError } from './serve.js';
+
+export { EXIT_USAGE, UsageError };
+
+/** The daemon cannot be reached (no socket file, nobody listening, no permission). */
+export const EXIT_CONNECT = 111;
+/** The program sent no output within `--timeout` and was stopped (as `timeout(1)`). */
+export const EXIT_TIMEOUT = 124;
+/** Any other failure of procsock itself (connection lost, protocol error…). */
+export const EXIT_FAILURE = 125;
+
+/**
+ * Splits `[OPTIONS…] [--] PROG ARGS…`: options end at `--` or at the first word that is not
+ * an option, so `procsock run ls -l` works and `-l` stays the program's. `takesValue` lists
+ * the options whose value may be the next word (`--socket PATH`).
+ */
+export function splitCommand(
+  args: readonly string[],
+  takesValue: ReadonlySet<string>,
+): { options: string[]; command: string[] } {
+  let index = 0;
+  while (index < args.length) {
+    const arg = args[index]!;
+    if (arg === '--') return { options: args.slice(0, index), command: args.slice(index + 1) };
+    if (!arg.startsWith('-') || arg === '-') break;
+    index += takesValue.has(arg) ? 2 : 1;
+  }
+  return { options: args.slice(0, index), command: args.slice(index) };
+}
+
+/** A number of milliseconds ≥ 0 (0 = no limit), as a flag's value. */
+export function parseMilliseconds(flag: string, text: string): number {
+  const value = Number(text);
+  if (!/^[0-9]+$/.test(text) || value > 2 ** 31 - 1) {
+    throw new UsageError(`${flag}: expected whole milliseconds ≥ 0, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+/** A shell's convention: the exit code, or 128 + n for a program killed by signal n. */
+export function shellStatus(status: {
+  exitCode: number | null;
+  termSignal: string | null;
+}): number {
+  if (status.exitCode !== null) return status.exitCode;
+  const number = status.termSignal === null ? undefined : signalNumber(status.termSignal);
+  return number === undefined ? EXIT_FAILURE : 128 + number;
+}
+
+/** Exit status for one of procsock's own failures. */
+export function failureStatus(error: unknown): number {
+  if (error instanceof ConnectError) return EXIT_CONNECT;
+  if (error instanceof TimeoutError) return EXIT_TIMEOUT;
+  return EXIT_FAILURE;
+}
+
+/** The socket from `--socket`, else `$PROCSOCK_SOCKET`; none means "run locally". */
+export function socketOption(flag: string | undefined): string | undefined {
+  if (flag === '') throw new UsageError('--socket: the path must not be empty');
+  return flag ?? (process.env.PROCSOCK_SOCKET || undefined);
+}
