@@ -85,11 +85,11 @@ async function main(): Promise<void> {
   );
 
   for (const once of Object.values(contenders)) await rate(once); // warm up
-  const results: Record<string, number[]> = {};
+  const results: Record<string, number[]> = Object.fromEntries(
+    Object.keys(contenders).map((name) => [name, []]),
+  );
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, once] of Object.entries(contenders)) {
-      (results[name] ??= []).push(await rate(once));
-    }
+    for (const [name, once] of Object.entries(contenders)) results[name]!.push(await rate(once));
   }
   await posix.stop(5000);
   await merged.stop(5000);
