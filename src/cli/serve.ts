@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { describeError } from '../errors.js';
 import { DEFAULT_REQUEST_LIMITS } from '../protocol/request.js';
 import { SERVE_DEFAULTS, type ServeOptions, serve } from '../server/index.js';
+import { closeInheritedDescriptors } from '../server/inherited-fds.js';
 
 export const EXIT_USAGE = 100;
 export const EXIT_FATAL = 111;
@@ -155,6 +156,9 @@ export async function main(args: string[], version: string): Promise<number> {
   const log = command.debug
     ? (line: string) => process.stderr.write(`procsock serve: ${line}\n`)
     : undefined;
+  // Descriptors inherited without close-on-exec would leak into every program.
+  const closed = closeInheritedDescriptors();
+  if (closed.length > 0) log?.(`closed inherited descriptors ${closed.join(', ')}`);
   let server: Awaited<ReturnType<typeof serve>>;
   try {
     server = await serve({ ...command.options, log });

@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { parseServeArgs, UsageError } from '../../src/cli/serve.js';
-import { runCli, startDaemonProcess } from '../helpers/daemon.js';
+import { listedFds, runCli, startDaemonProcess } from '../helpers/daemon.js';
 import { childrenOf, isAlive, tempDir, waitUntil } from '../helpers/process.js';
 import { RawClient, request } from '../helpers/raw-client.js';
 
@@ -149,6 +149,27 @@ describe('a running daemon process', () => {
       assert.match(log, /connection 1: program \d+ exited with 0/);
     } finally {
       assert.equal(await daemon.stop(), 0);
+      daemon.cleanup();
+    }
+  });
+
+  test('descriptors the daemon inherited (not close-on-exec) are closed, not passed on', async () => {
+    const daemon = await startDaemonProcess(['-d'], { inheritedFd: 40 });
+    try {
+      const reply = await RawClient.exchange(
+        daemon.path,
+        request(['sh', '-c', 'exec ls -l /proc/self/fd']),
+      );
+      const fds = listedFds(reply.stdout);
+      // 0-2: the program's own pipes; 3: the directory ls reads. Nothing else.
+      assert.deepEqual(
+        fds.map((fd) => fd.split(' ')[0]).sort(),
+        ['0', '1', '2', '3'],
+        fds.join('\n'),
+      );
+      assert.match(daemon.stderr(), /closed inherited descriptors [0-9, ]*\b40\b/);
+    } finally {
+      await daemon.stop();
       daemon.cleanup();
     }
   });

@@ -70,21 +70,31 @@ export interface DaemonProcess {
 /** Path of the CLI entry, run through tsx so tests need no build. */
 export const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
-/** Runs the CLI (`node --import tsx src/cli/main.ts ARGS…`) as a separate process. */
-export function runCli(args: string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Runs the CLI (`node --import tsx src/cli/main.ts ARGS…`) as a separate process.
+ * `inheritedFd` hands it one more descriptor at that number, not close-on-exec, as a
+ * careless parent would (Node itself marks low numbers close-on-exec at start-up).
+ */
+export function runCli(args: string[], inheritedFd?: number): ChildProcess {
+  const stdio: ('ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe'];
+  if (inheritedFd !== undefined) {
+    while (stdio.length < inheritedFd) stdio.push('ignore');
+    stdio.push('pipe');
+  }
+  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio });
 }
 
 /**
  * `procsock serve FLAGS… SOCKET` as a separate process, on a socket in a fresh temp
  * directory; resolves once it accepts connections.
  */
-export async function startDaemonProcess(flags: string[] = []): Promise<DaemonProcess> {
+export async function startDaemonProcess(
+  flags: string[] = [],
+  options: { inheritedFd?: number } = {},
+): Promise<DaemonProcess> {
   const dir = tempDir('procsock-daemon-process-');
   const path = dir.path('daemon.sock');
-  const child = runCli(['serve', ...flags, path]);
+  const child = runCli(['serve', ...flags, path], options.inheritedFd);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
     stderr += text;
@@ -122,4 +132,12 @@ function isSocket(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The descriptors in the output of `ls -l /proc/self/fd`, as `N -> target`. */
+export function listedFds(lsOutput: string): string[] {
+  return lsOutput
+    .split('\n')
+    .filter((line) => / \d+ -> /.test(line))
+    .map((line) => line.replace(/^.* (\d+ -> .*)$/, '$1'));
 }

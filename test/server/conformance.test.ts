@@ -11,7 +11,8 @@ import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 import { ns, RawClient, request } from '../helpers/raw-client.js';
 
 const IGNORE_TERM = new URL('../fixtures/ignore-term.sh', import.meta.url).pathname;
-const TIMEOUT = 300;
+// Long enough for sh to start and set its trap even on a loaded machine.
+const TIMEOUT = 600;
 const KILL_TIMEOUT = 300;
 
 // Scenarios about the deadline use a short one; the others a long one, so that a loaded
@@ -175,7 +176,7 @@ test('tail -f style endless output: streams until the deadline', async () => {
   );
   const last = reply.pairs.at(-1);
   assert.deepEqual(last, ['termsig', 'TERM']);
-  assert.ok(reply.pairs.length >= 3, `only ${reply.pairs.length} pairs`);
   assert.ok(reply.pairs.slice(0, -1).every(([type]) => type === 'stdout'));
-  assert.match(reply.stdout, /^(tick\n)+$/);
+  // Chunk boundaries carry no meaning: count the lines, not the pairs.
+  assert.match(reply.stdout, /^(tick\n){2,}$/);
 });
