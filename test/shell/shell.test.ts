@@ -312,6 +312,15 @@ for (const kind of ['local', 'daemon'] as const) {
       assert.equal(shell.state, 'off');
       await waitUntil(() => !isAlive(pid), 'the closed shell is gone');
     });
+
+    if (kind === 'daemon') {
+      test('no shell is left behind: every daemon session ended', async () => {
+        await waitUntil(
+          () => daemon!.server.connections === 0,
+          'the daemon has no connection left',
+        );
+      });
+    }
   });
 }
 
