@@ -60,9 +60,15 @@ export function bytesWritten(pid: number): number {
   return Number(/wchar:\s*(\d+)/.exec(io)?.[1] ?? Number.NaN);
 }
 
-/** True while the process sleeps in a write to a full pipe. */
+/**
+ * True while the process sleeps in a write to a full pipe — a real pipe (`pipe_write`),
+ * or the Unix socketpair libuv gives child_process children (`sock_alloc_send_pskb`).
+ */
 export function blockedOnPipeWrite(pid: number): boolean {
-  return processInfo(pid)?.state === 'S' && readProc(pid, 'wchan').includes('pipe_write');
+  return (
+    processInfo(pid)?.state === 'S' &&
+    /pipe_write|sock_alloc_send|unix_stream_sendmsg/.test(readProc(pid, 'wchan'))
+  );
 }
 
 function readProc(pid: number, file: string): string {
