@@ -74,9 +74,11 @@ export class Connection {
   start(): void {
     const socket = this.#socket;
     socket.on('data', (chunk: Buffer) => this.#guard(() => this.#onData(chunk)));
-    socket.on('end', () => this.#guard(() => this.#onClientGone('the client closed its end')));
+    socket.on('end', () =>
+      this.#guard(() => this.#onClientGone('the client closed its end', false)),
+    );
     socket.on('error', (error) =>
-      this.#guard(() => this.#onClientGone(`socket error: ${describeError(error)}`)),
+      this.#guard(() => this.#onClientGone(`socket error: ${describeError(error)}`, true)),
     );
     socket.on('drain', () => this.#channel?.resume());
     socket.on('close', () => {
@@ -175,10 +177,19 @@ export class Connection {
     );
     // Keep reading (and discarding) so the client's late stdin or EOF is noticed.
     this.#socket.resume();
-    this.#socket.end(encodeExit(status), () => this.#socket.destroy());
+    // Half-close only; the socket is destroyed once the client has closed its end too (or
+    // after the kill timeout). Destroying it at once would make a late write of the client (its
+    // stdin terminator, sent as the program exits) fail with EPIPE, and a Node client loses
+    // the reply still unread in its socket with it.
+    this.#socket.end(encodeExit(status), () => this.#dropAfter(this.#options.killTimeout));
   }
 
-  #onClientGone(why: string): void {
+  /**
+   * The client sent EOF (`failed` false) or its socket failed. Like sockexec, EOF while the
+   * program runs is a hang-up, even a half-close; once the reply is under way, EOF just
+   * means the client has nothing more to say, and the reply is still delivered.
+   */
+  #onClientGone(why: string, failed: boolean): void {
     switch (this.#state) {
       case 'reading':
         if (this.#decoder.phase === 'argc' && this.#decoder.atBoundary) {
@@ -193,6 +204,7 @@ export class Connection {
         this.#abandon(why);
         return;
       case 'replying':
+        if (!failed) return;
         this.#log(`${why} before taking the whole reply`);
         this.#socket.destroy();
         return;

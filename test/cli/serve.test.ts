@@ -6,8 +6,8 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { parseServeArgs, UsageError } from '../../src/cli/serve.js';
-import { listedFds, runCli, startDaemonProcess } from '../helpers/daemon.js';
-import { childrenOf, isAlive, tempDir, waitUntil } from '../helpers/process.js';
+import { daemonChildren, listedFds, runCli, startDaemonProcess } from '../helpers/daemon.js';
+import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 import { RawClient, request } from '../helpers/raw-client.js';
 
 const dir = tempDir('procsock-cli-');
@@ -203,7 +203,7 @@ describe('a running daemon process', () => {
         const [[, politeLine]] = (await polite.waitForPairs(1)) as [[string, string]];
         const politePid = Number(politeLine.trim());
         assert.deepEqual(
-          childrenOf(daemon.pid)
+          daemonChildren(daemon.pid)
             .map((child) => child.pid)
             .sort(),
           [stubbornPid, politePid].sort(),

@@ -12,7 +12,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { lstatSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type ServeOptions, type Server, serve } from '../../src/server/index.js';
-import { tempDir, waitUntil } from './process.js';
+import { childrenOf, type ProcessInfo, tempDir, waitUntil } from './process.js';
 
 export interface TestDaemon {
   /** Socket path. */
@@ -140,4 +140,13 @@ export function listedFds(lsOutput: string): string[] {
     .split('\n')
     .filter((line) => / \d+ -> /.test(line))
     .map((line) => line.replace(/^.* (\d+ -> .*)$/, '$1'));
+}
+
+/**
+ * Children of a daemon process started by `startDaemonProcess`, zombies included, except
+ * tsx's esbuild service (tsx may start it to compile the daemon's source; it is the test
+ * harness's, not a program the daemon ran).
+ */
+export function daemonChildren(pid: number): ProcessInfo[] {
+  return childrenOf(pid).filter((child) => child.command !== 'esbuild');
 }

@@ -6,8 +6,8 @@
  */
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { startDaemonProcess } from '../helpers/daemon.js';
-import { childrenOf, openFdCount, openFds, waitUntil } from '../helpers/process.js';
+import { daemonChildren, startDaemonProcess } from '../helpers/daemon.js';
+import { openFdCount, openFds, waitUntil } from '../helpers/process.js';
 import { RawClient, request } from '../helpers/raw-client.js';
 
 const CONNECTIONS = 2500;
@@ -103,15 +103,15 @@ test(`${CONNECTIONS} mixed connections leave no descriptor and no child behind`,
   try {
     // Warm up, so what Node opens once (thread pool, signal pipes…) is in the baseline.
     await runMany(daemon.path, 100);
-    await waitUntil(() => childrenOf(daemon.pid).length === 0, 'the warm-up is reaped');
+    await waitUntil(() => daemonChildren(daemon.pid).length === 0, 'the warm-up is reaped');
     const baseline = openFdCount(daemon.pid);
     const baselineFds = openFds(daemon.pid);
 
     await runMany(daemon.path, CONNECTIONS);
 
     await waitUntil(
-      () => childrenOf(daemon.pid).length === 0,
-      `no child is left (${JSON.stringify(childrenOf(daemon.pid))})`,
+      () => daemonChildren(daemon.pid).length === 0,
+      `no child is left (${JSON.stringify(daemonChildren(daemon.pid))})`,
     );
     await waitUntil(
       () => openFdCount(daemon.pid) <= baseline,

@@ -1,0 +1,192 @@
+/**
+ * `procsock run`, the built CLI as a separate process: locally and through a real daemon.
+ * Exit statuses (the program's, 128+n, 100/111/124), stdin from a pipe and from a file,
+ * live streaming (the program waits for input that the test only sends after it has seen
+ * the first line), and what happens when procsock itself is signalled or its stdout closes.
+ */
+import { strict as assert } from 'node:assert';
+import { writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { finished, runCli, spawnCli, stdoutUntil } from '../helpers/cli.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { childrenOf, isAlive, tempDir, waitUntil } from '../helpers/process.js';
+
+const oneLine = (text: string) => assert.match(text, /^procsock run: [^\n]+\n$/);
+
+describe('procsock run: arguments', () => {
+  test('--help prints the usage with examples, exit 0', async () => {
+    const { status, stdout } = await runCli(['run', '--help']);
+    assert.equal(status, 0);
+    assert.match(stdout, /^usage: procsock run /);
+    assert.match(stdout, /Examples:\n {2}procsock run -- uname -a/);
+    assert.match(stdout, /Exit status:/);
+  });
+
+  for (const [args, reason] of [
+    [['--bogus', '--', 'true'], /Unknown option '--bogus'/],
+    [[], /missing PROG/],
+    [['--'], /missing PROG/],
+    [['--timeout', 'soon', '--', 'true'], /--timeout: expected whole milliseconds/],
+    [['--timeout'], /argument missing/],
+    [['--socket', '', '--', 'true'], /--socket: the path must not be empty/],
+  ] as const) {
+    test(`usage error, exit 100: run ${args.join(' ')}`, async () => {
+      const { status, stdout, stderr } = await runCli(['run', ...args]);
+      assert.equal(status, 100);
+      assert.equal(stdout, '');
+      oneLine(stderr);
+      assert.match(stderr, reason);
+    });
+  }
+
+  test('options end at the program: its own flags stay its own', async () => {
+    const { status, stdout } = await runCli(['run', 'ls', '-d', '/']);
+    assert.equal(status, 0);
+    assert.equal(stdout, '/\n');
+  });
+
+  test('no daemon at --socket: one line, exit 111', async () => {
+    const dir = tempDir();
+    const { status, stderr } = await runCli([
+      'run',
+      '--socket',
+      dir.path('none.sock'),
+      '--',
+      'true',
+    ]);
+    dir.cleanup();
+    assert.equal(status, 111);
+    oneLine(stderr);
+    assert.match(stderr, /no daemon socket at .*none\.sock/);
+  });
+
+  test('a missing --stdin-file: one line, exit 125, nothing run', async () => {
+    const { status, stdout, stderr } = await runCli([
+      'run',
+      '-i',
+      '/nonexistent/in',
+      '--',
+      'echo',
+      'ran',
+    ]);
+    assert.equal(status, 125);
+    assert.equal(stdout, '');
+    oneLine(stderr);
+    assert.match(stderr, /ENOENT/);
+  });
+});
+
+for (const where of ['local', 'daemon'] as const) {
+  describe(`procsock run (${where})`, () => {
+    let daemon: TestDaemon | null = null;
+    let target: string[];
+    const dir = tempDir();
+    let childrenBefore: number;
+
+    before(async () => {
+      childrenBefore = childrenOf().length;
+      if (where === 'daemon') daemon = await startDaemon({ killTimeout: 500 });
+      target = daemon ? ['--socket', daemon.path] : [];
+    });
+    after(async () => {
+      await daemon?.close();
+      dir.cleanup();
+      assert.equal(childrenOf().length, childrenBefore, 'every CLI and program was reaped');
+    });
+
+    test('stdout and stderr pass through; the exit code is passed on', async () => {
+      const result = await runCli([
+        'run',
+        ...target,
+        '--',
+        'sh',
+        '-c',
+        'echo out; echo err >&2; exit 7',
+      ]);
+      assert.deepEqual(result, { status: 7, stdout: 'out\n', stderr: 'err\n' });
+    });
+
+    test('killed by signal n: exit 128+n', async () => {
+      const term = await runCli(['run', ...target, '--', 'sh', '-c', 'kill -TERM $$']);
+      assert.equal(term.status, 143);
+      const kill = await runCli(['run', ...target, '--', 'sh', '-c', 'kill -KILL $$']);
+      assert.equal(kill.status, 137);
+    });
+
+    test('a program that cannot be found: 127 and the message on stderr', async () => {
+      const { status, stderr } = await runCli(['run', ...target, '--', 'no-such-program-x']);
+      assert.equal(status, 127);
+      assert.match(stderr, /no-such-program-x: command not found/);
+    });
+
+    test('stdin from a pipe is forwarded, byte for byte', async () => {
+      const input = Buffer.from('line one\nline two\n\u00e9\u20ac\n');
+      const { status, stdout } = await runCli(['run', ...target, '--', 'cat'], { input });
+      assert.equal(status, 0);
+      assert.equal(stdout, input.toString());
+    });
+
+    test('--stdin-file feeds a file (our own stdin is then ignored)', async () => {
+      const file = dir.path('input.txt');
+      writeFileSync(file, 'from the file\n');
+      const { stdout } = await runCli(['run', ...target, '--stdin-file', file, '--', 'cat'], {
+        input: 'from the pipe\n',
+      });
+      assert.equal(stdout, 'from the file\n');
+    });
+
+    test('output streams live: the first line arrives while the program waits for more input', async () => {
+      const child = spawnCli([
+        'run',
+        ...target,
+        '--',
+        'sh',
+        '-c',
+        'echo first; read x; echo "got $x"',
+      ]);
+      const result = finished(child);
+      // The program cannot go on until the test writes, which it does only after seeing line 1.
+      assert.equal(await stdoutUntil(child, '\n'), 'first\n');
+      child.stdin!.end('go\n');
+      assert.deepEqual(await result, { status: 0, stdout: 'first\ngot go\n', stderr: '' });
+    });
+
+    test('--timeout: no output for that long stops the program, exit 124', async () => {
+      const child = spawnCli([
+        'run',
+        ...target,
+        '--timeout',
+        '300',
+        '--',
+        'sh',
+        '-c',
+        'echo $$; exec sleep 30',
+      ]);
+      const result = finished(child);
+      const pid = Number(await stdoutUntil(child, '\n'));
+      const { status, stderr } = await result;
+      assert.equal(status, 124);
+      oneLine(stderr);
+      assert.match(stderr, /sh sent no output for 300 ms and was stopped/);
+      await waitUntil(() => !isAlive(pid), 'the program is gone');
+    });
+
+    test('SIGTERM to procsock stops the program; exit 143', async () => {
+      const child = spawnCli(['run', ...target, '--', 'sh', '-c', 'echo $$; exec sleep 30']);
+      const result = finished(child);
+      const pid = Number(await stdoutUntil(child, '\n'));
+      assert.ok(isAlive(pid));
+      child.kill('SIGTERM');
+      assert.equal((await result).status, 143);
+      await waitUntil(() => !isAlive(pid), 'the program is gone');
+    });
+
+    test('stdout closed by its reader (| head -1): the program is stopped, exit 141', async () => {
+      const child = spawnCli(['run', ...target, '--', 'yes']);
+      const result = finished(child);
+      await stdoutUntil(child, 'y\n');
+      child.stdout!.destroy();
+      assert.equal((await result).status, 141);
+    });
+  });
+}
