@@ -7,6 +7,7 @@
  * where a fresh `bash -c` did 900–1,000/s) while also capturing each exit status.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { LocalChannel } from '../src/channel/local.js';
 import { Shell } from '../src/shell/index.js';
 
@@ -77,6 +78,11 @@ async function main(): Promise<void> {
   console.log(
     `\`${COMMAND}\` round trips: ${ROUNDS} rounds of ~${SECONDS}s each, interleaved; median`,
   );
+  console.log(
+    `load average at start: ${loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')} (others' work skews every figure)`,
+  );
   const goInstalled = spawnSync('go', ['version']).status === 0;
   console.log(
     goInstalled
@@ -96,6 +102,11 @@ async function main(): Promise<void> {
   await drained.stop(5000);
   await plain.stop(5000);
 
+  console.log(
+    `load average at end: ${loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')}`,
+  );
   const med = (name: string) => median(results[name]!);
   const shell = med('Shell, POSIX preset (bash)');
   const bashC = med('bash -c per command (child_process.spawn)');
