@@ -314,6 +314,30 @@ describe('7. full means wait, not drop', () => {
   });
 });
 
+describe('7b. a waiting client is not charged for the wait', () => {
+  test('the deadline counts from when a connection is served, not accepted', async () => {
+    // The first program survives its deadline's TERM and holds the only slot until KILL,
+    // 400 + 400 ms after it was served: the second client waits longer than a deadline.
+    const small = await startDaemon({ maxConnections: 1, timeout: 400, killTimeout: 400 });
+    try {
+      const fixture = new URL('../fixtures/ignore-term.sh', import.meta.url).pathname;
+      const first = await RawClient.connect(small.path);
+      first.send(request(['sh', fixture], [], false));
+      await programPid(first);
+      const second = await RawClient.connect(small.path);
+      second.send(request(['echo', 'second']));
+      await waitUntil(() => small.server.queued === 1, 'the second client waits');
+      assert.deepEqual((await first.reply()).exit, ['termsig', 'KILL']);
+      assert.deepEqual((await second.reply()).pairs, [
+        ['stdout', 'second\n'],
+        ['exitcode', '0'],
+      ]);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 test('a child inherits no descriptor of the daemon but its three pipes', async () => {
   // Other clients with running programs: their sockets and pipes must not leak either.
   const others = await Promise.all([
