@@ -5,12 +5,14 @@
  * blocks the event loop. Contenders are interleaved round by round; medians are reported.
  *
  *   npm run bench -- spawn          (or: node --import tsx bench/spawn.bench.ts)
+ *   PROCSOCK_SPAWN=child_process npm run bench -- spawn   # the client over Node's own spawn
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnBackendInUse } from '../src/channel/spawn/index.js';
 import { run } from '../src/client/exec.js';
 
 const ROUNDS = 7;
