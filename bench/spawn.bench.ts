@@ -150,6 +150,7 @@ try {
     contender.call
       ? `${rate(contender.name, inFlight).toFixed(0)}/s (${(1e6 / rate(contender.name, inFlight)).toFixed(0)} µs)`
       : contender.missing!;
+  console.log(`local spawn backend: ${spawnBackendInUse()} (choose with PROCSOCK_SPAWN)`);
   console.log(
     `run ${PROGRAM}: calls per second (µs per call), median of ${ROUNDS} interleaved rounds of ${CALLS_PER_BATCH}\n`,
   );
