@@ -10,8 +10,9 @@
  * synchronous bind inside `server.listen`, so there is no moment at which the file has
  * wider permissions than asked for (a chmod after bind would leave such a window).
  */
-import { lstatSync, type Stats, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, type Stats, unlinkSync } from 'node:fs';
 import { connect, type Server } from 'node:net';
+import { dirname } from 'node:path';
 import { describeError, SocketPathError } from '../errors.js';
 
 /** Makes `path` free for a bind, or throws `SocketPathError` saying why it cannot be used. */
@@ -80,7 +81,9 @@ export async function listenOnPath(
       const why =
         error.code === 'EADDRINUSE'
           ? 'the path was taken while starting (another daemon?)'
-          : describeError(error);
+          : !existsSync(dirname(path))
+            ? `the directory ${dirname(path)} does not exist`
+            : describeError(error);
       reject(new SocketPathError(`cannot listen on ${path}: ${why}`, path, { cause: error }));
     };
     const onListening = () => {

@@ -147,3 +147,12 @@ test('bad options are ArgumentErrors', async () => {
     code: 'PROCSOCK_ARGUMENT',
   });
 });
+
+test('a missing directory is named in the error', async () => {
+  const path = dir.path('no/such/dir/daemon.sock');
+  await assert.rejects(serve({ path }), (error) => {
+    assert.ok(error instanceof SocketPathError);
+    assert.match(error.message, /directory .*no\/such\/dir does not exist/);
+    return true;
+  });
+});
