@@ -9,11 +9,17 @@ import { ArgumentError } from '../errors.js';
 import { type ExitStatus, exitedWith, killedBy } from '../protocol/reply.js';
 import { wireSignalName } from '../protocol/signals.js';
 import { ProcessChannel } from './channel.js';
-import { resolveSpawnBackend, type SpawnBackendChoice, type SpawnedChild } from './spawn/index.js';
+import {
+  resolveSpawnBackend,
+  type SpawnBackendChoice,
+  type SpawnedChild,
+  type SpawnLimits,
+} from './spawn/index.js';
 
 export {
   type SpawnBackendChoice,
   type SpawnBackendName,
+  type SpawnLimits,
   spawnBackendInUse,
 } from './spawn/index.js';
 
@@ -35,6 +41,13 @@ export interface LocalChannelOptions {
    * `PROCSOCK_SPAWN` environment variable, else `'auto'`.
    */
   spawnBackend?: SpawnBackendChoice;
+  /** Execute this file instead of looking argv[0] up in PATH (argv[0] is passed as given). */
+  file?: string;
+  /** Run the program as this user / group (needs privilege; supplementary groups dropped). */
+  uid?: number;
+  gid?: number;
+  /** Resource limits set in the child before exec (soft = hard). Native backend only. */
+  rlimits?: SpawnLimits;
 }
 
 export const DEFAULT_KILL_TIMEOUT = 5000;
@@ -72,11 +85,16 @@ export class LocalChannel extends ProcessChannel {
     try {
       child = backend.spawn({
         argv: this.argv,
+        file: options.file,
         cwd: options.cwd,
         env: options.env,
         processGroup: this.#processGroup,
+        uid: options.uid,
+        gid: options.gid,
+        rlimits: options.rlimits,
       });
     } catch (error) {
+      if (error instanceof ArgumentError) throw error;
       // Invalid arguments (a NUL byte, say) throw synchronously; report them like any exec failure.
       queueMicrotask(() => this.#failExec(error));
       return null;

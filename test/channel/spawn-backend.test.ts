@@ -113,6 +113,35 @@ for (const backend of ['native', 'child_process'] as const) {
       assert.equal(stdout.toString(), 'plain script ok\n');
     });
 
+    test('file: executes that file, with argv[0] passed as given', async () => {
+      const { stdout } = await run(['custom-zero', '-c', 'echo "$0"'], opts({ file: '/bin/sh' }));
+      assert.equal(stdout.toString(), 'custom-zero\n');
+    });
+
+    test('rlimits: set before exec on native; refused at once on child_process', async () => {
+      if (backend === 'child_process') {
+        assert.throws(
+          () => new LocalChannel(['true'], opts({ rlimits: { openFiles: 77 } })),
+          ArgumentError,
+        );
+        return;
+      }
+      const { stdout } = await run(['sh', '-c', 'ulimit -n'], opts({ rlimits: { openFiles: 77 } }));
+      assert.equal(stdout.toString(), '77\n');
+    });
+
+    test('uid and gid: the program runs as that user and group', {
+      skip: process.getuid?.() !== 0 && 'needs root',
+    }, async () => {
+      const { stdout } = await run(
+        ['id', '-u', '-G'].slice(0, 2),
+        opts({ uid: 65534, gid: 65534 }),
+      );
+      const groups = await run(['id', '-G'], opts({ uid: 65534, gid: 65534 }));
+      assert.equal(stdout.toString(), '65534\n');
+      assert.equal(groups.stdout.toString(), '65534\n', 'supplementary groups dropped');
+    });
+
     test('exit codes and signal names', async () => {
       for (const code of [0, 1, 3, 255]) {
         const { status } = await run(['sh', '-c', `exit ${code}`], opts());
