@@ -5,12 +5,15 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { createExec, run } from '../../src/client/exec.js';
 import { connect } from '../../src/client/session.js';
 import { ClosedError, ConnectError, ProtocolError } from '../../src/errors.js';
+import { startDaemon } from '../helpers/daemon.js';
 import { tempDir, waitUntil } from '../helpers/process.js';
 
 const dir = tempDir('procsock-client-');
@@ -59,10 +62,35 @@ describe('connection errors', () => {
     });
   });
 
-  test('permission denied: ConnectError with reason EACCES', {
-    skip: process.getuid?.() === 0 && 'root may connect to any socket',
+  const notRoot = process.getuid?.() !== 0 && 'needs root, to try as another user';
+  test('permission denied: ConnectError with reason EACCES, naming the path', {
+    skip: notRoot,
   }, async () => {
-    // Only meaningful for a non-root user; covered by the message table in socket.ts otherwise.
+    // Root may connect to any socket: try as nobody, against a daemon's 0660 root-owned socket.
+    const daemon = await startDaemon();
+    try {
+      chmodSync(dirname(daemon.path), 0o755);
+      const client = fileURLToPath(new URL('../../src/client/exec.ts', import.meta.url));
+      const code = `import { run } from ${JSON.stringify(client)};
+try { await run('true', { socket: process.argv[1] }); console.log('connected'); }
+catch (error) { console.log(JSON.stringify({ reason: error.reason, message: error.message })); }`;
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', '--input-type=module', '-e', code, daemon.path],
+        { uid: 65534, gid: 65534 },
+      );
+      let output = '';
+      child.stdout.on('data', (data) => {
+        output += data;
+      });
+      await new Promise((resolve) => child.once('close', resolve));
+      const { reason, message } = JSON.parse(output);
+      assert.equal(reason, 'EACCES');
+      assert.ok(message.includes(daemon.path));
+      assert.match(message, /permission denied/);
+    } finally {
+      await daemon.close();
+    }
   });
 });
 
