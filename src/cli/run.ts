@@ -30,6 +30,7 @@ import {
   socketOption,
   splitCommand,
   UsageError,
+  usageError,
 } from './usage.js';
 
 export const RUN_USAGE =
@@ -85,7 +86,7 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
       },
     }));
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw usageError(error);
   }
   if (values.help) return 'help';
   if (command.length === 0 || command[0] === '') throw new UsageError('missing PROG to run');

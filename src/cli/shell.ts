@@ -33,6 +33,7 @@ import {
   socketOption,
   splitCommand,
   UsageError,
+  usageError,
 } from './usage.js';
 
 export const SHELL_USAGE =
@@ -116,7 +117,7 @@ export function parseShellArgs(args: string[]): ShellCommand | 'help' {
       },
     }));
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw usageError(error);
   }
   if (values.help) return 'help';
   if (command.length === 0 || command[0] === '') {

@@ -35,6 +35,11 @@ export function splitCommand(
   return { options: args.slice(0, index), command: args.slice(index) };
 }
 
+/** A `parseArgs` error as a `UsageError`, its message made one line (some span three). */
+export function usageError(error: unknown): UsageError {
+  return new UsageError((error as Error).message.replace(/\s*\n\s*/g, ' '));
+}
+
 /** A number of milliseconds ≥ 0 (0 = no limit), as a flag's value. */
 export function parseMilliseconds(flag: string, text: string): number {
   const value = Number(text);

@@ -163,7 +163,7 @@ for (const where of ['local', 'daemon'] as const) {
         'echo $$; exec sleep 30',
       ]);
       const result = finished(child);
-      const pid = Number(await stdoutUntil(child, '\n'));
+      const pid = Number((await stdoutUntil(child, '\n')).split('\n')[0]);
       const { status, stderr } = await result;
       assert.equal(status, 124);
       oneLine(stderr);
@@ -174,7 +174,7 @@ for (const where of ['local', 'daemon'] as const) {
     test('SIGTERM to procsock stops the program; exit 143', async () => {
       const child = spawnCli(['run', ...target, '--', 'sh', '-c', 'echo $$; exec sleep 30']);
       const result = finished(child);
-      const pid = Number(await stdoutUntil(child, '\n'));
+      const pid = Number((await stdoutUntil(child, '\n')).split('\n')[0]);
       assert.ok(isAlive(pid));
       child.kill('SIGTERM');
       assert.equal((await result).status, 143);
