@@ -43,7 +43,10 @@ export interface ExecOptions<E extends Encoding = Encoding> extends LocalOptions
   stdout?: OutputCallback<E> | null;
   /** Receives stderr chunks instead of collecting them. `null` collects again. */
   stderr?: OutputCallback<E> | null;
-  /** Longest wait in ms for the next piece of output (reset by each chunk); 0 = none. Default 60000. */
+  /**
+   * Longest wait in ms for the next piece of data — an output chunk, or streamed stdin the
+   * program accepted; 0 = none. Default 60000.
+   */
   timeout?: number;
   /** On timeout, stop the program and reject with `TimeoutError` (true, default) or keep waiting (false). */
   timeoutFatal?: boolean;

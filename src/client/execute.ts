@@ -174,6 +174,8 @@ class Execution {
         for await (const piece of stdin) {
           if (this.#failure || channel.closed) return;
           if (!channel.write(toBuffer(piece))) await drained(channel);
+          // Input the program accepts is progress too: a filter may print only at the end.
+          if (this.#pendingCallbacks === 0) this.#timer?.refresh();
         }
       }
       if (!this.#failure) channel.end();

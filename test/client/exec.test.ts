@@ -169,6 +169,19 @@ for (const kind of TARGET_KINDS) {
       });
     });
 
+    test('streamed stdin the program accepts counts as data for the timeout', async () => {
+      const exec = createExec(target.target, { ...target.local, timeout: 300 });
+      async function* slowly() {
+        for (let i = 0; i < 6; i++) {
+          yield `line ${i}\n`;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+      // wc prints only at the end, 600 ms in; the input kept coming every 100 ms.
+      const result = await exec({ argv: ['wc', '-l'], stdin: slowly() });
+      assert.equal(result.stdout.trim(), '6');
+    });
+
     test('with timeoutFatal false a timeout just means keep waiting', async () => {
       const exec = createExec(target.target, { timeout: 50, timeoutFatal: false });
       const result = await exec('sh', '-c', 'sleep 0.3; echo late');

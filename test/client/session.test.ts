@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { connect, type Session } from '../../src/client/session.js';
 import { AbortError, ArgumentError, StateError } from '../../src/errors.js';
 import {
@@ -43,7 +43,14 @@ for (const kind of TARGET_KINDS) {
       target = await openTarget(kind);
     });
     after(() => target.close());
-    const open = () => connect(target.target, target.local);
+    // Whatever a failed test left running is stopped before the next one starts.
+    const opened: Session[] = [];
+    afterEach(() => Promise.all(opened.splice(0).map((session) => session.close())));
+    const open = async () => {
+      const session = await connect(target.target, target.local);
+      opened.push(session);
+      return session;
+    };
 
     test('a conversation with cat: send, receive, send, close stdin, exit, closed', async () => {
       const session = await open();
@@ -158,6 +165,7 @@ for (const kind of TARGET_KINDS) {
     test('aborting the session signal stops the program and closes the session', async () => {
       const controller = new AbortController();
       const session = await connect(target.target, { ...target.local, signal: controller.signal });
+      opened.push(session);
       session.sendArgs(['sleep', '30']);
       await waitUntil(() => childrenNamed('sleep').length === 1, 'sleep has started', 5000);
       const waiting = session.receive({ timeout: 0 });
