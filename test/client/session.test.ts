@@ -102,6 +102,20 @@ for (const kind of TARGET_KINDS) {
       assert.throws(() => session.receive(), StateError);
     });
 
+    test('a program that cannot be found: the message, then exit 127', async () => {
+      const session = await open();
+      session.sendArgs(['procsock-no-such-program']);
+      const items = [];
+      for await (const item of session) items.push(item);
+      assert.deepEqual(items, [
+        {
+          type: 'stderr',
+          data: Buffer.from('procsock: procsock-no-such-program: command not found\n'),
+        },
+        { type: 'exit', exitCode: 127, termSignal: null },
+      ]);
+    });
+
     test('receive times out without harming the program', async () => {
       const session = await open();
       session.sendArgs(['cat']);
