@@ -363,6 +363,13 @@ describe('options, parsers and timeouts', () => {
     assert.throws(() => Shell.posix().run(42 as unknown as string), ArgumentError);
   });
 
+  test('cwd and env reach a local shell', async () => {
+    const shell = Shell.posix({ cwd: '/usr', env: { PATH: process.env.PATH, GREETING: 'hej' } });
+    await shell.start(5000);
+    assert.equal((await shell.run('pwd; echo "$GREETING"')).stdout, '/usr\nhej\n');
+    await shell.stop(5000);
+  });
+
   test("POSIX stderr 'merge' keeps the written order in stdout; 'drain' drops it", async () => {
     const merge = Shell.posix({ program: 'bash', stderr: 'merge' });
     await merge.start(5000);
