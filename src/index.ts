@@ -13,30 +13,6 @@ export {
   spawnBackendInUse,
 } from './channel/local.js';
 export { connectToDaemon, SocketChannel } from './channel/socket.js';
-// Errors
-export {
-  AbortError,
-  ArgumentError,
-  ClosedError,
-  ConnectError,
-  LimitError,
-  ProcsockError,
-  type ProcsockErrorCode,
-  ProtocolError,
-  ShellCrashError,
-  ShellExitError,
-  ShellTimeoutError,
-  SocketPathError,
-  StateError,
-  TimeoutError,
-} from './errors.js';
-export { encodeNetstring, NetstringDecoder } from './protocol/netstring.js';
-// Protocol
-export type { ExitStatus, OutputChunk, OutputType } from './protocol/reply.js';
-
-// Server (daemon)
-export { type ServeOptions, Server, type ServerState, serve } from './server/index.js';
-
 // Client
 export {
   connect,
@@ -60,6 +36,28 @@ export {
   type StdinSource,
   type Target,
 } from './client/index.js';
+// Errors
+export {
+  AbortError,
+  ArgumentError,
+  ClosedError,
+  ConnectError,
+  LimitError,
+  ProcsockError,
+  type ProcsockErrorCode,
+  ProtocolError,
+  ShellCrashError,
+  ShellExitError,
+  ShellTimeoutError,
+  SocketPathError,
+  StateError,
+  TimeoutError,
+} from './errors.js';
+export { encodeNetstring, NetstringDecoder } from './protocol/netstring.js';
+// Protocol
+export type { ExitStatus, OutputChunk, OutputType } from './protocol/reply.js';
+// Server (daemon)
+export { type ServeOptions, Server, type ServerState, serve } from './server/index.js';
 
 // Shell
 export {
