@@ -17,6 +17,7 @@ export type {
   SpawnLimits,
   SpawnRequest,
 } from './backend.js';
+export { type PeerCredentials, peerCredentials } from './native.js';
 
 /**
  * The backend a choice resolves to. Throws `ArgumentError` for an unknown choice, or for

@@ -26,6 +26,14 @@ interface Addon {
     rlimits: number[] | null,
     out: Int32Array,
   ): number;
+  peerCredentials(fd: number): PeerCredentials | null;
+}
+
+/** The process on the other end of a Unix socket, as the kernel recorded it at connect. */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
 }
 
 const FLAG_PROCESS_GROUP = 1;
@@ -79,6 +87,14 @@ export function nativeLoadError(): Error | null {
 export function nativeExitWatch(): string {
   load();
   return exitWatch;
+}
+
+/**
+ * SO_PEERCRED of a connected Unix socket descriptor; null when the addon is not built or
+ * the descriptor is not such a socket.
+ */
+export function peerCredentials(fd: number): PeerCredentials | null {
+  return load()?.peerCredentials(fd) ?? null;
 }
 
 export function nativeAvailable(): boolean {
