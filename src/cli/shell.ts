@@ -66,7 +66,7 @@ needs a sentinel: a cheap command it understands and the line that command print
 Examples:
   procsock shell -- bash
   printf 'cd /tmp\\npwd\\nfalse\\necho $?\\n' | procsock shell --socket /run/procsock.sock -- sh
-  procsock shell --sentinel-command "select '{marker}';" --sentinel-value '{marker}' -- sqlite3 db
+  procsock shell --sentinel-command "select '{marker}';" --sentinel-value '{marker}' --terminator ';' -- sqlite3 db
   procsock shell --sentinel-command 'print("{marker}")' --sentinel-value '{marker}' -- python3 -iqu
 
 Exit status: the last command's status at end of input (0 if unknown); N after "exit N";
