@@ -7,9 +7,9 @@
 import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { finished, runCli, spawnCli, stdoutUntil } from '../helpers/cli.js';
+import { finished, runCli, spawnCli, stdoutUntil, testChildren } from '../helpers/cli.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { childrenOf, isAlive, tempDir, waitUntil } from '../helpers/process.js';
+import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 
 const oneLine = (text: string) => assert.match(text, /^procsock run: [^\n]+\n$/);
 
@@ -84,14 +84,14 @@ for (const where of ['local', 'daemon'] as const) {
     let childrenBefore: number;
 
     before(async () => {
-      childrenBefore = childrenOf().length;
+      childrenBefore = testChildren().length;
       if (where === 'daemon') daemon = await startDaemon({ killTimeout: 500 });
       target = daemon ? ['--socket', daemon.path] : [];
     });
     after(async () => {
       await daemon?.close();
       dir.cleanup();
-      assert.equal(childrenOf().length, childrenBefore, 'every CLI and program was reaped');
+      assert.equal(testChildren().length, childrenBefore, 'every CLI and program was reaped');
     });
 
     test('stdout and stderr pass through; the exit code is passed on', async () => {

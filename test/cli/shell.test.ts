@@ -7,9 +7,9 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { finished, runCli, spawnCli, stdoutUntil } from '../helpers/cli.js';
+import { finished, runCli, spawnCli, stdoutUntil, testChildren } from '../helpers/cli.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { childrenOf, isAlive, tempDir, waitUntil } from '../helpers/process.js';
+import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 
 const FAKEDB = fileURLToPath(new URL('../fixtures/fakedb.mjs', import.meta.url));
 const oneLine = (text: string) => assert.match(text, /^procsock shell: [^\n]+\n$/);
@@ -59,13 +59,13 @@ for (const where of ['local', 'daemon'] as const) {
     let childrenBefore: number;
 
     before(async () => {
-      childrenBefore = childrenOf().length;
+      childrenBefore = testChildren().length;
       if (where === 'daemon') daemon = await startDaemon({ killTimeout: 500 });
       target = daemon ? ['--socket', daemon.path] : [];
     });
     after(async () => {
       await daemon?.close();
-      assert.equal(childrenOf().length, childrenBefore, 'every CLI and shell was reaped');
+      assert.equal(testChildren().length, childrenBefore, 'every CLI and shell was reaped');
     });
 
     test('each line runs in the same shell; its output, then [exit N]', async () => {

@@ -12,8 +12,9 @@ import { writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { type HttpExample, startHttpServer } from '../../examples/http-server.js';
+import { testChildren } from '../helpers/cli.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { childrenOf, isAlive, tempDir, waitUntil } from '../helpers/process.js';
+import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 
 interface Response {
   status: number;
@@ -84,7 +85,7 @@ for (const where of ['local', 'daemon'] as const) {
     let childrenBefore: number;
 
     before(async () => {
-      childrenBefore = childrenOf().filter((child) => child.state !== 'Z').length;
+      childrenBefore = testChildren().filter((child) => child.state !== 'Z').length;
       execFileSync('mkfifo', [fifo]);
       if (where === 'daemon') daemon = await startDaemon({ killTimeout: 500 });
       const socket = daemon?.path;
@@ -108,7 +109,7 @@ for (const where of ['local', 'daemon'] as const) {
       await daemon?.close();
       dir.cleanup();
       // Every program was reaped: no zombie, nothing left running.
-      const children = childrenOf();
+      const children = testChildren();
       assert.deepEqual(
         children.filter((child) => child.state === 'Z'),
         [],

@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { childrenOf, type ProcessInfo } from './process.js';
 
 export const DIST_CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -71,4 +72,12 @@ export function stdoutUntil(child: ChildProcess, text: string): Promise<string> 
       reject(new Error(`exited before printing ${JSON.stringify(text)}: ${seen}`)),
     );
   });
+}
+
+/**
+ * This test process's children (zombies included), but for tsx's esbuild service, which tsx
+ * may start at any time: the CLIs, daemons' programs and shells that a test must not leak.
+ */
+export function testChildren(): ProcessInfo[] {
+  return childrenOf().filter((child) => child.command !== 'esbuild');
 }
