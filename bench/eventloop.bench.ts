@@ -214,7 +214,9 @@ async function driverRole(): Promise<void> {
           missing: 'not built',
           rounds: [],
         },
-    await startServer('via the daemon (separate process)', { BENCH_SOCKET: daemon.path }),
+    await startServer('via the daemon (own process, its default backend)', {
+      BENCH_SOCKET: daemon.path,
+    }),
   ];
   const live = contenders.filter((contender) => contender.server);
   const agent = new Agent({ keepAlive: true, maxSockets: MAX_IN_FLIGHT });
