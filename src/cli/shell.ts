@@ -320,7 +320,9 @@ class ShellSession {
 
   #fail(error: unknown): number {
     if (this.#stopStatus !== null) return this.#stopStatus;
-    process.stderr.write(`procsock shell: ${describeError(error)}\n`);
+    // The driver's advice to call start() again is for API users; here procsock just ends.
+    const message = describeError(error).replace('; start() it again', '');
+    process.stderr.write(`procsock shell: ${message}\n`);
     if (error instanceof ShellTimeoutError) return EXIT_TIMEOUT;
     const status = failureStatus(error);
     return status === EXIT_CONNECT || status === EXIT_TIMEOUT ? status : EXIT_FAILURE;
