@@ -165,8 +165,8 @@ async function main(): Promise<void> {
   // through tsx (same code; tsx only adds start-up time and some resident memory).
   const built = join(root, 'dist/cli/main.js');
   const procsockArgs = isFresh(built, join(root, 'src'))
-    ? [built, 'serve']
-    : ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve'];
+    ? [built, 'serve', '--allow-root']
+    : ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', '--allow-root'];
   const daemons: Daemon[] = [await startDaemon('procsock', process.execPath, procsockArgs)];
   const sockexec = process.env.SOCKEXEC;
   if (sockexec) daemons.push(await startDaemon('sockexec', sockexec, []));

@@ -116,7 +116,7 @@ async function startDaemon(): Promise<{ path: string; child: ChildProcess; dir: 
   if (!existsSync(cli)) throw new Error('dist/ is missing: run npm run build (npm run bench does)');
   const dir = mkdtempSync(join(tmpdir(), 'procsock-bench-'));
   const path = join(dir, 'daemon.sock');
-  const child = spawn(process.execPath, [cli, 'serve', '-t', '0', path], {
+  const child = spawn(process.execPath, [cli, 'serve', '--allow-root', '-t', '0', path], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const deadline = Date.now() + 10_000;

@@ -53,6 +53,7 @@ async function startDaemon(): Promise<void> {
     [
       'dist/cli/main.js',
       'serve',
+      '--allow-root',
       '-m',
       '128',
       '-q',

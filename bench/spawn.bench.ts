@@ -83,7 +83,7 @@ async function startDaemon(): Promise<{ path: string; child: ChildProcess; dir: 
   const path = join(dir, 'daemon.sock');
   const server = fileURLToPath(new URL('../src/server/index.ts', import.meta.url));
   const code = `import { serve } from ${JSON.stringify(server)};
-await serve({ path: process.argv[1], timeout: 0 });
+await serve({ path: process.argv[1], timeout: 0, policy: { allowRoot: true } });
 process.stdout.write('listening\\n');
 process.on('SIGTERM', () => process.exit(0));`;
   const child = spawn(

@@ -5,13 +5,15 @@
  * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 100 for a usage error,
  * 111 when the daemon cannot start (socket path in use, no permission…).
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { describeError } from '../errors.js';
+import type { PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS } from '../protocol/request.js';
 import { SERVE_DEFAULTS, type ServeOptions, serve } from '../server/index.js';
 import { closeInheritedDescriptors } from '../server/inherited-fds.js';
+import { EXIT_USAGE, UsageError, usageError } from './usage.js';
 
-export const EXIT_USAGE = 100;
 export const EXIT_FATAL = 111;
 
 export const SERVE_USAGE =
@@ -38,11 +40,36 @@ shell), streams stdin to it and its stdout/stderr/exit back.
       --max-arg-length BYTES    longest single argument (default ${DEFAULT_REQUEST_LIMITS.maxArgLength})
       --max-arg-bytes BYTES     most bytes of all arguments together (default ${DEFAULT_REQUEST_LIMITS.maxArgBytes})
       --max-data-length BYTES   longest stdin netstring (default ${DEFAULT_REQUEST_LIMITS.maxDataLength})
+
+Policy — who may run what (none given: sockexec's behaviour, but see --user):
+      --allow PATH              allow this executable, or any below this directory; repeat
+                                for more. argv[0] is resolved through PATH, then every
+                                symlink, and that real path is checked and run. Refused:
+                                a stderr message and exit 126
+      --exec-path DIRS          the PATH used to find programs (default: the daemon's PATH)
+      --env-pass all|none|A,B   environment given to programs (default: all, as sockexec)
+      --env-set NAME=VALUE      set a variable for every program; repeat for more
+      --cwd DIR                 working directory of programs (default: the daemon's)
+      --max-output-bytes N      most output per connection; then TERM (KILL after -k)
+      --max-stdin-bytes N       most stdin per connection; then TERM (KILL after -k)
+      --rlimit-cpu SECONDS      RLIMIT_CPU of each program (needs the native spawn backend;
+      --rlimit-as BYTES           so do the three below): address space,
+      --rlimit-nofile N           open files,
+      --rlimit-nproc N            processes of the user
+      --user NAME|UID           run programs as this user (the daemon must be root)
+      --group NAME|GID          … and group (default: the user's primary group)
+      --allow-root              as root without --user, run programs as root anyway
+                                (otherwise the daemon refuses to start as root)
+      --audit FILE|-            one JSON line per connection (time, peer pid/uid/gid, argv,
+                                exit, duration, bytes in/out), appended to FILE or on stderr
+      --config FILE             a JSON object of long options, e.g.
+                                {"allow": ["/usr/bin/uname"], "env-pass": "none", "timeout": 30};
+                                options on the command line override it
   -h, --help                    print this help and exit
 
 Exit status: 0 after SIGTERM/SIGINT (clean shutdown), ${EXIT_USAGE} usage error, ${EXIT_FATAL} cannot start.`;
 
-export class UsageError extends Error {}
+export { EXIT_USAGE, UsageError };
 
 export type ServeCommand =
   | { kind: 'help' }
@@ -54,8 +81,11 @@ export function parseServeArgs(args: string[]): ServeCommand {
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(args);
+    // A config file holds the same long options; those on the command line come after, and win.
+    if (parsed.values.config !== undefined)
+      parsed = parse([...configArgs(parsed.values.config), ...args]);
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw error instanceof UsageError ? error : usageError(error);
   }
   const { values, positionals } = parsed;
   if (values.help) return { kind: 'help' };
@@ -93,7 +123,84 @@ export function parseServeArgs(args: string[]): ServeCommand {
   if (values['kill-timeout'] !== undefined) {
     options.killTimeout = seconds('-k', values['kill-timeout'], 1);
   }
+  options.policy = policyOptions(values);
   return { kind: 'serve', options, debug: values.debug ?? false };
+}
+
+type ParsedValues = ReturnType<typeof parse>['values'];
+
+/** The policy flags (see src/policy); none given is sockexec's behaviour. */
+function policyOptions(values: ParsedValues): PolicyOptions {
+  const policy: PolicyOptions = {};
+  if (values.allow !== undefined) policy.allow = values.allow;
+  if (values['exec-path'] !== undefined) policy.path = values['exec-path'];
+  const envPass = values['env-pass'];
+  if (envPass !== undefined) {
+    policy.envPass =
+      envPass === 'all' || envPass === 'none' ? envPass : envPass.split(',').filter(Boolean);
+  }
+  if (values['env-set'] !== undefined) {
+    policy.envSet = {};
+    for (const pair of values['env-set']) {
+      const match = /^([^=\0]+)=(.*)$/s.exec(pair);
+      if (!match)
+        throw new UsageError(`--env-set: expected NAME=VALUE, got ${JSON.stringify(pair)}`);
+      policy.envSet[match[1]!] = match[2]!;
+    }
+  }
+  if (values.cwd !== undefined) policy.cwd = values.cwd;
+  if (values['max-output-bytes'] !== undefined) {
+    policy.maxOutputBytes = count('--max-output-bytes', values['max-output-bytes']);
+  }
+  if (values['max-stdin-bytes'] !== undefined) {
+    policy.maxStdinBytes = count('--max-stdin-bytes', values['max-stdin-bytes']);
+  }
+  const rlimits: NonNullable<PolicyOptions['rlimits']> = {};
+  if (values['rlimit-cpu'] !== undefined)
+    rlimits.cpuSeconds = count('--rlimit-cpu', values['rlimit-cpu']);
+  if (values['rlimit-as'] !== undefined)
+    rlimits.addressSpace = count('--rlimit-as', values['rlimit-as']);
+  if (values['rlimit-nofile'] !== undefined)
+    rlimits.openFiles = count('--rlimit-nofile', values['rlimit-nofile']);
+  if (values['rlimit-nproc'] !== undefined)
+    rlimits.processes = count('--rlimit-nproc', values['rlimit-nproc']);
+  if (Object.keys(rlimits).length > 0) policy.rlimits = rlimits;
+  if (values.user !== undefined) policy.user = values.user;
+  if (values.group !== undefined) policy.group = values.group;
+  if (values['allow-root']) policy.allowRoot = true;
+  if (values.audit !== undefined) policy.audit = values.audit;
+  return policy;
+}
+
+/**
+ * `--config FILE`: a JSON object whose keys are long option names and whose values are
+ * what the option takes (a string or number; true for a flag; an array for a repeatable
+ * option), turned into command-line arguments.
+ */
+function configArgs(file: string): string[] {
+  let config: unknown;
+  try {
+    config = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`--config: cannot read ${file}: ${describeError(error)}`);
+  }
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new UsageError(`--config: ${file} must hold a JSON object of long options`);
+  }
+  const args: string[] = [];
+  for (const [name, value] of Object.entries(config)) {
+    if (name === 'config' || !/^[a-z][a-z-]*$/.test(name)) {
+      throw new UsageError(`--config: ${file}: ${JSON.stringify(name)} is not an option here`);
+    }
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (item === true) args.push(`--${name}`);
+      else if (typeof item === 'string' || typeof item === 'number') args.push(`--${name}=${item}`);
+      else if (item !== false) {
+        throw new UsageError(`--config: ${file}: bad value for ${name}: ${JSON.stringify(item)}`);
+      }
+    }
+  }
+  return args;
 }
 
 function parse(args: string[]) {
@@ -114,6 +221,22 @@ function parse(args: string[]) {
       'max-arg-length': { type: 'string' },
       'max-arg-bytes': { type: 'string' },
       'max-data-length': { type: 'string' },
+      allow: { type: 'string', multiple: true },
+      'exec-path': { type: 'string' },
+      'env-pass': { type: 'string' },
+      'env-set': { type: 'string', multiple: true },
+      cwd: { type: 'string' },
+      'max-output-bytes': { type: 'string' },
+      'max-stdin-bytes': { type: 'string' },
+      'rlimit-cpu': { type: 'string' },
+      'rlimit-as': { type: 'string' },
+      'rlimit-nofile': { type: 'string' },
+      'rlimit-nproc': { type: 'string' },
+      user: { type: 'string' },
+      group: { type: 'string' },
+      'allow-root': { type: 'boolean' },
+      audit: { type: 'string' },
+      config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -1,13 +1,15 @@
 /**
- * What `procsock run` and `procsock shell` share: splitting their options from the program's
- * argv, checking option values, and the exit statuses that tell procsock's own failures apart
- * from the program's. Usage errors are `serve`'s (`UsageError`, exit 100), reused as they are.
+ * What the subcommands share: usage errors (exit 100, as sockexec), splitting options from
+ * the program's argv, checking option values, and the exit statuses that tell procsock's
+ * own failures apart from the program's.
  */
 import { ConnectError, TimeoutError } from '../errors.js';
 import { signalNumber } from '../protocol/signals.js';
-import { EXIT_USAGE, UsageError } from './serve.js';
 
-export { EXIT_USAGE, UsageError };
+/** A usage error: one line on stderr, exit 100 (sockexec's). */
+export const EXIT_USAGE = 100;
+
+export class UsageError extends Error {}
 
 /** The daemon cannot be reached (no socket file, nobody listening, no permission). */
 export const EXIT_CONNECT = 111;

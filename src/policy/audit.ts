@@ -2,7 +2,7 @@
  * The audit log: one JSON object per line and per connection, on stderr or appended to a
  * file, so it can be shipped and queried as it is. `-d` keeps its own human-readable log.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 
 export interface PeerCredentials {
   pid: number;
@@ -33,7 +33,10 @@ export interface AuditLog {
   close(): Promise<void>;
 }
 
-/** `'-'` writes to stderr; any other string is a file opened for appending. */
+/**
+ * `'-'` writes to stderr; any other string is a file opened for appending — opened here,
+ * synchronously, so a bad path fails at start-up rather than at the first connection.
+ */
 export function openAuditLog(target: string): AuditLog {
   if (target === '-') {
     return {
@@ -41,7 +44,11 @@ export function openAuditLog(target: string): AuditLog {
       close: async () => {},
     };
   }
-  const stream: WriteStream = createWriteStream(target, { flags: 'a', mode: 0o640 });
+  const fd = openSync(target, 'a', 0o640);
+  const stream: WriteStream = createWriteStream('', { fd });
+  stream.on('error', (error) => {
+    process.stderr.write(`procsock: cannot write the audit log ${target}: ${error.message}\n`);
+  });
   return {
     write: (record) => stream.write(`${JSON.stringify(record)}\n`),
     close: () => new Promise((resolve) => stream.end(resolve)),

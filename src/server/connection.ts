@@ -21,7 +21,10 @@
  */
 import type { Socket } from 'node:net';
 import { LocalChannel } from '../channel/local.js';
+import { peerCredentials } from '../channel/spawn/index.js';
 import { describeError } from '../errors.js';
+import type { AuditLog, AuditRecord } from '../policy/audit.js';
+import { isRefusal } from '../policy/policy.js';
 import { type ExitStatus, encodeExit, encodeOutput, type OutputChunk } from '../protocol/reply.js';
 import { RequestDecoder } from '../protocol/request.js';
 import type { ResolvedServeOptions } from './options.js';
@@ -43,11 +46,37 @@ export class Connection {
   #dropTimer: NodeJS.Timeout | null = null;
   #killLogTimer: NodeJS.Timeout | null = null;
   #resolveClosed!: () => void;
+  readonly #audit: AuditLog | null;
+  /** What the audit log will say of this connection, filled in as it goes. */
+  readonly #record: AuditRecord;
+  readonly #startedAt = performance.now();
+  /** Set once a policy limit stopped the program: its further output (or input) is dropped. */
+  #outputCapped = false;
+  #stdinCapped = false;
 
-  constructor(socket: Socket, id: number, options: ResolvedServeOptions) {
+  constructor(
+    socket: Socket,
+    id: number,
+    options: ResolvedServeOptions,
+    audit: AuditLog | null = null,
+  ) {
     this.#socket = socket;
     this.id = id;
     this.#options = options;
+    this.#audit = audit;
+    this.#record = {
+      time: new Date().toISOString(),
+      peer: null,
+      argv: [],
+      pid: null,
+      exitCode: null,
+      termSignal: null,
+      refused: null,
+      error: null,
+      durationMs: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+    };
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -73,6 +102,11 @@ export class Connection {
   /** Starts serving: reads the request, starts the deadline. Call once. */
   start(): void {
     const socket = this.#socket;
+    if (this.#audit) {
+      // Node does not expose the descriptor officially; the audit log is where it is worth it.
+      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      this.#record.peer = fd !== undefined && fd >= 0 ? peerCredentials(fd) : null;
+    }
     socket.on('data', (chunk: Buffer) => this.#guard(() => this.#onData(chunk)));
     socket.on('end', () =>
       this.#guard(() => this.#onClientGone('the client closed its end', false)),
@@ -115,24 +149,35 @@ export class Connection {
     try {
       this.#decoder.push(chunk);
     } catch (error) {
+      this.#record.error ??= `protocol violation: ${describeError(error)}`;
       this.#abandon(`protocol violation: ${describeError(error)}`);
     }
   }
 
   #startProgram(argvBytes: Buffer[]): void {
     const argv = argvBytes.map((arg) => arg.toString('utf8'));
+    this.#record.argv = argv;
     if (argv[0] === '') {
       // No program to look up: answer as a shell would for a name it cannot find.
-      this.#log('request with an empty program name');
-      this.#state = 'running';
-      this.#onOutput({ type: 'stderr', data: Buffer.from('procsock: empty program name\n') });
-      this.#onExit({ exitCode: 127, termSignal: null });
+      this.#refuse('procsock: empty program name\n', 127, 'empty program name');
       return;
     }
-    const channel = new LocalChannel(argv, {
+    const plan = this.#options.policy.plan(argv);
+    if (isRefusal(plan)) {
+      this.#refuse(plan.message, plan.exitCode, plan.message.trim());
+      return;
+    }
+    const channel = new LocalChannel(plan.argv, {
+      file: plan.file,
+      env: plan.env,
+      cwd: plan.cwd,
+      uid: plan.identity?.uid,
+      gid: plan.identity?.gid,
+      rlimits: plan.rlimits,
       processGroup: this.#options.processGroup,
       killTimeout: this.#options.killTimeout,
     });
+    this.#record.pid = channel.pid ?? null;
     this.#channel = channel;
     this.#state = 'running';
     channel.on('output', (chunk) => this.#guard(() => this.#onOutput(chunk)));
@@ -145,9 +190,25 @@ export class Connection {
     this.#log(`spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(argv)}`);
   }
 
+  /** Answers without running anything: a message on stderr and a shell-style exit status. */
+  #refuse(message: string, exitCode: number, why: string): void {
+    this.#log(`refused ${JSON.stringify(this.#record.argv)}: ${why}`);
+    this.#record.refused = why;
+    this.#state = 'running';
+    this.#onOutput({ type: 'stderr', data: Buffer.from(message) });
+    this.#onExit({ exitCode, termSignal: null });
+  }
+
   #writeStdin(data: Buffer): void {
     const channel = this.#channel;
-    if (channel === null || this.#state !== 'running') return;
+    if (channel === null || this.#state !== 'running' || this.#stdinCapped) return;
+    const max = this.#options.policy.options.maxStdinBytes;
+    this.#record.bytesIn += data.length;
+    if (max !== undefined && this.#record.bytesIn > max) {
+      this.#stdinCapped = true;
+      this.#stopAtLimit(`stdin limit of ${max} bytes reached`);
+      return;
+    }
     if (!channel.write(data) && !this.#stdinBlocked) {
       this.#stdinBlocked = true;
       this.#socket.pause();
@@ -161,15 +222,39 @@ export class Connection {
   }
 
   #onOutput(chunk: OutputChunk): void {
-    if (this.#state !== 'running') return;
+    if (this.#state !== 'running' || this.#outputCapped) return;
+    const max = this.#options.policy.options.maxOutputBytes;
+    let data = chunk.data;
+    const over = max !== undefined && this.#record.bytesOut + data.length > max;
+    if (over) data = data.subarray(0, max - this.#record.bytesOut);
+    this.#record.bytesOut += data.length;
+    if (data.length > 0) this.#send(chunk.type, data);
+    if (over) {
+      this.#outputCapped = true;
+      this.#stopAtLimit(`output limit of ${max} bytes reached`);
+    }
+  }
+
+  #send(type: OutputChunk['type'], data: Buffer): void {
     let more = true;
-    for (const part of encodeOutput(chunk.type, chunk.data)) more = this.#socket.write(part);
+    for (const part of encodeOutput(type, data)) more = this.#socket.write(part);
     if (!more) this.#channel?.pause();
+  }
+
+  /** A policy limit: the client is told on stderr, the program stopped as at the deadline. */
+  #stopAtLimit(why: string): void {
+    this.#send('stderr', Buffer.from(`procsock: ${why}; the program was stopped\n`));
+    this.#record.error ??= why;
+    // Output beyond its limit is dropped: keep reading it so the program does not block while it dies.
+    if (this.#outputCapped) this.#channel?.resume();
+    this.#terminate(why);
   }
 
   #onExit(status: ExitStatus): void {
     if (this.#state !== 'running') return;
     this.#state = 'replying';
+    this.#record.exitCode = status.exitCode;
+    this.#record.termSignal = status.termSignal;
     this.#log(
       status.termSignal === null
         ? `program ${this.pid ?? ''} exited with ${status.exitCode}`
@@ -216,6 +301,7 @@ export class Connection {
   /** Drops the client; a running program gets TERM, then KILL after the kill timeout. */
   #abandon(why: string): void {
     this.#log(`closing: ${why}`);
+    if (this.#state !== 'replying') this.#record.error ??= why;
     const channel = this.#channel;
     this.#state = channel && !channel.closed ? 'abandoned' : 'closed';
     this.#socket.destroy();
@@ -289,6 +375,10 @@ export class Connection {
     this.#finished = true;
     this.#state = 'closed';
     this.#log('closed');
+    if (this.#audit) {
+      this.#record.durationMs = Math.round(performance.now() - this.#startedAt);
+      this.#audit.write(this.#record);
+    }
     this.#resolveClosed();
   }
 

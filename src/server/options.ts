@@ -2,7 +2,10 @@
  * The daemon's options: defaults (those of sockexec 3.1.1, in milliseconds here) and the
  * one place where they are validated and normalised.
  */
+import { statSync } from 'node:fs';
+import { spawnBackendInUse } from '../channel/local.js';
 import { ArgumentError } from '../errors.js';
+import { Policy, type PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../protocol/request.js';
 
 export interface ServeOptions {
@@ -30,6 +33,12 @@ export interface ServeOptions {
   limits?: Partial<RequestLimits>;
   /** Debug log sink, one line per call (accept, spawn, signals, exit, violations). Default none. */
   log?: (line: string) => void;
+  /**
+   * Who may run what (see src/policy): allowed programs, environment, working directory,
+   * output/stdin limits, resource limits, user and group, audit log. Without it the daemon
+   * behaves as sockexec — except that, running as root, it needs `user` or `allowRoot`.
+   */
+  policy?: PolicyOptions;
 }
 
 export interface ResolvedServeOptions {
@@ -42,6 +51,7 @@ export interface ResolvedServeOptions {
   readonly processGroup: boolean;
   readonly limits: Readonly<RequestLimits>;
   readonly log: ((line: string) => void) | null;
+  readonly policy: Policy;
 }
 
 export const SERVE_DEFAULTS = Object.freeze({
@@ -100,7 +110,37 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
     processGroup: Boolean(options.processGroup ?? SERVE_DEFAULTS.processGroup),
     limits: Object.freeze(limits),
     log,
+    policy: resolvePolicy(options.policy ?? {}),
   };
+}
+
+/** Builds the policy and checks what it needs from this machine, at start-up rather than per program. */
+function resolvePolicy(options: PolicyOptions): Policy {
+  let policy: Policy;
+  try {
+    policy = new Policy(options);
+  } catch (error) {
+    throw new ArgumentError(`serve(): policy: ${(error as Error).message}`);
+  }
+  if (options.rlimits && Object.keys(options.rlimits).length > 0) {
+    if (spawnBackendInUse() !== 'native') {
+      throw new ArgumentError(
+        'serve(): policy: resource limits need the native spawn backend, which is not built here (reinstall with python3, make and g++ available)',
+      );
+    }
+  }
+  if (options.cwd !== undefined) {
+    let isDirectory = false;
+    try {
+      isDirectory = statSync(options.cwd).isDirectory();
+    } catch {
+      // reported below
+    }
+    if (!isDirectory) {
+      throw new ArgumentError(`serve(): policy: cwd ${options.cwd} is not an existing directory`);
+    }
+  }
+  return policy;
 }
 
 function integer(name: string, value: number, min: number, max: number): number {

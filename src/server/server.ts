@@ -13,7 +13,8 @@
  */
 import type { Stats } from 'node:fs';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { describeError } from '../errors.js';
+import { ArgumentError, describeError } from '../errors.js';
+import { type AuditLog, openAuditLog } from '../policy/audit.js';
 import { Connection } from './connection.js';
 import { type ResolvedServeOptions, resolveServeOptions, type ServeOptions } from './options.js';
 import { listenOnPath, octal, prepareSocketPath, removeSocketFile } from './socket-path.js';
@@ -30,6 +31,7 @@ export class Server {
   #socketFile: Stats | null = null;
   #nextId = 1;
   #closing: Promise<void> | null = null;
+  #audit: AuditLog | null = null;
 
   /** Use `serve()`: it validates the options and resolves once listening. */
   constructor(options: ResolvedServeOptions) {
@@ -58,7 +60,22 @@ export class Server {
   async listen(): Promise<void> {
     const { path, mode, backlog } = this.options;
     await prepareSocketPath(path);
-    this.#socketFile = await listenOnPath(this.#net, path, mode, backlog);
+    const auditTarget = this.options.policy.options.audit;
+    let audit: AuditLog | null = null;
+    try {
+      if (auditTarget !== undefined) audit = openAuditLog(auditTarget);
+    } catch (error) {
+      throw new ArgumentError(
+        `serve(): policy: cannot open the audit log ${auditTarget}: ${describeError(error)}`,
+      );
+    }
+    try {
+      this.#socketFile = await listenOnPath(this.#net, path, mode, backlog);
+    } catch (error) {
+      await audit?.close();
+      throw error;
+    }
+    this.#audit = audit;
     this.#state = 'listening';
     this.#log(
       `listening on ${path} (mode ${octal(mode)}, max ${this.options.maxConnections} connections, queue ${backlog})`,
@@ -83,6 +100,7 @@ export class Server {
     for (const connection of connections) connection.shutdown();
     await Promise.all([stopped, ...connections.map((connection) => connection.closed)]);
     if (this.#socketFile) removeSocketFile(this.path, this.#socketFile);
+    await this.#audit?.close();
     this.#state = 'closed';
     this.#log('closed');
   }
@@ -110,7 +128,7 @@ export class Server {
   }
 
   #serve(socket: Socket): void {
-    const connection = new Connection(socket, this.#nextId++, this.options);
+    const connection = new Connection(socket, this.#nextId++, this.options, this.#audit);
     this.#active.add(connection);
     this.#log(`connection ${connection.id}: accepted (${this.#active.size} active)`);
     void connection.closed.then(() => {

@@ -54,7 +54,7 @@ describe('flags and exit codes', () => {
       cli(['serve', '-q', 'many', dir.path('a.sock')]),
       cli(['serve', '-z', dir.path('a.sock')]),
       cli(['nosuchcommand']),
-      cli(['serve', file]),
+      cli(['serve', '--allow-root', file]),
     ]);
     for (const result of [missing, badQueue, unknown, badCommand]) {
       assert.equal(result.code, 100, result.stderr);
@@ -103,12 +103,13 @@ describe('flags and exit codes', () => {
         killTimeout: 2000,
         processGroup: true,
         limits: { maxArgs: 10, maxArgLength: 100, maxArgBytes: 1000, maxDataLength: 4096 },
+        policy: {},
       },
     });
     assert.deepEqual(parseServeArgs(['-t', '0', 's']), {
       kind: 'serve',
       debug: false,
-      options: { path: 's', timeout: 0, limits: {}, processGroup: false },
+      options: { path: 's', timeout: 0, limits: {}, processGroup: false, policy: {} },
     });
   });
 
@@ -177,7 +178,7 @@ describe('a running daemon process', () => {
   test('a second daemon on the same path exits 111 and leaves the first alone', async () => {
     const daemon = await startDaemonProcess();
     try {
-      const second = await cli(['serve', daemon.path]);
+      const second = await cli(['serve', '--allow-root', daemon.path]);
       assert.equal(second.code, 111);
       assert.match(second.stderr, /another daemon is already listening/);
       const reply = await RawClient.exchange(daemon.path, request(['echo', 'first']));

@@ -35,6 +35,8 @@ export async function startDaemon(
     server = await serve({
       log: collectLog ? (line) => log.push(line) : undefined,
       ...serveOptions,
+      // Tests run as root in CI; say so explicitly, as a root deployment must.
+      policy: { allowRoot: true, ...serveOptions.policy },
       path,
     });
   } catch (error) {
@@ -94,7 +96,7 @@ export async function startDaemonProcess(
 ): Promise<DaemonProcess> {
   const dir = tempDir('procsock-daemon-process-');
   const path = dir.path('daemon.sock');
-  const child = runCli(['serve', ...flags, path], options.inheritedFd);
+  const child = runCli(['serve', '--allow-root', ...flags, path], options.inheritedFd);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
     stderr += text;

@@ -51,7 +51,17 @@ before(async () => {
   assert.ok(existsSync('dist/cli/main.js'), 'run `npm run build` first');
   daemon = spawn(
     process.execPath,
-    ['dist/cli/main.js', 'serve', '-t', '0.5', '-k', '1', '--kill-group', socketPath],
+    [
+      'dist/cli/main.js',
+      'serve',
+      '--allow-root',
+      '-t',
+      '0.5',
+      '-k',
+      '1',
+      '--kill-group',
+      socketPath,
+    ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const deadline = Date.now() + 20_000;

@@ -35,6 +35,7 @@ test('the socket never exists with wider permissions: umask before bind, no chmo
         process.execPath,
         'dist/cli/main.js',
         'serve',
+        '--allow-root',
         '-M',
         mode,
         path,

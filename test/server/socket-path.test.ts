@@ -40,9 +40,12 @@ async function assertServes(path: string): Promise<void> {
   ]);
 }
 
+/** Tests run as root in CI; say so explicitly, as a root deployment must. */
+const AS_ROOT = { allowRoot: true };
+
 test('a missing path is bound with mode 0660 by default, and removed on close', async () => {
   const path = dir.path('fresh.sock');
-  const server = await serve({ path });
+  const server = await serve({ policy: AS_ROOT, path });
   assert.equal(statSync(path).mode & 0o777, 0o660);
   await assertServes(path);
   await server.close();
@@ -54,7 +57,7 @@ test('the socket gets exactly the requested mode, narrower or wider than the uma
   process.umask(umask);
   for (const mode of [0o600, 0o666, 0o777, 0o640, 0o000]) {
     const path = dir.path(`mode-${mode.toString(8)}.sock`);
-    const server = await serve({ path, mode });
+    const server = await serve({ policy: AS_ROOT, path, mode });
     try {
       assert.equal(statSync(path).mode & 0o7777, mode, `mode 0${mode.toString(8)}`);
     } finally {
@@ -70,7 +73,7 @@ test('the socket gets exactly the requested mode, narrower or wider than the uma
 test('a stale socket file (nothing listening) is replaced', async () => {
   const path = dir.path('stale.sock');
   makeStaleSocket(path);
-  const server = await serve({ path });
+  const server = await serve({ policy: AS_ROOT, path });
   try {
     await assertServes(path);
   } finally {
@@ -81,7 +84,7 @@ test('a stale socket file (nothing listening) is replaced', async () => {
 test('a live daemon is refused, and keeps working', async () => {
   const live = await startDaemon();
   try {
-    await assert.rejects(serve({ path: live.path }), (error) => {
+    await assert.rejects(serve({ policy: AS_ROOT, path: live.path }), (error) => {
       assert.ok(error instanceof SocketPathError);
       assert.match(error.message, /another daemon is already listening/);
       return true;
@@ -95,7 +98,7 @@ test('a live daemon is refused, and keeps working', async () => {
 test('a regular file is never deleted', async () => {
   const path = dir.path('file.sock');
   writeFileSync(path, 'precious', { mode: 0o640 });
-  await assert.rejects(serve({ path }), (error) => {
+  await assert.rejects(serve({ policy: AS_ROOT, path }), (error) => {
     assert.ok(error instanceof SocketPathError);
     assert.match(error.message, /not a socket/);
     return true;
@@ -107,7 +110,7 @@ test('a regular file is never deleted', async () => {
 test('a directory is refused', async () => {
   const path = dir.path('dir.sock');
   mkdirSync(path);
-  await assert.rejects(serve({ path }), SocketPathError);
+  await assert.rejects(serve({ policy: AS_ROOT, path }), SocketPathError);
   assert.ok(statSync(path).isDirectory());
 });
 
@@ -121,7 +124,7 @@ test('a symbolic link is refused and left alone, wherever it points', async () =
   ] as const) {
     const path = dir.path(name);
     symlinkSync(target, path);
-    await assert.rejects(serve({ path }), (error) => {
+    await assert.rejects(serve({ policy: AS_ROOT, path }), (error) => {
       assert.ok(error instanceof SocketPathError);
       assert.match(error.message, /symbolic link/);
       return true;
@@ -133,24 +136,27 @@ test('a symbolic link is refused and left alone, wherever it points', async () =
 });
 
 test('bad options are ArgumentErrors', async () => {
-  await assert.rejects(serve({ path: '' }), { code: 'PROCSOCK_ARGUMENT' });
-  await assert.rejects(serve({ path: dir.path('x.sock'), mode: 0o1777 }), {
+  await assert.rejects(serve({ policy: AS_ROOT, path: '' }), { code: 'PROCSOCK_ARGUMENT' });
+  await assert.rejects(serve({ policy: AS_ROOT, path: dir.path('x.sock'), mode: 0o1777 }), {
     code: 'PROCSOCK_ARGUMENT',
   });
-  await assert.rejects(serve({ path: dir.path('x.sock'), killTimeout: 0 }), {
+  await assert.rejects(serve({ policy: AS_ROOT, path: dir.path('x.sock'), killTimeout: 0 }), {
     code: 'PROCSOCK_ARGUMENT',
   });
-  await assert.rejects(serve({ path: dir.path('x.sock'), maxConnections: 0 }), {
+  await assert.rejects(serve({ policy: AS_ROOT, path: dir.path('x.sock'), maxConnections: 0 }), {
     code: 'PROCSOCK_ARGUMENT',
   });
-  await assert.rejects(serve({ path: dir.path('x.sock'), limits: { maxArgs: -1 } }), {
-    code: 'PROCSOCK_ARGUMENT',
-  });
+  await assert.rejects(
+    serve({ policy: AS_ROOT, path: dir.path('x.sock'), limits: { maxArgs: -1 } }),
+    {
+      code: 'PROCSOCK_ARGUMENT',
+    },
+  );
 });
 
 test('a missing directory is named in the error', async () => {
   const path = dir.path('no/such/dir/daemon.sock');
-  await assert.rejects(serve({ path }), (error) => {
+  await assert.rejects(serve({ policy: AS_ROOT, path }), (error) => {
     assert.ok(error instanceof SocketPathError);
     assert.match(error.message, /directory .*no\/such\/dir does not exist/);
     return true;
