@@ -25,6 +25,7 @@ import {
   EXIT_TIMEOUT,
   EXIT_USAGE,
   failureStatus,
+  parseCommandLine,
   parseMilliseconds,
   shellStatus,
   socketOption,
@@ -101,14 +102,8 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
 
 /** Runs `procsock run ARGS…`; resolves with the exit status. */
 export async function main(args: string[]): Promise<number> {
-  let command: RunCommand | 'help';
-  try {
-    command = parseRunArgs(args);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`procsock run: ${error.message} (${RUN_USAGE})\n`);
-    return EXIT_USAGE;
-  }
+  const command = parseCommandLine('run', RUN_USAGE, () => parseRunArgs(args));
+  if (typeof command === 'number') return command;
   if (command === 'help') {
     process.stdout.write(`${RUN_HELP}\n`);
     return 0;

@@ -12,7 +12,7 @@ import type { PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS } from '../protocol/request.js';
 import { SERVE_DEFAULTS, type ServeOptions, serve } from '../server/index.js';
 import { closeInheritedDescriptors } from '../server/inherited-fds.js';
-import { EXIT_USAGE, UsageError, usageError } from './usage.js';
+import { EXIT_USAGE, parseCommandLine, UsageError, usageError } from './usage.js';
 
 export const EXIT_FATAL = 111;
 
@@ -260,14 +260,8 @@ function seconds(flag: string, text: string, min: number): number {
 
 /** Runs `procsock serve ARGS…`; resolves with the exit status once the daemon has shut down. */
 export async function main(args: string[], version: string): Promise<number> {
-  let command: ServeCommand;
-  try {
-    command = parseServeArgs(args);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`procsock serve: ${error.message} (${SERVE_USAGE})\n`);
-    return EXIT_USAGE;
-  }
+  const command = parseCommandLine('serve', SERVE_USAGE, () => parseServeArgs(args));
+  if (typeof command === 'number') return command;
   if (command.kind === 'help') {
     process.stdout.write(`${SERVE_HELP}\n`);
     return 0;

@@ -29,6 +29,7 @@ import {
   EXIT_TIMEOUT,
   EXIT_USAGE,
   failureStatus,
+  parseCommandLine,
   parseMilliseconds,
   socketOption,
   splitCommand,
@@ -155,14 +156,8 @@ export function parseShellArgs(args: string[]): ShellCommand | 'help' {
 
 /** Runs `procsock shell ARGS…`; resolves with the exit status. */
 export async function main(args: string[]): Promise<number> {
-  let command: ShellCommand | 'help';
-  try {
-    command = parseShellArgs(args);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`procsock shell: ${error.message} (${SHELL_USAGE})\n`);
-    return EXIT_USAGE;
-  }
+  const command = parseCommandLine('shell', SHELL_USAGE, () => parseShellArgs(args));
+  if (typeof command === 'number') return command;
   if (command === 'help') {
     process.stdout.write(`${SHELL_HELP}\n`);
     return 0;

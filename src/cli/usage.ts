@@ -11,6 +11,20 @@ export const EXIT_USAGE = 100;
 
 export class UsageError extends Error {}
 
+/**
+ * Runs a subcommand's argument parser; a `UsageError` is printed as one line with the
+ * usage, and becomes exit status 100 (returned instead of the parsed command).
+ */
+export function parseCommandLine<T>(name: string, usage: string, parse: () => T): T | number {
+  try {
+    return parse();
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`procsock ${name}: ${error.message} (${usage})\n`);
+    return EXIT_USAGE;
+  }
+}
+
 /** The daemon cannot be reached (no socket file, nobody listening, no permission). */
 export const EXIT_CONNECT = 111;
 /** The program sent no output within `--timeout` and was stopped (as `timeout(1)`). */
