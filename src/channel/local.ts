@@ -8,6 +8,7 @@
 import { ArgumentError } from '../errors.js';
 import { type ExitStatus, exitedWith, killedBy } from '../protocol/reply.js';
 import { wireSignalName } from '../protocol/signals.js';
+import { printable } from '../util/printable.js';
 import { ProcessChannel } from './channel.js';
 import {
   resolveSpawnBackend,
@@ -219,11 +220,4 @@ export class LocalChannel extends ProcessChannel {
     if (this.#killTimer) clearTimeout(this.#killTimer);
     this.#killTimer = null;
   }
-}
-
-function printable(text: string): string {
-  return text.replace(
-    /[\0-\x1f\x7f]/g,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
 }
