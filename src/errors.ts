@@ -113,8 +113,19 @@ export class ShellTimeoutError extends ProcsockError {
   readonly code = 'PROCSOCK_SHELL_TIMEOUT' as const;
 }
 
+/** `exitCode` or `termSignal` tells how the shell ended (both null when the transport failed). */
 export class ShellCrashError extends ProcsockError {
   readonly code = 'PROCSOCK_SHELL_CRASH' as const;
+  readonly exitCode: number | null;
+  readonly termSignal: string | null;
+  constructor(
+    message: string,
+    options: { exitCode?: number | null; termSignal?: string | null; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.exitCode = options.exitCode ?? null;
+    this.termSignal = options.termSignal ?? null;
+  }
 }
 
 export class ShellExitError extends ProcsockError {

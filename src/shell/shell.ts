@@ -533,7 +533,11 @@ export class Shell {
     const tail = this.#stderrTail?.toString('utf8').trim();
     return new ShellCrashError(
       `the shell (${this.#program}) ${how} ${doing}${tail ? ` — its last stderr: ${JSON.stringify(tail)}` : ''}; start() it again`,
-      { cause: this.#channelError ?? undefined },
+      {
+        cause: this.#channelError ?? undefined,
+        exitCode: status?.exitCode ?? null,
+        termSignal: status?.termSignal ?? null,
+      },
     );
   }
 

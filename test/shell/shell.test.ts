@@ -220,6 +220,8 @@ for (const kind of ['local', 'daemon'] as const) {
       await assert.rejects(shell.run('echo bye; exit 3'), (error: ShellCrashError) => {
         assert.equal(error.code, 'PROCSOCK_SHELL_CRASH');
         assert.match(error.message, /exited with code 3 while running "echo bye; exit 3"/);
+        assert.equal(error.exitCode, 3);
+        assert.equal(error.termSignal, null);
         return true;
       });
       assert.equal(shell.state, 'off');
@@ -230,7 +232,11 @@ for (const kind of ['local', 'daemon'] as const) {
       });
       assert.equal(shell.state, 'off');
       await shell.start(5000);
-      await assert.rejects(shell.run('kill -KILL $$'), /killed by SIGKILL/);
+      await assert.rejects(shell.run('kill -KILL $$'), (error: ShellCrashError) => {
+        assert.match(error.message, /killed by SIGKILL/);
+        assert.deepEqual([error.exitCode, error.termSignal], [null, 'KILL']);
+        return true;
+      });
       assert.equal(shell.state, 'off');
       await shell.start(5000);
       // Dying while idle: noticed, and the next call says why.
