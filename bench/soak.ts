@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { Shell, ShellCrashError } from '../src/index.js';
 import { type ExitStatus, ReplyDecoder } from '../src/protocol/reply.js';
 import { encodeArgs, encodeStdin, STDIN_END } from '../src/protocol/request.js';
-import { fuzzScenario, playFuzzScenario } from '../test/helpers/fuzz-cases.js';
+import { fuzzPolicyFlags, fuzzScenario, playFuzzScenario } from '../test/helpers/fuzz-cases.js';
 import { childrenOf, openFdCount, tempDir } from '../test/helpers/process.js';
 
 const SCALE = Number(process.env.SOAK_SCALE ?? 1);
@@ -54,6 +54,10 @@ async function startDaemon(): Promise<void> {
       'dist/cli/main.js',
       'serve',
       '--allow-root',
+      // Fuzz cases name only harmless programs, but a mangled one must not run anything else.
+      ...fuzzPolicyFlags(tmp.dir),
+      '--allow',
+      '/usr/bin/sh',
       '-m',
       '128',
       '-q',

@@ -7,17 +7,26 @@ import { connect, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { ns, request } from './raw-client.js';
 
-/** Harmless programs a (possibly mangled) request may name. */
+/**
+ * Harmless programs a (possibly mangled) request may name. No shell: a mangled `sh -c` is
+ * arbitrary code. Fuzz daemons also run with `FUZZ_POLICY_FLAGS`.
+ */
 export const fuzzPrograms = fc.constantFrom(
   ['true'],
   ['cat'],
   ['echo', 'x'],
-  ['sh', '-c', 'exit 3'],
+  ['false'],
   ['head', '-c', '200000', '/dev/zero'],
   ['sleep', '0.05'],
   ['sleep', '5'],
   ['procsock-no-such-program'],
 );
+
+/** `procsock serve` flags for a fuzz daemon: only the fuzz programs may run, in `cwd`. */
+export function fuzzPolicyFlags(cwd: string): string[] {
+  const programs = ['true', 'cat', 'echo', 'false', 'head', 'sleep'];
+  return [...programs.flatMap((name) => ['--allow', `/usr/bin/${name}`]), '--cwd', cwd];
+}
 
 export const wellFormedRequest = fc
   .record({

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
-import { fuzzScenario, playFuzzScenario } from '../helpers/fuzz-cases.js';
+import { fuzzPolicyFlags, fuzzScenario, playFuzzScenario } from '../helpers/fuzz-cases.js';
 import { childrenOf, openFdCount, tempDir, waitUntil } from '../helpers/process.js';
 import { RawClient, request } from '../helpers/raw-client.js';
 
@@ -55,6 +55,7 @@ before(async () => {
       'dist/cli/main.js',
       'serve',
       '--allow-root',
+      ...fuzzPolicyFlags(tmp.dir),
       '-t',
       '0.5',
       '-k',
