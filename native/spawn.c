@@ -47,6 +47,10 @@
 #define FLAG_PROCESS_GROUP 1
 #define FLAG_SET_UID 2
 #define FLAG_SET_GID 4
+#define FLAG_LARGE_PIPES 8
+
+/* Output pipe size with FLAG_LARGE_PIPES: 16 times fewer reads and wake-ups for bulk output. */
+#define LARGE_PIPE_SIZE (1024 * 1024)
 
 #define CHILD_STACK_SIZE (64 * 1024)
 #define MAX_RLIMITS 16
@@ -456,6 +460,10 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
       error = errno;
       goto done;
     }
+  }
+  if (flags & FLAG_LARGE_PIPES) {
+    /* Best effort: beyond the user's pipe quota (or pipe-max-size) the default size stays. */
+    fcntl(pipes[1][0], F_SETPIPE_SZ, LARGE_PIPE_SIZE);
   }
   plan.fds[0] = pipes[0][0]; /* the child reads stdin */
   plan.fds[1] = pipes[1][1];

@@ -171,13 +171,16 @@ export function encodeNetstring(payload: Buffer | string): Buffer {
   return out;
 }
 
+/** Payloads up to this size are joined with their framing: one write beats three for them. */
+export const JOIN_LIMIT = 4096;
+
 /**
- * One netstring as the buffers to write in order, without copying the payload.
- * Small payloads are joined into one buffer: one write beats three for them.
+ * One netstring as the buffers to write in order, without copying the payload unless it is
+ * at most `joinLimit` bytes long: then all is joined into one buffer.
  */
-export function netstringParts(payload: Buffer, prefix?: Buffer): Buffer[] {
+export function netstringParts(payload: Buffer, prefix?: Buffer, joinLimit = JOIN_LIMIT): Buffer[] {
   const header = netstringHeader(payload.length);
-  if (payload.length <= 4096) {
+  if (payload.length <= joinLimit) {
     return [
       Buffer.concat(
         prefix ? [prefix, header, payload, COMMA_BUFFER] : [header, payload, COMMA_BUFFER],

@@ -36,9 +36,12 @@ const TYPE_PREFIX: Record<OutputType, Buffer> = {
   unknown: encodeNetstring('unknown'),
 };
 
-/** One output pair as buffers to write in order (payload not copied when large). */
-export function encodeOutput(type: OutputType, data: Buffer): Buffer[] {
-  return netstringParts(data, TYPE_PREFIX[type]);
+/**
+ * One output pair as buffers to write in order. The payload is referenced, not copied, when
+ * it is longer than `joinLimit` bytes (default 4096); shorter, everything is one new buffer.
+ */
+export function encodeOutput(type: OutputType, data: Buffer, joinLimit?: number): Buffer[] {
+  return netstringParts(data, TYPE_PREFIX[type], joinLimit);
 }
 
 /** The closing pair: `exitcode` or `termsig`. */

@@ -287,6 +287,32 @@ for (const backend of ['native', 'child_process'] as const) {
       assert.equal(received, 4 * 1024 * 1024);
     });
 
+    test('lendOutput: copied chunks are intact, also when the consumer pauses between them', async () => {
+      const data = randomBytes(3 * 1024 * 1024 + 17);
+      const file = scratch.path(`lend-${backend}.bin`);
+      writeFileSync(file, data);
+      // stdout carries the file; stderr a short line, which must not clobber stdout's chunks.
+      const channel = new LocalChannel(
+        ['sh', '-c', 'echo start >&2; cat "$0"; echo end >&2', file],
+        opts({ lendOutput: true }),
+      );
+      channel.end();
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let chunks = 0;
+      channel.on('output', ({ type, data: chunk }) => {
+        (type === 'stdout' ? out : err).push(Buffer.from(chunk));
+        // A slow consumer now and then: nothing may be read while it holds the channel paused.
+        if (++chunks % 3 === 0) {
+          channel.pause();
+          setTimeout(() => channel.resume(), 5);
+        }
+      });
+      assert.deepEqual(await channel.done(), { exitCode: 0, termSignal: null });
+      assert.equal(Buffer.concat(err).toString(), 'start\nend\n');
+      assert.ok(Buffer.concat(out).equals(data), 'stdout arrives intact');
+    });
+
     test('many spawns leave no zombie, no child and no descriptor behind', async () => {
       // Warm up first: lazily created handles (the addon, libuv's signal pipe) are not leaks.
       await run(['true'], opts());

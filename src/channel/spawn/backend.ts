@@ -47,6 +47,12 @@ export interface SpawnRequest {
   gid?: number;
   /** Native backend only. */
   rlimits?: SpawnLimits;
+  /**
+   * Output chunks may be views of a buffer that the next read of the same pipe reuses (see
+   * `LocalChannelOptions.lendOutput`). The native backend then also gives the output pipes
+   * a larger capacity. `child_process` ignores it (its chunks are always fresh).
+   */
+  lendOutput?: boolean;
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { Socket } from 'node:net';
+import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import type { SpawnBackend, SpawnedChild, SpawnLimits, SpawnRequest } from './backend.js';
@@ -39,6 +39,11 @@ export interface PeerCredentials {
 const FLAG_PROCESS_GROUP = 1;
 const FLAG_SET_UID = 2;
 const FLAG_SET_GID = 4;
+const FLAG_LARGE_PIPES = 8;
+
+/** Lent output is read into a buffer of this size at first, grown to LENT_LARGE once filled. */
+const LENT_SMALL = 64 * 1024;
+const LENT_LARGE = 1024 * 1024;
 
 /** Linux resource numbers (the same on every architecture Node runs on). */
 const RLIMIT = { cpuSeconds: 0, processes: 6, openFiles: 7, addressSpace: 9 } as const;
@@ -157,6 +162,37 @@ function rlimitTriples(limits: SpawnLimits | undefined): number[] | null {
   return triples.length > 0 ? triples : null;
 }
 
+/**
+ * A socket over one of the child's output pipes. Lent: every read goes into the same buffer
+ * of this socket (Node's `onread`), and 'data' carries a view of it, valid until the listener
+ * returns — no allocation, no page faults, no garbage per chunk (see `lendOutput`). The
+ * buffer grows from LENT_SMALL to LENT_LARGE the first time a read fills it, so a program
+ * that prints a line does not cost a megabyte.
+ */
+function outputSocket(fd: number, lend: boolean): Socket {
+  if (!lend) return new Socket({ fd, readable: true, writable: false });
+  let buffer = Buffer.allocUnsafeSlow(LENT_SMALL);
+  // Node's Socket takes `onread` (as connect() does), but @types/node does not declare it.
+  const options: SocketConstructorOpts & { onread: OnReadOpts } = {
+    fd,
+    readable: true,
+    writable: false,
+    onread: {
+      // Called once for the first buffer, then after each read for the next one.
+      buffer: () => buffer,
+      callback: (length: number, into: Uint8Array) => {
+        socket.emit('data', Buffer.from(into.buffer, into.byteOffset, length));
+        if (length === buffer.length && buffer.length < LENT_LARGE) {
+          buffer = Buffer.allocUnsafeSlow(LENT_LARGE);
+        }
+        return true; // pausing is the listener's call (pause() stops reading at once)
+      },
+    },
+  };
+  const socket = new Socket(options);
+  return socket;
+}
+
 export const nativeBackend: SpawnBackend = {
   name: 'native',
   spawn(request: SpawnRequest): SpawnedChild {
@@ -183,7 +219,8 @@ export const nativeBackend: SpawnBackend = {
     const flags =
       (request.processGroup ? FLAG_PROCESS_GROUP : 0) |
       (request.uid !== undefined ? FLAG_SET_UID : 0) |
-      (request.gid !== undefined ? FLAG_SET_GID : 0);
+      (request.gid !== undefined ? FLAG_SET_GID : 0) |
+      (request.lendOutput ? FLAG_LARGE_PIPES : 0);
     const errno = native.spawn(
       fileAndArgv,
       argv.length,
@@ -211,8 +248,8 @@ export const nativeBackend: SpawnBackend = {
     }
     const child = new NativeChild(spawned[0]!);
     child.stdin = new Socket({ fd: spawned[1]!, readable: false, writable: true });
-    child.stdout = new Socket({ fd: spawned[2]!, readable: true, writable: false });
-    child.stderr = new Socket({ fd: spawned[3]!, readable: true, writable: false });
+    child.stdout = outputSocket(spawned[2]!, request.lendOutput ?? false);
+    child.stderr = outputSocket(spawned[3]!, request.lendOutput ?? false);
     running.set(spawned[0]!, child);
     return child;
   },
