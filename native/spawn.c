@@ -541,6 +541,32 @@ done:
   return result;
 }
 
+/*
+ * readAvailable(fd: number, into: Uint8Array) → bytes read (0 at end of file), or -errno
+ * (-EAGAIN: nothing there now). One read(2) on a non-blocking descriptor: what is in a pipe
+ * now, without waiting and without an exception per empty read.
+ */
+static napi_value js_read_available(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], result;
+  int32_t fd = -1;
+  void *data = NULL;
+  size_t length = 0;
+  napi_typedarray_type type;
+  ssize_t n;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
+      napi_get_typedarray_info(env, args[1], &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "readAvailable: expected (fd, Uint8Array)");
+    return NULL;
+  }
+  do n = read(fd, data, length);
+  while (n < 0 && errno == EINTR);
+  napi_create_int32(env, n < 0 ? -errno : (int32_t)n, &result);
+  return result;
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 static void cleanup(void *data) {
@@ -612,6 +638,7 @@ NAPI_MODULE_INIT() {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
       {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_default, NULL},
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_default, NULL},
+      {"readAvailable", NULL, js_read_available, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -5,6 +5,7 @@
  * that cannot be started: a `stderr` line and exit 127 (not found) or 126 (cannot run),
  * as shells do.
  */
+import { constants as osConstants } from 'node:os';
 import { ArgumentError } from '../errors.js';
 import { type ExitStatus, exitedWith, killedBy } from '../protocol/reply.js';
 import { wireSignalName } from '../protocol/signals.js';
@@ -16,6 +17,7 @@ import {
   type SpawnedChild,
   type SpawnLimits,
 } from './spawn/index.js';
+import { readAvailable } from './spawn/native.js';
 
 export {
   type SpawnBackendChoice,
@@ -61,6 +63,11 @@ export interface LocalChannelOptions {
 }
 
 export const DEFAULT_KILL_TIMEOUT = 5000;
+
+const PENDING_READ_SIZE = 64 * 1024;
+const EAGAIN = osConstants.errno.EAGAIN;
+/** Scratch space of readPendingOutput (pieces are copied out of it). */
+let pendingBuffer: Buffer | null = null;
 
 export class LocalChannel extends ProcessChannel {
   readonly kind = 'local' as const;
@@ -178,6 +185,30 @@ export class LocalChannel extends ProcessChannel {
   end(): void {
     const stdin = this.#child?.stdin;
     if (stdin && !stdin.writableEnded) stdin.end();
+  }
+
+  /**
+   * Delivers, before returning, what the program has written to `type` and this process has
+   * not read yet: each piece as an `'output'` event, now. A caller that knows the program has
+   * finished writing there (a shell that printed a marker on stdout after its command's
+   * stderr) thus has all of it without waiting for a marker on that pipe too. Returns false
+   * when it cannot be done synchronously: the addon is not built, or the stream is paused or
+   * holds data not yet emitted.
+   */
+  readPendingOutput(type: 'stdout' | 'stderr'): boolean {
+    const stream = type === 'stdout' ? this.#child?.stdout : this.#child?.stderr;
+    if (!stream || stream.destroyed || stream.readableEnded) return true; // nothing more comes
+    if (stream.isPaused() || stream.readableLength > 0) return false;
+    const fd = (stream as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return false;
+    for (;;) {
+      pendingBuffer ??= Buffer.allocUnsafeSlow(PENDING_READ_SIZE);
+      const length = readAvailable(fd, pendingBuffer);
+      if (length === null) return false;
+      // 0 (end of file) and errors are left to the stream, which sees them on its next read.
+      if (length <= 0) return length === -EAGAIN || length === 0;
+      this.emitOutput(type, Buffer.from(pendingBuffer.subarray(0, length)));
+    }
   }
 
   pause(): void {

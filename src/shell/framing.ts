@@ -14,7 +14,10 @@
  *   the command an empty stdin, so `read x` and `cat` get end-of-file at once instead of
  *   reading the driver's next lines. `__procsock_end` (defined at start) takes `$?` first,
  *   prints `M` on stderr and `M <status>` on stdout, then returns that status, so the next
- *   command's `$?` is the real one. Reserved names: `__procsock_end`.
+ *   command's `$?` is the real one. Reserved names: `__procsock_end`. A shell run locally
+ *   gets no stderr marker: when `M <status>` arrives, the command's stderr is all written, and
+ *   the driver reads what it has not yet read of it from the pipe at once
+ *   (`LocalChannel.readPendingOutput`) — a write and a wake-up less per run.
  */
 import { randomBytes } from 'node:crypto';
 import type { Sentinel, SentinelFactory } from './sentinel.js';
@@ -24,8 +27,15 @@ export interface Frame {
   /** Text to write to the shell's stdin. */
   readonly input: string;
   readonly stdout: SentinelScanner;
-  /** Null when stderr has no sentinel (it is then drained, not parsed). */
+  /** Null when stderr has no sentinel (it is then drained, not parsed — but see below). */
   readonly stderr: SentinelScanner | null;
+  /**
+   * Stderr has no sentinel but is the command's all the same: everything on it until the
+   * stdout sentinel, and then what is still in the pipe, read at once (the shell wrote it
+   * before the stdout sentinel). Needs a channel that can read its pipe now
+   * (`LocalChannel.readPendingOutput`).
+   */
+  readonly stderrUntilStdout?: boolean;
   /** The command's exit status, once the stdout sentinel was seen; null if not reported. */
   exitCode(): number | null;
 }
@@ -113,11 +123,18 @@ export class PosixFraming implements Framing {
   readonly setup: string;
   readonly #stderr: PosixStderr;
   readonly #redirects: string;
+  readonly #stderrMarker: boolean;
 
-  constructor(stderr: PosixStderr = 'capture') {
+  /**
+   * `stderrMarker: false` (capture only): no marker on stderr; the driver reads what is left in
+   * the stderr pipe once it sees the stdout marker (`Frame.stderrUntilStdout`). That saves the
+   * shell a write and the driver a wake-up per run. Default true.
+   */
+  constructor(stderr: PosixStderr = 'capture', options: { stderrMarker?: boolean } = {}) {
     this.#stderr = stderr;
+    this.#stderrMarker = stderr === 'capture' && (options.stderrMarker ?? true);
     this.#redirects = stderr === 'merge' ? ' </dev/null 2>&1' : ' </dev/null';
-    const toStderr = stderr === 'capture' ? `printf '%s\\n' "$1" >&2; ` : '';
+    const toStderr = this.#stderrMarker ? `printf '%s\\n' "$1" >&2; ` : '';
     this.setup = `${END_FUNCTION}() { set -- "$1" "$?"; ${toStderr}printf '%s %s\\n' "$1" "$2"; return "$2"; }\n`;
   }
 
@@ -137,11 +154,12 @@ export class PosixFraming implements Framing {
         ? `${END_FUNCTION} ${marker}\n`
         : `eval ${quote(command)}${this.#redirects};${END_FUNCTION} ${marker}\n`;
     const stdout = new SentinelScanner(`${marker} `, { trailer: true });
-    const stderr = this.#stderr === 'capture' ? new SentinelScanner(`${marker}\n`) : null;
+    const stderr = this.#stderrMarker ? new SentinelScanner(`${marker}\n`) : null;
     return {
       input,
       stdout,
       stderr,
+      stderrUntilStdout: this.#stderr === 'capture' && !this.#stderrMarker,
       exitCode: () => {
         const status = Number.parseInt(stdout.payload, 10);
         return Number.isInteger(status) ? status : null;

@@ -32,6 +32,7 @@
 import type { ProcessChannel } from '../channel/channel.js';
 import { LocalChannel, type LocalChannelOptions } from '../channel/local.js';
 import { connectToDaemon, SocketChannel } from '../channel/socket.js';
+import { nativeAvailable } from '../channel/spawn/native.js';
 import {
   ArgumentError,
   type ProcsockError,
@@ -193,7 +194,10 @@ export class Shell {
       if (!['capture', 'merge', 'drain'].includes(stderr)) {
         throw new ArgumentError(`stderr: expected 'capture', 'merge' or 'drain', not ${stderr}`);
       }
-      this.#framing = new PosixFraming(stderr);
+      // Run locally, stderr needs no marker of its own: its rest is read at the stdout marker.
+      this.#framing = new PosixFraming(stderr, {
+        stderrMarker: !(transport === 'local' && nativeAvailable()),
+      });
     } else {
       if (options.stderr !== undefined) {
         throw new ArgumentError(
@@ -388,7 +392,7 @@ export class Shell {
       frame,
       startup,
       stdoutDone: false,
-      stderrDone: frame.stderr === null,
+      stderrDone: frame.stderr === null && !frame.stderrUntilStdout,
       parserError: null,
       timer: null,
       parseStdout: (data) => this.#feed(exchange, job.commander.stdout, data),
@@ -420,13 +424,24 @@ export class Shell {
     if (type === 'stdout') {
       if (!exchange || exchange.stdoutDone) return;
       exchange.stdoutDone = exchange.frame.stdout.push(data, exchange.parseStdout);
+      if (exchange.stdoutDone && !exchange.stderrDone && exchange.frame.stderrUntilStdout) {
+        // The shell wrote the command's stderr before this marker: what we have not read of it
+        // is in the pipe now, and comes through #onOutput before this returns.
+        const channel = this.#channel;
+        if (channel instanceof LocalChannel) channel.readPendingOutput('stderr');
+        exchange.stderrDone = true;
+      }
     } else if (type === 'stderr') {
       // Drained (no sentinel, or between commands): kept only as the tail for crash messages.
       if (!exchange || exchange.stderrDone) {
         this.#keepStderrTail(data);
         return;
       }
-      exchange.stderrDone = exchange.frame.stderr!.push(data, exchange.parseStderr);
+      if (exchange.frame.stderr) {
+        exchange.stderrDone = exchange.frame.stderr.push(data, exchange.parseStderr);
+      } else {
+        exchange.parseStderr(data);
+      }
     } else {
       return;
     }

@@ -376,6 +376,24 @@ describe('options, parsers and timeouts', () => {
     await shell.stop(5000);
   });
 
+  test('POSIX capture in a local shell (stderr read at the stdout marker): each run gets exactly its own stderr', async () => {
+    for (const program of ['bash', 'sh']) {
+      const shell = Shell.posix({ program });
+      await shell.start(5000);
+      for (let i = 0; i < 30; i++) {
+        // Unterminated, and written just before the command ends.
+        const result = await shell.run(`echo o${i}; printf e${i} >&2`);
+        assert.deepEqual([result.stdout, result.stderr, result.exitCode], [`o${i}\n`, `e${i}`, 0]);
+      }
+      // More than a pipe holds: read while the command runs, the rest at the marker.
+      const big = await shell.run("head -c 300000 /dev/zero | tr '\\0' x >&2; echo done; false");
+      assert.deepEqual([big.stdout, big.stderr.length, big.exitCode], ['done\n', 300000, 1]);
+      assert.ok(/^x+$/.test(big.stderr));
+      assert.deepEqual((await shell.run('echo next >&2')).stderr, 'next\n');
+      await shell.stop(5000);
+    }
+  });
+
   test("POSIX stderr 'merge' keeps the written order in stdout; 'drain' drops it", async () => {
     const merge = Shell.posix({ program: 'bash', stderr: 'merge' });
     await merge.start(5000);

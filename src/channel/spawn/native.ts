@@ -27,6 +27,7 @@ interface Addon {
     out: Int32Array,
   ): number;
   peerCredentials(fd: number): PeerCredentials | null;
+  readAvailable(fd: number, into: Uint8Array): number;
 }
 
 /** The process on the other end of a Unix socket, as the kernel recorded it at connect. */
@@ -100,6 +101,14 @@ export function nativeExitWatch(): string {
  */
 export function peerCredentials(fd: number): PeerCredentials | null {
   return load()?.peerCredentials(fd) ?? null;
+}
+
+/**
+ * One non-blocking read of `fd` into `into`: the bytes read (0 at end of file), -EAGAIN when
+ * nothing is there now, another -errno on failure; null when the addon is not built.
+ */
+export function readAvailable(fd: number, into: Uint8Array): number | null {
+  return load()?.readAvailable(fd, into) ?? null;
 }
 
 export function nativeAvailable(): boolean {
