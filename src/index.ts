@@ -53,8 +53,11 @@ export {
   StateError,
   TimeoutError,
 } from './errors.js';
-export { encodeNetstring, NetstringDecoder } from './protocol/netstring.js';
+// Daemon policy
+export type { AuditRecord, PeerCredentials } from './policy/audit.js';
+export type { PolicyOptions, ResourceLimits } from './policy/policy.js';
 // Protocol
+export { encodeNetstring, NetstringDecoder } from './protocol/netstring.js';
 export type { ExitStatus, OutputChunk, OutputType } from './protocol/reply.js';
 // Server (daemon)
 export { type ServeOptions, Server, type ServerState, serve } from './server/index.js';

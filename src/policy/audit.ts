@@ -3,12 +3,9 @@
  * file, so it can be shipped and queried as it is. `-d` keeps its own human-readable log.
  */
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
+import type { PeerCredentials } from '../channel/spawn/index.js';
 
-export interface PeerCredentials {
-  pid: number;
-  uid: number;
-  gid: number;
-}
+export type { PeerCredentials };
 
 export interface AuditRecord {
   /** ISO 8601 time the connection was accepted. */
