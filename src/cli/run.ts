@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { run } from '../client/index.js';
 import { describeError, TimeoutError } from '../errors.js';
 import { signalNumber } from '../protocol/signals.js';
+import { drainOrClose } from '../util/drain.js';
 import {
   EXIT_CONNECT,
   EXIT_FAILURE,
@@ -167,13 +168,5 @@ async function runProgram(command: RunCommand, stdin: Readable | null): Promise<
 /** Writes a chunk; while the terminal or pipe is full, the program is held back. */
 function forward(stream: Writable, chunk: Buffer): Promise<void> | undefined {
   if (stream.destroyed || stream.write(chunk)) return undefined;
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
-  });
+  return drainOrClose(stream);
 }

@@ -8,6 +8,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { ProcessChannel } from '../channel/channel.js';
 import { TimeoutError } from '../errors.js';
 import type { OutputChunk, OutputType } from '../protocol/reply.js';
+import { drainOrClose } from '../util/drain.js';
 import { abortError } from './target.js';
 
 export type Encoding = 'utf8' | 'buffer';
@@ -225,16 +226,7 @@ function toBuffer(data: string | Uint8Array): Buffer {
 
 /** Resolves on `'drain'`, or when the channel closes (nothing more can be written then). */
 export function drained(channel: ProcessChannel): Promise<void> {
-  if (channel.closed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      channel.off('drain', done);
-      channel.off('close', done);
-      resolve();
-    };
-    channel.on('drain', done);
-    channel.on('close', done);
-  });
+  return channel.closed ? Promise.resolve() : drainOrClose(channel);
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
