@@ -176,6 +176,8 @@ export class Connection {
       rlimits: plan.rlimits,
       processGroup: this.#options.processGroup,
       killTimeout: this.#options.killTimeout,
+      // Output is only relayed: read it into reused buffers (see #send).
+      lendOutput: true,
     });
     this.#record.pid = channel.pid ?? null;
     this.#channel = channel;
@@ -226,7 +228,8 @@ export class Connection {
     const max = this.#options.policy.options.maxOutputBytes;
     let data = chunk.data;
     const over = max !== undefined && this.#record.bytesOut + data.length > max;
-    if (over) data = data.subarray(0, max - this.#record.bytesOut);
+    // A copy: the chunk is lent, and the channel is resumed below while this may still be queued.
+    if (over) data = Buffer.from(data.subarray(0, max - this.#record.bytesOut));
     this.#record.bytesOut += data.length;
     if (data.length > 0) this.#send(chunk.type, data);
     if (over) {
@@ -235,9 +238,20 @@ export class Connection {
     }
   }
 
+  /**
+   * The channel lends its output chunks (valid only during the event). A payload below the
+   * socket's high-water mark is copied, joined with its framing; a larger one is written as it
+   * is, and write() then returns false, so the channel stays paused until 'drain' — that is,
+   * until the socket has taken every byte of it. Corked: one writev for the pair.
+   */
   #send(type: OutputChunk['type'], data: Buffer): void {
+    const socket = this.#socket;
     let more = true;
-    for (const part of encodeOutput(type, data)) more = this.#socket.write(part);
+    socket.cork();
+    for (const part of encodeOutput(type, data, socket.writableHighWaterMark - 1)) {
+      more = socket.write(part);
+    }
+    socket.uncork();
     if (!more) this.#channel?.pause();
   }
 
