@@ -5,9 +5,11 @@
  *   npm run bench -- daemon      # only bench/daemon.bench.ts
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { formatGoalTable, goalsFileVariable, readGoals } from './goals.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const wanted = process.argv.slice(2);
@@ -19,12 +21,26 @@ if (benches.length === 0) {
   console.error(`no benchmark matches ${wanted.join(' ')}`);
   process.exit(1);
 }
+// Every benchmark records its goal figures in this file; they are printed together at the end.
+const goalsDir = mkdtempSync(join(tmpdir(), 'procsock-bench-goals-'));
+const goalsFile = join(goalsDir, 'goals.jsonl');
 let failed = false;
 for (const name of benches) {
   console.log(`\n## ${name}\n`);
   const result = spawnSync(process.execPath, ['--import', 'tsx', join(here, name)], {
     stdio: 'inherit',
+    env: { ...process.env, [goalsFileVariable()]: goalsFile },
   });
   failed ||= result.status !== 0;
+}
+const goals = readGoals(goalsFile);
+rmSync(goalsDir, { recursive: true, force: true });
+if (goals.length > 0) {
+  console.log('\n## Goals (PERFORMANCE.md), every figure from this run\n');
+  console.log(formatGoalTable(goals));
+  const missed = goals.filter((row) => row.met === false).length;
+  console.log(
+    `\n${goals.length - missed} of ${goals.length} rows met or not judged; ${missed} not met.`,
+  );
 }
 process.exit(failed ? 1 : 0);

@@ -6,18 +6,15 @@
  * Goals (issue 6): native ≥ 2× child_process.spawn throughput at 1 and 8 in flight; event-loop
  * block per spawn ≤ 1/3 of child_process.spawn's; within 1.25× of the C loop at 1 in flight.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
 import { LocalChannel } from '../src/channel/local.js';
 import { nativeAvailable, nativeExitWatch, nativeLoadError } from '../src/channel/spawn/native.js';
+import { buildCLoop, cLoopRate as cLoopRatePeer } from './c-loop.js';
+import { ratio, recordGoals } from './goals.js';
 
 const PROGRAM = '/bin/true';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.6);
-const here = dirname(fileURLToPath(import.meta.url));
 
 type SpawnOnce = () => Promise<void>;
 
@@ -50,26 +47,8 @@ async function rate(once: SpawnOnce, concurrency: number): Promise<number> {
   return count / ((performance.now() - start) / 1000);
 }
 
-/** The C loop, compiled once; null (with the reason) when there is no compiler. */
-function buildCLoop(): { path: string | null; why: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), 'procsock-bench-'));
-  const path = join(dir, 'spawn-loop');
-  const cc = process.env.CC ?? 'cc';
-  const built = spawnSync(cc, ['-O2', '-o', path, join(here, 'c', 'spawn-loop.c')], {
-    encoding: 'utf8',
-  });
-  const cleanup = () => rmSync(dir, { recursive: true, force: true });
-  if (built.error || built.status !== 0) {
-    return { path: null, why: built.error?.message ?? built.stderr.trim(), cleanup };
-  }
-  return { path, why: '', cleanup };
-}
-
 function cLoopRate(path: string, concurrency: number, estimate: number): number {
-  const count = Math.max(200, Math.round(estimate * SECONDS));
-  const out = spawnSync(path, [String(count), String(concurrency), PROGRAM], { encoding: 'utf8' });
-  if (out.status !== 0) throw new Error(`spawn-loop failed: ${out.stderr}`);
-  return Number(out.stdout);
+  return cLoopRatePeer(path, concurrency, Math.max(200, Math.round(estimate * SECONDS)), PROGRAM);
 }
 
 /** Milliseconds the synchronous part of one spawn holds the event loop (the call itself). */
@@ -173,6 +152,27 @@ async function main(): Promise<void> {
       Number.isNaN(cFloor) ? undefined : native(1) * 1.25 >= cFloor,
     ],
   ];
+  recordGoals([
+    {
+      figure: 'local spawns/s (LocalChannel native), 1 in flight',
+      procsock: `${fmt(native(1))}/s`,
+      peer: 'C posix_spawn loop',
+      peerValue: Number.isNaN(cFloor) ? `not built (${cLoop.why})` : `${fmt(cFloor)}/s`,
+      ratio: ratio(native(1), Number.isNaN(cFloor) ? undefined : cFloor),
+      goal: 'within 1.25× of the C loop (≥ 0.8×)',
+      met: Number.isNaN(cFloor) ? null : native(1) * 1.25 >= cFloor,
+    },
+    {
+      figure: 'local spawns/s (LocalChannel native), 8 in flight',
+      procsock: `${fmt(native(8))}/s`,
+      peer: 'C posix_spawn loop',
+      peerValue: Number.isNaN(med('C posix_spawn loop', 8))
+        ? 'not built'
+        : `${fmt(med('C posix_spawn loop', 8))}/s`,
+      ratio: ratio(native(8), med('C posix_spawn loop', 8)),
+      goal: 'for scale (the C loop uses both cores)',
+    },
+  ]);
   console.log('\n| goal | met |');
   console.log('|---|---|');
   for (const [goal, met] of goals) {

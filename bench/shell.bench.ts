@@ -20,6 +20,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { LocalChannel } from '../src/channel/local.js';
 import { Shell } from '../src/shell/index.js';
+import { recordGoals } from './goals.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
@@ -134,6 +135,25 @@ async function main(): Promise<void> {
   console.log(
     `| echo hi round trips/s, exit status captured | ${fmt(shell)} | ${fmt(bashC)} | not installed: reference ${GO_SHEXEC_REFERENCE} | ${fmt(ratio, 1)}× | ≥ ${GO_SHEXEC_REFERENCE}/s (1.0× Go shexec) | ${shell >= GO_SHEXEC_REFERENCE ? 'yes' : 'no'} (${fmt(shell / GO_SHEXEC_REFERENCE, 2)}×) |`,
   );
+  recordGoals([
+    {
+      figure: 'Shell (POSIX preset, bash) echo hi runs/s, exit status captured',
+      procsock: `${fmt(shell)}/s`,
+      peer: 'Go shexec (not installed: PERFORMANCE.md figure)',
+      peerValue: `${GO_SHEXEC_REFERENCE}/s`,
+      ratio: `${fmt(shell / GO_SHEXEC_REFERENCE, 2)}×`,
+      goal: '≥ 1.0×',
+      met: shell >= GO_SHEXEC_REFERENCE,
+    },
+    {
+      figure: 'Shell (POSIX preset, bash) echo hi runs/s, exit status captured',
+      procsock: `${fmt(shell)}/s`,
+      peer: 'bash -c per command (child_process.spawn)',
+      peerValue: `${fmt(bashC)}/s`,
+      ratio: `${fmt(ratio, 1)}×`,
+      goal: `for scale (Go shexec did ${fmt(referenceRatio, 1)}× on its machine)`,
+    },
+  ]);
   console.log(
     `\nFor scale: on the reference machine Go shexec ran ${fmt(referenceRatio, 1)}× a fresh bash -c; here the Shell runs ${fmt(ratio, 1)}× it. ` +
       'Process creation speed varies much more between machines than a pipe round trip, so read that ratio with care.',

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnBackendInUse } from '../src/channel/spawn/index.js';
 import { run } from '../src/client/exec.js';
+import { ratio, recordGoals } from './goals.js';
 
 const ROUNDS = 7;
 const CALLS_PER_BATCH = 200;
@@ -182,6 +183,26 @@ try {
       `| run() via daemon, ${inFlight} in flight | ${ours.toFixed(0)}/s | ${node.toFixed(0)}/s | ${(ours / node).toFixed(2)}× | ≥ 1.0× C sockexec (${inFlight === 1 ? '1,760' : '2,714'}/s reference; see daemon.bench for a same-run comparison) | ${ours >= (inFlight === 1 ? 1760 : 2714) ? 'yes' : 'no'} (vs reference) |`,
     );
   }
+  recordGoals([
+    ...[1, 8].map((inFlight) => ({
+      figure: `local run() calls/s, ${inFlight} in flight`,
+      procsock: `${rate('procsock run()', inFlight).toFixed(0)}/s`,
+      peer: 'child_process.spawn',
+      peerValue: `${rate('child_process.spawn', inFlight).toFixed(0)}/s`,
+      ratio: ratio(rate('procsock run()', inFlight), rate('child_process.spawn', inFlight)),
+      goal: '≥ 2×',
+      met: rate('procsock run()', inFlight) >= 2 * rate('child_process.spawn', inFlight),
+    })),
+    {
+      figure: 'event-loop block per local run() (median)',
+      procsock: `${ourBlock.toFixed(0)} µs`,
+      peer: 'child_process.spawn',
+      peerValue: `${nodeBlock.toFixed(0)} µs`,
+      ratio: ratio(ourBlock, nodeBlock),
+      goal: '≤ 0.33×',
+      met: ourBlock <= nodeBlock / 3,
+    },
+  ]);
   console.log(
     `| event-loop block per call via daemon | ${blocks.get(viaDaemon.name)!.toFixed(0)} µs | | | | |`,
   );
