@@ -17,9 +17,11 @@
  * stderr marker is the extra one); JavaScript is under 10% of it (cpu profile).
  * Since then a local shell gets no stderr marker: the driver reads what is left of the
  * command's stderr from the pipe when the stdout marker arrives (LocalChannel
- * readPendingOutput). Same sitting, machine under load: 9,470/s before, 11,150–11,350/s
- * after (1.02–1.04× the Go reference). Without the `</dev/null` redirect bash would do about
- * 12,000–12,700/s, but commands would then read the driver's next lines: kept.
+ * readPendingOutput): +1–3% interleaved in one process (9,291–9,327 vs 9,065–9,246/s); the
+ * driver is idle 73% of the time, waiting for bash's byte-at-a-time reads. Absolute figures
+ * swing with the machine's load: 11,100–11,350/s in quiet moments, ~8,100 in a loaded run.
+ * Without the `</dev/null` redirect bash would do 10–15% more, but commands would then read
+ * the driver's next lines: kept.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
