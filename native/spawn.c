@@ -47,10 +47,6 @@
 #define FLAG_PROCESS_GROUP 1
 #define FLAG_SET_UID 2
 #define FLAG_SET_GID 4
-#define FLAG_LARGE_PIPES 8
-
-/* Output pipe size with FLAG_LARGE_PIPES: 16 times fewer reads and wake-ups for bulk output. */
-#define LARGE_PIPE_SIZE (1024 * 1024)
 
 #define CHILD_STACK_SIZE (64 * 1024)
 #define MAX_RLIMITS 16
@@ -461,10 +457,6 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
       goto done;
     }
   }
-  if (flags & FLAG_LARGE_PIPES) {
-    /* Best effort: beyond the user's pipe quota (or pipe-max-size) the default size stays. */
-    fcntl(pipes[1][0], F_SETPIPE_SZ, LARGE_PIPE_SIZE);
-  }
   plan.fds[0] = pipes[0][0]; /* the child reads stdin */
   plan.fds[1] = pipes[1][1];
   plan.fds[2] = pipes[2][1];
@@ -567,6 +559,26 @@ static napi_value js_read_available(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * setPipeSize(fd: number, bytes: number) → the new capacity, or -errno. Best effort for the
+ * caller: beyond the user's pipe quota or pipe-max-size the pipe keeps its size.
+ */
+static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], result;
+  int32_t fd = -1, bytes = 0;
+  int r;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, args[1], &bytes) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setPipeSize: expected (fd, bytes)");
+    return NULL;
+  }
+  r = fcntl(fd, F_SETPIPE_SZ, bytes);
+  napi_create_int32(env, r < 0 ? -errno : r, &result);
+  return result;
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 static void cleanup(void *data) {
@@ -639,6 +651,7 @@ NAPI_MODULE_INIT() {
       {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_default, NULL},
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_default, NULL},
       {"readAvailable", NULL, js_read_available, NULL, NULL, NULL, napi_default, NULL},
+      {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

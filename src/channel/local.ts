@@ -56,8 +56,8 @@ export interface LocalChannelOptions {
    * next read of the same pipe reuses, so it is valid only until the listener returns. A
    * listener that keeps a chunk (or hands it to a write that may complete later) must copy it,
    * or `pause()` the channel until it is done with it. With the native backend this saves an
-   * allocation, page faults and garbage per chunk, and the output pipes hold 1 MiB, for fewer
-   * reads — what a relay such as the daemon wants. Default false.
+   * allocation, page faults and garbage per chunk, and a pipe that fills up grows to 1 MiB,
+   * for fewer reads — what a relay such as the daemon wants. Default false.
    */
   lendOutput?: boolean;
 }

@@ -49,8 +49,8 @@ export interface SpawnRequest {
   rlimits?: SpawnLimits;
   /**
    * Output chunks may be views of a buffer that the next read of the same pipe reuses (see
-   * `LocalChannelOptions.lendOutput`). The native backend then also gives the output pipes
-   * a larger capacity. `child_process` ignores it (its chunks are always fresh).
+   * `LocalChannelOptions.lendOutput`). The native backend then also enlarges an output pipe
+   * that fills up. `child_process` ignores it (its chunks are always fresh).
    */
   lendOutput?: boolean;
 }
