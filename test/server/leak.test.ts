@@ -117,7 +117,8 @@ test(`${CONNECTIONS} mixed connections leave no descriptor and no child behind`,
       () => openFdCount(daemon.pid) <= baseline,
       `the descriptors are back to ${baseline}:\n${openFds(daemon.pid).join('\n')}\nwas:\n${baselineFds.join('\n')}`,
     );
-    assert.equal(openFdCount(daemon.pid), baseline);
+    // At most, not exactly: the baseline may still count a warm-up socket closed a moment later.
+    assert.ok(openFdCount(daemon.pid) <= baseline);
     // Still serving after all that.
     const reply = await RawClient.exchange(daemon.path, request(['echo', 'fine']));
     assert.equal(reply.stdout, 'fine\n');
