@@ -219,7 +219,8 @@ class Execution {
   }
 }
 
-function toBuffer(data: string | Uint8Array): Buffer {
+/** Client data as a Buffer: strings as UTF-8, byte arrays without a copy. */
+export function toBuffer(data: string | Uint8Array): Buffer {
   if (typeof data === 'string') return Buffer.from(data);
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }

@@ -37,7 +37,7 @@ import { SocketChannel } from '../channel/socket.js';
 import { ArgumentError, ClosedError, ProtocolError, StateError, TimeoutError } from '../errors.js';
 import type { ExitStatus, OutputChunk, OutputType } from '../protocol/reply.js';
 import { DEFAULT_TIMEOUT } from './exec.js';
-import { drained } from './execute.js';
+import { drained, toBuffer } from './execute.js';
 import { outputReadables, stdinWritable } from './streams.js';
 import {
   abortError,
@@ -221,10 +221,7 @@ export class Session {
         `data must be a string or a Buffer/Uint8Array; got ${describe(data)}`,
       );
     }
-    const buffer =
-      typeof data === 'string'
-        ? Buffer.from(data)
-        : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const buffer = toBuffer(data);
     // A program that has ended takes no more input: like the daemon, drop it and carry on.
     if (buffer.length === 0 || channel.closed || channel.write(buffer)) return Promise.resolve();
     return drained(channel);
