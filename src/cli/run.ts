@@ -15,7 +15,6 @@
  */
 import { createReadStream, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
 import { run } from '../client/index.js';
 import { describeError, TimeoutError } from '../errors.js';
 import { signalNumber } from '../protocol/signals.js';
@@ -26,13 +25,12 @@ import {
   EXIT_TIMEOUT,
   EXIT_USAGE,
   failureStatus,
+  parseCommandArgs,
   parseCommandLine,
   parseMilliseconds,
   shellStatus,
   socketOption,
-  splitCommand,
   UsageError,
-  usageError,
 } from './usage.js';
 
 export const RUN_USAGE =
@@ -69,27 +67,19 @@ export interface RunCommand {
   stdinFile: string | undefined;
 }
 
-const TAKES_VALUE = new Set(['--socket', '-s', '--timeout', '-t', '--stdin-file', '-i']);
-
 /** Parses `run`'s arguments; `'help'` for --help; throws `UsageError` with a one-line reason. */
 export function parseRunArgs(args: string[]): RunCommand | 'help' {
-  const { options, command } = splitCommand(args, TAKES_VALUE);
-  let values: { socket?: string; timeout?: string; 'stdin-file'?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: options,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        socket: { type: 'string', short: 's' },
-        timeout: { type: 'string', short: 't' },
-        'stdin-file': { type: 'string', short: 'i' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw usageError(error);
-  }
+  const { values, command } = parseCommandArgs<{
+    socket?: string;
+    timeout?: string;
+    'stdin-file'?: string;
+    help?: boolean;
+  }>(args, {
+    socket: { type: 'string', short: 's' },
+    timeout: { type: 'string', short: 't' },
+    'stdin-file': { type: 'string', short: 'i' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) return 'help';
   if (command.length === 0 || command[0] === '') throw new UsageError('missing PROG to run');
   if (values['stdin-file'] === '') throw new UsageError('--stdin-file: the path must not be empty');

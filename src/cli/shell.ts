@@ -19,7 +19,6 @@
  */
 import { basename } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { describeError, ShellCrashError, ShellExitError, ShellTimeoutError } from '../errors.js';
 import { signalNumber } from '../protocol/signals.js';
 import { PassThroughCommander, Shell, type ShellOptions } from '../shell/index.js';
@@ -29,12 +28,11 @@ import {
   EXIT_TIMEOUT,
   EXIT_USAGE,
   failureStatus,
+  parseCommandArgs,
   parseCommandLine,
   parseMilliseconds,
   socketOption,
-  splitCommand,
   UsageError,
-  usageError,
 } from './usage.js';
 
 export const SHELL_USAGE =
@@ -82,44 +80,23 @@ export interface ShellCommand {
   sentinel: { command: string; value: string; terminator: string } | null;
 }
 
-const TAKES_VALUE = new Set([
-  '--socket',
-  '-s',
-  '--timeout',
-  '-t',
-  '--sentinel-command',
-  '--sentinel-value',
-  '--terminator',
-]);
-
 /** Parses `shell`'s arguments; `'help'` for --help; throws `UsageError` with a one-line reason. */
 export function parseShellArgs(args: string[]): ShellCommand | 'help' {
-  const { options, command } = splitCommand(args, TAKES_VALUE);
-  let values: {
+  const { values, command } = parseCommandArgs<{
     socket?: string;
     timeout?: string;
     'sentinel-command'?: string;
     'sentinel-value'?: string;
     terminator?: string;
     help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({
-      args: options,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        socket: { type: 'string', short: 's' },
-        timeout: { type: 'string', short: 't' },
-        'sentinel-command': { type: 'string' },
-        'sentinel-value': { type: 'string' },
-        terminator: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw usageError(error);
-  }
+  }>(args, {
+    socket: { type: 'string', short: 's' },
+    timeout: { type: 'string', short: 't' },
+    'sentinel-command': { type: 'string' },
+    'sentinel-value': { type: 'string' },
+    terminator: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) return 'help';
   if (command.length === 0 || command[0] === '') {
     throw new UsageError('missing PROG, the shell to drive (e.g. bash)');

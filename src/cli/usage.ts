@@ -3,6 +3,7 @@
  * the program's argv, checking option values, and the exit statuses that tell procsock's
  * own failures apart from the program's.
  */
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ConnectError, TimeoutError } from '../errors.js';
 import { signalNumber } from '../protocol/signals.js';
 
@@ -32,12 +33,40 @@ export const EXIT_TIMEOUT = 124;
 /** Any other failure of procsock itself (connection lost, protocol error…). */
 export const EXIT_FAILURE = 125;
 
+type OptionTable = NonNullable<ParseArgsConfig['options']>;
+
 /**
- * Splits `[OPTIONS…] [--] PROG ARGS…`: options end at `--` or at the first word that is not
- * an option, so `procsock run ls -l` works and `-l` stays the program's. `takesValue` lists
- * the options whose value may be the next word (`--socket PATH`).
+ * Parses `[OPTIONS…] [--] PROG ARGS…` with `table`: options end at `--` or at the first
+ * word that is not an option, so `procsock run ls -l` works and `-l` stays the program's.
+ * A bad option is a one-line `UsageError`. `V` is the shape of the parsed values.
  */
-export function splitCommand(
+export function parseCommandArgs<V>(
+  args: readonly string[],
+  table: OptionTable,
+): { values: V; command: string[] } {
+  // The options whose value may be the next word (`--socket PATH`), from the table itself.
+  const takesValue = new Set<string>();
+  for (const [name, option] of Object.entries(table)) {
+    if (option.type !== 'string') continue;
+    takesValue.add(`--${name}`);
+    if (option.short) takesValue.add(`-${option.short}`);
+  }
+  const { options, command } = splitCommand(args, takesValue);
+  try {
+    const { values } = parseArgs({
+      args: options,
+      options: table,
+      strict: true,
+      allowPositionals: false,
+    });
+    return { values: values as V, command };
+  } catch (error) {
+    throw usageError(error);
+  }
+}
+
+/** `[OPTIONS…] [--] PROG ARGS…` into the two; `takesValue` names options followed by a value. */
+function splitCommand(
   args: readonly string[],
   takesValue: ReadonlySet<string>,
 ): { options: string[]; command: string[] } {
