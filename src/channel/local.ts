@@ -142,8 +142,6 @@ export class LocalChannel extends ProcessChannel {
     }
     child.on('exit', (code, signal) => {
       this.#reaped = signal ? killedBy(wireSignalName(signal)) : exitedWith(code ?? 0);
-      // Nobody reads the program's stdin any more: release our end now, as child_process does.
-      child.stdin?.destroy();
       this.#maybeFinish();
     });
     return child;

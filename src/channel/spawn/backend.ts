@@ -59,7 +59,8 @@ export interface SpawnRequest {
  * A started (or failed) child, shaped like the part of Node's `ChildProcess` that
  * `LocalChannel` uses, so `child_process` children serve as they are.
  * A child that could not be started has no `pid` and emits `'error'` (with the errno
- * `code`: ENOENT, EACCES…) on the next tick, and nothing else.
+ * `code`: ENOENT, EACCES…) on the next tick, and nothing else. At `'exit'` its stdin is
+ * already destroyed, as child_process does: nobody is left to read it.
  */
 export interface SpawnedChild {
   readonly pid?: number | undefined;
