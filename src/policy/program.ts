@@ -47,10 +47,6 @@ export class ProgramAllowList {
   permits(realPath: string): boolean {
     return this.#files.has(realPath) || this.#dirs.some((dir) => realPath.startsWith(dir));
   }
-
-  get size(): number {
-    return this.#files.size + this.#dirs.length;
-  }
 }
 
 /**

@@ -78,7 +78,7 @@ export class Server {
     this.#audit = audit;
     this.#state = 'listening';
     this.#log(
-      `listening on ${path} (mode ${octal(mode)}, max ${this.options.maxConnections} connections, queue ${backlog})`,
+      `listening on ${path} (mode ${octal(mode)}, max ${this.options.maxConnections} connections, queue ${backlog}, ${this.options.policy.isOpen ? 'no policy: as sockexec' : 'policy in force'})`,
     );
   }
 

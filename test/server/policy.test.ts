@@ -49,6 +49,7 @@ describe('programs: the allow-list, checked by real path', () => {
   after(() => daemon.close());
 
   test('an allowed program runs, found through PATH', async () => {
+    assert.ok(daemon.log.some((line) => /listening on .*policy in force\)/.test(line)));
     assert.deepEqual((await exchange(daemon, ['echo', 'hi'])).pairs, [
       ['stdout', 'hi\n'],
       ['exitcode', '0'],
