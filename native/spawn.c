@@ -35,6 +35,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "addon.h"
 #include "peercred.h"
 
 #ifndef SYS_pidfd_open
@@ -53,22 +54,7 @@
 
 extern char **environ;
 
-/* ---- per-environment state ---------------------------------------------------------- */
-
-typedef struct child child_t;
-
-typedef struct {
-  napi_env env;
-  uv_loop_t *loop;
-  napi_ref on_exit;          /* JS function (pid, code, signal) */
-  napi_ref resource;         /* async resource object for the callbacks */
-  napi_async_context async;
-  int use_pidfd;
-  uv_signal_t sigchld;       /* only when pidfds are not available */
-  int sigchld_started;
-  child_t *children;         /* live (unreaped) children, a doubly linked list */
-  int sigchld_live;          /* how many of them wait for SIGCHLD (no pidfd) */
-} addon_t;
+/* ---- per-environment state (addon.h) ------------------------------------------------ */
 
 struct child {
   uv_poll_t poll; /* first: the handle's address is the child's */
@@ -269,28 +255,30 @@ static char **exec_candidates(const char *file, char *const *envp, int *count) {
 
 /* ---- exit notification ----------------------------------------------------------------- */
 
-static void call_on_exit(addon_t *a, pid_t pid, int status, int reaped) {
+void addon_call(addon_t *a, napi_ref fn_ref, int argc, const int32_t *values) {
   napi_env env = a->env;
   napi_handle_scope scope;
   napi_value fn, recv, args[3], result;
-  int code = -1, signal = 0;
-
-  if (reaped) {
-    if (WIFEXITED(status)) code = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status)) signal = WTERMSIG(status);
-  }
+  int i;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_get_reference_value(env, a->on_exit, &fn);
+  napi_get_reference_value(env, fn_ref, &fn);
   napi_get_reference_value(env, a->resource, &recv);
-  napi_create_int32(env, pid, &args[0]);
-  napi_create_int32(env, code, &args[1]);
-  napi_create_int32(env, signal, &args[2]);
-  if (napi_make_callback(env, a->async, recv, fn, 3, args, &result) == napi_pending_exception) {
+  for (i = 0; i < argc && i < 3; i++) napi_create_int32(env, values[i], &args[i]);
+  if (napi_make_callback(env, a->async, recv, fn, (size_t)i, args, &result) == napi_pending_exception) {
     napi_value error;
     napi_get_and_clear_last_exception(env, &error);
     napi_fatal_exception(env, error);
   }
   napi_close_handle_scope(env, scope);
+}
+
+static void call_on_exit(addon_t *a, pid_t pid, int status, int reaped) {
+  int32_t args[3] = {pid, -1, 0};
+  if (reaped) {
+    if (WIFEXITED(status)) args[1] = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) args[2] = WTERMSIG(status);
+  }
+  addon_call(a, a->on_exit, 3, args);
 }
 
 static void free_child(uv_handle_t *handle) {
@@ -341,6 +329,11 @@ static void on_sigchld(uv_signal_t *handle, int signum) {
   }
 }
 
+/*
+ * Started by the first child without a pidfd (not before: a SIGCHLD handler would cost every
+ * pidfd-watched child a signal and a wake-up). That child may already have exited, its
+ * SIGCHLD unseen: a SIGCHLD of our own makes the handler look once.
+ */
 static void watch_sigchld(addon_t *a) {
   if (a->sigchld_started) return;
   uv_signal_init(a->loop, &a->sigchld);
@@ -348,6 +341,7 @@ static void watch_sigchld(addon_t *a) {
   uv_signal_start(&a->sigchld, on_sigchld, SIGCHLD);
   uv_unref((uv_handle_t *)&a->sigchld);
   a->sigchld_started = 1;
+  kill(getpid(), SIGCHLD);
 }
 
 /* ---- spawn ----------------------------------------------------------------------------- */
@@ -593,21 +587,27 @@ static void cleanup(void *data) {
     c = next;
   }
   if (a->sigchld_started) uv_close((uv_handle_t *)&a->sigchld, NULL);
+  close_all_readers(a);
 }
 
 static void finalize(napi_env env, void *data, void *hint) {
   addon_t *a = data;
   (void)hint;
   napi_delete_reference(env, a->on_exit);
+  napi_delete_reference(env, a->on_read);
+  if (a->read_buffer_ref) napi_delete_reference(env, a->read_buffer_ref);
   napi_delete_reference(env, a->resource);
   napi_async_destroy(env, a->async);
   /* the sigchld handle may still be closing: leak `a` rather than free it under libuv */
 }
 
-/* init(onExit: (pid, code, signal) => void, usePidfd: boolean) → 'pidfd' | 'sigchld' */
+/*
+ * init(onExit: (pid, code, signal) => void, onRead: (token, bytes | 0 | -errno) => void,
+ *      usePidfd: boolean) → 'pidfd' | 'sigchld'
+ */
 static napi_value js_init(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2], resource, name, result;
+  size_t argc = 3;
+  napi_value args[3], resource, name, result;
   addon_t *a;
   bool want_pidfd = true;
   napi_get_instance_data(env, (void **)&a);
@@ -616,11 +616,16 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (argc >= 2) napi_get_value_bool(env, args[1], &want_pidfd);
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "init: expected (onExit, onRead, usePidfd)");
+    return NULL;
+  }
+  if (argc >= 3) napi_get_value_bool(env, args[2], &want_pidfd);
   a = calloc(1, sizeof *a);
   a->env = env;
   napi_get_uv_event_loop(env, &a->loop);
   napi_create_reference(env, args[0], 1, &a->on_exit);
+  napi_create_reference(env, args[1], 1, &a->on_read);
   napi_create_object(env, &resource);
   napi_create_reference(env, resource, 1, &a->resource);
   napi_create_string_utf8(env, "procsock:spawn", NAPI_AUTO_LENGTH, &name);
@@ -634,11 +639,6 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
       a->use_pidfd = 1;
     }
   }
-  /*
-   * Watch SIGCHLD from the start (unreferenced, idle while every child has a pidfd), so a
-   * child that falls back to it (no pidfd_open, or no descriptor left) cannot exit unseen.
-   */
-  watch_sigchld(a);
   napi_set_instance_data(env, a, finalize, NULL);
   napi_add_env_cleanup_hook(env, cleanup, a);
   napi_create_string_utf8(env, a->use_pidfd ? "pidfd" : "sigchld", NAPI_AUTO_LENGTH, &result);
@@ -652,6 +652,10 @@ NAPI_MODULE_INIT() {
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_default, NULL},
       {"readAvailable", NULL, js_read_available, NULL, NULL, NULL, napi_default, NULL},
       {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_default, NULL},
+      {"setReadBuffer", NULL, js_set_read_buffer, NULL, NULL, NULL, napi_default, NULL},
+      {"pipeOpen", NULL, js_pipe_open, NULL, NULL, NULL, napi_default, NULL},
+      {"pipeRead", NULL, js_pipe_read, NULL, NULL, NULL, napi_default, NULL},
+      {"pipeClose", NULL, js_pipe_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -197,7 +197,7 @@ export class LocalChannel extends ProcessChannel {
     const stream = type === 'stdout' ? this.#child?.stdout : this.#child?.stderr;
     if (!stream || stream.destroyed || stream.readableEnded) return true; // nothing more comes
     if (stream.isPaused() || stream.readableLength > 0) return false;
-    const fd = (stream as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const fd = stream.fd ?? (stream as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) return false;
     for (;;) {
       pendingBuffer ??= Buffer.allocUnsafeSlow(PENDING_READ_SIZE);

@@ -368,7 +368,7 @@ describe('choosing the backend', () => {
     child.stdin!.end();
     const chunks: Buffer[] = [];
     child.stdout!.on('data', (data: Buffer) => chunks.push(data));
-    const closed = new Promise((resolve) => child.stdout!.once('close', resolve));
+    const closed = new Promise((resolve) => child.stdout!.on('close', () => resolve(undefined)));
     const code = await new Promise((resolve) => child.on('exit', (exitCode) => resolve(exitCode)));
     await closed;
     const expectedIds = process.getuid?.() === 0 ? '65534' : String(process.getuid?.());

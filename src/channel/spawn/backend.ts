@@ -10,8 +10,6 @@
  * Choose with the `spawnBackend` option or the `PROCSOCK_SPAWN` environment variable
  * (`auto` | `native` | `child_process`); `auto` (the default) takes `native` when it loaded.
  */
-import type { Readable, Writable } from 'node:stream';
-
 export type SpawnBackendName = 'native' | 'child_process';
 export type SpawnBackendChoice = 'auto' | SpawnBackendName;
 export const SPAWN_BACKEND_CHOICES: readonly SpawnBackendChoice[] = [
@@ -56,6 +54,37 @@ export interface SpawnRequest {
 }
 
 /**
+ * A child's output pipe: the part of a `Readable` that `LocalChannel` uses. Node's child
+ * streams are one; the native backend's are lighter (no stream machinery per pipe).
+ */
+export interface ChildOutput {
+  /** The pipe's descriptor while it is open, when the backend can tell. */
+  readonly fd?: number | undefined;
+  readonly destroyed: boolean;
+  readonly readableEnded: boolean;
+  /** Bytes read but not yet emitted. */
+  readonly readableLength: number;
+  isPaused(): boolean;
+  pause(): this;
+  resume(): this;
+  destroy(): this;
+  on(event: 'data', listener: (chunk: Buffer) => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+  /** Emitted once, after the last 'data', at end of file, error or destroy. */
+  on(event: 'close', listener: () => void): this;
+}
+
+/** A child's stdin pipe: the part of a `Writable` that `LocalChannel` uses. */
+export interface ChildInput {
+  readonly writableEnded: boolean;
+  write(data: Buffer | string): boolean;
+  end(): this;
+  destroy(): this;
+  on(event: 'drain', listener: () => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+}
+
+/**
  * A started (or failed) child, shaped like the part of Node's `ChildProcess` that
  * `LocalChannel` uses, so `child_process` children serve as they are.
  * A child that could not be started has no `pid` and emits `'error'` (with the errno
@@ -64,9 +93,9 @@ export interface SpawnRequest {
  */
 export interface SpawnedChild {
   readonly pid?: number | undefined;
-  readonly stdin: Writable | null;
-  readonly stdout: Readable | null;
-  readonly stderr: Readable | null;
+  readonly stdin: ChildInput | null;
+  readonly stdout: ChildOutput | null;
+  readonly stderr: ChildOutput | null;
   /** Signals the child itself (not its group) while it is not yet reaped. */
   kill(signal?: NodeJS.Signals): boolean;
   on(event: 'error', listener: (error: Error) => void): this;

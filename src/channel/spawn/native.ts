@@ -1,19 +1,35 @@
 /**
  * The `native` backend: `native/spawn.c` (built at install into build/Release) starts the
  * child sharing our memory until it execs, hands back its pid and three pipe descriptors,
- * and calls back when the child has exited and been reaped. The pipes become `net.Socket`s,
- * so output flows through libuv with the same pause/resume and back-pressure as Node's own
- * child streams.
+ * and calls back when the child has exited and been reaped. The addon also reads the output
+ * pipes (`NativeOutput`: a poll and one read per wake-up, into one shared buffer), which
+ * costs a fraction of a `net.Socket` per pipe; stdin becomes a `net.Socket` only when
+ * something is written to it (`NativeInput`), for its back-pressure.
  */
 import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
+import { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import type { SpawnBackend, SpawnedChild, SpawnLimits, SpawnRequest } from './backend.js';
+import type {
+  ChildInput,
+  ChildOutput,
+  SpawnBackend,
+  SpawnedChild,
+  SpawnLimits,
+  SpawnRequest,
+} from './backend.js';
+
+/** The addon's handle of an open output pipe (native/pipe.c). */
+type PipeHandle = { readonly __pipe: unique symbol };
 
 interface Addon {
-  init(onExit: (pid: number, code: number, signal: number) => void, usePidfd: boolean): string;
+  init(
+    onExit: (pid: number, code: number, signal: number) => void,
+    onRead: (token: number, result: number) => void,
+    usePidfd: boolean,
+  ): string;
   spawn(
     fileAndArgv: string,
     argc: number,
@@ -29,6 +45,10 @@ interface Addon {
   peerCredentials(fd: number): PeerCredentials | null;
   readAvailable(fd: number, into: Uint8Array): number;
   setPipeSize(fd: number, bytes: number): number;
+  setReadBuffer(buffer: Uint8Array): void;
+  pipeOpen(fd: number, token: number): PipeHandle;
+  pipeRead(handle: PipeHandle, on: boolean): void;
+  pipeClose(handle: PipeHandle): void;
 }
 
 /** The process on the other end of a Unix socket, as the kernel recorded it at connect. */
@@ -42,9 +62,14 @@ const FLAG_PROCESS_GROUP = 1;
 const FLAG_SET_UID = 2;
 const FLAG_SET_GID = 4;
 
-/** Lent output is read into a buffer of this size at first, grown to LENT_LARGE once filled. */
-const LENT_SMALL = 64 * 1024;
-const LENT_LARGE = 1024 * 1024;
+/**
+ * Every output pipe is read into this one buffer: a chunk is consumed (lent) or copied before
+ * the addon's callback returns, and callbacks never overlap.
+ */
+const READ_BUFFER_SIZE = 1024 * 1024;
+/** A read this long filled a default pipe: lent output then enlarges the pipe to LENT_PIPE_SIZE. */
+const PIPE_FILLED = 64 * 1024;
+const LENT_PIPE_SIZE = 1024 * 1024;
 
 /** Linux resource numbers (the same on every architecture Node runs on). */
 const RLIMIT = { cpuSeconds: 0, processes: 6, openFiles: 7, addressSpace: 9 } as const;
@@ -57,6 +82,10 @@ for (const [name, number] of Object.entries(constants.signals)) {
 /** Children by pid, until the addon reports them reaped. */
 const running = new Map<number, NativeChild>();
 const spawned = new Int32Array(4);
+/** Open output pipes by token, which the addon passes back with each read. */
+const readers = new Map<number, NativeOutput>();
+let nextToken = 0;
+const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
 
 let addon: Addon | null = null;
 let loadError: Error | null = null;
@@ -68,7 +97,12 @@ function load(): Addon | null {
   try {
     // The same relative path from src/channel/spawn and from dist/channel/spawn.
     const required = createRequire(import.meta.url)('../../../build/Release/procsock_spawn.node');
-    exitWatch = (required as Addon).init(onExit, process.env.PROCSOCK_NATIVE_PIDFD !== '0');
+    exitWatch = (required as Addon).init(
+      onExit,
+      onRead,
+      process.env.PROCSOCK_NATIVE_PIDFD !== '0',
+    );
+    (required as Addon).setReadBuffer(readBuffer);
     addon = required as Addon;
   } catch (error) {
     loadError = error as Error;
@@ -81,6 +115,10 @@ function onExit(pid: number, code: number, signal: number): void {
   if (!child) return;
   running.delete(pid);
   child.exited(code >= 0 ? code : null, signal > 0 ? (signalNames.get(signal) ?? null) : null);
+}
+
+function onRead(token: number, result: number): void {
+  readers.get(token)?.read(result);
 }
 
 /** Why the addon is not available (null when it is, or was never tried). */
@@ -117,9 +155,9 @@ export function nativeAvailable(): boolean {
 
 class NativeChild extends EventEmitter implements SpawnedChild {
   pid: number | undefined;
-  stdin: Socket | null = null;
-  stdout: Socket | null = null;
-  stderr: Socket | null = null;
+  stdin: NativeInput | null = null;
+  stdout: NativeOutput | null = null;
+  stderr: NativeOutput | null = null;
   #reaped = false;
 
   constructor(pid: number | undefined) {
@@ -172,36 +210,148 @@ function rlimitTriples(limits: SpawnLimits | undefined): number[] | null {
 }
 
 /**
- * A socket over one of the child's output pipes. Lent: every read goes into the same buffer
- * of this socket (Node's `onread`), and 'data' carries a view of it, valid until the listener
- * returns — no allocation, no page faults, no garbage per chunk (see `lendOutput`). The first
- * time a read fills the buffer (bulk output), the buffer grows from LENT_SMALL to LENT_LARGE
- * and the pipe to as much: 16 times fewer reads and wake-ups. A program that prints a line
- * costs neither a megabyte nor any of the user's pipe quota (pipe-user-pages-soft).
+ * An output pipe read by the addon. Reading starts at once and stops while paused. Lent
+ * output (see `lendOutput`): 'data' carries a view of the shared read buffer, valid until
+ * the listener returns — no allocation, no page faults, no garbage per chunk; and a pipe
+ * that a read fills (bulk output) is enlarged to LENT_PIPE_SIZE, for 16 times fewer reads
+ * and wake-ups. A program that prints a line thus costs no megabyte of pipe, nor any of
+ * the user's pipe quota (pipe-user-pages-soft). Otherwise each chunk is a copy.
  */
-function outputSocket(native: Addon, fd: number, lend: boolean): Socket {
-  if (!lend) return new Socket({ fd, readable: true, writable: false });
-  let buffer = Buffer.allocUnsafeSlow(LENT_SMALL);
-  // Node's Socket takes `onread` (as connect() does), but @types/node does not declare it.
-  const options: SocketConstructorOpts & { onread: OnReadOpts } = {
-    fd,
-    readable: true,
-    writable: false,
-    onread: {
-      // Called once for the first buffer, then after each read for the next one.
-      buffer: () => buffer,
-      callback: (length: number, into: Uint8Array) => {
-        socket.emit('data', Buffer.from(into.buffer, into.byteOffset, length));
-        if (length === buffer.length && buffer.length < LENT_LARGE) {
-          buffer = Buffer.allocUnsafeSlow(LENT_LARGE);
-          native.setPipeSize(fd, LENT_LARGE); // best effort
-        }
-        return true; // pausing is the listener's call (pause() stops reading at once)
-      },
-    },
-  };
-  const socket = new Socket(options);
-  return socket;
+class NativeOutput extends EventEmitter implements ChildOutput {
+  readonly readableLength = 0; // nothing is ever held back: each read is emitted at once
+  readableEnded = false;
+  #native: Addon;
+  #fd: number;
+  #handle: PipeHandle | null;
+  #token: number;
+  #lend: boolean;
+  #enlarged = false;
+  #paused = false;
+
+  constructor(native: Addon, fd: number, lend: boolean) {
+    super();
+    this.#native = native;
+    this.#fd = fd;
+    this.#lend = lend;
+    nextToken = (nextToken % 0x7fffffff) + 1;
+    this.#token = nextToken;
+    this.#handle = native.pipeOpen(fd, this.#token);
+    readers.set(this.#token, this);
+    native.pipeRead(this.#handle, true);
+  }
+
+  get fd(): number | undefined {
+    return this.#handle ? this.#fd : undefined;
+  }
+
+  get destroyed(): boolean {
+    return this.#handle === null;
+  }
+
+  /** From the addon: bytes read into the shared buffer, 0 at end of file, or -errno. */
+  read(result: number): void {
+    if (result > 0) {
+      const view = readBuffer.subarray(0, result);
+      if (!this.#lend) {
+        this.emit('data', Buffer.from(view));
+        return;
+      }
+      if (result >= PIPE_FILLED && !this.#enlarged) {
+        this.#enlarged = true;
+        this.#native.setPipeSize(this.#fd, LENT_PIPE_SIZE); // best effort
+      }
+      this.emit('data', view);
+      return;
+    }
+    if (result === 0) this.readableEnded = true;
+    else this.emit('error', errnoError(result, 'read'));
+    this.destroy();
+  }
+
+  isPaused(): boolean {
+    return this.#paused;
+  }
+
+  pause(): this {
+    if (!this.#paused && this.#handle) this.#native.pipeRead(this.#handle, false);
+    this.#paused = true;
+    return this;
+  }
+
+  resume(): this {
+    if (this.#paused && this.#handle) this.#native.pipeRead(this.#handle, true);
+    this.#paused = false;
+    return this;
+  }
+
+  /** Stops reading and closes the pipe; 'close' follows on the next tick. */
+  destroy(): this {
+    if (!this.#handle) return this;
+    this.#native.pipeClose(this.#handle);
+    this.#handle = null;
+    readers.delete(this.#token);
+    process.nextTick(() => this.emit('close'));
+    return this;
+  }
+}
+
+/**
+ * The child's stdin: a bare descriptor until the first write, then a `net.Socket` (for its
+ * back-pressure and 'drain'). Most programs run from a daemon get no input at all, and
+ * closing a descriptor is all their stdin then costs.
+ */
+class NativeInput extends EventEmitter implements ChildInput {
+  writableEnded = false;
+  #fd: number;
+  #socket: Socket | null = null;
+  #destroyed = false;
+
+  constructor(fd: number) {
+    super();
+    this.#fd = fd;
+  }
+
+  write(data: Buffer | string): boolean {
+    if (this.#destroyed) return true; // nobody reads it any more: dropped, as after EPIPE
+    return this.#open().write(data);
+  }
+
+  end(): this {
+    if (this.writableEnded) return this;
+    this.writableEnded = true;
+    if (this.#socket) this.#socket.end();
+    else this.#closeDescriptor();
+    return this;
+  }
+
+  destroy(): this {
+    this.#destroyed = true;
+    if (this.#socket) this.#socket.destroy();
+    else this.#closeDescriptor();
+    return this;
+  }
+
+  #open(): Socket {
+    if (!this.#socket) {
+      const socket = new Socket({ fd: this.#fd, readable: false, writable: true });
+      this.#fd = -1;
+      socket.on('drain', () => this.emit('drain'));
+      socket.on('error', (error) => this.emit('error', error));
+      this.#socket = socket;
+    }
+    return this.#socket;
+  }
+
+  #closeDescriptor(): void {
+    if (this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/** `errno` is negative, as the addon returns it. */
+function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
+  const code = getSystemErrorName(errno);
+  return Object.assign(new Error(`${syscall} ${code}`), { errno, code, syscall });
 }
 
 export const nativeBackend: SpawnBackend = {
@@ -245,11 +395,7 @@ export const nativeBackend: SpawnBackend = {
     );
     if (errno !== 0) {
       const child = new NativeChild(undefined);
-      const code = getSystemErrorName(-errno);
-      const error = Object.assign(new Error(`spawn ${file} ${code}`), {
-        errno: -errno,
-        code,
-        syscall: `spawn ${file}`,
+      const error = Object.assign(errnoError(-errno, `spawn ${file}`), {
         path: file,
         spawnargs: argv.slice(1),
       });
@@ -257,9 +403,10 @@ export const nativeBackend: SpawnBackend = {
       return child;
     }
     const child = new NativeChild(spawned[0]!);
-    child.stdin = new Socket({ fd: spawned[1]!, readable: false, writable: true });
-    child.stdout = outputSocket(native, spawned[2]!, request.lendOutput ?? false);
-    child.stderr = outputSocket(native, spawned[3]!, request.lendOutput ?? false);
+    const lend = request.lendOutput ?? false;
+    child.stdin = new NativeInput(spawned[1]!);
+    child.stdout = new NativeOutput(native, spawned[2]!, lend);
+    child.stderr = new NativeOutput(native, spawned[3]!, lend);
     running.set(spawned[0]!, child);
     return child;
   },

@@ -1,0 +1,38 @@
+/* State the addon keeps per Node environment, shared by spawn.c and pipe.c. */
+#ifndef PROCSOCK_ADDON_H
+#define PROCSOCK_ADDON_H
+#include <node_api.h>
+#include <uv.h>
+
+typedef struct child child_t;
+typedef struct reader reader_t;
+
+typedef struct {
+  napi_env env;
+  uv_loop_t *loop;
+  napi_ref on_exit;          /* JS function (pid, code, signal) */
+  napi_ref on_read;          /* JS function (token, bytes read | 0 at EOF | -errno) */
+  napi_ref resource;         /* async resource object for the callbacks */
+  napi_async_context async;
+  int use_pidfd;
+  uv_signal_t sigchld;       /* started when a child has no pidfd */
+  int sigchld_started;
+  child_t *children;         /* live (unreaped) children, a doubly linked list */
+  int sigchld_live;          /* how many of them wait for SIGCHLD (no pidfd) */
+  reader_t *readers;         /* open output pipes, a doubly linked list */
+  napi_ref read_buffer_ref;  /* the one buffer every output pipe is read into */
+  char *read_buffer;
+  size_t read_buffer_size;
+} addon_t;
+
+/* Calls `fn` (a reference) with int32 arguments, as an async callback of the addon. */
+void addon_call(addon_t *a, napi_ref fn, int argc, const int32_t *args);
+
+/* Stops watching every open pipe and closes it (the environment is going away). */
+void close_all_readers(addon_t *a);
+
+napi_value js_pipe_open(napi_env env, napi_callback_info info);
+napi_value js_pipe_read(napi_env env, napi_callback_info info);
+napi_value js_pipe_close(napi_env env, napi_callback_info info);
+napi_value js_set_read_buffer(napi_env env, napi_callback_info info);
+#endif
