@@ -3,8 +3,17 @@
  *
  * Node's child_process forks: the kernel copies the page tables of the whole (large) Node
  * process, synchronously on the event loop. Here the child shares the parent's memory
- * (clone with CLONE_VM | CLONE_VFORK, as glibc's posix_spawn does) and runs a few system
- * calls on a small stack of its own before it execs, so a spawn costs about as much as in C.
+ * (clone with CLONE_VM, as glibc's posix_spawn does) and runs a few system calls on a small
+ * stack of its own before it execs, so a spawn costs about as much as in C.
+ *
+ * Unlike posix_spawn, the parent does not wait for the exec (no CLONE_VFORK): spawn()
+ * returns as soon as the child exists, and the event loop goes on while the child sets
+ * itself up and execs — under load that wait was half of the daemon's time. Sharing memory
+ * with a parent that keeps running is safe because the child touches only its own stack
+ * and a plan nobody else writes (both freed when it is reaped), blocks every signal until
+ * it has reset their handlers, and makes raw system calls that never write errno (the
+ * parent thread's, as the child runs on its thread-local storage). On an architecture
+ * without those raw calls here, the parent waits for the exec as posix_spawn does.
  *
  * What the child gets, as libuv gives it: fresh pipes on 0, 1, 2 and no other descriptor;
  * every signal disposition reset to default (SIGPIPE included) and an empty signal mask;
@@ -12,8 +21,8 @@
  * then argv[0] is looked up in the PATH of the child's environment (execvpe semantics,
  * including running a script without #! through /bin/sh).
  *
- * An exec failure is known when spawn() returns: the child writes errno into memory it
- * shares with the parent, which the kernel keeps suspended until the child execs or exits.
+ * An exec failure is reported with the exit: the child writes errno into the plan it shares
+ * with the parent, then exits; the reaper finds it there.
  *
  * Exit is learnt without blocking: a pidfd watched by the event loop (Linux >= 5.3), or,
  * where pidfd_open is missing or fails, SIGCHLD through libuv. Either way only our own pids are
@@ -50,17 +59,62 @@
 #define FLAG_SET_GID 4
 
 #define CHILD_STACK_SIZE (64 * 1024)
+
+/*
+ * System calls for the child: the result, or -errno — errno itself is never written (see
+ * the top). Where there is no such wrapper here, the parent waits for the exec (VFORK).
+ */
+#if defined(__x86_64__)
+#define CHILD_RUNS_ALONE 1
+static inline long sys6(long n, long a, long b, long c, long d, long e, long f) {
+  long ret;
+  register long r10 __asm__("r10") = d;
+  register long r8 __asm__("r8") = e;
+  register long r9 __asm__("r9") = f;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  return ret;
+}
+#elif defined(__aarch64__)
+#define CHILD_RUNS_ALONE 1
+static inline long sys6(long n, long a, long b, long c, long d, long e, long f) {
+  register long x8 __asm__("x8") = n;
+  register long x0 __asm__("x0") = a;
+  register long x1 __asm__("x1") = b;
+  register long x2 __asm__("x2") = c;
+  register long x3 __asm__("x3") = d;
+  register long x4 __asm__("x4") = e;
+  register long x5 __asm__("x5") = f;
+  __asm__ volatile("svc 0"
+                   : "+r"(x0)
+                   : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                   : "memory");
+  return x0;
+}
+#else
+#define CHILD_RUNS_ALONE 0
+static long sys6(long n, long a, long b, long c, long d, long e, long f) {
+  long ret = syscall(n, a, b, c, d, e, f);
+  return ret < 0 ? -errno : ret;
+}
+#endif
+#define sys(n, a, b, c, d) sys6((n), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
 #define MAX_RLIMITS 16
 
 extern char **environ;
 
 /* ---- per-environment state (addon.h) ------------------------------------------------ */
 
+typedef struct spawn_job spawn_job;
+
 struct child {
   uv_poll_t poll; /* first: the handle's address is the child's */
   addon_t *addon;
   pid_t pid;
   int pidfd;
+  spawn_job *job; /* what the child may still be reading (until it execs): freed at reap */
   child_t *prev, *next;
 };
 
@@ -97,60 +151,88 @@ typedef struct {
   char **candidates;   /* the paths to try, in PATH order */
   int candidate_count;
   char **script_argv;  /* /bin/sh, <slot>, argv[1..], NULL — for ENOEXEC */
-  volatile int error;  /* written by the child, read by the parent after it resumes */
+  volatile int error;  /* written by the child before it exits, read once it is reaped */
 } spawn_plan;
+
+/* One spawn's memory: the plan, what it points into, and the child's stack. */
+struct spawn_job {
+  spawn_plan plan;
+  char *argv_text, *env_text, *cwd;
+  char **file_and_argv, **envp, **candidates, **script_argv;
+  char *stack;
+};
+
+static void free_job(spawn_job *job) {
+  if (!job) return;
+  free(job->stack);
+  free(job->script_argv);
+  free(job->candidates);
+  free(job->file_and_argv);
+  free(job->envp);
+  free(job->argv_text);
+  free(job->env_text);
+  free(job->cwd);
+  free(job);
+}
 
 static int child_main(void *arg) {
   spawn_plan *plan = arg;
   int fds[3];
   int i;
   int saw_eacces = 0;
-  int error = ENOENT;
-  struct sigaction dfl;
-  sigset_t empty;
+  long r;
+  long error = -ENOENT;
+  /* The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask. */
+  unsigned long default_action[4] = {0, 0, 0, 0};
+  unsigned long empty_mask = 0;
 
   /* The parent's handlers must never run here (they would run on shared memory). */
-  memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
   for (i = 1; i < 32; i++) {
     if (i == SIGKILL || i == SIGSTOP) continue;
-    sigaction(i, &dfl, NULL);
+    sys(SYS_rt_sigaction, i, default_action, 0, sizeof empty_mask);
   }
-  sigemptyset(&empty);
-  sigprocmask(SIG_SETMASK, &empty, NULL);
+  sys(SYS_rt_sigprocmask, SIG_SETMASK, &empty_mask, 0, sizeof empty_mask);
 
-  if ((plan->flags & FLAG_PROCESS_GROUP) && setpgid(0, 0) != 0) goto fail;
+  if ((plan->flags & FLAG_PROCESS_GROUP) && (r = sys(SYS_setpgid, 0, 0, 0, 0)) < 0) goto fail;
 
-  /* Move our ends above 2 first, so no dup2 below overwrites one still to be used. */
+  /* Move our ends above 2 first, so no dup below overwrites one still to be used. */
   for (i = 0; i < 3; i++) {
     fds[i] = plan->fds[i];
-    if (fds[i] < 3 && (fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0) goto fail;
+    if (fds[i] < 3) {
+      if ((r = sys(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, 3, 0)) < 0) goto fail;
+      fds[i] = (int)r;
+    }
   }
   for (i = 0; i < 3; i++) {
-    if (dup2(fds[i], i) < 0) goto fail;
+    if ((r = sys(SYS_dup3, fds[i], i, 0, 0)) < 0) goto fail;
   }
   /* Inherit nothing but 0, 1, 2, even descriptors someone opened without O_CLOEXEC. */
-  syscall(SYS_close_range, 3U, ~0U, 0U);
+  sys(SYS_close_range, 3U, ~0U, 0U, 0);
 
-  if (plan->cwd && chdir(plan->cwd) != 0) goto fail;
+  if (plan->cwd && (r = sys(SYS_chdir, plan->cwd, 0, 0, 0)) < 0) goto fail;
   for (i = 0; i < plan->rlimit_count; i++) {
-    if (setrlimit(plan->rlimits[i].resource, &plan->rlimits[i].limit) != 0) goto fail;
+#if CHILD_RUNS_ALONE /* 64-bit: struct rlimit is the kernel's rlimit64 */
+    r = sys(SYS_prlimit64, 0, plan->rlimits[i].resource, &plan->rlimits[i].limit, 0);
+#else
+    r = setrlimit(plan->rlimits[i].resource, &plan->rlimits[i].limit) == 0 ? 0 : -errno;
+#endif
+    if (r < 0) goto fail;
   }
   /* Raw system calls: glibc's wrappers would try to change the parent's other threads too. */
-  if (plan->flags & (FLAG_SET_UID | FLAG_SET_GID)) syscall(SYS_setgroups, 0, NULL);
-  if ((plan->flags & FLAG_SET_GID) && syscall(SYS_setgid, plan->gid) != 0) goto fail;
-  if ((plan->flags & FLAG_SET_UID) && syscall(SYS_setuid, plan->uid) != 0) goto fail;
+  if (plan->flags & (FLAG_SET_UID | FLAG_SET_GID)) sys(SYS_setgroups, 0, 0, 0, 0);
+  if ((plan->flags & FLAG_SET_GID) && (r = sys(SYS_setgid, plan->gid, 0, 0, 0)) < 0) goto fail;
+  if ((plan->flags & FLAG_SET_UID) && (r = sys(SYS_setuid, plan->uid, 0, 0, 0)) < 0) goto fail;
 
   for (i = 0; i < plan->candidate_count; i++) {
-    execve(plan->candidates[i], plan->argv, plan->envp);
-    if (errno == ENOEXEC) {
+    r = sys(SYS_execve, plan->candidates[i], plan->argv, plan->envp, 0);
+    if (r == -ENOEXEC) {
       plan->script_argv[1] = plan->candidates[i];
-      execve("/bin/sh", plan->script_argv, plan->envp);
-      errno = ENOEXEC; /* as glibc: report the script, not the shell */
-      error = errno;
+      sys(SYS_execve, "/bin/sh", plan->script_argv, plan->envp, 0);
+      error = -ENOEXEC; /* as glibc: report the script, not the shell */
       break;
     }
-    switch (errno) {
+    error = r;
+    switch (-r) {
       case EACCES:
         saw_eacces = 1;
         /* fall through */
@@ -159,20 +241,20 @@ static int child_main(void *arg) {
       case ENOTDIR:
       case ENODEV:
       case ETIMEDOUT:
-        error = errno;
         continue;
       default:
-        error = errno;
         i = plan->candidate_count;
         break;
     }
   }
-  plan->error = saw_eacces && error != ENOEXEC ? EACCES : error;
-  _exit(127);
+  plan->error = saw_eacces && error != -ENOEXEC ? EACCES : (int)-error;
+  sys(SYS_exit_group, 127, 0, 0, 0);
+  return 127;
 
 fail:
-  plan->error = errno ? errno : EINVAL;
-  _exit(127);
+  plan->error = (int)-r;
+  sys(SYS_exit_group, 127, 0, 0, 0);
+  return 127;
 }
 
 /* ---- helpers --------------------------------------------------------------------------- */
@@ -258,12 +340,12 @@ static char **exec_candidates(const char *file, char *const *envp, int *count) {
 void addon_call(addon_t *a, napi_ref fn_ref, int argc, const int32_t *values) {
   napi_env env = a->env;
   napi_handle_scope scope;
-  napi_value fn, recv, args[3], result;
+  napi_value fn, recv, args[4], result;
   int i;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_get_reference_value(env, fn_ref, &fn);
   napi_get_reference_value(env, a->resource, &recv);
-  for (i = 0; i < argc && i < 3; i++) napi_create_int32(env, values[i], &args[i]);
+  for (i = 0; i < argc && i < 4; i++) napi_create_int32(env, values[i], &args[i]);
   if (napi_make_callback(env, a->async, recv, fn, (size_t)i, args, &result) == napi_pending_exception) {
     napi_value error;
     napi_get_and_clear_last_exception(env, &error);
@@ -272,13 +354,14 @@ void addon_call(addon_t *a, napi_ref fn_ref, int argc, const int32_t *values) {
   napi_close_handle_scope(env, scope);
 }
 
-static void call_on_exit(addon_t *a, pid_t pid, int status, int reaped) {
-  int32_t args[3] = {pid, -1, 0};
+/* onExit(pid, code, signal, execErrno): execErrno when the child could not exec. */
+static void call_on_exit(addon_t *a, pid_t pid, int status, int reaped, int exec_error) {
+  int32_t args[4] = {pid, -1, 0, exec_error};
   if (reaped) {
     if (WIFEXITED(status)) args[1] = WEXITSTATUS(status);
     else if (WIFSIGNALED(status)) args[2] = WTERMSIG(status);
   }
-  addon_call(a, a->on_exit, 3, args);
+  addon_call(a, a->on_exit, 4, args);
 }
 
 static void free_child(uv_handle_t *handle) {
@@ -298,6 +381,10 @@ static int try_reap(child_t *c) {
   list_remove(a, c);
   {
     pid_t pid = c->pid;
+    /* Reaped, the child can no longer read its plan. */
+    int exec_error = r > 0 ? c->job->plan.error : 0;
+    free_job(c->job);
+    c->job = NULL;
     if (c->pidfd >= 0) {
       uv_close((uv_handle_t *)&c->poll, free_child);
     } else {
@@ -305,7 +392,7 @@ static int try_reap(child_t *c) {
       free(c);
     }
     /* r < 0 (ECHILD) means someone else reaped it: report an unknown status. */
-    call_on_exit(a, pid, status, r > 0);
+    call_on_exit(a, pid, status, r > 0, exec_error);
   }
   return 1;
 }
@@ -356,9 +443,9 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   size_t argc = 10;
   napi_value args[10], result;
   addon_t *a;
-  spawn_plan plan;
-  char *argv_text = NULL, *env_text = NULL, *cwd = NULL;
-  char **file_and_argv = NULL, **argv = NULL, **envp = NULL, **candidates = NULL, **script_argv = NULL;
+  spawn_job *job = NULL;
+  spawn_plan *plan;
+  child_t *c = NULL;
   size_t argv_len = 0, env_len = 0;
   uint32_t arg_count = 0, env_count = 0;
   int32_t flags = 0, uid = -1, gid = -1;
@@ -370,7 +457,6 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   int error = 0, i;
   pid_t pid = -1;
   sigset_t all, old;
-  static __thread char *stack = NULL;
 
   napi_get_instance_data(env, (void **)&a);
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
@@ -378,7 +464,6 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "spawn: expected 10 arguments");
     return NULL;
   }
-  memset(&plan, 0, sizeof plan);
   napi_get_value_uint32(env, args[1], &arg_count);
   napi_get_value_uint32(env, args[3], &env_count);
   napi_get_value_int32(env, args[5], &flags);
@@ -389,35 +474,39 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "spawn: bad arguments");
     return NULL;
   }
-
-  /* args[0] holds the file to execute, then argv */
-  argv_text = get_string(env, args[0], &argv_len);
-  file_and_argv = argv_text ? split_parts(argv_text, argv_len, arg_count + 1) : NULL;
-  argv = file_and_argv ? file_and_argv + 1 : NULL;
-  napi_typeof(env, args[2], &type);
-  if (type == napi_string) {
-    env_text = get_string(env, args[2], &env_len);
-    envp = env_text ? split_parts(env_text, env_len, env_count) : NULL;
-    if (!envp) error = ENOMEM;
-  }
-  napi_typeof(env, args[4], &type);
-  if (type == napi_string && !(cwd = get_string(env, args[4], NULL))) error = ENOMEM;
-  if (!argv) error = ENOMEM;
-  if (error) {
+  job = calloc(1, sizeof *job);
+  c = calloc(1, sizeof *c);
+  if (!job || !c) {
+    error = ENOMEM;
     goto done;
   }
-  plan.argv = argv;
-  plan.envp = envp ? envp : environ;
-  plan.cwd = cwd;
-  plan.flags = flags;
-  plan.uid = (uid_t)uid;
-  plan.gid = (gid_t)gid;
+  plan = &job->plan;
+
+  /* args[0] holds the file to execute, then argv */
+  job->argv_text = get_string(env, args[0], &argv_len);
+  job->file_and_argv = job->argv_text ? split_parts(job->argv_text, argv_len, arg_count + 1) : NULL;
+  if (!job->file_and_argv) error = ENOMEM;
+  napi_typeof(env, args[2], &type);
+  if (type == napi_string) {
+    job->env_text = get_string(env, args[2], &env_len);
+    job->envp = job->env_text ? split_parts(job->env_text, env_len, env_count) : NULL;
+    if (!job->envp) error = ENOMEM;
+  }
+  napi_typeof(env, args[4], &type);
+  if (type == napi_string && !(job->cwd = get_string(env, args[4], NULL))) error = ENOMEM;
+  if (error) goto done;
+  plan->argv = job->file_and_argv + 1;
+  plan->envp = job->envp ? job->envp : environ;
+  plan->cwd = job->cwd;
+  plan->flags = flags;
+  plan->uid = (uid_t)uid;
+  plan->gid = (gid_t)gid;
 
   napi_typeof(env, args[8], &type);
   if (type == napi_object) {
     uint32_t length = 0;
     napi_get_array_length(env, args[8], &length);
-    for (i = 0; i + 2 < (int)length && plan.rlimit_count < MAX_RLIMITS; i += 3) {
+    for (i = 0; i + 2 < (int)length && plan->rlimit_count < MAX_RLIMITS; i += 3) {
       napi_value v;
       double resource, soft, hard;
       napi_get_element(env, args[8], (uint32_t)i, &v);
@@ -426,24 +515,25 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
       napi_get_value_double(env, v, &soft);
       napi_get_element(env, args[8], (uint32_t)i + 2, &v);
       napi_get_value_double(env, v, &hard);
-      plan.rlimits[plan.rlimit_count].resource = (int)resource;
-      plan.rlimits[plan.rlimit_count].limit.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;
-      plan.rlimits[plan.rlimit_count].limit.rlim_max = hard < 0 ? RLIM_INFINITY : (rlim_t)hard;
-      plan.rlimit_count++;
+      plan->rlimits[plan->rlimit_count].resource = (int)resource;
+      plan->rlimits[plan->rlimit_count].limit.rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft;
+      plan->rlimits[plan->rlimit_count].limit.rlim_max = hard < 0 ? RLIM_INFINITY : (rlim_t)hard;
+      plan->rlimit_count++;
     }
   }
 
-  candidates = exec_candidates(file_and_argv[0], plan.envp, &plan.candidate_count);
-  script_argv = malloc((arg_count + 2) * sizeof(char *));
-  if (!candidates || !script_argv) {
+  job->candidates = exec_candidates(job->file_and_argv[0], plan->envp, &plan->candidate_count);
+  job->script_argv = malloc((arg_count + 2) * sizeof(char *));
+  job->stack = malloc(CHILD_STACK_SIZE);
+  if (!job->candidates || !job->script_argv || !job->stack) {
     error = ENOMEM;
     goto done;
   }
-  script_argv[0] = "/bin/sh";
-  script_argv[1] = NULL;
-  memcpy(script_argv + 2, argv + 1, arg_count * sizeof(char *)); /* argv[1..] and NULL */
-  plan.candidates = candidates;
-  plan.script_argv = script_argv;
+  job->script_argv[0] = "/bin/sh";
+  job->script_argv[1] = NULL;
+  memcpy(job->script_argv + 2, plan->argv + 1, arg_count * sizeof(char *)); /* argv[1..], NULL */
+  plan->candidates = job->candidates;
+  plan->script_argv = job->script_argv;
 
   for (i = 0; i < 3; i++) {
     if (pipe2(pipes[i], O_CLOEXEC) != 0) {
@@ -451,60 +541,40 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
       goto done;
     }
   }
-  plan.fds[0] = pipes[0][0]; /* the child reads stdin */
-  plan.fds[1] = pipes[1][1];
-  plan.fds[2] = pipes[2][1];
+  plan->fds[0] = pipes[0][0]; /* the child reads stdin */
+  plan->fds[1] = pipes[1][1];
+  plan->fds[2] = pipes[2][1];
 
-  if (!stack && !(stack = malloc(CHILD_STACK_SIZE))) {
-    error = ENOMEM;
-    goto done;
-  }
-  /* No handler of ours may run in the child before it has reset them all. */
+  /* The child starts with every signal blocked: no handler of ours may run in it. */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid = clone(child_main, stack + CHILD_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  pid = clone(child_main, job->stack + CHILD_STACK_SIZE,
+              CLONE_VM | (CHILD_RUNS_ALONE ? 0 : CLONE_VFORK) | SIGCHLD, plan);
   if (pid < 0) error = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  /* The child has its own copy of the descriptor table: ours of its ends can go now. */
   close(pipes[0][0]);
   close(pipes[1][1]);
   close(pipes[2][1]);
   pipes[0][0] = pipes[1][1] = pipes[2][1] = -1;
   if (pid < 0) goto done;
 
-  if (plan.error) {
-    /* The child has exited (or is about to): reap it now, it is ours alone. */
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    error = plan.error;
-    goto done;
+  c->addon = a;
+  c->pid = pid;
+  c->job = job; /* until it is reaped: the child may still be reading it */
+  job = NULL;
+  c->pidfd = a->use_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+  if (c->pidfd >= 0 && uv_poll_init(a->loop, &c->poll, c->pidfd) == 0) {
+    uv_poll_start(&c->poll, UV_READABLE, on_pidfd_readable);
+  } else {
+    /* No pidfd (old kernel, or out of descriptors): learn of its exit from SIGCHLD. */
+    if (c->pidfd >= 0) close(c->pidfd);
+    c->pidfd = -1;
+    watch_sigchld(a);
+    if (a->sigchld_live++ == 0) uv_ref((uv_handle_t *)&a->sigchld);
   }
-
-  {
-    child_t *c = calloc(1, sizeof *c);
-    if (!c) {
-      /* A child we could not track would become a zombie: stop it now and say why. */
-      int status;
-      kill(pid, SIGKILL);
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      error = ENOMEM;
-      goto done;
-    }
-    c->addon = a;
-    c->pid = pid;
-    c->pidfd = a->use_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
-    if (c->pidfd >= 0 && uv_poll_init(a->loop, &c->poll, c->pidfd) == 0) {
-      uv_poll_start(&c->poll, UV_READABLE, on_pidfd_readable);
-    } else {
-      /* No pidfd (old kernel, or out of descriptors): learn of its exit from SIGCHLD. */
-      if (c->pidfd >= 0) close(c->pidfd);
-      c->pidfd = -1;
-      watch_sigchld(a);
-      if (a->sigchld_live++ == 0) uv_ref((uv_handle_t *)&a->sigchld);
-    }
-    list_add(a, c);
-  }
+  list_add(a, c);
+  c = NULL;
   out[0] = pid;
   out[1] = pipes[0][1];
   out[2] = pipes[1][0];
@@ -516,13 +586,8 @@ done:
     if (pipes[i][0] >= 0) close(pipes[i][0]);
     if (pipes[i][1] >= 0) close(pipes[i][1]);
   }
-  free(script_argv);
-  free(candidates);
-  free(file_and_argv);
-  free(envp);
-  free(argv_text);
-  free(env_text);
-  free(cwd);
+  free_job(job);
+  free(c);
   napi_create_int32(env, error, &result);
   return result;
 }

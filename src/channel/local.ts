@@ -12,6 +12,7 @@ import { wireSignalName } from '../protocol/signals.js';
 import { printable } from '../util/printable.js';
 import { ProcessChannel } from './channel.js';
 import {
+  isSpawnFailure,
   resolveSpawnBackend,
   type SpawnBackendChoice,
   type SpawnedChild,
@@ -79,6 +80,7 @@ export class LocalChannel extends ProcessChannel {
   #reaped: ExitStatus | null = null;
   #killTimer: NodeJS.Timeout | null = null;
   #stdinOpen = true;
+  #execFailed = false;
 
   /** Starts the program at once. Throws `ArgumentError` only for an empty argv. */
   constructor(argv: readonly string[], options: LocalChannelOptions = {}) {
@@ -92,8 +94,9 @@ export class LocalChannel extends ProcessChannel {
     this.#child = this.#spawn(options);
   }
 
+  /** The program's pid; undefined once it is known that the program could not be started. */
   get pid(): number | undefined {
-    return this.#child?.pid;
+    return this.#execFailed ? undefined : this.#child?.pid;
   }
 
   #spawn(options: LocalChannelOptions): SpawnedChild | null {
@@ -118,8 +121,8 @@ export class LocalChannel extends ProcessChannel {
       return null;
     }
     child.on('error', (error) => {
-      // 'error' before a pid means the program never started; afterwards it is a failed kill, ignored.
-      if (child.pid === undefined) this.#failExec(error);
+      // The program never started (any other error is a failed kill: ignored).
+      if (child.pid === undefined || isSpawnFailure(error)) this.#failExec(error);
     });
     if (child.pid === undefined) return child;
     child.stdin!.on('error', () => {
@@ -148,6 +151,8 @@ export class LocalChannel extends ProcessChannel {
   }
 
   #failExec(error: unknown): void {
+    this.#execFailed = true;
+    this.#clearKillTimer();
     const code = (error as NodeJS.ErrnoException).code;
     const program = this.argv[0]!;
     const [exitCode, reason] =

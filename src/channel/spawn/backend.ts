@@ -85,11 +85,22 @@ export interface ChildInput {
 }
 
 /**
+ * Whether an error of a `SpawnedChild` says that it could not be started (ENOENT, EACCES…):
+ * its `syscall` is `spawn <file>`, as child_process has it (a failed kill says `kill`).
+ */
+export function isSpawnFailure(error: unknown): boolean {
+  const syscall = (error as NodeJS.ErrnoException | null)?.syscall;
+  return typeof syscall === 'string' && syscall.startsWith('spawn');
+}
+
+/**
  * A started (or failed) child, shaped like the part of Node's `ChildProcess` that
  * `LocalChannel` uses, so `child_process` children serve as they are.
- * A child that could not be started has no `pid` and emits `'error'` (with the errno
- * `code`: ENOENT, EACCES…) on the next tick, and nothing else. At `'exit'` its stdin is
- * already destroyed, as child_process does: nobody is left to read it.
+ * A child that could not be started emits one `'error'` (with the errno `code`: ENOENT,
+ * EACCES…; see `isSpawnFailure`) and no `'exit'`. With child_process it has no `pid` and the
+ * error comes on the next tick; the native backend does not wait for the exec, so its child
+ * has the pid of the process that tried, and the error comes when that process is reaped.
+ * At `'exit'` its stdin is already destroyed, as child_process does: nobody is left to read it.
  */
 export interface SpawnedChild {
   readonly pid?: number | undefined;

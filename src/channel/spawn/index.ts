@@ -17,6 +17,7 @@ export type {
   SpawnLimits,
   SpawnRequest,
 } from './backend.js';
+export { isSpawnFailure } from './backend.js';
 export { type PeerCredentials, peerCredentials } from './native.js';
 
 /**

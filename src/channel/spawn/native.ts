@@ -26,7 +26,7 @@ type PipeHandle = { readonly __pipe: unique symbol };
 
 interface Addon {
   init(
-    onExit: (pid: number, code: number, signal: number) => void,
+    onExit: (pid: number, code: number, signal: number, execErrno: number) => void,
     onRead: (token: number, result: number) => void,
     usePidfd: boolean,
   ): string;
@@ -97,11 +97,7 @@ function load(): Addon | null {
   try {
     // The same relative path from src/channel/spawn and from dist/channel/spawn.
     const required = createRequire(import.meta.url)('../../../build/Release/procsock_spawn.node');
-    exitWatch = (required as Addon).init(
-      onExit,
-      onRead,
-      process.env.PROCSOCK_NATIVE_PIDFD !== '0',
-    );
+    exitWatch = (required as Addon).init(onExit, onRead, process.env.PROCSOCK_NATIVE_PIDFD !== '0');
     (required as Addon).setReadBuffer(readBuffer);
     addon = required as Addon;
   } catch (error) {
@@ -110,11 +106,12 @@ function load(): Addon | null {
   return addon;
 }
 
-function onExit(pid: number, code: number, signal: number): void {
+function onExit(pid: number, code: number, signal: number, execErrno: number): void {
   const child = running.get(pid);
   if (!child) return;
   running.delete(pid);
-  child.exited(code >= 0 ? code : null, signal > 0 ? (signalNames.get(signal) ?? null) : null);
+  if (execErrno > 0) child.failed(-execErrno);
+  else child.exited(code >= 0 ? code : null, signal > 0 ? (signalNames.get(signal) ?? null) : null);
 }
 
 function onRead(token: number, result: number): void {
@@ -158,11 +155,15 @@ class NativeChild extends EventEmitter implements SpawnedChild {
   stdin: NativeInput | null = null;
   stdout: NativeOutput | null = null;
   stderr: NativeOutput | null = null;
+  #file: string;
+  #args: readonly string[];
   #reaped = false;
 
-  constructor(pid: number | undefined) {
+  constructor(pid: number | undefined, file: string, args: readonly string[]) {
     super();
     this.pid = pid;
+    this.#file = file;
+    this.#args = args;
   }
 
   exited(code: number | null, signal: NodeJS.Signals | null): void {
@@ -170,6 +171,13 @@ class NativeChild extends EventEmitter implements SpawnedChild {
     // As child_process does: nobody is left to read stdin, so release it now.
     this.stdin?.destroy();
     this.emit('exit', code, signal);
+  }
+
+  /** The child could not exec (`errno` negative): an 'error' as child_process has it, no 'exit'. */
+  failed(errno: number): void {
+    this.#reaped = true;
+    this.stdin?.destroy();
+    this.emit('error', spawnError(errno, this.#file, this.#args));
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
@@ -348,6 +356,14 @@ class NativeInput extends EventEmitter implements ChildInput {
   }
 }
 
+/** As child_process reports a program it could not start (`errno` negative). */
+function spawnError(errno: number, file: string, argv: readonly string[]): Error {
+  return Object.assign(errnoError(errno, `spawn ${file}`), {
+    path: file,
+    spawnargs: argv.slice(1),
+  });
+}
+
 /** `errno` is negative, as the addon returns it. */
 function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
   const code = getSystemErrorName(errno);
@@ -394,15 +410,12 @@ export const nativeBackend: SpawnBackend = {
       spawned,
     );
     if (errno !== 0) {
-      const child = new NativeChild(undefined);
-      const error = Object.assign(errnoError(-errno, `spawn ${file}`), {
-        path: file,
-        spawnargs: argv.slice(1),
-      });
-      process.nextTick(() => child.emit('error', error));
+      const child = new NativeChild(undefined, file, argv);
+      process.nextTick(() => child.failed(-errno));
       return child;
     }
-    const child = new NativeChild(spawned[0]!);
+    // Started; whether it could exec is known when it is reaped (see native/spawn.c).
+    const child = new NativeChild(spawned[0]!, file, argv);
     const lend = request.lendOutput ?? false;
     child.stdin = new NativeInput(spawned[1]!);
     child.stdout = new NativeOutput(native, spawned[2]!, lend);
