@@ -24,10 +24,13 @@
  * the driver's next lines: kept.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { loadavg } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { LocalChannel } from '../src/channel/local.js';
 import { Shell } from '../src/shell/index.js';
-import { recordGoals } from './goals.js';
+import { formatGoalTable, type GoalRow, ratio as ratioOf, recordGoals } from './goals.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
@@ -36,6 +39,42 @@ const GO_SHEXEC_REFERENCE = 10_900;
 const BASH_C_REFERENCE = 1_000;
 
 type Once = () => Promise<void>;
+
+interface GoPeer {
+  /** The built peer (bench/go/shexec_scheme.go); null when there is no Go toolchain. */
+  path: string | null;
+  why: string;
+  cleanup(): void;
+}
+
+/** Builds the Go peer with the `go` on PATH, if there is one. */
+function buildGoPeer(): GoPeer {
+  const dir = mkdtempSync(join(tmpdir(), 'procsock-bench-go-'));
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  const source = join(dirname(fileURLToPath(import.meta.url)), 'go', 'shexec_scheme.go');
+  const path = join(dir, 'shexec-scheme');
+  const built = spawnSync('go', ['build', '-o', path, source], {
+    encoding: 'utf8',
+    env: { ...process.env, GOCACHE: process.env.GOCACHE ?? join(dir, 'cache'), GO111MODULE: 'off' },
+  });
+  if (built.error || built.status !== 0) {
+    return { path: null, why: built.error?.message ?? built.stderr.trim(), cleanup };
+  }
+  return { path, why: '', cleanup };
+}
+
+/** The Go peer's runs/s over SECONDS (it warms up first, in its own process). */
+function goPeerRate(path: string): number {
+  const out = spawnSync(
+    path,
+    ['-seconds', String(SECONDS), '-warmup', '1000', '-command', COMMAND],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (out.status !== 0) throw new Error(`the Go peer failed: ${out.stderr}`);
+  return Number(out.stdout);
+}
 
 async function rate(once: Once): Promise<number> {
   const start = performance.now();
@@ -101,12 +140,13 @@ async function main(): Promise<void> {
       .map((n) => n.toFixed(2))
       .join(' ')} (others' work skews every figure)`,
   );
-  const goInstalled = spawnSync('go', ['version']).status === 0;
+  const goPeer = buildGoPeer();
   console.log(
-    goInstalled
-      ? 'Go shexec: a Go toolchain is here, but shexec is not vendored into this repo: not run'
-      : 'Go shexec: NOT INSTALLED (no Go toolchain); compared with its reference figure instead',
+    goPeer.path
+      ? "Go peer: bench/go/shexec_scheme.go (shexec's scheme and structure; shexec itself cannot be fetched here), built and run in this run"
+      : `Go peer: NOT BUILT (${goPeer.why.split('\n')[0]}); compared with Go shexec's reference figure instead`,
   );
+  const goRates: number[] = [];
 
   for (const once of Object.values(contenders)) await rate(once); // warm up
   const results: Record<string, number[]> = Object.fromEntries(
@@ -114,7 +154,9 @@ async function main(): Promise<void> {
   );
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, once] of Object.entries(contenders)) results[name]!.push(await rate(once));
+    if (goPeer.path) goRates.push(goPeerRate(goPeer.path));
   }
+  goPeer.cleanup();
   await posix.stop(5000);
   await merged.stop(5000);
   await drained.stop(5000);
@@ -135,32 +177,49 @@ async function main(): Promise<void> {
       `| ${name} | ${fmt(med(name))} | ${results[name]!.map((n) => fmt(n)).join(', ')} |`,
     );
   }
+  if (goRates.length > 0) {
+    console.log(
+      `| Go, shexec's scheme (no exit status; bench/go) | ${fmt(median(goRates))} | ${goRates.map((n) => fmt(n)).join(', ')} |`,
+    );
+  }
   const ratio = shell / bashC;
   const referenceRatio = GO_SHEXEC_REFERENCE / BASH_C_REFERENCE;
-  console.log('\n| figure | procsock Shell | bash -c | Go shexec | Shell ÷ bash -c | goal | met |');
-  console.log('|---|---|---|---|---|---|---|');
-  console.log(
-    `| echo hi round trips/s, exit status captured | ${fmt(shell)} | ${fmt(bashC)} | not installed: reference ${GO_SHEXEC_REFERENCE} | ${fmt(ratio, 1)}× | ≥ ${GO_SHEXEC_REFERENCE}/s (1.0× Go shexec) | ${shell >= GO_SHEXEC_REFERENCE ? 'yes' : 'no'} (${fmt(shell / GO_SHEXEC_REFERENCE, 2)}×) |`,
-  );
-  recordGoals([
-    {
-      figure: 'Shell (POSIX preset, bash) echo hi runs/s, exit status captured',
+  const go = goRates.length > 0 ? median(goRates) : undefined;
+  const figure = 'Shell (POSIX preset, bash) echo hi runs/s, exit status captured';
+  const rows: GoalRow[] = [];
+  if (go !== undefined) {
+    rows.push({
+      figure,
       procsock: `${fmt(shell)}/s`,
-      peer: 'Go shexec (not installed: PERFORMANCE.md figure)',
-      peerValue: `${GO_SHEXEC_REFERENCE}/s`,
-      ratio: `${fmt(shell / GO_SHEXEC_REFERENCE, 2)}×`,
+      peer: "Go, shexec's scheme (bench/go, same run)",
+      peerValue: `${fmt(go)}/s`,
+      ratio: ratioOf(shell, go),
       goal: '≥ 1.0×',
-      met: shell >= GO_SHEXEC_REFERENCE,
+      met: shell >= go,
+    });
+  }
+  rows.push(
+    {
+      figure,
+      procsock: `${fmt(shell)}/s`,
+      peer: 'Go shexec (PERFORMANCE.md figure, its machine)',
+      peerValue: `${GO_SHEXEC_REFERENCE}/s`,
+      ratio: ratioOf(shell, GO_SHEXEC_REFERENCE),
+      ...(go === undefined
+        ? { goal: '≥ 1.0×', met: shell >= GO_SHEXEC_REFERENCE }
+        : { goal: 'for scale (judged against the same-run peer above)' }),
     },
     {
-      figure: 'Shell (POSIX preset, bash) echo hi runs/s, exit status captured',
+      figure,
       procsock: `${fmt(shell)}/s`,
       peer: 'bash -c per command (child_process.spawn)',
       peerValue: `${fmt(bashC)}/s`,
       ratio: `${fmt(ratio, 1)}×`,
       goal: `for scale (Go shexec did ${fmt(referenceRatio, 1)}× on its machine)`,
     },
-  ]);
+  );
+  console.log(`\n${formatGoalTable(rows)}`);
+  recordGoals(rows);
   console.log(
     `\nFor scale: on the reference machine Go shexec ran ${fmt(referenceRatio, 1)}× a fresh bash -c; here the Shell runs ${fmt(ratio, 1)}× it. ` +
       'Process creation speed varies much more between machines than a pipe round trip, so read that ratio with care.',

@@ -4,20 +4,27 @@
  *
  * - `SentinelFraming`, for any program: the command, then the sentinel commands, each
  *   ended by the terminator (`;` for SQL shells) and a newline.
- * - `PosixFraming`, for sh, bash, dash and zsh: no hand-written sentinels. Each run gets a
- *   fresh random marker M and is sent as ONE line:
+ * - `PosixFraming`, for sh, bash, dash and zsh: no hand-written sentinels. The shell is
+ *   launched as `<shell> -c 'exec "$0" "$@" /dev/fd/3 3<&0 </dev/null' <shell> <args…>`:
+ *   it reads the driver's lines as a script on a descriptor of its own, and its stdin — that
+ *   of every command — is /dev/null, so `read x` and `cat` get end-of-file at once instead
+ *   of reading the driver's next lines. (A `</dev/null` per command did the same at a fifth
+ *   of bash's time per run: a redirection saves and restores descriptors and re-syncs the
+ *   input it reads its commands from.) `$0` is therefore `/dev/fd/3`. Each run gets a fresh
+ *   random marker M and is sent as ONE line:
  *
- *       eval '<command>' </dev/null;__procsock_end M
+ *       eval '<command>';echo "M $?"
  *
  *   `eval` of a quoted string keeps the command in one piece (a multi-line block, an
- *   unclosed quote or a syntax error in it cannot swallow the sentinel). `</dev/null` gives
- *   the command an empty stdin, so `read x` and `cat` get end-of-file at once instead of
- *   reading the driver's next lines. `__procsock_end` (defined at start) takes `$?` first,
- *   prints `M` on stderr and `M <status>` on stdout, then returns that status, so the next
- *   command's `$?` is the real one. Reserved names: `__procsock_end`. A shell run locally
- *   gets no stderr marker: when `M <status>` arrives, the command's stderr is all written, and
- *   the driver reads what it has not yet read of it from the pipe at once
- *   (`LocalChannel.readPendingOutput`) — a write and a wake-up less per run.
+ *   unclosed quote or a syntax error in it cannot swallow the sentinel), and `echo` reports
+ *   its status. `echo` leaves `$?` at 0, so a command that follows a failed one is sent as
+ *   `__procsock_status N;eval '<command>';…` (a function defined at start that returns N):
+ *   every command sees the previous one's status as `$?`. (A function that took `$?`,
+ *   printed and returned it cost bash a quarter of its time per run.) Reserved: the name
+ *   `__procsock_status`. A shell run locally gets no stderr marker: when `M <status>`
+ *   arrives, the command's stderr is all written, and the driver reads what it has not yet
+ *   read of it from the pipe at once (`LocalChannel.readPendingOutput`) — a write and a
+ *   wake-up less per run. Otherwise `;echo M >&2` follows.
  */
 import { randomBytes } from 'node:crypto';
 import type { Sentinel, SentinelFactory } from './sentinel.js';
@@ -41,6 +48,8 @@ export interface Frame {
 }
 
 export interface Framing {
+  /** The argv that launches the program (given as `[program, ...args]`). */
+  launch(argv: readonly string[]): readonly string[];
   /** Sent once after launch, before the first frame. */
   readonly setup: string;
   /** Frames a command; `null` frames only the sentinels (the start-up probe). */
@@ -68,6 +77,11 @@ export type SentinelSpec = Sentinel | SentinelFactory;
 
 export class SentinelFraming implements Framing {
   readonly setup = '';
+
+  launch(argv: readonly string[]): readonly string[] {
+    return argv;
+  }
+
   readonly #terminator: string;
   readonly #stdout: SentinelSpec;
   readonly #stderr: SentinelSpec | null;
@@ -110,7 +124,8 @@ function resolveSentinel(spec: SentinelSpec, what: string): Sentinel {
   return validateSentinel(typeof spec === 'function' ? spec(freshMarker()) : spec, what);
 }
 
-const END_FUNCTION = '__procsock_end';
+/** Sets `$?` (defined at start): `__procsock_status N` returns N. */
+const RESTORE_FUNCTION = '__procsock_status';
 
 /**
  * What becomes of a POSIX command's stderr: `'capture'` (its own marker, so it is cut
@@ -122,8 +137,9 @@ export type PosixStderr = 'capture' | 'merge' | 'drain';
 export class PosixFraming implements Framing {
   readonly setup: string;
   readonly #stderr: PosixStderr;
-  readonly #redirects: string;
   readonly #stderrMarker: boolean;
+  /** The status of the last command run: the next one starts with it as `$?`. */
+  #lastStatus: () => number | null = () => 0;
 
   /**
    * `stderrMarker: false` (capture only): no marker on stderr; the driver reads what is left in
@@ -133,38 +149,54 @@ export class PosixFraming implements Framing {
   constructor(stderr: PosixStderr = 'capture', options: { stderrMarker?: boolean } = {}) {
     this.#stderr = stderr;
     this.#stderrMarker = stderr === 'capture' && (options.stderrMarker ?? true);
-    this.#redirects = stderr === 'merge' ? ' </dev/null 2>&1' : ' </dev/null';
-    const toStderr = this.#stderrMarker ? `printf '%s\\n' "$1" >&2; ` : '';
-    this.setup = `${END_FUNCTION}() { set -- "$1" "$?"; ${toStderr}printf '%s %s\\n' "$1" "$2"; return "$2"; }\n`;
+    this.setup =
+      // The launcher's copy of the driver's pipe: commands must not inherit it.
+      'exec 3<&-\n' +
+      (stderr === 'merge' ? 'exec 2>&1\n' : '') +
+      `${RESTORE_FUNCTION}() { return "$1"; }\n`;
+  }
+
+  /** See the top: the shell reads the driver's lines from fd 3, its stdin is /dev/null. */
+  launch(argv: readonly string[]): readonly string[] {
+    const [program, ...args] = argv as [string, ...string[]];
+    return [program, '-c', 'exec "$0" "$@" /dev/fd/3 3<&0 </dev/null', program, ...args];
   }
 
   /**
-   * At end-of-file a shell exits with `$?`, which this framing keeps equal to the last
-   * command's status; `true` first, so a healthy shell stopped after `false` exits 0.
+   * The final command sees the last status as `$?`, as every command does; with none, `true`,
+   * so a healthy shell stopped after `false` exits 0 (at end-of-file a shell exits with `$?`).
    */
   finalInput(command: string | undefined): string {
     if (command === undefined) return 'true\n';
-    return command.endsWith('\n') ? command : `${command}\n`;
+    return `${this.#restore()}${command.endsWith('\n') ? command : `${command}\n`}`;
   }
 
   frame(command: string | null): Frame {
-    const marker = freshMarker();
-    const input =
-      command === null
-        ? `${END_FUNCTION} ${marker}\n`
-        : `eval ${quote(command)}${this.#redirects};${END_FUNCTION} ${marker}\n`;
+    let marker = freshMarker();
+    while (marker.startsWith('-')) marker = freshMarker(); // never an option of echo
+    const report = `echo "${marker} $?"${this.#stderrMarker ? `;echo ${marker} >&2` : ''}\n`;
+    const input = command === null ? report : `${this.#restore()}eval ${quote(command)};${report}`;
     const stdout = new SentinelScanner(`${marker} `, { trailer: true });
     const stderr = this.#stderrMarker ? new SentinelScanner(`${marker}\n`) : null;
+    const exitCode = () => {
+      const status = Number.parseInt(stdout.payload, 10);
+      return Number.isInteger(status) ? status : null;
+    };
+    // A new shell (the start-up probe) starts at 0; then each command's status carries over.
+    this.#lastStatus = command === null ? () => 0 : exitCode;
     return {
       input,
       stdout,
       stderr,
       stderrUntilStdout: this.#stderr === 'capture' && !this.#stderrMarker,
-      exitCode: () => {
-        const status = Number.parseInt(stdout.payload, 10);
-        return Number.isInteger(status) ? status : null;
-      },
+      exitCode,
     };
+  }
+
+  /** After the report `$?` is 0: a command that follows a failed one gets its status back. */
+  #restore(): string {
+    const status = this.#lastStatus() ?? 0;
+    return status === 0 ? '' : `${RESTORE_FUNCTION} ${status};`;
   }
 }
 

@@ -212,7 +212,7 @@ export class Shell {
       );
     }
     this.#program = options.program;
-    this.#argv = [options.program, ...(options.args ?? [])];
+    this.#argv = this.#framing.launch([options.program, ...(options.args ?? [])]);
     this.#options = { ...options, transport };
   }
 

@@ -164,8 +164,22 @@ describe('sentinels and framing', () => {
     const frame = framing.frame("echo 'it''s'\nfalse");
     assert.match(
       frame.input,
-      /^eval 'echo '\\''it'\\'''\\''s'\\''\nfalse' <\/dev\/null;__procsock_end [\w-]{22}\n$/,
+      /^eval 'echo '\\''it'\\'''\\''s'\\''\nfalse';echo "([\w-]{22}) \$\?";echo \1 >&2\n$/,
     );
+    // The report leaves $? at 0: after a failed command the next one gets its status back.
+    const marker = /echo "(\S+) /.exec(frame.input)![1]!;
+    frame.stdout.push(Buffer.from(`${marker} 1\n`), () => {});
+    assert.equal(frame.exitCode(), 1);
+    assert.equal(framing.finalInput('exit'), '__procsock_status 1;exit\n');
+    assert.match(framing.frame('echo $?').input, /^__procsock_status 1;eval 'echo \$\?';echo /);
+    // The shell reads these lines on fd 3; stdin, every command's, is /dev/null.
+    assert.deepEqual(framing.launch(['bash', '--norc']), [
+      'bash',
+      '-c',
+      'exec "$0" "$@" /dev/fd/3 3<&0 </dev/null',
+      'bash',
+      '--norc',
+    ]);
     assert.equal(quote("a'b"), `'a'\\''b'`);
     assert.equal(framing.finalInput(undefined), 'true\n');
   });

@@ -69,13 +69,13 @@ for (const kind of ['local', 'daemon'] as const) {
       await shell.run('echo one');
       const [, old] = markers(written);
       assert.ok(old, 'a marker was written');
-      // A previous run's marker, printed exactly as the end-of-run function prints it, on
-      // both streams, and the end-of-run function itself called by the command.
+      // A previous run's marker, printed exactly as the end of a run prints it, on both
+      // streams, and the status function the driver uses called by the command.
       const tricky = await shell.run(
-        `printf '%s 0\\n' ${old}; printf '%s\\n' ${old} >&2; __procsock_end fake; echo after`,
+        `printf '%s 0\\n' ${old}; printf '%s\\n' ${old} >&2; echo "${old} $?"; __procsock_status 0; echo after`,
       );
-      assert.equal(tricky.stdout, `${old} 0\nfake 0\nafter\n`);
-      assert.equal(tricky.stderr, `${old}\nfake\n`);
+      assert.equal(tricky.stdout, `${old} 0\n${old} 0\nafter\n`);
+      assert.equal(tricky.stderr, `${old}\n`);
       assert.equal(tricky.exitCode, 0);
       assert.deepEqual(
         { ...(await shell.run('echo three')) },
@@ -111,6 +111,10 @@ for (const kind of ['local', 'daemon'] as const) {
       // A here-document is how a command gets input; the next run is untouched.
       assert.equal((await shell.run('cat <<EOF\nfed\nEOF')).stdout, 'fed\n');
       assert.equal((await shell.run('echo next')).stdout, 'next\n');
+      // Commands get 0, 1 and 2, never the pipe the shell reads its commands from.
+      const fds = await shell.run('ls /proc/self/fd');
+      assert.deepEqual(fds.stdout.trim().split('\n').sort(), ['0', '1', '2', '3']); // 3: ls's listing
+      assert.equal((await shell.run('readlink /proc/self/fd/0')).stdout, '/dev/null\n');
       await shell.stop(5000);
     });
 

@@ -33,7 +33,9 @@ export function recordingTransport(socket?: string): RecordingTransport {
 
 /** The markers of the POSIX preset's runs, in the order they were written. */
 export function markers(written: readonly string[]): string[] {
-  return [...written.join('').matchAll(/__procsock_end (\S+)\n/g)].map((match) => match[1]!);
+  return [...written.join('').matchAll(/echo "(\S+) \$\?"(?:;echo \S+ >&2)?\n/g)].map(
+    (match) => match[1]!,
+  );
 }
 
 /** Re-emits another channel's output one byte at a time: every possible chunk boundary. */
