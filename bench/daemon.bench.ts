@@ -9,20 +9,13 @@
  *   npm run bench -- daemon          (or: node --import tsx bench/daemon.bench.ts)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  existsSync,
-  lstatSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { isListening } from '../test/helpers/daemon.js';
 import { buildCLoop, cLoopRate } from './c-loop.js';
 import { formatGoalTable, type GoalRow, ratio as ratioOf, recordGoals } from './goals.js';
 
@@ -54,7 +47,7 @@ async function startDaemon(name: string, command: string, args: string[]): Promi
   const path = join(dir, 'daemon.sock');
   const child = spawn(command, [...args, path], { stdio: ['ignore', 'ignore', 'inherit'] });
   const deadline = Date.now() + 10_000;
-  while (!isSocket(path)) {
+  while (!isListening(path)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start`);
     await delay(10);
   }
@@ -73,10 +66,6 @@ function isFresh(file: string, dir: string): boolean {
       return entry.name.endsWith('.ts') ? Math.max(latest, statSync(child).mtimeMs) : latest;
     }, 0);
   return newest(dir) <= builtAt;
-}
-
-function isSocket(path: string): boolean {
-  return existsSync(path) && lstatSync(path).isSocket();
 }
 
 async function stopDaemon(daemon: Daemon): Promise<void> {

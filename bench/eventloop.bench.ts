@@ -13,13 +13,14 @@
  *   BENCH_RATE=100 npm run bench -- eventloop    (another rate)
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { Agent, get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { isListening } from '../test/helpers/daemon.js';
 
 const RATE = Number(process.env.BENCH_RATE) || 200; // requests per second
 const ROUND_MS = 5000;
@@ -120,7 +121,7 @@ async function startDaemon(): Promise<{ path: string; child: ChildProcess; dir: 
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const deadline = Date.now() + 10_000;
-  while (!(existsSync(path) && lstatSync(path).isSocket())) {
+  while (!isListening(path)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error('daemon did not start');
     await delay(10);
   }

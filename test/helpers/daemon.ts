@@ -9,7 +9,7 @@
  *   await proc.stop();      // SIGTERM, resolves with its exit code
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { lstatSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type ServeOptions, type Server, serve } from '../../src/server/index.js';
 import { childrenOf, type ProcessInfo, tempDir, waitUntil } from './process.js';
@@ -109,7 +109,7 @@ export async function startDaemonProcess(
   void exited.then(() => {
     done = true;
   });
-  await waitUntil(() => done || isSocket(path), 'the daemon listens');
+  await waitUntil(() => done || isListening(path), 'the daemon listens');
   if (done) {
     dir.cleanup();
     throw new Error(`the daemon exited at start: ${stderr}`);
@@ -128,12 +128,18 @@ export async function startDaemonProcess(
   };
 }
 
-function isSocket(path: string): boolean {
-  try {
-    return lstatSync(path).isSocket();
-  } catch {
-    return false;
-  }
+/**
+ * Whether a Unix socket at `path` accepts connections. The file appears at bind(), before
+ * listen(): a connect in between is refused. /proc/net/unix shows listen() as flag
+ * __SO_ACCEPTCON (00010000), without connecting (a probe connection would be audited).
+ */
+export function isListening(path: string): boolean {
+  return readFileSync('/proc/net/unix', 'utf8')
+    .split('\n')
+    .some((line) => {
+      const fields = line.trim().split(/\s+/);
+      return fields[7] === path && fields[3] === '00010000';
+    });
 }
 
 /** The descriptors in the output of `ls -l /proc/self/fd`, as `N -> target`. */
