@@ -5,23 +5,25 @@
  * - `SentinelFraming`, for any program: the command, then the sentinel commands, each
  *   ended by the terminator (`;` for SQL shells) and a newline.
  * - `PosixFraming`, for sh, bash, dash and zsh: no hand-written sentinels. The shell is
- *   launched as `<shell> -c 'exec "$0" "$@" /dev/fd/3 3<&0 </dev/null' <shell> <args…>`:
- *   it reads the driver's lines as a script on a descriptor of its own, and its stdin — that
- *   of every command — is /dev/null, so `read x` and `cat` get end-of-file at once instead
- *   of reading the driver's next lines. (A `</dev/null` per command did the same at a fifth
- *   of bash's time per run: a redirection saves and restores descriptors and re-syncs the
- *   input it reads its commands from.) `$0` is therefore `/dev/fd/3`. Each run gets a fresh
- *   random marker M and is sent as ONE line:
+ *   launched through `<shell> -c LAUNCHER <shell> <args…>`: given a pipe on stdin (the native
+ *   backend's), it execs `<shell> <args…> /dev/fd/3 3<&0 </dev/null`, reading the driver's
+ *   lines as a script on a descriptor of its own, with /dev/null as its stdin — that of every
+ *   command — so `read x` and `cat` get end-of-file at once instead of reading the driver's
+ *   next lines (and `$0` is `/dev/fd/3`). The start-up probe reports which way it went. Given
+ *   a socket (child_process's stdin; /dev/fd/3 cannot open one), the shell reads its stdin
+ *   and each command is sent with `</dev/null`, which costs bash a fifth of its time per run
+ *   (a redirection saves and restores descriptors and re-syncs the input it reads from).
+ *   Each run gets a fresh random marker M and is sent as ONE line:
  *
- *       eval '<command>';echo "M $?"
+ *       eval '<command>';echo "M $?"              (eval '<command>' </dev/null;… on a socket)
  *
  *   `eval` of a quoted string keeps the command in one piece (a multi-line block, an
  *   unclosed quote or a syntax error in it cannot swallow the sentinel), and `echo` reports
  *   its status. `echo` leaves `$?` at 0, so a command that follows a failed one is sent as
  *   `__procsock_status N;eval '<command>';…` (a function defined at start that returns N):
  *   every command sees the previous one's status as `$?`. (A function that took `$?`,
- *   printed and returned it cost bash a quarter of its time per run.) Reserved: the name
- *   `__procsock_status`. A shell run locally gets no stderr marker: when `M <status>`
+ *   printed and returned it cost bash a quarter of its time per run.) Reserved: the names
+ *   `__procsock_status` and `__procsock_fd3` (unset at start). A shell run locally gets no stderr marker: when `M <status>`
  *   arrives, the command's stderr is all written, and the driver reads what it has not yet
  *   read of it from the pipe at once (`LocalChannel.readPendingOutput`) — a write and a
  *   wake-up less per run. Otherwise `;echo M >&2` follows.
@@ -126,6 +128,17 @@ function resolveSentinel(spec: SentinelSpec, what: string): Sentinel {
 
 /** Sets `$?` (defined at start): `__procsock_status N` returns N. */
 const RESTORE_FUNCTION = '__procsock_status';
+/** Set (exported, 1) by the launcher when the shell reads its commands on fd 3. */
+const FD3_VARIABLE = '__procsock_fd3';
+const STDIN_REDIRECT = ' </dev/null';
+/**
+ * `sh -c` program: on a pipe (`/dev/fd/3` cannot open a socket, which is what child_process
+ * gives a child's stdin), the shell reads its commands as a script on fd 3, with /dev/null as
+ * stdin; otherwise it reads them on stdin and each command gets `</dev/null`.
+ */
+const LAUNCHER =
+  `if [ -p /dev/fd/0 ]; then export ${FD3_VARIABLE}=1; ` +
+  'exec "$0" "$@" /dev/fd/3 3<&0 </dev/null; fi; exec "$0" "$@"';
 
 /**
  * What becomes of a POSIX command's stderr: `'capture'` (its own marker, so it is cut
@@ -140,6 +153,9 @@ export class PosixFraming implements Framing {
   readonly #stderrMarker: boolean;
   /** The status of the last command run: the next one starts with it as `$?`. */
   #lastStatus: () => number | null = () => 0;
+  /** Commands need `</dev/null` unless the start-up probe says the shell reads fd 3. */
+  #redirect = STDIN_REDIRECT;
+  #probe: SentinelScanner | null = null;
 
   /**
    * `stderrMarker: false` (capture only): no marker on stderr; the driver reads what is left in
@@ -156,10 +172,10 @@ export class PosixFraming implements Framing {
       `${RESTORE_FUNCTION}() { return "$1"; }\n`;
   }
 
-  /** See the top: the shell reads the driver's lines from fd 3, its stdin is /dev/null. */
+  /** See the top: given a pipe, the shell reads it as a script on fd 3; stdin is /dev/null. */
   launch(argv: readonly string[]): readonly string[] {
     const [program, ...args] = argv as [string, ...string[]];
-    return [program, '-c', 'exec "$0" "$@" /dev/fd/3 3<&0 </dev/null', program, ...args];
+    return [program, '-c', LAUNCHER, program, ...args];
   }
 
   /**
@@ -172,10 +188,18 @@ export class PosixFraming implements Framing {
   }
 
   frame(command: string | null): Frame {
+    if (this.#probe) {
+      // "<status> 1": the launcher gave the shell its commands on fd 3.
+      this.#redirect = this.#probe.payload.endsWith(' 1') ? '' : STDIN_REDIRECT;
+      this.#probe = null;
+    }
     let marker = freshMarker();
     while (marker.startsWith('-')) marker = freshMarker(); // never an option of echo
-    const report = `echo "${marker} $?"${this.#stderrMarker ? `;echo ${marker} >&2` : ''}\n`;
-    const input = command === null ? report : `${this.#restore()}eval ${quote(command)};${report}`;
+    const toStderr = this.#stderrMarker ? `;echo ${marker} >&2` : '';
+    const input =
+      command === null
+        ? `echo "${marker} $? \${${FD3_VARIABLE}-0}";unset ${FD3_VARIABLE}${toStderr}\n`
+        : `${this.#restore()}eval ${quote(command)}${this.#redirect};echo "${marker} $?"${toStderr}\n`;
     const stdout = new SentinelScanner(`${marker} `, { trailer: true });
     const stderr = this.#stderrMarker ? new SentinelScanner(`${marker}\n`) : null;
     const exitCode = () => {
@@ -184,6 +208,10 @@ export class PosixFraming implements Framing {
     };
     // A new shell (the start-up probe) starts at 0; then each command's status carries over.
     this.#lastStatus = command === null ? () => 0 : exitCode;
+    if (command === null) {
+      this.#probe = stdout;
+      this.#redirect = STDIN_REDIRECT;
+    }
     return {
       input,
       stdout,

@@ -164,22 +164,28 @@ describe('sentinels and framing', () => {
     const frame = framing.frame("echo 'it''s'\nfalse");
     assert.match(
       frame.input,
-      /^eval 'echo '\\''it'\\'''\\''s'\\''\nfalse';echo "([\w-]{22}) \$\?";echo \1 >&2\n$/,
+      /^eval 'echo '\\''it'\\'''\\''s'\\''\nfalse' <\/dev\/null;echo "([\w-]{22}) \$\?";echo \1 >&2\n$/,
     );
     // The report leaves $? at 0: after a failed command the next one gets its status back.
     const marker = /echo "(\S+) /.exec(frame.input)![1]!;
     frame.stdout.push(Buffer.from(`${marker} 1\n`), () => {});
     assert.equal(frame.exitCode(), 1);
     assert.equal(framing.finalInput('exit'), '__procsock_status 1;exit\n');
-    assert.match(framing.frame('echo $?').input, /^__procsock_status 1;eval 'echo \$\?';echo /);
-    // The shell reads these lines on fd 3; stdin, every command's, is /dev/null.
-    assert.deepEqual(framing.launch(['bash', '--norc']), [
-      'bash',
-      '-c',
-      'exec "$0" "$@" /dev/fd/3 3<&0 </dev/null',
-      'bash',
-      '--norc',
-    ]);
+    assert.match(
+      framing.frame('echo $?').input,
+      /^__procsock_status 1;eval 'echo \$\?' <\/dev\/null;echo /,
+    );
+    // Given a pipe, the shell reads these lines on fd 3 and stdin is /dev/null; until the
+    // start-up probe says so, commands are sent with </dev/null (as on a socket).
+    const launched = framing.launch(['bash', '--norc']);
+    assert.deepEqual(launched.slice(0, 2), ['bash', '-c']);
+    assert.deepEqual(launched.slice(3), ['bash', '--norc']);
+    assert.match(launched[2]!, /exec "\$0" "\$@" \/dev\/fd\/3 3<&0 <\/dev\/null/);
+    assert.match(framing.frame('true').input, /^eval 'true' <\/dev\/null;echo /);
+    const probe = framing.frame(null);
+    const probeMarker = /echo "(\S+) /.exec(probe.input)![1]!;
+    probe.stdout.push(Buffer.from(`${probeMarker} 0 1\n`), () => {});
+    assert.match(framing.frame('true').input, /^eval 'true';echo /);
     assert.equal(quote("a'b"), `'a'\\''b'`);
     assert.equal(framing.finalInput(undefined), 'true\n');
   });

@@ -33,9 +33,10 @@ export function recordingTransport(socket?: string): RecordingTransport {
 
 /** The markers of the POSIX preset's runs, in the order they were written. */
 export function markers(written: readonly string[]): string[] {
-  return [...written.join('').matchAll(/echo "(\S+) \$\?"(?:;echo \S+ >&2)?\n/g)].map(
-    (match) => match[1]!,
-  );
+  // A run's report, or the start-up probe's (which also says how the shell reads commands).
+  const report =
+    /echo "(\S+) \$\?(?: \$\{__procsock_fd3-0\}";unset __procsock_fd3|")(?:;echo \S+ >&2)?\n/g;
+  return [...written.join('').matchAll(report)].map((match) => match[1]!);
 }
 
 /** Re-emits another channel's output one byte at a time: every possible chunk boundary. */
