@@ -182,6 +182,25 @@ for (const backend of ['native', 'child_process'] as const) {
       assert.match(nul.stderr.toString(), /^procsock: echo: invalid argument/);
     });
 
+    test('stopped before its exec failure is known, a program leaves no kill timer', async () => {
+      // The native backend learns of an exec failure when it reaps the process that tried.
+      const timers = () =>
+        process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length;
+      const before = timers();
+      const channel = new LocalChannel(['no-such-program-xyz'], opts({ killTimeout: 600_000 }));
+      channel.terminate();
+      const status = (await channel.done())!;
+      // The native child may take the TERM before it even tries to exec.
+      if (status.termSignal === null) {
+        assert.equal(status.exitCode, 127);
+        assert.equal(channel.pid, undefined);
+      } else {
+        assert.equal(backend, 'native');
+        assert.equal(status.termSignal, 'TERM');
+      }
+      assert.equal(timers(), before, 'the TERM-then-KILL timer went with the failure');
+    });
+
     test("the child inherits only 0, 1 and 2: no listening socket, no other child's pipes", async () => {
       const server = createServer().listen(scratch.path(`listen-${backend}.sock`));
       await new Promise((resolve) => server.once('listening', resolve));
