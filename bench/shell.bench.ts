@@ -5,23 +5,14 @@
  *   npm run bench -- shell          (BENCH_ROUNDS, BENCH_SECONDS to change the effort)
  * Goal (PERFORMANCE.md): Shell ≥ 1.0× Go shexec (10,900–12,000/s on the reference machine,
  * where a fresh `bash -c` did 900–1,000/s) while also capturing each exit status.
+ * With a Go toolchain (`apt-get install golang-go`) the peer is measured in the same run:
+ * bench/go/shexec_scheme.go, Go driving bash the way shexec does (no exit status, no stdin
+ * isolation); without one, the row compares with the reference figure and says so.
  *
- * Measured 2026-11-21 on the 2-core dev machine, shared with other work (load 2.5–8):
- * POSIX preset 8,800–9,200/s median (best rounds ~10,600) — about 0.8× the Go reference,
- * so the goal is not met here; stderr 'drain' ~8,100–10,200; a plain fixed sentinel (Go
- * shexec's own scheme: no exit status, stderr drained) 17,000–20,300, about 1.8×.
- * Where the time goes (10,000 runs, CPU per run): bash ~48 µs vs ~18 µs with the plain
- * sentinel — it reads a pipe one byte per read() (about 64 calls for the framed line), and
- * the `</dev/null` redirect and the stderr marker cost ~20 more system calls; Node ~50 µs
- * vs ~28 µs, nearly all in the kernel (one write, 2–3 wake-ups and reads per run: the
- * stderr marker is the extra one); JavaScript is under 10% of it (cpu profile).
- * Since then a local shell gets no stderr marker: the driver reads what is left of the
- * command's stderr from the pipe when the stdout marker arrives (LocalChannel
- * readPendingOutput): +1–3% interleaved in one process (9,291–9,327 vs 9,065–9,246/s); the
- * driver is idle 73% of the time, waiting for bash's byte-at-a-time reads. Absolute figures
- * swing with the machine's load: 11,100–11,350/s in quiet moments, ~8,100 in a loaded run.
- * Without the `</dev/null` redirect bash would do 10–15% more, but commands would then read
- * the driver's next lines: kept.
+ * Where a run's time goes (README, Performance): bash reads the driver's pipe one byte per
+ * read(), and every extra shell construct in the framed line costs it; the driver is idle
+ * most of the time. A plain fixed sentinel (shexec's scheme, also measured here) shows what
+ * the exit status and the stdin isolation cost.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -9,7 +9,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -105,7 +104,7 @@ napi_value js_set_read_buffer(napi_env env, napi_callback_info info) {
 
 /*
  * pipeOpen(fd: number, token: number) → handle: takes the descriptor over (made
- * non-blocking; closed by pipeClose). Reading starts with pipeRead(handle, true).
+ * non-blocking by libuv; closed by pipeClose). Reading starts with pipeRead(handle, true).
  */
 napi_value js_pipe_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -128,8 +127,7 @@ napi_value js_pipe_open(napi_env env, napi_callback_info info) {
   r->addon = a;
   r->fd = fd;
   r->token = token;
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  if (uv_poll_init(a->loop, &r->poll, fd) != 0) {
+  if (uv_poll_init(a->loop, &r->poll, fd) != 0) { /* (it also makes fd non-blocking) */
     free(r);
     napi_throw_error(env, "EBADF", "pipeOpen: cannot watch the descriptor");
     return NULL;
