@@ -15,7 +15,7 @@
  *   (a redirection saves and restores descriptors and re-syncs the input it reads from).
  *   Each run gets a fresh random marker M and is sent as ONE line:
  *
- *       eval '<command>';echo "M $?"              (eval '<command>' </dev/null;… on a socket)
+ *       eval '<command>';echo M $?              (eval '<command>' </dev/null;… on a socket)
  *
  *   `eval` of a quoted string keeps the command in one piece (a multi-line block, an
  *   unclosed quote or a syntax error in it cannot swallow the sentinel), and `echo` reports
@@ -61,17 +61,25 @@ export interface Framing {
 }
 
 const MARKER_BYTES = 16;
+/**
+ * The POSIX preset's markers: 96 bits, 16 characters. bash reads the framed line one byte
+ * per read(), so every character costs it a system call; 2^96 stays unguessable.
+ */
+const POSIX_MARKER_BYTES = 12;
 let markerPool = Buffer.alloc(0);
 let markerAt = 0;
 
-/** 128 random bits as 22 URL-safe base64 characters (safe unquoted in any shell). */
-export function freshMarker(): string {
-  if (markerAt + MARKER_BYTES > markerPool.length) {
+/**
+ * Random bits from crypto as URL-safe base64 (safe unquoted in any shell): by default 128 bits,
+ * 22 characters.
+ */
+export function freshMarker(bytes = MARKER_BYTES): string {
+  if (markerAt + bytes > markerPool.length) {
     markerPool = randomBytes(MARKER_BYTES * 256);
     markerAt = 0;
   }
-  const marker = markerPool.toString('base64url', markerAt, markerAt + MARKER_BYTES);
-  markerAt += MARKER_BYTES;
+  const marker = markerPool.toString('base64url', markerAt, markerAt + bytes);
+  markerAt += bytes;
   return marker;
 }
 
@@ -193,13 +201,13 @@ export class PosixFraming implements Framing {
       this.#redirect = this.#probe.payload.endsWith(' 1') ? '' : STDIN_REDIRECT;
       this.#probe = null;
     }
-    let marker = freshMarker();
-    while (marker.startsWith('-')) marker = freshMarker(); // never an option of echo
+    let marker = freshMarker(POSIX_MARKER_BYTES);
+    while (marker.startsWith('-')) marker = freshMarker(POSIX_MARKER_BYTES); // never an echo option
     const toStderr = this.#stderrMarker ? `;echo ${marker} >&2` : '';
     const input =
       command === null
-        ? `echo "${marker} $? \${${FD3_VARIABLE}-0}";unset ${FD3_VARIABLE}${toStderr}\n`
-        : `${this.#restore()}eval ${quote(command)}${this.#redirect};echo "${marker} $?"${toStderr}\n`;
+        ? `echo ${marker} $? \${${FD3_VARIABLE}-0};unset ${FD3_VARIABLE}${toStderr}\n`
+        : `${this.#restore()}eval ${quote(command)}${this.#redirect};echo ${marker} $?${toStderr}\n`;
     const stdout = new SentinelScanner(`${marker} `, { trailer: true });
     const stderr = this.#stderrMarker ? new SentinelScanner(`${marker}\n`) : null;
     const exitCode = () => {

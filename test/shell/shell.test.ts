@@ -73,7 +73,7 @@ for (const kind of ['local', 'daemon'] as const) {
       // A previous run's marker, printed exactly as the end of a run prints it, on both
       // streams, and the status function the driver uses called by the command.
       const tricky = await shell.run(
-        `printf '%s 0\\n' ${old}; printf '%s\\n' ${old} >&2; echo "${old} $?"; __procsock_status 0; echo after`,
+        `printf '%s 0\\n' ${old}; printf '%s\\n' ${old} >&2; echo ${old} $?; __procsock_status 0; echo after`,
       );
       assert.equal(tricky.stdout, `${old} 0\n${old} 0\nafter\n`);
       assert.equal(tricky.stderr, `${old}\n`);

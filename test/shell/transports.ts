@@ -35,7 +35,7 @@ export function recordingTransport(socket?: string): RecordingTransport {
 export function markers(written: readonly string[]): string[] {
   // A run's report, or the start-up probe's (which also says how the shell reads commands).
   const report =
-    /echo "(\S+) \$\?(?: \$\{__procsock_fd3-0\}";unset __procsock_fd3|")(?:;echo \S+ >&2)?\n/g;
+    /echo (\S+) \$\?(?: \$\{__procsock_fd3-0\};unset __procsock_fd3)?(?:;echo \S+ >&2)?\n/g;
   return [...written.join('').matchAll(report)].map((match) => match[1]!);
 }
 
