@@ -25,6 +25,21 @@ typedef struct {
   size_t read_buffer_size;
 } addon_t;
 
+/* Intrusive doubly linked lists (children, readers): `item` has `prev` and `next` members. */
+#define LIST_ADD(head, item)          \
+  do {                                \
+    (item)->prev = NULL;              \
+    (item)->next = (head);            \
+    if (head) (head)->prev = (item);  \
+    (head) = (item);                  \
+  } while (0)
+#define LIST_REMOVE(head, item)                              \
+  do {                                                       \
+    if ((item)->prev) (item)->prev->next = (item)->next;     \
+    else (head) = (item)->next;                              \
+    if ((item)->next) (item)->next->prev = (item)->prev;     \
+  } while (0)
+
 /* Calls `fn` (a reference) with int32 arguments, as an async callback of the addon. */
 void addon_call(addon_t *a, napi_ref fn, int argc, const int32_t *args);
 

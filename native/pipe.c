@@ -22,19 +22,6 @@ struct reader {
   reader_t *prev, *next;
 };
 
-static void list_add(addon_t *a, reader_t *r) {
-  r->prev = NULL;
-  r->next = a->readers;
-  if (a->readers) a->readers->prev = r;
-  a->readers = r;
-}
-
-static void list_remove(addon_t *a, reader_t *r) {
-  if (r->prev) r->prev->next = r->next;
-  else a->readers = r->next;
-  if (r->next) r->next->prev = r->prev;
-}
-
 static void on_readable(uv_poll_t *handle, int status, int events) {
   reader_t *r = (reader_t *)handle;
   addon_t *a = r->addon;
@@ -65,7 +52,7 @@ static void free_reader(uv_handle_t *handle) {
 }
 
 static void close_reader(reader_t *r) {
-  list_remove(r->addon, r);
+  LIST_REMOVE(r->addon->readers, r);
   uv_close((uv_handle_t *)&r->poll, free_reader);
 }
 
@@ -132,7 +119,7 @@ napi_value js_pipe_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EBADF", "pipeOpen: cannot watch the descriptor");
     return NULL;
   }
-  list_add(a, r);
+  LIST_ADD(a->readers, r);
   napi_create_external(env, r, NULL, NULL, &result);
   return result;
 }

@@ -118,19 +118,6 @@ struct child {
   child_t *prev, *next;
 };
 
-static void list_add(addon_t *a, child_t *c) {
-  c->prev = NULL;
-  c->next = a->children;
-  if (a->children) a->children->prev = c;
-  a->children = c;
-}
-
-static void list_remove(addon_t *a, child_t *c) {
-  if (c->prev) c->prev->next = c->next;
-  else a->children = c->next;
-  if (c->next) c->next->prev = c->prev;
-}
-
 /* ---- the child, between clone and exec ---------------------------------------------- */
 
 typedef struct {
@@ -378,7 +365,7 @@ static int try_reap(child_t *c) {
   do r = waitpid(c->pid, &status, WNOHANG);
   while (r < 0 && errno == EINTR);
   if (r == 0) return 0;
-  list_remove(a, c);
+  LIST_REMOVE(a->children, c);
   {
     pid_t pid = c->pid;
     /* Reaped, the child can no longer read its plan. */
@@ -573,7 +560,7 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
     watch_sigchld(a);
     if (a->sigchld_live++ == 0) uv_ref((uv_handle_t *)&a->sigchld);
   }
-  list_add(a, c);
+  LIST_ADD(a->children, c);
   c = NULL;
   out[0] = pid;
   out[1] = pipes[0][1];
@@ -646,7 +633,7 @@ static void cleanup(void *data) {
   /* The environment is going away: stop watching; the children are left to their fate. */
   while (c) {
     child_t *next = c->next;
-    list_remove(a, c);
+    LIST_REMOVE(a->children, c);
     if (c->pidfd >= 0) uv_close((uv_handle_t *)&c->poll, free_child);
     else free(c);
     c = next;
