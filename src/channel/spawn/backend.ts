@@ -3,8 +3,9 @@
  *
  * Two backends start programs the same way and report the same things:
  * - `native`: a small N-API addon (`native/spawn.c`) that starts the child without copying
- *   the Node process (clone with CLONE_VM | CLONE_VFORK) and learns of its exit from a
- *   pidfd, so a spawn costs a fraction of child_process's and barely blocks the event loop;
+ *   the Node process (clone with CLONE_VM), without waiting for its exec, and learns of its
+ *   exit from a pidfd, so a spawn costs a fraction of child_process's and barely blocks the
+ *   event loop;
  * - `child_process`: Node's own `child_process.spawn`, used when the addon is not built.
  *
  * Choose with the `spawnBackend` option or the `PROCSOCK_SPAWN` environment variable
