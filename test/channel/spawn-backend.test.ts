@@ -332,6 +332,39 @@ for (const backend of ['native', 'child_process'] as const) {
       assert.ok(Buffer.concat(out).equals(data), 'stdout arrives intact');
     });
 
+    test('lendOutput: a chunk kept while paused survives other programs reading meanwhile', async () => {
+      // The daemon's case: a big chunk queued on a slow socket, the channel paused until it
+      // drains, while other connections' programs keep writing.
+      const keeper = new LocalChannel(
+        ['head', '-c', '65536', '/dev/zero'],
+        opts({ lendOutput: true }),
+      );
+      keeper.end();
+      const kept = await new Promise<Buffer>((resolve) => {
+        keeper.once('output', ({ data }) => {
+          keeper.pause();
+          resolve(data); // a view, not a copy: valid until resume()
+        });
+      });
+      const snapshot = Buffer.from(kept);
+      for (let i = 0; i < 3; i++) {
+        const other = new LocalChannel(
+          ['head', '-c', '300000', '/dev/urandom'],
+          opts({ lendOutput: true }),
+        );
+        other.end();
+        let bytes = 0;
+        other.on('output', ({ data }) => {
+          bytes += data.length;
+        });
+        await other.done();
+        assert.equal(bytes, 300_000);
+      }
+      assert.ok(kept.equals(snapshot), 'the kept chunk is untouched');
+      keeper.resume();
+      assert.deepEqual(await keeper.done(), { exitCode: 0, termSignal: null });
+    });
+
     test('many spawns leave no zombie, no child and no descriptor behind', async () => {
       // Warm up first: lazily created handles (the addon, libuv's signal pipe) are not leaks.
       await run(['true'], opts());

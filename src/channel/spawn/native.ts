@@ -63,10 +63,14 @@ const FLAG_SET_UID = 2;
 const FLAG_SET_GID = 4;
 
 /**
- * Every output pipe is read into this one buffer: a chunk is consumed (lent) or copied before
- * the addon's callback returns, and callbacks never overlap.
+ * Every output pipe is read into one buffer: a chunk is copied, or lent, before the addon's
+ * callback returns, and callbacks never overlap. A listener that keeps a lent chunk pauses
+ * its channel (see `lendOutput`): that reader then holds the buffer until it is resumed, and
+ * the others read into another (a spare, or a new one).
  */
 const READ_BUFFER_SIZE = 1024 * 1024;
+/** Buffers given back by readers that held one, kept for the next reader that holds one. */
+const MAX_SPARE_BUFFERS = 4;
 /** A read this long filled a default pipe: lent output then enlarges the pipe to LENT_PIPE_SIZE. */
 const PIPE_FILLED = 64 * 1024;
 const LENT_PIPE_SIZE = 1024 * 1024;
@@ -85,7 +89,8 @@ const spawned = new Int32Array(4);
 /** Open output pipes by token, which the addon passes back with each read. */
 const readers = new Map<number, NativeOutput>();
 let nextToken = 0;
-const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+let readBuffer: Buffer = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+const spareBuffers: Buffer[] = [];
 
 let addon: Addon | null = null;
 let loadError: Error | null = null;
@@ -219,11 +224,12 @@ function rlimitTriples(limits: SpawnLimits | undefined): number[] | null {
 
 /**
  * An output pipe read by the addon. Reading starts at once and stops while paused. Lent
- * output (see `lendOutput`): 'data' carries a view of the shared read buffer, valid until
- * the listener returns — no allocation, no page faults, no garbage per chunk; and a pipe
- * that a read fills (bulk output) is enlarged to LENT_PIPE_SIZE, for 16 times fewer reads
- * and wake-ups. A program that prints a line thus costs no megabyte of pipe, nor any of
- * the user's pipe quota (pipe-user-pages-soft). Otherwise each chunk is a copy.
+ * output (see `lendOutput`): 'data' carries a view of the shared read buffer — no
+ * allocation, no page faults, no garbage per chunk — valid until the listener returns, or,
+ * if the listener pauses, until it resumes: the paused reader keeps the buffer meanwhile.
+ * A pipe that a read fills (bulk output) is enlarged to LENT_PIPE_SIZE, for 16 times fewer
+ * reads and wake-ups; a program that prints a line thus costs no megabyte of pipe, nor any
+ * of the user's pipe quota (pipe-user-pages-soft). Otherwise each chunk is a copy.
  */
 class NativeOutput extends EventEmitter implements ChildOutput {
   readonly readableLength = 0; // nothing is ever held back: each read is emitted at once
@@ -235,6 +241,8 @@ class NativeOutput extends EventEmitter implements ChildOutput {
   #lend: boolean;
   #enlarged = false;
   #paused = false;
+  /** The read buffer, taken out of the addon's hands while a paused listener keeps a chunk. */
+  #held: Buffer | null = null;
 
   constructor(native: Addon, fd: number, lend: boolean) {
     super();
@@ -268,7 +276,14 @@ class NativeOutput extends EventEmitter implements ChildOutput {
         this.#enlarged = true;
         this.#native.setPipeSize(this.#fd, LENT_PIPE_SIZE); // best effort
       }
+      const buffer = readBuffer;
       this.emit('data', view);
+      if (this.#paused && this.#handle) {
+        // The listener keeps the chunk until it resumes us: nobody may read into it till then.
+        this.#held = buffer;
+        readBuffer = spareBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+        this.#native.setReadBuffer(readBuffer);
+      }
       return;
     }
     if (result === 0) this.readableEnded = true;
@@ -289,6 +304,9 @@ class NativeOutput extends EventEmitter implements ChildOutput {
   resume(): this {
     if (this.#paused && this.#handle) this.#native.pipeRead(this.#handle, true);
     this.#paused = false;
+    // The listener is done with its chunk: the buffer can be read into again.
+    if (this.#held && spareBuffers.length < MAX_SPARE_BUFFERS) spareBuffers.push(this.#held);
+    this.#held = null;
     return this;
   }
 
@@ -297,6 +315,7 @@ class NativeOutput extends EventEmitter implements ChildOutput {
     if (!this.#handle) return this;
     this.#native.pipeClose(this.#handle);
     this.#handle = null;
+    this.#held = null; // a chunk may still be referenced: left to the garbage collector
     readers.delete(this.#token);
     process.nextTick(() => this.emit('close'));
     return this;
