@@ -3,32 +3,14 @@
  * loop), compiled here with `cc` (or $CC) and run as a peer.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { type BuiltPeer, buildPeer, peerSource } from './peer.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-
-export interface CLoop {
-  /** The built binary; null (see `why`) when there is no compiler. */
-  path: string | null;
-  why: string;
-  cleanup(): void;
-}
+export type CLoop = BuiltPeer;
 
 export function buildCLoop(): CLoop {
-  const dir = mkdtempSync(join(tmpdir(), 'procsock-bench-'));
-  const path = join(dir, 'spawn-loop');
-  const cc = process.env.CC ?? 'cc';
-  const built = spawnSync(cc, ['-O2', '-o', path, join(here, 'c', 'spawn-loop.c')], {
-    encoding: 'utf8',
-  });
-  const cleanup = () => rmSync(dir, { recursive: true, force: true });
-  if (built.error || built.status !== 0) {
-    return { path: null, why: built.error?.message ?? built.stderr.trim(), cleanup };
-  }
-  return { path, why: '', cleanup };
+  return buildPeer('spawn-loop', (out) => ({
+    argv: [process.env.CC ?? 'cc', '-O2', '-o', out, peerSource('c/spawn-loop.c')],
+  }));
 }
 
 /** Spawns per second of `program`, `count` in all, `concurrency` in flight. */

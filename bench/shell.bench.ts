@@ -15,13 +15,12 @@
  * the exit status and the stdin isolation cost.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { LocalChannel } from '../src/channel/local.js';
 import { Shell } from '../src/shell/index.js';
 import { formatGoalTable, type GoalRow, ratio as ratioOf, recordGoals } from './goals.js';
+import { type BuiltPeer, buildPeer, peerSource } from './peer.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
@@ -31,27 +30,12 @@ const BASH_C_REFERENCE = 1_000;
 
 type Once = () => Promise<void>;
 
-interface GoPeer {
-  /** The built peer (bench/go/shexec_scheme.go); null when there is no Go toolchain. */
-  path: string | null;
-  why: string;
-  cleanup(): void;
-}
-
-/** Builds the Go peer with the `go` on PATH, if there is one. */
-function buildGoPeer(): GoPeer {
-  const dir = mkdtempSync(join(tmpdir(), 'procsock-bench-go-'));
-  const cleanup = () => rmSync(dir, { recursive: true, force: true });
-  const source = join(dirname(fileURLToPath(import.meta.url)), 'go', 'shexec_scheme.go');
-  const path = join(dir, 'shexec-scheme');
-  const built = spawnSync('go', ['build', '-o', path, source], {
-    encoding: 'utf8',
-    env: { ...process.env, GOCACHE: process.env.GOCACHE ?? join(dir, 'cache'), GO111MODULE: 'off' },
-  });
-  if (built.error || built.status !== 0) {
-    return { path: null, why: built.error?.message ?? built.stderr.trim(), cleanup };
-  }
-  return { path, why: '', cleanup };
+/** The Go peer (bench/go/shexec_scheme.go), built with the `go` on PATH if there is one. */
+function buildGoPeer(): BuiltPeer {
+  return buildPeer('shexec-scheme', (out, dir) => ({
+    argv: ['go', 'build', '-o', out, peerSource('go/shexec_scheme.go')],
+    env: { GOCACHE: process.env.GOCACHE ?? join(dir, 'cache'), GO111MODULE: 'off' },
+  }));
 }
 
 /** The Go peer's runs/s over SECONDS (it warms up first, in its own process). */
