@@ -66,6 +66,8 @@ export interface LocalChannelOptions {
 export const DEFAULT_KILL_TIMEOUT = 5000;
 
 const PENDING_READ_SIZE = 64 * 1024;
+/** The largest pipe the backends make (native enlarges a busy one to 1 MiB). */
+const MAX_PIPE_SIZE = 1024 * 1024;
 const EAGAIN = osConstants.errno.EAGAIN;
 /** Scratch space of readPendingOutput (pieces are copied out of it). */
 let pendingBuffer: Buffer | null = null;
@@ -79,6 +81,9 @@ export class LocalChannel extends ProcessChannel {
   #openStreams = 2;
   #reaped: ExitStatus | null = null;
   #killTimer: NodeJS.Timeout | null = null;
+  /** The kill timeout expired: once the program is reaped, whatever still holds its pipes is not waited for. */
+  #graceOver = false;
+  #outputPaused = false;
   #stdinOpen = true;
   #execFailed = false;
 
@@ -145,6 +150,7 @@ export class LocalChannel extends ProcessChannel {
     }
     child.on('exit', (code, signal) => {
       this.#reaped = signal ? killedBy(wireSignalName(signal)) : exitedWith(code ?? 0);
+      this.#closePipesAfterGrace();
       this.#maybeFinish();
     });
     return child;
@@ -199,29 +205,40 @@ export class LocalChannel extends ProcessChannel {
    * holds data not yet emitted.
    */
   readPendingOutput(type: 'stdout' | 'stderr'): boolean {
+    return this.#readPending(type, Number.POSITIVE_INFINITY);
+  }
+
+  /** `readPendingOutput`, stopping after about `maxBytes` or when a listener pauses the channel. */
+  #readPending(type: 'stdout' | 'stderr', maxBytes: number): boolean {
     const stream = type === 'stdout' ? this.#child?.stdout : this.#child?.stderr;
     if (!stream || stream.destroyed || stream.readableEnded) return true; // nothing more comes
     if (stream.isPaused() || stream.readableLength > 0) return false;
     const fd = stream.fd ?? (stream as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) return false;
-    for (;;) {
+    for (let taken = 0; taken < maxBytes; ) {
       pendingBuffer ??= Buffer.allocUnsafeSlow(PENDING_READ_SIZE);
       const length = readAvailable(fd, pendingBuffer);
       if (length === null) return false;
       // 0 (end of file) and errors are left to the stream, which sees them on its next read.
       if (length <= 0) return length === -EAGAIN || length === 0;
+      taken += length;
       this.emitOutput(type, Buffer.from(pendingBuffer.subarray(0, length)));
+      if (stream.isPaused()) return false;
     }
+    return true;
   }
 
   pause(): void {
+    this.#outputPaused = true;
     this.#child?.stdout?.pause();
     this.#child?.stderr?.pause();
   }
 
   resume(): void {
+    this.#outputPaused = false;
     this.#child?.stdout?.resume();
     this.#child?.stderr?.resume();
+    this.#closePipesAfterGrace();
   }
 
   /** Sends a signal to the program (to its group when it has one). */
@@ -238,19 +255,52 @@ export class LocalChannel extends ProcessChannel {
 
   /**
    * TERM now; KILL after the kill timeout if the program has not finished. Output still
-   * flows, so the caller learns how the program ended. If only inherited pipes keep the
-   * channel open (a grandchild holds them), they are closed when the timeout expires.
+   * flows, so the caller learns how the program ended. Once the grace is over and the
+   * program reaped (then, or a moment later), the pipes are closed even if what it started
+   * still holds them: see #closePipesAfterGrace.
    */
   terminate(): void {
-    if (this.closed || this.#killTimer) return;
+    if (this.closed || this.#killTimer || this.#graceOver) return;
     this.kill('SIGTERM');
     this.#killTimer = setTimeout(() => {
+      this.#killTimer = null;
+      this.#graceOver = true;
       this.kill('SIGKILL');
-      if (this.#reaped !== null) {
-        this.#child?.stdout?.destroy();
-        this.#child?.stderr?.destroy();
-      }
+      this.#closePipesAfterGrace();
     }, this.#killTimeout);
+  }
+
+  /**
+   * After the grace, a reaped program's pipes are closed: descendants that inherited them
+   * (a background job, a daemonised grandchild) must not keep the channel — and the daemon's
+   * connection, its slot and its shutdown — open. What the pipes already hold is delivered
+   * first, the program's last output included: it is read now, synchronously (up to a full
+   * pipe each), or where that cannot be done (no addon), the pipes get one more turn of the
+   * event loop's poll phase to be read in. A paused channel keeps its pipes until resumed
+   * (or destroyed): its reader is not ready for that output yet.
+   */
+  #closePipesAfterGrace(): void {
+    if (!this.#graceOver || this.#reaped === null || this.#openStreams === 0) return;
+    if (this.#outputPaused && !this.destroyed) return;
+    const stdout = this.#child?.stdout;
+    const stderr = this.#child?.stderr;
+    let drained = true;
+    for (const type of ['stdout', 'stderr'] as const) {
+      if (!this.#readPending(type, MAX_PIPE_SIZE)) drained = false;
+    }
+    if (this.#outputPaused && !this.destroyed) return; // a listener paused: resume() comes back
+    if (drained) {
+      stdout?.destroy();
+      stderr?.destroy();
+      return;
+    }
+    // setImmediate from here runs before the next poll; the one it queues runs after it.
+    setImmediate(() =>
+      setImmediate(() => {
+        stdout?.destroy();
+        stderr?.destroy();
+      }),
+    );
   }
 
   protected destroyResources(): void {
