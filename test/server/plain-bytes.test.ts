@@ -23,11 +23,7 @@ const CASES: Record<string, (string | Buffer)[]> = {
   'printf without a newline': [request(['printf', '%s', 'no newline'])],
   'exit status 3 with stdout': [request(['sh', '-c', 'echo out; exit 3'])],
   'stderr only, exit 1': [request(['sh', '-c', 'echo err >&2; exit 1'])],
-  'cat with stdin in a later write': [
-    request(['cat'], [], false),
-    ns('abcdef'),
-    ns(''),
-  ],
+  'cat with stdin in a later write': [request(['cat'], [], false), ns('abcdef'), ns('')],
   'killed by TERM': [request(['sh', '-c', 'kill -TERM $$'])],
   'command not found': [request(['procsock-no-such-program-16'])],
   'not executable': [request(['/etc/passwd'])],
