@@ -20,6 +20,12 @@ export interface AuditRecord {
   termSignal: string | null;
   refused: string | null;
   error: string | null;
+  /**
+   * Why the run ended: exit, signal, deadline, timeout, output-limit, stdin-limit, hangup,
+   * shutdown, spawn-failure, policy-refused, unsupported, protocol-violation; null when no
+   * request came.
+   */
+  reason: string | null;
   durationMs: number;
   bytesIn: number;
   bytesOut: number;

@@ -6,6 +6,7 @@
  */
 
 import { printable } from '../util/printable.js';
+import { type ClientOptionRules, type ClientRule, resolveClientRule } from './client-options.js';
 import { buildEnvironment, type EnvironmentRule } from './environment.js';
 import { type Identity, resolveIdentity } from './identity.js';
 import { checkProgram, findProgram, ProgramAllowList } from './program.js';
@@ -47,6 +48,22 @@ export interface PolicyOptions {
   allowRoot?: boolean;
   /** Audit log: '-' for stderr, or a file to append JSON lines to. */
   audit?: string;
+  /**
+   * Variables a client may set through the protocol extension: 'all', 'none', or names.
+   * Default: 'all' when no other policy option restricts anything, else 'none'.
+   */
+  clientEnv?: ClientRule;
+  /**
+   * Working directories a client may choose through the protocol extension: 'all', 'none',
+   * or directories (each with everything below it). Default as for `clientEnv`.
+   */
+  clientCwd?: ClientRule;
+}
+
+/** What the protocol extension's per-run options replace in a plan. */
+export interface PlanOverrides {
+  cwd?: string;
+  env?: Record<string, string>;
 }
 
 /** How to start one program, as decided by the policy. */
@@ -65,6 +82,8 @@ export interface Refusal {
   /** One line for the client's stderr, already prefixed with `procsock: PROG: `. */
   message: string;
   exitCode: 126 | 127;
+  /** True when the policy said no (not allowed), false when the program cannot be found or run. */
+  byPolicy: boolean;
 }
 
 export class PolicyError extends Error {}
@@ -74,6 +93,8 @@ export class Policy {
   readonly #allowList: ProgramAllowList | undefined;
   readonly #env: EnvironmentRule | undefined;
   readonly #identity: Identity | undefined;
+  /** What clients may set for their own runs (protocol extension). */
+  readonly clientRules: Readonly<ClientOptionRules>;
 
   /** Validates the options; throws `PolicyError` with a message fit for the command line. */
   constructor(options: PolicyOptions = {}, runningAsRoot = process.getuid?.() === 0) {
@@ -111,6 +132,20 @@ export class Policy {
         throw new PolicyError(`${name} must be a whole number ≥ 0, not ${value}`);
       }
     }
+    const clientDefault = this.isOpen ? 'all' : 'none';
+    try {
+      this.clientRules = Object.freeze({
+        env: resolveClientRule(options.clientEnv ?? clientDefault, 'clientEnv'),
+        cwd: resolveClientRule(options.clientCwd ?? clientDefault, 'clientCwd'),
+      });
+    } catch (error) {
+      throw new PolicyError((error as Error).message);
+    }
+  }
+
+  /** The environment a program gets when the client sets none: the daemon's, as the policy filters it. */
+  defaultEnvironment(daemonEnv: NodeJS.ProcessEnv = process.env): Record<string, string> {
+    return buildEnvironment(daemonEnv, this.#env ?? { pass: 'all', set: {} });
   }
 
   /** True when the policy changes nothing: sockexec's behaviour. */
@@ -126,21 +161,29 @@ export class Policy {
     );
   }
 
-  /** Decides how argv runs, or refuses it. */
-  plan(argv: string[], daemonEnv: NodeJS.ProcessEnv = process.env): LaunchPlan | Refusal {
+  /**
+   * Decides how argv runs, or refuses it. `overrides` are a client's own cwd and environment
+   * (protocol extension), already checked against `clientRules`.
+   */
+  plan(
+    argv: string[],
+    daemonEnv: NodeJS.ProcessEnv = process.env,
+    overrides: PlanOverrides = {},
+  ): LaunchPlan | Refusal {
     const program = argv[0] ?? '';
-    const cwd = this.options.cwd;
-    const env = this.#env ? buildEnvironment(daemonEnv, this.#env) : undefined;
+    const cwd = overrides.cwd ?? this.options.cwd;
+    const env = overrides.env ?? (this.#env ? buildEnvironment(daemonEnv, this.#env) : undefined);
     const searchPath = this.options.path ?? daemonEnv.PATH ?? '/usr/bin:/bin';
-    const refuse = (reason: string, exitCode: 126 | 127): Refusal => ({
+    const refuse = (reason: string, exitCode: 126 | 127, byPolicy = false): Refusal => ({
       refused: true,
       message: `procsock: ${printable(program)}: ${reason}\n`,
       exitCode,
+      byPolicy,
     });
     let file: string | undefined;
     if (this.#allowList) {
       const decision = checkProgram(program, this.#allowList, searchPath, cwd ?? process.cwd());
-      if (!decision.allowed) return refuse(decision.reason, decision.exitCode);
+      if (!decision.allowed) return refuse(decision.reason, decision.exitCode, decision.byPolicy);
       file = decision.path;
     } else if (this.options.path !== undefined) {
       // Look up with the policy's PATH here, so the program's own environment does not decide.

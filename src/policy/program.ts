@@ -15,7 +15,13 @@ export interface ProgramRule {
 
 export type ProgramDecision =
   | { readonly allowed: true; readonly path: string }
-  | { readonly allowed: false; readonly reason: string; readonly exitCode: 126 | 127 };
+  | {
+      readonly allowed: false;
+      readonly reason: string;
+      readonly exitCode: 126 | 127;
+      /** True when the allow-list refused it, false when it cannot be found or named. */
+      readonly byPolicy: boolean;
+    };
 
 /**
  * An allow-list with every entry resolved to its real path once, at start-up, so a later
@@ -82,18 +88,25 @@ export function checkProgram(
   cwd: string,
 ): ProgramDecision {
   if (name === '' || name.includes('\0')) {
-    return { allowed: false, reason: 'invalid program name', exitCode: 126 };
+    return { allowed: false, reason: 'invalid program name', exitCode: 126, byPolicy: false };
   }
   const found = findProgram(name, searchPath, cwd);
-  if (found === undefined) return { allowed: false, reason: 'command not found', exitCode: 127 };
+  if (found === undefined) {
+    return { allowed: false, reason: 'command not found', exitCode: 127, byPolicy: false };
+  }
   let real: string;
   try {
     real = realpathSync(found);
   } catch {
-    return { allowed: false, reason: 'command not found', exitCode: 127 };
+    return { allowed: false, reason: 'command not found', exitCode: 127, byPolicy: false };
   }
   if (!allowList.permits(real)) {
-    return { allowed: false, reason: 'not allowed by the daemon policy', exitCode: 126 };
+    return {
+      allowed: false,
+      reason: 'not allowed by the daemon policy',
+      exitCode: 126,
+      byPolicy: true,
+    };
   }
   return { allowed: true, path: real };
 }

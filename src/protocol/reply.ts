@@ -5,9 +5,18 @@
  *   exitcode                    decimal status, when the program exited
  *   termsig                     signal name without SIG, when a signal killed it
  *
- * then the server closes the connection.
+ * then the server closes the connection. An extended reply (./extension.ts) opens with the
+ * `procsock` hello pair and has `reason` and `usage` pairs right before the exit pair.
  */
 import { ProtocolError } from '../errors.js';
+import {
+  EXTENSION_VERSION,
+  MAX_USAGE_LENGTH,
+  parseReason,
+  parseUsage,
+  type WireReason,
+  type WireUsage,
+} from './extension.js';
 import { encodeNetstring, NetstringDecoder, netstringParts } from './netstring.js';
 
 export type OutputType = 'stdout' | 'stderr' | 'unknown';
@@ -55,17 +64,23 @@ export interface ReplyHandler {
   /** A piece of output, never empty. */
   onOutput(type: OutputType, data: Buffer): void;
   onExit(status: ExitStatus): void;
+  /** Extended replies: the daemon accepted the extension in this version. */
+  onHello?(version: number): void;
+  /** Extended replies: why the run ended and what it cost, just before `onExit`. */
+  onRunEnd?(reason: WireReason | null, usage: WireUsage | null): void;
 }
 
 export interface ReplyLimits {
   /** Longest announced output netstring. Output is streamed, never buffered whole. */
   maxDataLength: number;
+  /** Expect an extended reply: the hello first, then `reason`/`usage` before the exit. */
+  extended: boolean;
 }
 
 const MAX_TYPE_LENGTH = 16;
 const MAX_STATUS_LENGTH = 32;
 
-type Expecting = 'type' | OutputType | 'exitcode' | 'termsig';
+type Expecting = 'type' | OutputType | 'exitcode' | 'termsig' | 'procsock' | 'reason' | 'usage';
 
 /** Incremental parser of a reply stream, for clients. */
 export class ReplyDecoder {
@@ -75,9 +90,14 @@ export class ReplyDecoder {
   #expecting: Expecting = 'type';
   #pieces: Buffer[] = [];
   #exited = false;
+  readonly #extended: boolean;
+  #hello = false;
+  #reason: WireReason | null = null;
+  #usage: WireUsage | null = null;
 
   constructor(handler: ReplyHandler, limits: Partial<ReplyLimits> = {}) {
     this.#handler = handler;
+    this.#extended = limits.extended ?? false;
     this.#maxDataLength = limits.maxDataLength ?? 1024 * 1024 * 1024;
     this.#decoder = new NetstringDecoder((piece, last) => this.#onPiece(piece, last), {
       maxLength: MAX_TYPE_LENGTH,
@@ -91,6 +111,11 @@ export class ReplyDecoder {
 
   get exited(): boolean {
     return this.#exited;
+  }
+
+  /** Extended replies: true once the daemon's hello arrived (it speaks the extension). */
+  get helloReceived(): boolean {
+    return this.#hello;
   }
 
   /** Throws `ProtocolError`/`LimitError` on a violation. */
@@ -110,10 +135,16 @@ export class ReplyDecoder {
     const text = Buffer.concat(this.#pieces).toString('latin1');
     this.#pieces = [];
     if (expecting === 'type') this.#onType(text);
-    else this.#onStatus(expecting, text);
+    else if (expecting === 'exitcode' || expecting === 'termsig') this.#onStatus(expecting, text);
+    else this.#onExtra(expecting, text);
   }
 
   #onType(type: string): void {
+    if (this.#extended && !this.#hello && type !== 'procsock') {
+      throw new ProtocolError(
+        `the daemon answered an extended request with ${JSON.stringify(type)} instead of its hello`,
+      );
+    }
     switch (type) {
       case 'stdout':
       case 'stderr':
@@ -125,14 +156,37 @@ export class ReplyDecoder {
         if (this.#exited) throw new ProtocolError('the server sent a second exit status');
         this.#expect(type);
         return;
-      default:
-        throw new ProtocolError(`the server sent an unknown reply type ${JSON.stringify(type)}`);
+      case 'procsock':
+      case 'reason':
+      case 'usage':
+        if (!this.#extended || this.#exited || (type === 'procsock') === this.#hello) break;
+        this.#expect(type);
+        return;
+    }
+    throw new ProtocolError(`the server sent an unexpected reply type ${JSON.stringify(type)}`);
+  }
+
+  #onExtra(kind: 'procsock' | 'reason' | 'usage', text: string): void {
+    this.#expect('type');
+    if (kind === 'procsock') {
+      if (!/^[1-9][0-9]{0,2}$/.test(text) || Number(text) > EXTENSION_VERSION) {
+        throw new ProtocolError(
+          `the daemon answered with protocol version ${JSON.stringify(text)}`,
+        );
+      }
+      this.#hello = true;
+      this.#handler.onHello?.(Number(text));
+    } else if (kind === 'reason') {
+      this.#reason = parseReason(text);
+    } else {
+      this.#usage = parseUsage(text);
     }
   }
 
   #onStatus(kind: 'exitcode' | 'termsig', text: string): void {
     this.#exited = true;
     this.#expect('type');
+    if (this.#extended) this.#handler.onRunEnd?.(this.#reason, this.#usage);
     if (kind === 'exitcode') {
       if (!/^[0-9]{1,10}$/.test(text)) {
         throw new ProtocolError(`the server sent a bad exit code ${JSON.stringify(text)}`);
@@ -151,8 +205,10 @@ export class ReplyDecoder {
     this.#decoder.maxLength =
       next === 'type'
         ? MAX_TYPE_LENGTH
-        : next === 'exitcode' || next === 'termsig'
-          ? MAX_STATUS_LENGTH
-          : this.#maxDataLength;
+        : next === 'usage'
+          ? MAX_USAGE_LENGTH
+          : next === 'exitcode' || next === 'termsig' || next === 'procsock' || next === 'reason'
+            ? MAX_STATUS_LENGTH
+            : this.#maxDataLength;
   }
 }

@@ -8,8 +8,17 @@
  *
  * `RequestDecoder` parses it incrementally for the server and enforces the limits that
  * keep a hostile client from making the daemon allocate; `encodeArgs`/`encodeStdin` write it.
+ * Given `onExtended`, it also recognises the protocol extension's opening in place of argc
+ * and hands the rest of the stream to the extension's parser (./extension.ts).
  */
 import { LimitError, ProtocolError } from '../errors.js';
+import {
+  EXTENSION_VERSION,
+  type ExtendedRequestHandler,
+  ExtendedRequestParser,
+  MAX_OPENING_LENGTH,
+  openingVersion,
+} from './extension.js';
 import { encodeNetstring, NetstringDecoder, netstringParts } from './netstring.js';
 
 export interface RequestLimits {
@@ -37,9 +46,15 @@ export interface RequestHandler {
   onStdin(data: Buffer): void;
   /** The terminator arrived: close the program's stdin. Nothing after it is parsed. */
   onStdinEnd(): void;
+  /**
+   * Present when the extension is spoken: the first netstring was the extension's opening
+   * (src/protocol/extension.ts), offering `version`; the handler returned takes the rest.
+   * Absent, an opening is a bad argument count, as for any sockexec daemon.
+   */
+  onExtended?(version: number): ExtendedRequestHandler;
 }
 
-export type RequestPhase = 'argc' | 'argv' | 'stdin' | 'done';
+export type RequestPhase = 'argc' | 'argv' | 'stdin' | 'done' | 'extended';
 
 /** Longest argc netstring: the digits of the largest count any sane limit allows. */
 const MAX_ARGC_DIGITS = 10;
@@ -54,12 +69,13 @@ export class RequestDecoder {
   #argBytes = 0;
   #pieces: Buffer[] = [];
   #stdinPieceSeen = false;
+  #extended: ExtendedRequestParser | null = null;
 
   constructor(handler: RequestHandler, limits: Partial<RequestLimits> = {}) {
     this.#handler = handler;
     this.#limits = { ...DEFAULT_REQUEST_LIMITS, ...limits };
     this.#decoder = new NetstringDecoder((piece, last) => this.#onPiece(piece, last), {
-      maxLength: MAX_ARGC_DIGITS,
+      maxLength: handler.onExtended ? MAX_OPENING_LENGTH : MAX_ARGC_DIGITS,
     });
   }
 
@@ -85,6 +101,9 @@ export class RequestDecoder {
 
   #onPiece(piece: Buffer, last: boolean): void {
     switch (this.#phase) {
+      case 'extended':
+        this.#extended!.onPiece(piece, last);
+        return;
       case 'argc':
         this.#collect(piece);
         if (last) this.#startArgv(this.#take().toString('latin1'));
@@ -119,6 +138,15 @@ export class RequestDecoder {
   }
 
   #startArgv(text: string): void {
+    const version = this.#handler.onExtended ? openingVersion(text) : null;
+    if (version !== null) {
+      const handler = this.#handler.onExtended!(Math.min(version, EXTENSION_VERSION));
+      this.#phase = 'extended';
+      this.#extended = new ExtendedRequestParser(handler, this.#limits, (length) => {
+        this.#decoder.maxLength = length;
+      });
+      return;
+    }
     if (!/^[1-9][0-9]*$/.test(text)) {
       throw new ProtocolError(
         `bad argument count ${JSON.stringify(text)}: expected a decimal number ≥ 1`,

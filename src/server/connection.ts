@@ -18,15 +18,29 @@
  * The deadline (and shutdown) only TERMs the program, KILL following after the kill
  * timeout, so the client still learns how it ended; a client that has not taken its reply
  * two kill timeouts after the TERM is dropped.
+ *
+ * A client that opens with the protocol extension (src/protocol/extension.ts) gets the hello
+ * at once, its per-run options checked in ./extension.ts, signals delivered while the
+ * program runs, and `reason` and `usage` before the exit pair. Every connection keeps the
+ * reason its run ended for the audit log; only extended clients are sent it.
  */
 import type { Socket } from 'node:net';
 import { LocalChannel } from '../channel/local.js';
 import { peerCredentials } from '../channel/spawn/index.js';
-import { describeError } from '../errors.js';
+import { describeError, ProtocolError } from '../errors.js';
 import type { AuditLog, AuditRecord } from '../policy/audit.js';
-import { isRefusal } from '../policy/policy.js';
+import { isRefusal, type LaunchPlan } from '../policy/policy.js';
+import {
+  type ExtendedRequest,
+  type ExtendedRequestHandler,
+  encodeHello,
+  encodeRunEnd,
+  type WireReason,
+} from '../protocol/extension.js';
 import { type ExitStatus, encodeExit, encodeOutput, type OutputChunk } from '../protocol/reply.js';
 import { RequestDecoder } from '../protocol/request.js';
+import { signalNumber } from '../protocol/signals.js';
+import { isExtendedRefusal, planExtendedRun } from './extension.js';
 import type { ResolvedServeOptions } from './options.js';
 
 export type ConnectionState = 'reading' | 'running' | 'replying' | 'abandoned' | 'closed';
@@ -53,6 +67,13 @@ export class Connection {
   /** Set once a policy limit stopped the program: its further output (or input) is dropped. */
   #outputCapped = false;
   #stdinCapped = false;
+  #maxOutput: number | undefined;
+  /** The protocol extension's version, once the client opened with it. */
+  #extension: number | null = null;
+  /** Why procsock stopped the run (the first cause wins), or why it never ran. */
+  #stopReason: WireReason | null = null;
+  #runTimer: NodeJS.Timeout | null = null;
+  #spawnedAt = 0;
 
   constructor(
     socket: Socket,
@@ -72,6 +93,7 @@ export class Connection {
       exitCode: null,
       termSignal: null,
       refused: null,
+      reason: null,
       error: null,
       durationMs: 0,
       bytesIn: 0,
@@ -80,11 +102,13 @@ export class Connection {
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
+    this.#maxOutput = options.policy.options.maxOutputBytes;
     this.#decoder = new RequestDecoder(
       {
         onArgs: (argv) => this.#startProgram(argv),
         onStdin: (data) => this.#writeStdin(data),
         onStdinEnd: () => this.#channel?.end(),
+        onExtended: (version) => this.#extend(version),
       },
       options.limits,
     );
@@ -136,8 +160,10 @@ export class Connection {
     this.#guard(() => {
       if (this.#state === 'reading') {
         this.#log('closing: the daemon is shutting down');
+        this.#stopReason ??= 'shutdown';
         this.#socket.destroy();
       } else if (this.#state === 'running') {
+        this.#stopReason ??= 'shutdown';
         this.#terminate('the daemon is shutting down');
       }
       this.#dropAfter(2 * this.#options.killTimeout);
@@ -150,23 +176,78 @@ export class Connection {
       this.#decoder.push(chunk);
     } catch (error) {
       this.#record.error ??= `protocol violation: ${describeError(error)}`;
+      this.#stopReason ??= 'protocol-violation';
       this.#abandon(`protocol violation: ${describeError(error)}`);
     }
   }
 
   #startProgram(argvBytes: Buffer[]): void {
     const argv = argvBytes.map((arg) => arg.toString('utf8'));
-    this.#record.argv = argv;
-    if (argv[0] === '') {
-      // No program to look up: answer as a shell would for a name it cannot find.
-      this.#refuse('procsock: empty program name\n', 127, 'empty program name');
-      return;
-    }
+    if (!this.#acceptArgv(argv)) return;
     const plan = this.#options.policy.plan(argv);
     if (isRefusal(plan)) {
-      this.#refuse(plan.message, plan.exitCode, plan.message.trim());
+      const reason = plan.byPolicy ? 'policy-refused' : 'spawn-failure';
+      this.#refuse(plan.message, plan.exitCode, plan.message.trim(), reason);
       return;
     }
+    this.#spawn(plan, this.#options);
+  }
+
+  /** Records argv; refuses an empty program name as a shell would a name it cannot find. */
+  #acceptArgv(argv: string[]): boolean {
+    this.#record.argv = argv;
+    if (argv[0] !== '') return true;
+    this.#refuse('procsock: empty program name\n', 127, 'empty program name', 'spawn-failure');
+    return false;
+  }
+
+  /** The client opened with the protocol extension: greet it, and take its request from here. */
+  #extend(version: number): ExtendedRequestHandler {
+    this.#extension = version;
+    this.#socket.write(encodeHello(version));
+    return {
+      onHeader: (request) => this.#startExtended(request),
+      onStdin: (data) => this.#writeStdin(data),
+      onStdinEnd: () => this.#channel?.end(),
+      onSignal: (name) => this.#signal(name),
+    };
+  }
+
+  #startExtended(request: ExtendedRequest): void {
+    if (!this.#acceptArgv(request.argv)) return;
+    const run = planExtendedRun(request, this.#options);
+    if (isExtendedRefusal(run)) {
+      this.#refuse(run.message, run.exitCode, run.message.trim(), run.reason);
+      return;
+    }
+    this.#maxOutput = run.maxOutput;
+    this.#spawn(run.plan, run);
+    if (run.timeout !== undefined && this.#state === 'running') {
+      this.#runTimer = setTimeout(() => this.#guard(() => this.#onRunTimeout()), run.timeout);
+    }
+  }
+
+  /** A signal from an extended client, for its running program (a program already gone gets none). */
+  #signal(name: string): void {
+    if (signalNumber(name) === undefined) {
+      throw new ProtocolError(`extended request: no signal named ${JSON.stringify(name)}`);
+    }
+    const channel = this.#channel;
+    if (this.#state !== 'running' || channel === null || channel.closed) return;
+    this.#log(`sending ${name} to pid ${channel.pid} at the client's request`);
+    channel.kill(`SIG${name}` as NodeJS.Signals);
+  }
+
+  #onRunTimeout(): void {
+    this.#runTimer = null;
+    if (this.#state !== 'running') return;
+    this.#stopReason ??= 'timeout';
+    this.#terminate("the run's own timeout passed");
+    this.#dropAfter(2 * this.#options.killTimeout);
+  }
+
+  #spawn(plan: LaunchPlan, run: { processGroup: boolean; killTimeout: number }): void {
+    this.#spawnedAt = performance.now();
     const channel = new LocalChannel(plan.argv, {
       file: plan.file,
       env: plan.env,
@@ -174,8 +255,8 @@ export class Connection {
       uid: plan.identity?.uid,
       gid: plan.identity?.gid,
       rlimits: plan.rlimits,
-      processGroup: this.#options.processGroup,
-      killTimeout: this.#options.killTimeout,
+      processGroup: run.processGroup,
+      killTimeout: run.killTimeout,
       // Output is only relayed: read it into reused buffers (see #send).
       lendOutput: true,
     });
@@ -189,13 +270,14 @@ export class Connection {
       this.#log(`program ${channel.pid ?? '(not started)'} reaped`);
       this.#maybeClosed();
     });
-    this.#log(`spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(argv)}`);
+    this.#log(`spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(plan.argv)}`);
   }
 
   /** Answers without running anything: a message on stderr and a shell-style exit status. */
-  #refuse(message: string, exitCode: number, why: string): void {
+  #refuse(message: string, exitCode: number, why: string, reason: WireReason): void {
     this.#log(`refused ${JSON.stringify(this.#record.argv)}: ${why}`);
     this.#record.refused = why;
+    this.#stopReason = reason;
     this.#state = 'running';
     this.#onOutput({ type: 'stderr', data: Buffer.from(message) });
     this.#onExit({ exitCode, termSignal: null });
@@ -208,7 +290,7 @@ export class Connection {
     this.#record.bytesIn += data.length;
     if (max !== undefined && this.#record.bytesIn > max) {
       this.#stdinCapped = true;
-      this.#stopAtLimit(`stdin limit of ${max} bytes reached`);
+      this.#stopAtLimit(`stdin limit of ${max} bytes reached`, 'stdin-limit');
       return;
     }
     if (!channel.write(data) && !this.#stdinBlocked) {
@@ -225,7 +307,7 @@ export class Connection {
 
   #onOutput(chunk: OutputChunk): void {
     if (this.#state !== 'running' || this.#outputCapped) return;
-    const max = this.#options.policy.options.maxOutputBytes;
+    const max = this.#maxOutput;
     let data = chunk.data;
     const over = max !== undefined && this.#record.bytesOut + data.length > max;
     // A copy: the chunk is lent, and the channel is resumed below while this may still be queued.
@@ -234,7 +316,7 @@ export class Connection {
     if (data.length > 0) this.#send(chunk.type, data);
     if (over) {
       this.#outputCapped = true;
-      this.#stopAtLimit(`output limit of ${max} bytes reached`);
+      this.#stopAtLimit(`output limit of ${max} bytes reached`, 'output-limit');
     }
   }
 
@@ -256,9 +338,10 @@ export class Connection {
   }
 
   /** A policy limit: the client is told on stderr, the program stopped as at the deadline. */
-  #stopAtLimit(why: string): void {
+  #stopAtLimit(why: string, reason: WireReason): void {
     this.#send('stderr', Buffer.from(`procsock: ${why}; the program was stopped\n`));
     this.#record.error ??= why;
+    this.#stopReason ??= reason;
     // Output beyond its limit is dropped: keep reading it so the program does not block while it dies.
     if (this.#outputCapped) this.#channel?.resume();
     this.#terminate(why);
@@ -276,11 +359,29 @@ export class Connection {
     );
     // Keep reading (and discarding) so the client's late stdin or EOF is noticed.
     this.#socket.resume();
+    const reason = this.#endReason(status);
+    this.#record.reason = reason;
+    const exit = encodeExit(status);
     // Half-close only; the socket is destroyed once the client has closed its end too (or
     // after the kill timeout). Destroying it at once would make a late write of the client (its
     // stdin terminator, sent as the program exits) fail with EPIPE, and a Node client loses
     // the reply still unread in its socket with it.
-    this.#socket.end(encodeExit(status), () => this.#dropAfter(this.#options.killTimeout));
+    this.#socket.end(
+      this.#extension === null ? exit : Buffer.concat([encodeRunEnd(reason, this.#usage()), exit]),
+      () => this.#dropAfter(this.#options.killTimeout),
+    );
+  }
+
+  /** The first cause procsock stopped the run for; else how the program ended by itself. */
+  #endReason(status: ExitStatus): WireReason {
+    if (this.#stopReason !== null) return this.#stopReason;
+    if (this.#channel !== null && this.#channel.pid === undefined) return 'spawn-failure';
+    return status.termSignal === null ? 'exit' : 'signal';
+  }
+
+  /** What the run cost, as far as the daemon knows: wall time from the spawn (none if it never ran). */
+  #usage(): { wallTime?: number } {
+    return this.#channel === null ? {} : { wallTime: performance.now() - this.#spawnedAt };
   }
 
   /**
@@ -300,6 +401,7 @@ export class Connection {
         this.#socket.destroy();
         return;
       case 'running':
+        this.#stopReason ??= 'hangup';
         this.#abandon(why);
         return;
       case 'replying':
@@ -335,6 +437,7 @@ export class Connection {
         this.#abandon('the deadline passed before the request was complete');
         return;
       case 'running':
+        this.#stopReason ??= 'deadline';
         this.#terminate('the deadline passed');
         this.#dropAfter(2 * this.#options.killTimeout);
         return;
@@ -383,6 +486,8 @@ export class Connection {
     if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     if (this.#dropTimer) clearTimeout(this.#dropTimer);
     if (this.#killLogTimer) clearTimeout(this.#killLogTimer);
+    if (this.#runTimer) clearTimeout(this.#runTimer);
+    this.#runTimer = null;
     this.#killLogTimer = null;
     this.#deadlineTimer = null;
     this.#dropTimer = null;
@@ -390,6 +495,7 @@ export class Connection {
     this.#state = 'closed';
     this.#log('closed');
     if (this.#audit) {
+      this.#record.reason ??= this.#stopReason;
       this.#record.durationMs = Math.round(performance.now() - this.#startedAt);
       this.#audit.write(this.#record);
     }

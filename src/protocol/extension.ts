@@ -1,0 +1,485 @@
+/**
+ * The procsock protocol extension, version 1: per-run options, messages while the program
+ * runs, and the end reason and resource usage in the reply — for procsock clients only.
+ * The README's "Protocol extension" section is the reference; in short:
+ *
+ *   client → opening   `12:1;procsock/1,` `0:,`
+ *            header    (name, value) netstring pairs: arg (repeated), cwd, env (repeated),
+ *                      env-mode, timeout, kill-timeout, max-output, kill-group; then `0:,`
+ *            messages  (type, data) pairs: `stdin` DATA (empty data closes stdin), `signal` NAME
+ *   server → hello     `8:procsock,1:1,`, at once
+ *            output    `stdout`/`stderr` pairs, as in the plain protocol
+ *            end       `reason` REASON, `usage` "key=value …", then the exit pair; close
+ *
+ * Why that opening: a plain request starts with a netstring holding a decimal count, so a
+ * payload that is not all digits cannot be taken for one by a strict parser (procsock's
+ * own, before the extension, closes the connection). The C sockexec reads the count with a
+ * lenient scan instead: `1;…` is one argument to it, the empty netstring that follows is that
+ * argument, and it fails at once to spawn a program with an empty name and closes the
+ * connection without running anything (a payload with no leading digit would leave it waiting
+ * for its deadline). So against any daemon that does not speak the extension, an extended
+ * client sees the connection close before the hello: a clear, immediate "not supported".
+ *
+ * This file holds the codec only; what each option means is decided by the daemon
+ * (src/server/extension.ts) and its policy.
+ */
+import { LimitError, ProtocolError } from '../errors.js';
+import { encodeNetstring, netstringParts } from './netstring.js';
+import type { RequestLimits } from './request.js';
+
+/** The version this code speaks (and the highest it accepts in an opening). */
+export const EXTENSION_VERSION = 1;
+
+const OPENING_PREFIX = '1;procsock/';
+/** Longest opening payload: the prefix and a version of up to three digits. */
+export const MAX_OPENING_LENGTH = OPENING_PREFIX.length + 3;
+
+/** The version an opening payload offers, or null when it is not an opening. */
+export function openingVersion(payload: string): number | null {
+  if (!payload.startsWith(OPENING_PREFIX)) return null;
+  const digits = payload.slice(OPENING_PREFIX.length);
+  return /^[1-9][0-9]{0,2}$/.test(digits) ? Number(digits) : null;
+}
+
+/** Why a run ended, as the daemon reports it to extended clients (and in its audit log). */
+export type WireReason =
+  | 'exit'
+  | 'signal'
+  | 'deadline'
+  | 'timeout'
+  | 'output-limit'
+  | 'stdin-limit'
+  | 'hangup'
+  | 'shutdown'
+  | 'spawn-failure'
+  | 'policy-refused'
+  | 'unsupported'
+  | 'protocol-violation';
+
+/** What a run cost, in `process.resourceUsage()` units (µs, KiB) plus wall time (ms). Keys the daemon does not know are absent. */
+export interface WireUsage {
+  userCPUTime?: number;
+  systemCPUTime?: number;
+  maxRSS?: number;
+  wallTime?: number;
+  descendantsStopped?: number;
+}
+
+const USAGE_KEYS: readonly (keyof WireUsage)[] = [
+  'userCPUTime',
+  'systemCPUTime',
+  'maxRSS',
+  'wallTime',
+  'descendantsStopped',
+];
+
+/** Per-run options as the header carries them. Absent: the daemon's default. */
+export interface ExtendedRequest {
+  argv: string[];
+  /** Absolute path. */
+  cwd?: string;
+  /** `replace`: these variables are the whole environment; `merge`: set on top of the default one. */
+  env?: { mode: 'replace' | 'merge'; vars: [name: string, value: string][] };
+  /** Wall-clock limit of the run in ms, from the spawn. */
+  timeout?: number;
+  /** Ms between TERM and KILL when the run is stopped. */
+  killTimeout?: number;
+  /** Most bytes of output (stdout and stderr together); then the program is stopped. */
+  maxOutput?: number;
+  /** Run in a process group of its own and signal the whole group. */
+  killGroup?: boolean;
+  /** Fields this daemon does not implement (reserved pty fields, newer versions' fields), in order. */
+  unsupported: string[];
+}
+
+export interface ExtendedRequestHandler {
+  /** The header is complete: start the program (or refuse). */
+  onHeader(request: ExtendedRequest): void;
+  /** A piece of stdin data, never empty, in order. */
+  onStdin(data: Buffer): void;
+  /** `stdin` with empty data: close the program's stdin. */
+  onStdinEnd(): void;
+  /** A signal name without `SIG`, checked for form only (`[A-Z][A-Z0-9+-]*`). */
+  onSignal(name: string): void;
+}
+
+/** Limits of the fields that the plain request's limits do not already cover. */
+export const EXTENSION_LIMITS = Object.freeze({
+  /** Longest field name or message type. */
+  maxName: 16,
+  /** Longest `cwd` (Linux PATH_MAX). */
+  maxPath: 4096,
+  /** Most `env` fields. */
+  maxEnv: 4096,
+  /** Most fields this daemon does not know, before the request counts as garbage. */
+  maxUnsupported: 16,
+  /** Longest value of a field this daemon does not know. */
+  maxUnsupportedValue: 256,
+  /** Longest decimal number (timeouts in ms fit in 10 digits, byte counts in 16). */
+  maxNumber: 16,
+  /** Longest signal name. */
+  maxSignal: 16,
+});
+
+const SINGLE_FIELDS = new Set([
+  'cwd',
+  'env-mode',
+  'timeout',
+  'kill-timeout',
+  'max-output',
+  'kill-group',
+]);
+/** Largest delay a Node timer accepts (about 24.8 days): every duration field is bounded by it. */
+const MAX_DURATION = 2 ** 31 - 1;
+
+type Phase = 'guard' | 'name' | 'value' | 'type' | 'stdin' | 'signal';
+
+/**
+ * The extended request after its opening, as a consumer of netstring pieces: the plain
+ * `RequestDecoder` recognises the opening and hands every later piece to this parser,
+ * with the same `NetstringDecoder` underneath, so the extension is exactly as incremental
+ * and bounded as the plain request. `setMaxLength` sets the longest netstring accepted next:
+ * every length is checked against the field it is for before any byte of it is buffered.
+ */
+export class ExtendedRequestParser {
+  readonly #handler: ExtendedRequestHandler;
+  readonly #limits: Readonly<RequestLimits>;
+  readonly #setMaxLength: (length: number) => void;
+  #phase: Phase = 'guard';
+  #pieces: Buffer[] = [];
+  #name = '';
+  #request: ExtendedRequest = { argv: [], unsupported: [] };
+  #seen = new Set<string>();
+  #argBytes = 0;
+  #envCount = 0;
+  #stdinPieceSeen = false;
+  #stdinEnded = false;
+
+  constructor(
+    handler: ExtendedRequestHandler,
+    limits: Readonly<RequestLimits>,
+    setMaxLength: (length: number) => void,
+  ) {
+    this.#handler = handler;
+    this.#limits = limits;
+    this.#setMaxLength = setMaxLength;
+    setMaxLength(EXTENSION_LIMITS.maxName);
+  }
+
+  /** True once the header is complete (the program is started or refused). */
+  get started(): boolean {
+    return this.#phase === 'type' || this.#phase === 'stdin' || this.#phase === 'signal';
+  }
+
+  onPiece(piece: Buffer, last: boolean): void {
+    if (this.#phase === 'stdin') {
+      this.#onStdinPiece(piece, last);
+      return;
+    }
+    if (this.#phase === 'value' && this.#name === 'arg') this.#countArgBytes(piece.length);
+    if (piece.length > 0) this.#pieces.push(piece);
+    if (!last) return;
+    const payload = this.#take();
+    switch (this.#phase) {
+      case 'guard':
+        if (payload.length > 0)
+          throw violation('the opening must be followed by an empty netstring');
+        this.#phase = 'name';
+        return;
+      case 'name':
+        this.#onName(payload.toString('latin1'));
+        return;
+      case 'value':
+        this.#onValue(payload);
+        return;
+      case 'type':
+        this.#onType(payload.toString('latin1'));
+        return;
+      case 'signal':
+        this.#onSignal(payload.toString('latin1'));
+        return;
+    }
+  }
+
+  #onName(name: string): void {
+    if (name === '') {
+      this.#endHeader();
+      return;
+    }
+    if (!/^[a-z][a-z0-9-]*$/.test(name)) throw violation(`bad field name ${JSON.stringify(name)}`);
+    if (SINGLE_FIELDS.has(name)) {
+      if (this.#seen.has(name)) throw violation(`field ${name} given twice`);
+      this.#seen.add(name);
+    }
+    this.#name = name;
+    this.#phase = 'value';
+    this.#setMaxLength(this.#valueLimit(name));
+  }
+
+  #valueLimit(name: string): number {
+    switch (name) {
+      case 'arg':
+        return this.#limits.maxArgLength;
+      case 'env':
+        return this.#limits.maxArgLength;
+      case 'cwd':
+        return EXTENSION_LIMITS.maxPath;
+      case 'env-mode':
+      case 'kill-group':
+        return EXTENSION_LIMITS.maxName;
+      case 'timeout':
+      case 'kill-timeout':
+      case 'max-output':
+        return EXTENSION_LIMITS.maxNumber;
+      default:
+        if (this.#request.unsupported.length >= EXTENSION_LIMITS.maxUnsupported) {
+          throw new LimitError(
+            `more than ${EXTENSION_LIMITS.maxUnsupported} unknown fields`,
+            'maxUnsupported',
+          );
+        }
+        return EXTENSION_LIMITS.maxUnsupportedValue;
+    }
+  }
+
+  #onValue(value: Buffer): void {
+    const name = this.#name;
+    const request = this.#request;
+    this.#phase = 'name';
+    this.#setMaxLength(EXTENSION_LIMITS.maxName);
+    switch (name) {
+      case 'arg':
+        if (request.argv.length >= this.#limits.maxArgs) {
+          throw new LimitError(
+            `argument count exceeds the limit of ${this.#limits.maxArgs}`,
+            'maxArgs',
+          );
+        }
+        request.argv.push(value.toString('utf8'));
+        return;
+      case 'env':
+        this.#onEnv(value);
+        return;
+      case 'cwd': {
+        const cwd = value.toString('utf8');
+        if (!cwd.startsWith('/') || cwd.includes('\0')) {
+          throw violation('cwd must be an absolute path without NUL bytes');
+        }
+        request.cwd = cwd;
+        return;
+      }
+      case 'env-mode': {
+        const mode = value.toString('latin1');
+        if (mode !== 'replace' && mode !== 'merge') {
+          throw violation(`env-mode must be replace or merge, not ${JSON.stringify(mode)}`);
+        }
+        request.env = { mode, vars: request.env?.vars ?? [] };
+        return;
+      }
+      case 'timeout':
+        request.timeout = duration(name, value);
+        return;
+      case 'kill-timeout':
+        request.killTimeout = duration(name, value);
+        return;
+      case 'max-output':
+        request.maxOutput = count(name, value);
+        return;
+      case 'kill-group': {
+        const flag = value.toString('latin1');
+        if (flag !== '0' && flag !== '1') throw violation('kill-group must be 0 or 1');
+        request.killGroup = flag === '1';
+        return;
+      }
+      default:
+        // Unknown fields, and those reserved for pty mode (pty, pty-columns, pty-rows,
+        // pty-stderr): the daemon answers them as unsupported, naming them.
+        request.unsupported.push(name);
+        return;
+    }
+  }
+
+  #onEnv(value: Buffer): void {
+    if (++this.#envCount > EXTENSION_LIMITS.maxEnv) {
+      throw new LimitError(`more than ${EXTENSION_LIMITS.maxEnv} env fields`, 'maxEnv');
+    }
+    // The environment shares the kernel's argument space with argv (ARG_MAX), so its limit too.
+    this.#countArgBytes(value.length);
+    const entry = value.toString('utf8');
+    const equals = entry.indexOf('=');
+    if (equals <= 0 || entry.includes('\0')) {
+      throw violation('an env field must be NAME=VALUE, with a name and no NUL byte');
+    }
+    this.#request.env ??= { mode: 'replace', vars: [] };
+    this.#request.env.vars.push([entry.slice(0, equals), entry.slice(equals + 1)]);
+  }
+
+  #countArgBytes(length: number): void {
+    this.#argBytes += length;
+    if (this.#argBytes > this.#limits.maxArgBytes) {
+      throw new LimitError(
+        `arguments and environment exceed the limit of ${this.#limits.maxArgBytes} bytes in all`,
+        'maxArgBytes',
+      );
+    }
+  }
+
+  #endHeader(): void {
+    const request = this.#request;
+    if (request.argv.length === 0) throw violation('the header has no arg field');
+    this.#request = { argv: [], unsupported: [] };
+    this.#phase = 'type';
+    this.#handler.onHeader(request);
+  }
+
+  #onType(type: string): void {
+    if (type === 'stdin') {
+      if (this.#stdinEnded) throw violation('stdin data after stdin was closed');
+      this.#phase = 'stdin';
+      this.#setMaxLength(this.#limits.maxDataLength);
+    } else if (type === 'signal') {
+      this.#phase = 'signal';
+      this.#setMaxLength(EXTENSION_LIMITS.maxSignal);
+    } else {
+      throw violation(`unknown message type ${JSON.stringify(type)}`);
+    }
+  }
+
+  #onStdinPiece(piece: Buffer, last: boolean): void {
+    if (piece.length > 0) {
+      this.#stdinPieceSeen = true;
+      this.#handler.onStdin(piece);
+    }
+    if (!last) return;
+    const empty = !this.#stdinPieceSeen;
+    this.#stdinPieceSeen = false;
+    this.#phase = 'type';
+    this.#setMaxLength(EXTENSION_LIMITS.maxName);
+    if (empty) {
+      this.#stdinEnded = true;
+      this.#handler.onStdinEnd();
+    }
+  }
+
+  #onSignal(name: string): void {
+    if (!/^[A-Z][A-Z0-9+-]*$/.test(name))
+      throw violation(`bad signal name ${JSON.stringify(name)}`);
+    this.#phase = 'type';
+    this.#setMaxLength(EXTENSION_LIMITS.maxName);
+    this.#handler.onSignal(name);
+  }
+
+  #take(): Buffer {
+    const pieces = this.#pieces;
+    this.#pieces = [];
+    // Pieces are views into socket chunks; copy so a value never pins a 64 KiB chunk.
+    return pieces.length === 1 ? Buffer.from(pieces[0]!) : Buffer.concat(pieces);
+  }
+}
+
+function violation(message: string): ProtocolError {
+  return new ProtocolError(`extended request: ${message}`);
+}
+
+function duration(name: string, value: Buffer): number {
+  const ms = count(name, value);
+  if (ms < 1 || ms > MAX_DURATION) {
+    throw violation(`${name} must be from 1 to ${MAX_DURATION} ms, not ${ms}`);
+  }
+  return ms;
+}
+
+function count(name: string, value: Buffer): number {
+  const text = value.toString('latin1');
+  if (!/^(0|[1-9][0-9]*)$/.test(text) || !Number.isSafeInteger(Number(text))) {
+    throw violation(`${name} must be a decimal number, not ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}
+
+// ---------------------------------------------------------------- encoding (client side)
+
+const GUARD = encodeNetstring('');
+
+/** The opening, the header and its end, in one buffer. */
+export function encodeExtendedRequest(
+  request: Omit<ExtendedRequest, 'unsupported'> & { unsupported?: [string, string][] },
+  version = EXTENSION_VERSION,
+): Buffer {
+  const parts: Buffer[] = [encodeNetstring(`${OPENING_PREFIX}${version}`), GUARD];
+  const field = (name: string, value: string) =>
+    parts.push(encodeNetstring(name), encodeNetstring(value));
+  for (const arg of request.argv) field('arg', arg);
+  if (request.cwd !== undefined) field('cwd', request.cwd);
+  if (request.env) {
+    field('env-mode', request.env.mode);
+    for (const [name, value] of request.env.vars) field('env', `${name}=${value}`);
+  }
+  if (request.timeout !== undefined) field('timeout', String(request.timeout));
+  if (request.killTimeout !== undefined) field('kill-timeout', String(request.killTimeout));
+  if (request.maxOutput !== undefined) field('max-output', String(request.maxOutput));
+  if (request.killGroup !== undefined) field('kill-group', request.killGroup ? '1' : '0');
+  for (const [name, value] of request.unsupported ?? []) field(name, value);
+  parts.push(GUARD);
+  return Buffer.concat(parts);
+}
+
+const STDIN_TYPE = encodeNetstring('stdin');
+
+/** One stdin message as buffers to write in order. Empty data encodes to nothing (it would close stdin). */
+export function encodeStdinMessage(data: Buffer): Buffer[] {
+  return data.length === 0 ? [] : netstringParts(data, STDIN_TYPE);
+}
+
+/** Closes the program's stdin. */
+export const STDIN_END_MESSAGE: Buffer = Buffer.concat([STDIN_TYPE, GUARD]);
+
+/** A signal for the program, by name without `SIG`. */
+export function encodeSignalMessage(name: string): Buffer {
+  return Buffer.concat([encodeNetstring('signal'), encodeNetstring(name)]);
+}
+
+// ---------------------------------------------------------------- the reply's extras
+
+/** The hello pair, the daemon's first bytes to an extended client. */
+export function encodeHello(version: number): Buffer {
+  return Buffer.concat([encodeNetstring('procsock'), encodeNetstring(String(version))]);
+}
+
+/** `reason` and `usage` pairs, sent right before the exit pair. */
+export function encodeRunEnd(reason: WireReason, usage: WireUsage): Buffer {
+  const tokens = USAGE_KEYS.filter((key) => usage[key] !== undefined).map(
+    (key) => `${key}=${Math.max(0, Math.round(usage[key]!))}`,
+  );
+  return Buffer.concat([
+    encodeNetstring('reason'),
+    encodeNetstring(reason),
+    encodeNetstring('usage'),
+    encodeNetstring(tokens.join(' ')),
+  ]);
+}
+
+/** Longest `usage` payload a client accepts. */
+export const MAX_USAGE_LENGTH = 512;
+
+/** Parses a `usage` payload; unknown keys are skipped (a later daemon may add some). */
+export function parseUsage(text: string): WireUsage {
+  const usage: WireUsage = {};
+  for (const token of text.split(' ')) {
+    if (token === '') continue;
+    const match = /^([A-Za-z]+)=(0|[1-9][0-9]{0,15})$/.exec(token);
+    if (!match)
+      throw new ProtocolError(`the daemon sent a bad usage entry ${JSON.stringify(token)}`);
+    const key = match[1] as keyof WireUsage;
+    if (USAGE_KEYS.includes(key)) usage[key] = Number(match[2]);
+  }
+  return usage;
+}
+
+/** A reason as a client accepts it: any lower-case word (a later daemon may add reasons). */
+export function parseReason(text: string): WireReason {
+  if (!/^[a-z][a-z-]{0,31}$/.test(text)) {
+    throw new ProtocolError(`the daemon sent a bad reason ${JSON.stringify(text)}`);
+  }
+  return text as WireReason;
+}

@@ -1,0 +1,119 @@
+/**
+ * The daemon's side of the protocol extension: what an extended request's options mean,
+ * each checked against the daemon's options and policy. An option the daemon will not
+ * honour is refused — one stderr line, a `reason`, exit 126 — never replaced by a default.
+ * The codec is src/protocol/extension.ts; the connection (./connection.ts) calls in here.
+ */
+import { checkClientCwd, refusedEnvNames } from '../policy/client-options.js';
+import { isRefusal, type LaunchPlan } from '../policy/policy.js';
+import { EXTENSION_VERSION, type ExtendedRequest, type WireReason } from '../protocol/extension.js';
+import { printable } from '../util/printable.js';
+import type { ResolvedServeOptions } from './options.js';
+
+/** How one extended run goes, once every option was accepted. */
+export interface ExtendedRun {
+  plan: LaunchPlan;
+  /** Wall-clock limit from the spawn, in ms; undefined: only the connection's deadline. */
+  timeout: number | undefined;
+  killTimeout: number;
+  processGroup: boolean;
+  /** Most output bytes, or undefined for no limit. */
+  maxOutput: number | undefined;
+}
+
+export interface ExtendedRefusal {
+  refused: true;
+  /** One line (or several) for the client's stderr, each prefixed `procsock: `. */
+  message: string;
+  exitCode: 126 | 127;
+  reason: WireReason;
+}
+
+export function isExtendedRefusal(run: ExtendedRun | ExtendedRefusal): run is ExtendedRefusal {
+  return 'refused' in run;
+}
+
+/** Checks every option of `request`; answers how to run it, or why not. */
+export function planExtendedRun(
+  request: ExtendedRequest,
+  options: ResolvedServeOptions,
+  daemonEnv: NodeJS.ProcessEnv = process.env,
+): ExtendedRun | ExtendedRefusal {
+  const policy = options.policy;
+  const refuse = (what: string, reason: WireReason = 'policy-refused'): ExtendedRefusal => ({
+    refused: true,
+    message: `procsock: ${what}\n`,
+    exitCode: 126,
+    reason,
+  });
+  if (request.unsupported.length > 0) {
+    return refuse(
+      `this daemon does not support ${request.unsupported.map((name) => `'${name}'`).join(', ')} (protocol extension version ${EXTENSION_VERSION})`,
+      'unsupported',
+    );
+  }
+  let cwd: string | undefined;
+  if (request.cwd !== undefined) {
+    const decision = checkClientCwd(request.cwd, policy.clientRules.cwd);
+    if (!decision.ok) {
+      return refuse(
+        `cwd ${printable(request.cwd)}: ${decision.reason}`,
+        decision.byPolicy ? 'policy-refused' : 'spawn-failure',
+      );
+    }
+    cwd = decision.path;
+  }
+  let env: Record<string, string> | undefined;
+  if (request.env) {
+    const names = request.env.vars.map(([name]) => name);
+    const refused = refusedEnvNames(names, policy.clientRules.env);
+    if (refused.length > 0) {
+      const shown = refused.slice(0, 5).map(printable).join(', ');
+      return refuse(
+        `env: clients may not set ${shown}${refused.length > 5 ? `, … (${refused.length} in all)` : ''} on this daemon`,
+      );
+    }
+    // replace: the client's variables are the environment, under the policy's fixed ones;
+    // merge: they are set on top of what a program gets by default.
+    env =
+      request.env.mode === 'replace'
+        ? { ...policy.options.envSet }
+        : policy.defaultEnvironment(daemonEnv);
+    for (const [name, value] of request.env.vars) env[name] = value;
+  }
+  if (request.timeout !== undefined && options.timeout > 0 && request.timeout > options.timeout) {
+    return refuse(
+      `timeout ${request.timeout} ms is longer than this daemon's deadline (${options.timeout} ms)`,
+    );
+  }
+  if (request.killTimeout !== undefined && request.killTimeout > options.killTimeout) {
+    return refuse(
+      `kill-timeout ${request.killTimeout} ms is longer than this daemon's (${options.killTimeout} ms)`,
+    );
+  }
+  const policyMax = policy.options.maxOutputBytes;
+  if (request.maxOutput !== undefined && policyMax !== undefined && request.maxOutput > policyMax) {
+    return refuse(
+      `max-output ${request.maxOutput} bytes is more than this daemon allows (${policyMax})`,
+    );
+  }
+  if (request.killGroup === false && options.processGroup) {
+    return refuse('kill-group 0: this daemon always signals the whole process group');
+  }
+  const plan = policy.plan(request.argv, daemonEnv, { cwd, env });
+  if (isRefusal(plan)) {
+    return {
+      refused: true,
+      message: plan.message,
+      exitCode: plan.exitCode,
+      reason: plan.byPolicy ? 'policy-refused' : 'spawn-failure',
+    };
+  }
+  return {
+    plan,
+    timeout: request.timeout,
+    killTimeout: request.killTimeout ?? options.killTimeout,
+    processGroup: request.killGroup ?? options.processGroup,
+    maxOutput: request.maxOutput ?? policyMax,
+  };
+}
