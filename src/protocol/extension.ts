@@ -401,9 +401,14 @@ function count(name: string, value: Buffer): number {
 
 const GUARD = encodeNetstring('');
 
+/** What a client puts in a header: the options, and any further (name, value) fields. */
+export type ExtendedRequestFields = Omit<ExtendedRequest, 'unsupported'> & {
+  extra?: readonly [name: string, value: string][];
+};
+
 /** The opening, the header and its end, in one buffer. */
 export function encodeExtendedRequest(
-  request: Omit<ExtendedRequest, 'unsupported'> & { unsupported?: [string, string][] },
+  request: ExtendedRequestFields,
   version = EXTENSION_VERSION,
 ): Buffer {
   const parts: Buffer[] = [encodeNetstring(`${OPENING_PREFIX}${version}`), GUARD];
@@ -419,7 +424,7 @@ export function encodeExtendedRequest(
   if (request.killTimeout !== undefined) field('kill-timeout', String(request.killTimeout));
   if (request.maxOutput !== undefined) field('max-output', String(request.maxOutput));
   if (request.killGroup !== undefined) field('kill-group', request.killGroup ? '1' : '0');
-  for (const [name, value] of request.unsupported ?? []) field(name, value);
+  for (const [name, value] of request.extra ?? []) field(name, value);
   parts.push(GUARD);
   return Buffer.concat(parts);
 }

@@ -176,3 +176,25 @@ export class RawClient {
     for (const wake of waiters) wake();
   }
 }
+
+/**
+ * An extended request (README, "Protocol extension"), from the grammar alone: the opening,
+ * the guard, the header's (name, value) pairs and its end, then (type, data) messages.
+ */
+export function extendedRequest(
+  fields: [name: string, value: string][],
+  messages: [type: string, data: string | Buffer][] = [['stdin', '']],
+): Buffer {
+  return Buffer.concat([
+    ns('1;procsock/1'),
+    ns(''),
+    ...fields.flatMap(([name, value]) => [ns(name), ns(value)]),
+    ns(''),
+    ...messages.flatMap(([type, data]) => [ns(type), ns(data)]),
+  ]);
+}
+
+/** `arg` fields for an argv. */
+export function args(argv: string[]): [string, string][] {
+  return argv.map((arg) => ['arg', arg]);
+}

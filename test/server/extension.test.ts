@@ -1,0 +1,410 @@
+/**
+ * The protocol extension against a real daemon on a real socket, through the raw client
+ * (test/helpers/raw-client.ts, written from the README's grammar): each per-run option is
+ * honoured or refused with a reply that says why, signals reach the program, and every
+ * cause that ends a run is reported as that cause — on the wire, and in the audit log for
+ * the one cause no client is left to hear (a hang-up).
+ */
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { childrenOf, tempDir, waitUntil } from '../helpers/process.js';
+import {
+  args,
+  extendedRequest,
+  ns,
+  type Pair,
+  RawClient,
+  type Reply,
+} from '../helpers/raw-client.js';
+
+const IGNORE_TERM = new URL('../fixtures/ignore-term.sh', import.meta.url).pathname;
+
+let daemon: TestDaemon;
+const files = tempDir('procsock-extension-');
+before(async () => {
+  daemon = await startDaemon({ timeout: 60_000, killTimeout: 60_000 });
+});
+after(async () => {
+  await daemon.close();
+  files.cleanup();
+});
+
+function exchange(bytes: Buffer, path = daemon.path): Promise<Reply> {
+  return RawClient.exchange(path, bytes);
+}
+
+/** The pairs after the hello, with `usage` reduced to its keys (values vary). */
+function shape(reply: Reply): Pair[] {
+  assert.deepEqual(reply.pairs[0], ['procsock', '1'], 'the hello comes first');
+  return reply.pairs
+    .slice(1)
+    .map(
+      ([type, data]): Pair => (type === 'usage' ? [type, data.replace(/=\d+/g, '')] : [type, data]),
+    );
+}
+
+function reasonOf(reply: Reply): string | undefined {
+  return reply.pairs.find(([type]) => type === 'reason')?.[1];
+}
+
+test('cwd and env: pwd prints /usr and $FOO is bar, as locally', async () => {
+  const reply = await exchange(
+    extendedRequest([
+      ...args(['sh', '-c', 'pwd; echo $FOO']),
+      ['cwd', '/usr'],
+      ['env-mode', 'merge'],
+      ['env', 'FOO=bar'],
+    ]),
+  );
+  // Two writes of sh's: the output may come as one pair or two.
+  assert.equal(reply.stdout, '/usr\nbar\n');
+  assert.deepEqual(shape(reply).slice(-3), [
+    ['reason', 'exit'],
+    ['usage', 'wallTime'],
+    ['exitcode', '0'],
+  ]);
+});
+
+test('env-mode replace: the client variables are the whole environment', async () => {
+  process.env.PROCSOCK_TEST_DAEMON_ONLY = 'daemon';
+  try {
+    const replaced = await exchange(
+      extendedRequest([...args(['/usr/bin/env']), ['env-mode', 'replace'], ['env', 'ONLY=me']]),
+    );
+    assert.equal(replaced.stdout, 'ONLY=me\n');
+    const merged = await exchange(
+      extendedRequest([...args(['/usr/bin/env']), ['env-mode', 'merge'], ['env', 'ONLY=me']]),
+    );
+    assert.match(merged.stdout, /^ONLY=me$/m);
+    assert.match(merged.stdout, /^PROCSOCK_TEST_DAEMON_ONLY=daemon$/m);
+  } finally {
+    delete process.env.PROCSOCK_TEST_DAEMON_ONLY;
+  }
+});
+
+test('stdin messages reach the program; the empty one closes its stdin', async () => {
+  const client = await RawClient.connect(daemon.path);
+  client.send(extendedRequest(args(['cat']), [['stdin', 'first ']]));
+  await client.waitForStdout('first ');
+  client.send(Buffer.concat([ns('stdin'), ns('second'), ns('stdin'), ns('')]));
+  const reply = await client.reply();
+  assert.equal(reply.stdout, 'first second');
+  assert.deepEqual(reply.exit, ['exitcode', '0']);
+  assert.equal(reasonOf(reply), 'exit');
+});
+
+test("signal INT reaches the program, which handles it; the run's reason is its exit", async () => {
+  const client = await RawClient.connect(daemon.path);
+  client.send(
+    extendedRequest(
+      args([
+        'sh',
+        '-c',
+        "trap 'echo got INT; exit 7' INT; echo ready; while :; do sleep 0.05; done",
+      ]),
+      [],
+    ),
+  );
+  await client.waitForStdout('ready\n');
+  client.send(Buffer.concat([ns('signal'), ns('INT')]));
+  const reply = await client.reply();
+  assert.equal(reply.stdout, 'ready\ngot INT\n');
+  assert.deepEqual(reply.exit, ['exitcode', '7']);
+  assert.equal(reasonOf(reply), 'exit');
+});
+
+test('reason signal: a program killed by a signal it did not handle', async () => {
+  const client = await RawClient.connect(daemon.path);
+  client.send(extendedRequest(args(['sh', '-c', 'echo ready; exec sleep 30']), []));
+  await client.waitForStdout('ready\n');
+  client.send(Buffer.concat([ns('signal'), ns('USR1')]));
+  const reply = await client.reply();
+  assert.deepEqual(shape(reply).slice(1), [
+    ['reason', 'signal'],
+    ['usage', 'wallTime'],
+    ['termsig', 'USR1'],
+  ]);
+});
+
+test('an unknown signal name is a protocol violation: that connection only is closed', async () => {
+  const client = await RawClient.connect(daemon.path);
+  client.send(extendedRequest(args(['sh', '-c', 'echo ready; exec sleep 30']), []));
+  await client.waitForStdout('ready\n');
+  client.send(Buffer.concat([ns('signal'), ns('NOSUCHSIG')]));
+  const reply = await client.reply();
+  assert.equal(reply.exit, undefined);
+  assert.equal(
+    (await exchange(extendedRequest(args(['echo', 'still here'])))).stdout,
+    'still here\n',
+  );
+});
+
+test('reason timeout: the per-run timeout stops the program (TERM)', async () => {
+  const reply = await exchange(extendedRequest([...args(['sleep', '30']), ['timeout', '300']]));
+  assert.deepEqual(shape(reply), [
+    ['reason', 'timeout'],
+    ['usage', 'wallTime'],
+    ['termsig', 'TERM'],
+  ]);
+});
+
+test('kill-timeout: KILL follows TERM after the run’s own grace, not the daemon’s minute', async () => {
+  const record = files.path('kill-timeout.log');
+  const reply = await exchange(
+    extendedRequest([
+      ...args(['sh', IGNORE_TERM, record]),
+      ['timeout', '300'],
+      ['kill-timeout', '300'],
+    ]),
+  );
+  assert.deepEqual(reply.exit, ['termsig', 'KILL']);
+  assert.equal(reasonOf(reply), 'timeout');
+});
+
+test('kill-group: the program leads a process group of its own', async () => {
+  const script =
+    'read -r _ _ _ _ pgid _ < /proc/$$/stat; [ "$pgid" = $$ ] && echo leader || echo member';
+  const grouped = await exchange(
+    extendedRequest([...args(['sh', '-c', script]), ['kill-group', '1']]),
+  );
+  assert.equal(grouped.stdout, 'leader\n');
+  const plain = await exchange(extendedRequest(args(['sh', '-c', script])));
+  assert.equal(plain.stdout, 'member\n');
+});
+
+test('reason output-limit: max-output stops the program at that many bytes', async () => {
+  const reply = await exchange(
+    extendedRequest([...args(['head', '-c', '100000', '/dev/zero']), ['max-output', '1000']]),
+  );
+  assert.equal(
+    reply.pairs.filter(([type]) => type === 'stdout').reduce((n, [, d]) => n + d.length, 0),
+    1000,
+  );
+  assert.match(
+    reply.stderr,
+    /procsock: output limit of 1000 bytes reached; the program was stopped/,
+  );
+  assert.equal(reasonOf(reply), 'output-limit');
+});
+
+test('reason spawn-failure: no such program, and no such cwd', async () => {
+  const missing = await exchange(extendedRequest(args(['procsock-no-such-program-16'])));
+  assert.deepEqual(shape(missing), [
+    ['stderr', 'procsock: procsock-no-such-program-16: command not found\n'],
+    ['reason', 'spawn-failure'],
+    ['usage', 'wallTime'],
+    ['exitcode', '127'],
+  ]);
+  const noCwd = await exchange(
+    extendedRequest([...args(['pwd']), ['cwd', '/procsock/no/such/dir']]),
+  );
+  assert.deepEqual(shape(noCwd), [
+    ['stderr', 'procsock: cwd /procsock/no/such/dir: no such directory\n'],
+    ['reason', 'spawn-failure'],
+    ['usage', ''],
+    ['exitcode', '126'],
+  ]);
+});
+
+test('reason unsupported: pty fields are named in the refusal', async () => {
+  const reply = await exchange(
+    extendedRequest([...args(['cat']), ['pty', '1'], ['pty-rows', '24']]),
+  );
+  assert.deepEqual(shape(reply), [
+    [
+      'stderr',
+      "procsock: this daemon does not support 'pty', 'pty-rows' (protocol extension version 1)\n",
+    ],
+    ['reason', 'unsupported'],
+    ['usage', ''],
+    ['exitcode', '126'],
+  ]);
+});
+
+test('a timeout or kill-timeout beyond the daemon’s own is refused, never shortened', async () => {
+  const short = await startDaemon({ timeout: 5000, killTimeout: 1000 });
+  try {
+    const long = await exchange(
+      extendedRequest([...args(['true']), ['timeout', '5001']]),
+      short.path,
+    );
+    assert.equal(
+      long.stderr,
+      "procsock: timeout 5001 ms is longer than this daemon's deadline (5000 ms)\n",
+    );
+    assert.equal(reasonOf(long), 'policy-refused');
+    assert.deepEqual(long.exit, ['exitcode', '126']);
+    const grace = await exchange(
+      extendedRequest([...args(['true']), ['kill-timeout', '1001']]),
+      short.path,
+    );
+    assert.equal(reasonOf(grace), 'policy-refused');
+    const ok = await exchange(
+      extendedRequest([...args(['true']), ['timeout', '5000']]),
+      short.path,
+    );
+    assert.equal(reasonOf(ok), 'exit');
+  } finally {
+    await short.close();
+  }
+});
+
+test('reason deadline: the daemon’s -t stops an extended run too', async () => {
+  const short = await startDaemon({ timeout: 400, killTimeout: 1000 });
+  try {
+    const reply = await exchange(extendedRequest(args(['sleep', '30'])), short.path);
+    assert.deepEqual(shape(reply), [
+      ['reason', 'deadline'],
+      ['usage', 'wallTime'],
+      ['termsig', 'TERM'],
+    ]);
+  } finally {
+    await short.close();
+  }
+});
+
+test('reason shutdown: a daemon shutting down reports it to its extended clients', async () => {
+  const doomed = await startDaemon({ timeout: 60_000, killTimeout: 1000 });
+  const client = await RawClient.connect(doomed.path);
+  client.send(extendedRequest(args(['sh', '-c', 'echo ready; exec sleep 30'])));
+  await client.waitForStdout('ready\n');
+  const closing = doomed.close();
+  const reply = await client.reply();
+  await closing;
+  assert.deepEqual(shape(reply).slice(1), [
+    ['reason', 'shutdown'],
+    ['usage', 'wallTime'],
+    ['termsig', 'TERM'],
+  ]);
+});
+
+test('a policy that restricts anything refuses client env and cwd by default, clearly', async () => {
+  const auditFile = files.path('restricted.jsonl');
+  const restricted = await startDaemon({
+    policy: { allow: ['/usr/bin/sh', '/usr/bin/env', '/usr/bin/pwd'], audit: auditFile },
+  });
+  try {
+    const env = await exchange(
+      extendedRequest([
+        ...args(['sh', '-c', 'echo $FOO']),
+        ['env-mode', 'merge'],
+        ['env', 'FOO=bar'],
+      ]),
+      restricted.path,
+    );
+    assert.deepEqual(shape(env), [
+      ['stderr', 'procsock: env: clients may not set FOO on this daemon\n'],
+      ['reason', 'policy-refused'],
+      ['usage', ''],
+      ['exitcode', '126'],
+    ]);
+    const cwd = await exchange(
+      extendedRequest([...args(['pwd']), ['cwd', '/usr']]),
+      restricted.path,
+    );
+    assert.equal(cwd.stderr, 'procsock: cwd /usr: clients may not choose the working directory\n');
+    assert.equal(reasonOf(cwd), 'policy-refused');
+    const program = await exchange(extendedRequest(args(['cat'])), restricted.path);
+    assert.equal(program.stderr, 'procsock: cat: not allowed by the daemon policy\n');
+    assert.equal(reasonOf(program), 'policy-refused');
+  } finally {
+    await restricted.close();
+  }
+  const records = readFileSync(auditFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+  assert.deepEqual(
+    records.map((record) => record.reason),
+    ['policy-refused', 'policy-refused', 'policy-refused'],
+  );
+});
+
+test('clientEnv and clientCwd lists open exactly what they name', async () => {
+  const cwdRoot = files.path('allowed');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(`${cwdRoot}/sub`, { recursive: true });
+  const opened = await startDaemon({
+    policy: { allow: ['/usr/bin/sh'], clientEnv: ['FOO'], clientCwd: [cwdRoot] },
+  });
+  try {
+    const ok = await exchange(
+      extendedRequest([
+        ...args(['sh', '-c', 'pwd; echo $FOO']),
+        ['cwd', `${cwdRoot}/sub`],
+        ['env-mode', 'merge'],
+        ['env', 'FOO=bar'],
+      ]),
+      opened.path,
+    );
+    assert.equal(ok.stdout, `${cwdRoot}/sub\nbar\n`);
+    const other = await exchange(
+      extendedRequest([
+        ...args(['sh', '-c', 'true']),
+        ['env', 'FOO=1'],
+        ['env', 'LD_PRELOAD=/x.so'],
+      ]),
+      opened.path,
+    );
+    assert.equal(other.stderr, 'procsock: env: clients may not set LD_PRELOAD on this daemon\n');
+    const outside = await exchange(
+      extendedRequest([...args(['sh', '-c', 'true']), ['cwd', '/tmp']]),
+      opened.path,
+    );
+    assert.equal(
+      outside.stderr,
+      'procsock: cwd /tmp: outside the directories clients may choose\n',
+    );
+  } finally {
+    await opened.close();
+  }
+});
+
+test('reason stdin-limit and hangup (the audit log hears the hang-up: no client is left to)', async () => {
+  const auditFile = files.path('causes.jsonl');
+  const audited = await startDaemon({
+    timeout: 60_000,
+    killTimeout: 1000,
+    policy: { maxStdinBytes: 4, audit: auditFile },
+  });
+  try {
+    const stdin = await exchange(
+      extendedRequest(args(['cat']), [['stdin', 'too much']]),
+      audited.path,
+    );
+    assert.equal(reasonOf(stdin), 'stdin-limit');
+    const client = await RawClient.connect(audited.path);
+    client.send(extendedRequest(args(['sh', '-c', 'echo ready; exec sleep 30']), []));
+    await client.waitForStdout('ready\n');
+    client.destroy();
+    await waitUntil(
+      () => readFileSync(auditFile, 'utf8').trim().split('\n').length === 2,
+      'the hang-up is audited',
+    );
+  } finally {
+    await audited.close();
+  }
+  const records = readFileSync(auditFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+  assert.deepEqual(
+    records.map((record) => record.reason),
+    ['stdin-limit', 'hangup'],
+  );
+  assert.equal(childrenOf().filter((child) => child.command === 'sleep').length, 0);
+});
+
+test('malformed extended input closes that connection only, after the hello', async () => {
+  for (const bytes of [
+    Buffer.concat([ns('1;procsock/1'), ns('garbage')]),
+    Buffer.concat([ns('1;procsock/1'), ns(''), ns('arg'), Buffer.from('99999999999:')]),
+    Buffer.concat([ns('1;procsock/1'), ns(''), ns('')]),
+  ]) {
+    const reply = await exchange(bytes);
+    assert.deepEqual(reply.pairs, [['procsock', '1']]);
+  }
+  assert.equal((await exchange(extendedRequest(args(['echo', 'fine'])))).stdout, 'fine\n');
+});
