@@ -50,6 +50,10 @@ Policy — who may run what (none given: sockexec's behaviour, but see --user):
       --env-pass all|none|A,B   environment given to programs (default: all, as sockexec)
       --env-set NAME=VALUE      set a variable for every program; repeat for more
       --cwd DIR                 working directory of programs (default: the daemon's)
+      --client-env all|none|A,B variables a client may set for its run (protocol extension;
+                                default: all with no other policy flag, else none)
+      --client-cwd all|none|D,E working directories a client may choose (D, E and below;
+                                default as for --client-env)
       --max-output-bytes N      most output per connection; then TERM (KILL after -k)
       --max-stdin-bytes N       most stdin per connection; then TERM (KILL after -k)
       --rlimit-cpu SECONDS      RLIMIT_CPU of each program (needs the native spawn backend;
@@ -135,10 +139,9 @@ function policyOptions(values: ParsedValues): PolicyOptions {
   if (values.allow !== undefined) policy.allow = values.allow;
   if (values['exec-path'] !== undefined) policy.path = values['exec-path'];
   const envPass = values['env-pass'];
-  if (envPass !== undefined) {
-    policy.envPass =
-      envPass === 'all' || envPass === 'none' ? envPass : envPass.split(',').filter(Boolean);
-  }
+  if (envPass !== undefined) policy.envPass = nameList(envPass);
+  if (values['client-env'] !== undefined) policy.clientEnv = nameList(values['client-env']);
+  if (values['client-cwd'] !== undefined) policy.clientCwd = nameList(values['client-cwd']);
   if (values['env-set'] !== undefined) {
     policy.envSet = {};
     for (const pair of values['env-set']) {
@@ -226,6 +229,8 @@ function parse(args: string[]) {
       'env-pass': { type: 'string' },
       'env-set': { type: 'string', multiple: true },
       cwd: { type: 'string' },
+      'client-env': { type: 'string' },
+      'client-cwd': { type: 'string' },
       'max-output-bytes': { type: 'string' },
       'max-stdin-bytes': { type: 'string' },
       'rlimit-cpu': { type: 'string' },
@@ -240,6 +245,11 @@ function parse(args: string[]) {
       help: { type: 'boolean', short: 'h' },
     },
   });
+}
+
+/** `all`, `none`, or a comma-separated list. */
+function nameList(text: string): 'all' | 'none' | string[] {
+  return text === 'all' || text === 'none' ? text : text.split(',').filter(Boolean);
 }
 
 function count(flag: string, text: string): number {

@@ -408,3 +408,18 @@ test('malformed extended input closes that connection only, after the hello', as
   }
   assert.equal((await exchange(extendedRequest(args(['echo', 'fine'])))).stdout, 'fine\n');
 });
+
+test('procsock serve --client-env / --client-cwd set the policy knobs', async () => {
+  const { parseServeArgs } = await import('../../src/cli/serve.js');
+  const command = parseServeArgs([
+    '--client-env',
+    'FOO,BAR',
+    '--client-cwd',
+    'none',
+    '/tmp/x.sock',
+  ]);
+  assert.equal(command.kind, 'serve');
+  if (command.kind !== 'serve') return;
+  assert.deepEqual(command.options.policy?.clientEnv, ['FOO', 'BAR']);
+  assert.equal(command.options.policy?.clientCwd, 'none');
+});
