@@ -15,6 +15,12 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { Shell, ShellCrashError } from '../src/index.js';
+import {
+  encodeExtendedRequest,
+  encodeStdinMessage,
+  STDIN_END_MESSAGE,
+  type WireReason,
+} from '../src/protocol/extension.js';
 import { type ExitStatus, ReplyDecoder } from '../src/protocol/reply.js';
 import { encodeArgs, encodeStdin, STDIN_END } from '../src/protocol/request.js';
 import { fuzzPolicyFlags, fuzzScenario, playFuzzScenario } from '../test/helpers/fuzz-cases.js';
@@ -117,25 +123,48 @@ interface Exchange {
   stdoutBytes: number;
   stderr: string;
   status: ExitStatus | null;
+  /** Extended exchanges: the reason the daemon gave. */
+  reason: WireReason | null;
   ms: number;
 }
 
-/** One connection: argv, optional stdin in pieces, terminator; the whole reply. */
-function exchange(argv: string[], stdinPieces: Buffer[] = [], keep = true): Promise<Exchange> {
+/**
+ * One connection: argv, optional stdin in pieces, terminator; the whole reply. `extended`:
+ * through the protocol extension, with a per-run timeout the run never reaches.
+ */
+function exchange(
+  argv: string[],
+  stdinPieces: Buffer[] = [],
+  keep = true,
+  extended = false,
+): Promise<Exchange> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const result: Exchange = { stdout: [], stdoutBytes: 0, stderr: '', status: null, ms: 0 };
-    const decoder = new ReplyDecoder({
-      onOutput(type, data) {
-        if (type === 'stdout') {
-          result.stdoutBytes += data.length;
-          if (keep) result.stdout.push(Buffer.from(data));
-        } else result.stderr += data.toString();
+    const result: Exchange = {
+      stdout: [],
+      stdoutBytes: 0,
+      stderr: '',
+      status: null,
+      reason: null,
+      ms: 0,
+    };
+    const decoder = new ReplyDecoder(
+      {
+        onOutput(type, data) {
+          if (type === 'stdout') {
+            result.stdoutBytes += data.length;
+            if (keep) result.stdout.push(Buffer.from(data));
+          } else result.stderr += data.toString();
+        },
+        onExit(status) {
+          result.status = status;
+        },
+        onRunEnd(reason) {
+          result.reason = reason;
+        },
       },
-      onExit(status) {
-        result.status = status;
-      },
-    });
+      { extended },
+    );
     const socket = connect(socketPath);
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
     socket.on('error', reject);
@@ -144,9 +173,17 @@ function exchange(argv: string[], stdinPieces: Buffer[] = [], keep = true): Prom
       resolve(result);
     });
     socket.cork();
-    socket.write(encodeArgs(argv));
-    for (const piece of stdinPieces) for (const part of encodeStdin(piece)) socket.write(part);
-    socket.write(STDIN_END);
+    if (extended) {
+      socket.write(encodeExtendedRequest({ argv, timeout: 1900, killGroup: true }));
+      for (const piece of stdinPieces) {
+        for (const part of encodeStdinMessage(piece)) socket.write(part);
+      }
+      socket.write(STDIN_END_MESSAGE);
+    } else {
+      socket.write(encodeArgs(argv));
+      for (const piece of stdinPieces) for (const part of encodeStdin(piece)) socket.write(part);
+      socket.write(STDIN_END);
+    }
     socket.uncork();
   });
 }
@@ -188,6 +225,8 @@ async function loadPhase(): Promise<void> {
     let argv: string[];
     let stdin: Buffer[] = [];
     let zeros = false;
+    // One in ten connections goes through the protocol extension (the cat and sh kinds).
+    const extended = i % 20 === 5 || i % 20 === 9;
     if (kind <= 2) {
       argv = ['true'];
       expectStdout = sha(Buffer.alloc(0));
@@ -219,7 +258,7 @@ async function loadPhase(): Promise<void> {
       expectStdout = sha(Buffer.from('out\n'));
       expectBytes = 4;
     }
-    const reply = await exchange(argv, stdin, !zeros);
+    const reply = await exchange(argv, stdin, !zeros, extended);
     latencies.push(reply.ms);
     bytesExpected += expectBytes;
     bytesReceived += Math.min(reply.stdoutBytes, expectBytes);
@@ -228,7 +267,8 @@ async function loadPhase(): Promise<void> {
       : sha(reply.stdout) === expectStdout && reply.stdoutBytes === expectBytes;
     const exitOk = reply.status?.exitCode === expectCode;
     const stderrOk = kind >= 8 ? reply.stderr === 'err\n' : reply.stderr === '';
-    if (!(stdoutOk && exitOk && stderrOk)) {
+    const reasonOk = !extended || reply.reason === 'exit';
+    if (!(stdoutOk && exitOk && stderrOk && reasonOk)) {
       wrong++;
       if (wrong <= 5)
         console.error(`wrong reply for ${argv.join(' ')}:`, reply.status, reply.stderr);
@@ -241,7 +281,10 @@ async function loadPhase(): Promise<void> {
   check(wrong === 0, `${wrong} wrong replies under load`);
   check(bytesReceived === bytesExpected, `${bytesExpected - bytesReceived} bytes lost under load`);
   rows.push(
-    { figure: 'load: connections (64 concurrent, mixed)', value: String(CONNECTIONS) },
+    {
+      figure: 'load: connections (64 concurrent, mixed; 1 in 10 extended)',
+      value: String(CONNECTIONS),
+    },
     { figure: 'load: connections/s', value: (CONNECTIONS / seconds).toFixed(0) },
     {
       figure: 'load: latency p50 / p99 (ms)',

@@ -9,7 +9,7 @@ import { printable } from '../util/printable.js';
 import { type ClientOptionRules, type ClientRule, resolveClientRule } from './client-options.js';
 import { buildEnvironment, type EnvironmentRule } from './environment.js';
 import { type Identity, resolveIdentity } from './identity.js';
-import { checkProgram, findProgram, ProgramAllowList } from './program.js';
+import { checkProgram, findProgram, NOT_ALLOWED, ProgramAllowList } from './program.js';
 
 /** Resource limits applied in the child before exec (soft = hard). */
 export interface ResourceLimits {
@@ -183,7 +183,9 @@ export class Policy {
     let file: string | undefined;
     if (this.#allowList) {
       const decision = checkProgram(program, this.#allowList, searchPath, cwd ?? process.cwd());
-      if (!decision.allowed) return refuse(decision.reason, decision.exitCode, decision.byPolicy);
+      if (!decision.allowed) {
+        return refuse(decision.reason, decision.exitCode, decision.reason === NOT_ALLOWED);
+      }
       file = decision.path;
     } else if (this.options.path !== undefined) {
       // Look up with the policy's PATH here, so the program's own environment does not decide.

@@ -15,13 +15,7 @@ export interface ProgramRule {
 
 export type ProgramDecision =
   | { readonly allowed: true; readonly path: string }
-  | {
-      readonly allowed: false;
-      readonly reason: string;
-      readonly exitCode: 126 | 127;
-      /** True when the allow-list refused it, false when it cannot be found or named. */
-      readonly byPolicy: boolean;
-    };
+  | { readonly allowed: false; readonly reason: string; readonly exitCode: 126 | 127 };
 
 /**
  * An allow-list with every entry resolved to its real path once, at start-up, so a later
@@ -80,6 +74,9 @@ function isExecutableFile(path: string): boolean {
   }
 }
 
+/** The reason of the one refusal that is the policy's (the others: the program cannot be found or named). */
+export const NOT_ALLOWED = 'not allowed by the daemon policy';
+
 /** Decides whether argv[0] may run, and by which real path. */
 export function checkProgram(
   name: string,
@@ -88,25 +85,18 @@ export function checkProgram(
   cwd: string,
 ): ProgramDecision {
   if (name === '' || name.includes('\0')) {
-    return { allowed: false, reason: 'invalid program name', exitCode: 126, byPolicy: false };
+    return { allowed: false, reason: 'invalid program name', exitCode: 126 };
   }
   const found = findProgram(name, searchPath, cwd);
-  if (found === undefined) {
-    return { allowed: false, reason: 'command not found', exitCode: 127, byPolicy: false };
-  }
+  if (found === undefined) return { allowed: false, reason: 'command not found', exitCode: 127 };
   let real: string;
   try {
     real = realpathSync(found);
   } catch {
-    return { allowed: false, reason: 'command not found', exitCode: 127, byPolicy: false };
+    return { allowed: false, reason: 'command not found', exitCode: 127 };
   }
   if (!allowList.permits(real)) {
-    return {
-      allowed: false,
-      reason: 'not allowed by the daemon policy',
-      exitCode: 126,
-      byPolicy: true,
-    };
+    return { allowed: false, reason: NOT_ALLOWED, exitCode: 126 };
   }
   return { allowed: true, path: real };
 }

@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import fc from 'fast-check';
-import { ns, request } from './raw-client.js';
+import { args, extendedRequest, ns, request } from './raw-client.js';
 
 /**
  * Harmless programs a (possibly mangled) request may name. No shell: a mangled `sh -c` is
@@ -36,10 +36,49 @@ export const wellFormedRequest = fc
   })
   .map(({ argv, stdin, terminate }) => request([...argv], stdin.map(Buffer.from), terminate));
 
-/** A valid request with one byte changed, a byte inserted, or cut short. */
+/**
+ * A valid request in the protocol extension: argv, some per-run options (a fuzz daemon's
+ * policy refuses env and cwd, so those are answered without running), stdin and signals.
+ */
+export const wellFormedExtendedRequest = fc
+  .record({
+    argv: fuzzPrograms,
+    options: fc.subarray<[string, string]>([
+      ['timeout', '300'],
+      ['kill-timeout', '200'],
+      ['kill-group', '1'],
+      ['max-output', '100'],
+      ['env', 'FUZZ=1'],
+      ['env-mode', 'merge'],
+      ['cwd', '/'],
+      ['pty', '1'],
+    ]),
+    messages: fc.array(
+      fc.oneof(
+        fc
+          .uint8Array({ minLength: 1, maxLength: 64 })
+          .map((data): [string, Buffer] => ['stdin', Buffer.from(data)]),
+        fc.constantFrom<[string, string]>(
+          ['signal', 'TERM'],
+          ['signal', 'INT'],
+          ['signal', 'USR1'],
+        ),
+      ),
+      { maxLength: 4 },
+    ),
+    terminate: fc.boolean(),
+  })
+  .map(({ argv, options, messages, terminate }) =>
+    extendedRequest(
+      [...args([...argv]), ...options],
+      terminate ? [...messages, ['stdin', '']] : messages,
+    ),
+  );
+
+/** A valid request (plain or extended) with one byte changed, a byte inserted, or cut short. */
 export const mangledRequest = fc
   .tuple(
-    wellFormedRequest,
+    fc.oneof(wellFormedRequest, wellFormedExtendedRequest),
     fc.nat(),
     fc.integer({ min: 0, max: 255 }),
     fc.constantFrom('flip', 'insert', 'cut'),
@@ -63,11 +102,15 @@ export const hostileLengths = fc.constantFrom(
   Buffer.from('00:,'),
   Buffer.from('0:,'),
   Buffer.from(':,'),
+  Buffer.concat([ns('1;procsock/1'), ns(''), ns('arg'), Buffer.from('99999999999:')]),
+  Buffer.concat([ns('1;procsock/1'), ns(''), ns('cwd'), Buffer.from('4097:')]),
+  Buffer.concat([ns('1;procsock/999'), ns(''), ns('')]),
 );
 
 export const fuzzInput = fc.oneof(
   { arbitrary: fc.uint8Array({ maxLength: 200 }).map(Buffer.from), weight: 3 },
   { arbitrary: wellFormedRequest, weight: 2 },
+  { arbitrary: wellFormedExtendedRequest, weight: 2 },
   { arbitrary: mangledRequest, weight: 4 },
   { arbitrary: hostileLengths, weight: 1 },
 );
