@@ -11,7 +11,7 @@ export {
   RecallCommander,
   TextCollector,
 } from './commander.js';
-export type { PosixStderr } from './framing.js';
+export type { PosixStderr } from './posix.js';
 export type { Sentinel, SentinelFactory } from './sentinel.js';
 export {
   type ChannelFactory,

@@ -48,13 +48,8 @@ import {
   DiscardCommander,
   type OutputParser,
 } from './commander.js';
-import {
-  type Frame,
-  type Framing,
-  PosixFraming,
-  type PosixStderr,
-  SentinelFraming,
-} from './framing.js';
+import { type Frame, type Framing, SentinelFraming } from './framing.js';
+import { PosixFraming, type PosixStderr } from './posix.js';
 import type { Sentinel, SentinelFactory } from './sentinel.js';
 
 export type ShellState = 'off' | 'starting' | 'idle' | 'running' | 'stopping';
@@ -129,7 +124,8 @@ interface Job {
 /** The command (or start-up probe) whose sentinels are awaited. */
 interface Exchange {
   readonly job: Job;
-  readonly frame: Frame;
+  /** Replaced once for the start-up probe, when the channel is known (see #attach). */
+  frame: Frame;
   readonly startup: boolean;
   readonly parseStdout: (data: Buffer) => void;
   readonly parseStderr: (data: Buffer) => void;
@@ -194,10 +190,7 @@ export class Shell {
       if (!['capture', 'merge', 'drain'].includes(stderr)) {
         throw new ArgumentError(`stderr: expected 'capture', 'merge' or 'drain', not ${stderr}`);
       }
-      // Run locally, stderr needs no marker of its own: its rest is read at the stdout marker.
-      this.#framing = new PosixFraming(stderr, {
-        stderrMarker: !(transport === 'local' && nativeAvailable()),
-      });
+      this.#framing = new PosixFraming(stderr);
     } else {
       if (options.stderr !== undefined) {
         throw new ArgumentError(
@@ -364,8 +357,18 @@ export class Shell {
       channel.destroy();
       return;
     }
-    if (this.#framing.setup) channel.write(this.#framing.setup);
-    if (this.#exchange) channel.write(this.#exchange.frame.input);
+    // Run locally, stderr needs no marker of its own: its rest is read at the stdout marker.
+    const setup = this.#framing.setup(channel instanceof LocalChannel && nativeAvailable());
+    if (setup) channel.write(setup);
+    const exchange = this.#exchange;
+    if (!exchange) return;
+    if (exchange.startup) {
+      // The setup may have changed the frames (no stderr marker when the channel reads its
+      // pipes at once): the probe is framed again.
+      exchange.frame = this.#framing.frame(null);
+      exchange.stderrDone = exchange.frame.stderr === null && !exchange.frame.stderrUntilStdout;
+    }
+    channel.write(exchange.frame.input);
   }
 
   #next(): void {

@@ -6,7 +6,8 @@ import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { ArgumentError } from '../../src/errors.js';
-import { freshMarker, PosixFraming, quote, SentinelFraming } from '../../src/shell/framing.js';
+import { freshMarker, quote, SentinelFraming } from '../../src/shell/framing.js';
+import { PosixFraming } from '../../src/shell/posix.js';
 import { partialMatchLength, SentinelScanner, validateSentinel } from '../../src/shell/sentinel.js';
 
 /** Feeds `pieces` to a fresh scanner; returns what was emitted and where it stopped. */
@@ -159,34 +160,48 @@ describe('sentinels and framing', () => {
     assert.match(a, /^x\necho [A-Za-z0-9_-]{22}\n$/);
   });
 
-  test('POSIX frames quote the command into one line with a fresh marker', () => {
+  test('POSIX frames: the command quoted for eval, the marker in two pieces, statuses carried over', () => {
     const framing = new PosixFraming();
-    const frame = framing.frame("echo 'it''s'\nfalse");
-    assert.match(
-      frame.input,
-      /^eval 'echo '\\''it'\\'''\\''s'\\''\nfalse' <\/dev\/null;echo ([\w-]{16}) \$\?;echo \1 >&2\n$/,
-    );
-    // The report leaves $? at 0: after a failed command the next one gets its status back.
-    const marker = /;echo (\S+) /.exec(frame.input)![1]!;
-    frame.stdout.push(Buffer.from(`${marker} 1\n`), () => {});
-    assert.equal(frame.exitCode(), 1);
-    assert.equal(framing.finalInput('exit'), '__procsock_status 1;exit\n');
-    assert.match(
-      framing.frame('echo $?').input,
-      /^__procsock_status 1;eval 'echo \$\?' <\/dev\/null;echo /,
-    );
+    assert.match(framing.setup(false), /^exec 3<&-\nexec 7>&2\n/);
     // Given a pipe, the shell reads these lines on fd 3 and stdin is /dev/null; until the
     // start-up probe says so, commands are sent with </dev/null (as on a socket).
     const launched = framing.launch(['bash', '--norc']);
     assert.deepEqual(launched.slice(0, 2), ['bash', '-c']);
     assert.deepEqual(launched.slice(3), ['bash', '--norc']);
     assert.match(launched[2]!, /exec "\$0" "\$@" \/dev\/fd\/3 3<&0 <\/dev\/null/);
-    assert.match(framing.frame('true').input, /^eval 'true' <\/dev\/null;echo /);
+    assert.match(launched[2]!, /export __procsock_fd3=0; exec "\$0" "\$@"$/);
     const probe = framing.frame(null);
-    const probeMarker = /^echo (\S+) /.exec(probe.input)![1]!;
-    probe.stdout.push(Buffer.from(`${probeMarker} 0 1\n`), () => {});
-    assert.match(framing.frame('true').input, /^eval 'true';echo /);
+    const [, p1, p2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(probe.input)!;
+    assert.ok(!probe.input.includes(p1! + p2!), 'the marker is never written whole');
+    probe.stdout.push(Buffer.from(`${p1}${p2} 0 1 bash\n`), () => {});
+    // bash: `\builtin`, so no alias or function named eval/printf can capture the framing.
+    const frame = framing.frame("echo 'it''s'\nfalse");
+    const run =
+      /^\\builtin \\eval 'echo '\\''it'\\'''\\''s'\\''\nfalse\n__pss=\$\?' 7>&-;\\builtin \\printf "\$__psf" (\S+) (\S+) "\$\?" "\$__pss";\\builtin \\printf "\$__psg" \1 \2 >&7\n$/;
+    const [, q1, q2] = run.exec(frame.input)!;
+    frame.stdout.push(Buffer.from(`${q1}${q2} 0 1\n`), () => {});
+    assert.equal(frame.exitCode(), 1);
+    // The report leaves $? at 0: after a failed command the next one gets its status back.
+    assert.match(
+      framing.frame('echo $?').input,
+      /^\\builtin \\false\|\|\\builtin \\eval 'echo \$\?/,
+    );
+    const syntax = framing.frame('echo "');
+    const [, s1, s2] = /"\$__psf" (\S+) (\S+) /.exec(syntax.input)!;
+    syntax.stdout.push(Buffer.from(`${s1}${s2} 2 0\n`), () => {}); // eval's own status wins
+    assert.equal(syntax.exitCode(), 2);
+    assert.equal(framing.finalInput('exit'), '\\__procsock_status \\2||exit\n');
     assert.equal(quote("a'b"), `'a'\\''b'`);
-    assert.equal(framing.finalInput(undefined), 'true\n');
+    // dash and other shells: `\eval` (a special builtin: never a function), `\command printf`.
+    const dash = new PosixFraming('drain');
+    dash.setup(true);
+    const dashProbe = dash.frame(null);
+    const [, d1, d2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(dashProbe.input)!;
+    dashProbe.stdout.push(Buffer.from(`${d1}${d2} 0 0 \n`), () => {});
+    assert.match(
+      dash.frame('true').input,
+      /^\\eval 'true\n__pss=\$\?' <\/dev\/null;\\command \\printf "\$__psf" \S+ \S+ "\$\?" "\$__pss"\n$/,
+    );
+    assert.equal(dash.finalInput(undefined), 'true\n');
   });
 });

@@ -31,12 +31,11 @@ export function recordingTransport(socket?: string): RecordingTransport {
   return { factory, written };
 }
 
-/** The markers of the POSIX preset's runs, in the order they were written. */
+/** The markers of the POSIX preset's runs (and start-up probes), in the order they were written. */
 export function markers(written: readonly string[]): string[] {
-  // A run's report, or the start-up probe's (which also says how the shell reads commands).
-  const report =
-    /echo (\S+) \$\?(?: \$\{__procsock_fd3-0\};unset __procsock_fd3)?(?:;echo \S+ >&2)?\n/g;
-  return [...written.join('').matchAll(report)].map((match) => match[1]!);
+  // Each is written as two pieces that printf joins: `printf FORMAT P1 P2 …`.
+  const report = /printf (?:"\$__psf"|'%s%s %s %s %s\\n') (\S+) (\S+) /g;
+  return [...written.join('').matchAll(report)].map((match) => match[1]! + match[2]!);
 }
 
 /** Re-emits another channel's output one byte at a time: every possible chunk boundary. */

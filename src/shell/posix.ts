@@ -1,0 +1,202 @@
+/**
+ * The POSIX preset's framing, for sh, bash, dash and zsh, made to survive the state users
+ * build up in their shells: `set -euo pipefail`, ERR/DEBUG/RETURN/EXIT traps, `set -vx`,
+ * history, aliases of any name, functions shadowing builtins, a hostile `IFS`.
+ *
+ * Launch: `<shell> -c LAUNCHER <shell> <args…>`. Given a pipe on stdin (the native backend's),
+ * the launcher execs `<shell> <args…> /dev/fd/3 3<&0 </dev/null`: the shell reads the driver's
+ * lines as a script on a descriptor of its own and /dev/null is its stdin — every command's —
+ * so `read x` and `cat` get end-of-file at once. Given a socket (child_process's stdin;
+ * /dev/fd/3 cannot open one) it reads stdin, and each command gets `</dev/null`. The launcher
+ * always sets `__procsock_fd3` (1 or 0), so a value inherited from the environment cannot lie.
+ *
+ * Each run is one line, with a fresh random marker M = P1P2 (two 8-character pieces):
+ *
+ *     [R N||]E '<command>
+ *     __pss=$?';P "$__psf" P1 P2 "$?" "$__pss"[;P "$__psg" P1 P2 >&7]
+ *
+ * - E and P are `eval` and `printf` in a form neither an alias nor a function can capture:
+ *   `\builtin eval`/`\builtin printf` in bash and zsh (the backslash quotes the word, so no
+ *   alias expands; `builtin` skips functions), `\eval`/`\command printf` elsewhere (dash's
+ *   special builtins cannot be functions; `command` skips functions). The start-up probe says
+ *   which shell it is. The one name left is a function called `builtin` (`command` in dash).
+ * - The marker is never in what the shell reads or traces: printf joins the pieces at run
+ *   time, so `set -v`, `set -x`, a DEBUG trap printing `$BASH_COMMAND` or `history 1` show
+ *   `P1 P2`, never `P1P2`. Every word is quoted or random, so zsh's global aliases miss too.
+ * - `__pss=$?` ends the evaluated text: the command's status is kept, and `eval` returns 0,
+ *   so a failure `set -e` exempts (`[ -f x ] && y`, `! true`) stays exempt and an ERR trap
+ *   fires only for the user's own commands. A syntax error stops the text before it: then
+ *   `eval`'s own status is the run's (hence both are printed; the driver picks).
+ * - `R N||` (`\__procsock_status N`, a function returning N) gives the next command the last
+ *   one's status as `$?`, after a failure only; on the left of `||` it trips neither `set -e`
+ *   nor an ERR trap. Statuses are quoted: an `IFS` with digits cannot split them.
+ * - Through the daemon (any channel but a local one on the native backend) a stderr marker
+ *   follows, on a copy of the shell's stderr made at start (descriptor 7, closed for the
+ *   command by `7>&-` on its eval), so `exec 2>/dev/null` or `exec 2>&1` in a run does not
+ *   swallow it. Run locally, the driver reads the rest of the stderr pipe when the stdout
+ *   marker arrives instead.
+ *
+ * Reserved names: `__procsock_status`, `__procsock_fd3`, `__pss`, `__psf`, `__psg`; and
+ * descriptor 7 when stderr has a marker.
+ */
+import type { Frame, Framing } from './framing.js';
+import { freshMarker, quote } from './framing.js';
+import { SentinelScanner } from './sentinel.js';
+
+/** Sets `$?` (defined at start): `__procsock_status N` returns N. */
+const RESTORE_FUNCTION = '__procsock_status';
+/** Set (exported, 1 or 0) by the launcher: whether the shell reads its commands on fd 3. */
+const FD3_VARIABLE = '__procsock_fd3';
+const STDIN_REDIRECT = ' </dev/null';
+/** Where the stderr marker goes: the shell's stderr as it was at start. */
+const STDERR_COPY = 7;
+/** 6 random bytes: 8 base64url characters per piece, 96 bits per marker. */
+const PIECE_BYTES = 6;
+
+/**
+ * `sh -c` program: on a pipe (`/dev/fd/3` cannot open a socket, which is what child_process
+ * gives a child's stdin), the shell reads its commands as a script on fd 3, with /dev/null as
+ * stdin; otherwise it reads them on stdin and each command gets `</dev/null`.
+ */
+const LAUNCHER =
+  `if [ -p /dev/fd/0 ]; then export ${FD3_VARIABLE}=1; ` +
+  `exec "$0" "$@" /dev/fd/3 3<&0 </dev/null; fi; export ${FD3_VARIABLE}=0; exec "$0" "$@"`;
+
+/**
+ * How the framing names `eval`, `printf` and `false` so that no alias or function captures
+ * them. Both words are quoted in bash and zsh: zsh's global aliases expand in any position.
+ */
+interface Dialect {
+  readonly eval: string;
+  readonly printf: string;
+  readonly false: string;
+}
+const BUILTIN_DIALECT: Dialect = {
+  eval: '\\builtin \\eval',
+  printf: '\\builtin \\printf',
+  false: '\\builtin \\false',
+};
+const POSIX_DIALECT: Dialect = {
+  eval: '\\eval',
+  printf: '\\command \\printf',
+  false: '\\command \\false',
+};
+
+/**
+ * What becomes of a POSIX command's stderr: `'capture'` (its own, cut exactly per run),
+ * `'merge'` (`2>&1`: into stdout, in the order written), or `'drain'` (read and dropped).
+ */
+export type PosixStderr = 'capture' | 'merge' | 'drain';
+
+export class PosixFraming implements Framing {
+  readonly #stderr: PosixStderr;
+  #stderrMarker: boolean;
+  /** The status of the last command run: the next one starts with it as `$?`. */
+  #lastStatus: () => number | null = () => 0;
+  /** Commands need `</dev/null` unless the start-up probe says the shell reads fd 3. */
+  #redirect = STDIN_REDIRECT;
+  #dialect: Dialect = POSIX_DIALECT;
+  #probe: SentinelScanner | null = null;
+
+  constructor(stderr: PosixStderr = 'capture') {
+    this.#stderr = stderr;
+    this.#stderrMarker = stderr === 'capture';
+  }
+
+  /**
+   * With `pendingReads` (capture only) stderr gets no marker: the driver reads what is left in
+   * the stderr pipe once it sees the stdout marker (`Frame.stderrUntilStdout`), which saves
+   * the shell a write and the driver a wake-up per run.
+   */
+  setup(pendingReads: boolean): string {
+    this.#stderrMarker = this.#stderr === 'capture' && !pendingReads;
+    return (
+      // The launcher's copy of the driver's pipe: commands must not inherit it.
+      'exec 3<&-\n' +
+      (this.#stderr === 'merge' ? 'exec 2>&1\n' : '') +
+      (this.#stderrMarker ? `exec ${STDERR_COPY}>&2\n` : '') +
+      // `builtin` where there is one: bash and zsh let a function be called `return`.
+      `${RESTORE_FUNCTION}() { \${BASH_VERSION+builtin}\${ZSH_VERSION+builtin} \\return "$1"; }\n` +
+      "__pss=0 __psf='%s%s %s %s\\n' __psg='%s%s\\n'\n"
+    );
+  }
+
+  /** See the top: given a pipe, the shell reads it as a script on fd 3; stdin is /dev/null. */
+  launch(argv: readonly string[]): readonly string[] {
+    const [program, ...args] = argv as [string, ...string[]];
+    return [program, '-c', LAUNCHER, program, ...args];
+  }
+
+  /**
+   * The final command sees the last status as `$?`, as every command does; with none, `true`,
+   * so a healthy shell stopped after `false` exits 0 (at end-of-file a shell exits with `$?`).
+   */
+  finalInput(command: string | undefined): string {
+    if (command === undefined) return 'true\n';
+    return `${this.#restore()}${command.endsWith('\n') ? command : `${command}\n`}`;
+  }
+
+  frame(command: string | null): Frame {
+    if (this.#probe) this.#readProbe(this.#probe.payload);
+    const p1 = freshMarker(PIECE_BYTES);
+    const p2 = freshMarker(PIECE_BYTES);
+    const { printf } = command === null ? POSIX_DIALECT : this.#dialect;
+    const toStderr = this.#stderrMarker ? `;${printf} "$__psg" ${p1} ${p2} >&${STDERR_COPY}` : '';
+    const input =
+      command === null
+        ? // The probe: status, whether fd 3 is read, and which shell this is.
+          `${printf} '%s%s %s %s %s\\n' ${p1} ${p2} "$?" "\${${FD3_VARIABLE}-0}" ` +
+          `"\${BASH_VERSION+bash}\${ZSH_VERSION+zsh}";\\unset ${FD3_VARIABLE}${toStderr}\n`
+        : `${this.#restore()}${this.#dialect.eval} ${quote(`${command}\n__pss=$?`)}${this.#redirect}` +
+          // The copy of stderr is the driver's: the command does not inherit it.
+          `${this.#stderrMarker ? ` ${STDERR_COPY}>&-` : ''};` +
+          `${printf} "$__psf" ${p1} ${p2} "$?" "$__pss"${toStderr}\n`;
+    const marker = p1 + p2;
+    const stdout = new SentinelScanner(`${marker} `, { trailer: true });
+    const stderr = this.#stderrMarker ? new SentinelScanner(`${marker}\n`) : null;
+    const exitCode = () => runStatus(stdout.payload);
+    // A new shell (the start-up probe) starts at 0; then each command's status carries over.
+    this.#lastStatus = command === null ? () => 0 : exitCode;
+    if (command === null) {
+      this.#probe = stdout;
+      this.#redirect = STDIN_REDIRECT;
+      this.#dialect = POSIX_DIALECT;
+    }
+    return {
+      input,
+      stdout,
+      stderr,
+      stderrUntilStdout: this.#stderr === 'capture' && !this.#stderrMarker,
+      exitCode,
+    };
+  }
+
+  /** "<status> <fd3: 1|0> <bash|zsh|>": how the shell reads its commands, and which it is. */
+  #readProbe(payload: string): void {
+    const [, fd3, kind] = payload.split(' ');
+    this.#redirect = fd3 === '1' ? '' : STDIN_REDIRECT;
+    this.#dialect = kind === 'bash' || kind === 'zsh' ? BUILTIN_DIALECT : POSIX_DIALECT;
+    this.#probe = null;
+  }
+
+  /**
+   * After the report `$?` is 0: a command that follows a failed one gets its status back —
+   * 1, the usual one, from `false` (no function: a RETURN trap under `set -T` stays quiet).
+   */
+  #restore(): string {
+    const status = this.#lastStatus() ?? 0;
+    if (status === 0) return '';
+    return status === 1 ? `${this.#dialect.false}||` : `\\${RESTORE_FUNCTION} \\${status}||`;
+  }
+}
+
+/**
+ * "<eval's status> <the command's status>": the second, unless the evaluated text stopped
+ * before recording it (a syntax error), which `eval`'s own status then says.
+ */
+function runStatus(payload: string): number | null {
+  const [evalStatus, status] = payload.split(' ').map((word) => Number.parseInt(word, 10));
+  if (evalStatus === undefined || !Number.isInteger(evalStatus)) return null;
+  if (evalStatus !== 0) return evalStatus;
+  return status !== undefined && Number.isInteger(status) ? status : null;
+}

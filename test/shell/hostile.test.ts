@@ -1,0 +1,220 @@
+/**
+ * The POSIX preset against the state users build up in their shells (issue 14, items 1–5, 8,
+ * 10): strict modes, traps, `set -vx`, history, aliases and functions named like the
+ * builtins the framing uses, an IFS of digits, stderr redirected for good. Every shell
+ * installed (bash, dash, zsh), run locally (stderr read at the stdout marker), locally with
+ * a stderr marker (a channel factory), and through a daemon.
+ */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { ShellCrashError } from '../../src/errors.js';
+import { type ChannelFactory, Shell, type ShellResult } from '../../src/shell/index.js';
+import type { PosixStderr } from '../../src/shell/posix.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { ByteSplitChannel, markers, recordingTransport } from './transports.js';
+
+const KILL_TIMEOUT = 300;
+const SHELLS = ['bash', 'dash', 'zsh'].filter(
+  (program) => spawnSync(program, ['-c', 'true']).status === 0,
+);
+
+for (const kind of ['local', 'local with a stderr marker', 'daemon'] as const) {
+  describe(`hostile shell state, over ${kind}`, () => {
+    let daemon: TestDaemon | undefined;
+    before(async () => {
+      if (kind === 'daemon') {
+        daemon = await startDaemon({ timeout: 0, killTimeout: KILL_TIMEOUT, processGroup: true });
+      }
+    });
+    after(async () => {
+      await daemon?.close();
+    });
+
+    /** A started shell; `check` runs a command and proves no marker leaked into any output. */
+    async function open(program: string, stderr: PosixStderr = 'capture') {
+      // A LocalChannel reads its stderr pipe at the stdout marker; any other channel (here one
+      // that re-emits the output byte by byte) needs the stderr marker.
+      const recording = recordingTransport(daemon?.path);
+      const transport: ChannelFactory =
+        kind === 'local with a stderr marker'
+          ? async (argv, options) => new ByteSplitChannel(await recording.factory(argv, options))
+          : recording.factory;
+      const shell = Shell.posix({ program, stderr, killTimeout: KILL_TIMEOUT, transport });
+      await shell.start(5000);
+      const outputs: string[] = [];
+      const run = async (command: string): Promise<ShellResult> => {
+        const result = await shell.run(command, 10_000);
+        outputs.push(result.stdout, result.stderr);
+        return result;
+      };
+      const noMarkerLeaked = () => {
+        const written = markers(recording.written);
+        assert.ok(written.length > outputs.length / 2, 'every run wrote a marker');
+        for (const marker of written) {
+          for (const output of outputs) assert.ok(!output.includes(marker), 'a marker leaked');
+        }
+      };
+      return { shell, run, noMarkerLeaked };
+    }
+    const status = async (run: (c: string) => Promise<ShellResult>, command: string) =>
+      (await run(command)).exitCode;
+
+    for (const program of SHELLS) {
+      const bashLike = program !== 'dash';
+
+      test(`${program}: set -eu(o pipefail): exempt failures are results; a real one ends the shell as in a script`, async () => {
+        const { shell, run } = await open(program);
+        await run(`set -eu${program === 'dash' ? '' : ' -o pipefail'}`);
+        assert.deepEqual(
+          { ...(await run('[ -f /nope ] && echo y')) },
+          { command: '[ -f /nope ] && echo y', exitCode: 1, stdout: '', stderr: '' },
+        );
+        assert.equal(await status(run, '! true'), 1);
+        assert.equal((await run('echo "$?"')).stdout, '1\n'); // restored under set -e
+        assert.equal(await status(run, 'f() { return 3; }; f && :'), 3);
+        assert.equal((await run('echo "$?"')).stdout, '3\n');
+        if (program !== 'dash') assert.equal(await status(run, 'g() { false | true; }; g && :'), 1); // pipefail
+        await assert.rejects(run('false; echo not reached'), (error: ShellCrashError) => {
+          assert.ok(error instanceof ShellCrashError);
+          assert.equal(error.exitCode, 1);
+          return true;
+        });
+        await shell.close();
+      });
+
+      if (bashLike) {
+        test(`${program}: an ERR trap fires once per failed command, never for the driver's`, async () => {
+          const { shell, run } = await open(program);
+          await run("trap 'echo ERR >&2' ERR");
+          assert.deepEqual(
+            [(await run('false')).stderr, (await run('true')).stderr],
+            ['ERR\n', ''],
+          );
+          const exempt = await run('[ -f /nope ] && echo y');
+          assert.deepEqual([exempt.exitCode, exempt.stderr], [1, '']);
+          const three = await run('f() { return 3; }; f');
+          assert.deepEqual([three.exitCode, three.stderr], [3, 'ERR\n']);
+          assert.deepEqual(
+            [(await run('echo "$?"')).stdout, (await run('set -e; true')).stderr],
+            ['3\n', ''],
+          );
+          await shell.stop(5000);
+        });
+      }
+
+      test(`${program}: set -v and set -x, stderr merged, never forge the marker`, async () => {
+        const { shell, run, noMarkerLeaked } = await open(program, 'merge');
+        await run('set -v');
+        const one = await run('echo one');
+        assert.match(one.stdout, /^(.*\n)*one\n(.*\n)*$/);
+        assert.equal(one.exitCode, 0);
+        assert.equal(await status(run, 'false'), 1);
+        const two = await run('echo two');
+        assert.ok(two.stdout.includes('two\n') && !two.stdout.includes('one'));
+        await run('set +v; set -x');
+        const three = await run('echo three; (exit 4)');
+        assert.ok(three.stdout.includes('three\n'));
+        assert.equal(three.exitCode, 4);
+        const four = await run('echo four');
+        assert.ok(four.stdout.includes('four\n') && !four.stdout.includes('three'));
+        assert.equal(four.exitCode, 0);
+        noMarkerLeaked();
+        await shell.stop(5000);
+      });
+
+      test(`${program}: a trap that prints each command, and history, never forge the marker`, {
+        skip: bashLike ? false : 'dash has no DEBUG trap and no history',
+      }, async () => {
+        const { shell, run, noMarkerLeaked } = await open(program);
+        const debug =
+          program === 'bash'
+            ? `trap 'echo "$BASH_COMMAND"' DEBUG`
+            : `trap 'print -r -- "$ZSH_DEBUG_CMD"' DEBUG`;
+        if (program === 'bash') {
+          await run('set -o history');
+          assert.equal(await status(run, 'history 1'), 0);
+          assert.equal((await run('echo after')).stdout, 'after\n');
+        }
+        await run(debug);
+        const hi = await run('echo hi; false');
+        assert.ok(hi.stdout.includes('hi\n'));
+        assert.equal(hi.exitCode, 1);
+        const next = await run('echo there');
+        assert.ok(next.stdout.includes('there\n') && !next.stdout.includes('hi'));
+        noMarkerLeaked();
+        await shell.stop(5000);
+      });
+
+      test(`${program}: aliases named like the framing's words capture nothing`, async () => {
+        const { shell, run } = await open(program);
+        if (program === 'bash') await run('shopt -s expand_aliases');
+        const names = ['eval', 'echo', 'printf', 'command', 'builtin', 'false', 'unset', 'return'];
+        const global = program === 'zsh' ? '-g ' : '';
+        await run(names.map((name) => `alias ${global}${name}='exit 99;'`).join('\n'));
+        assert.equal(await status(run, '(exit 3)'), 3);
+        assert.equal(await status(run, '[ "$?" = 3 ]'), 0);
+        assert.equal(await status(run, '[ -f /nope ]'), 1);
+        assert.equal(await status(run, '[ "$?" = 1 ]'), 0);
+        const out = await run('\\printf "%s\\n" "$?" >&2');
+        assert.deepEqual([out.stdout, out.stderr, out.exitCode], ['', '0\n', 0]);
+        await shell.stop(5000);
+      });
+
+      test(`${program}: functions shadowing builtins capture nothing`, async () => {
+        const { shell, run } = await open(program);
+        const names = bashLike
+          ? ['eval', 'echo', 'printf', 'command', 'false', 'unset', 'return', 'exec']
+          : ['echo', 'printf', 'false']; // dash: special builtins cannot be functions
+        await run(names.map((name) => `${name}() { exit 98; }`).join('\n'));
+        assert.equal(await status(run, '(exit 3)'), 3);
+        assert.equal(await status(run, '[ "$?" = 3 ]'), 0);
+        assert.equal(await status(run, '[ -f /nope ]'), 1);
+        assert.equal(await status(run, '[ "$?" = 1 ]'), 0);
+        assert.equal(await status(run, 'true'), 0);
+        await shell.close();
+      });
+
+      test(`${program}: an IFS of digits keeps every status exact`, async () => {
+        const { shell, run } = await open(program);
+        await run('IFS=0123456789');
+        for (const code of [1, 42, 100, 255]) {
+          assert.equal(await status(run, `(exit ${code})`), code);
+          assert.equal(await status(run, `[ "$?" = ${code} ]`), 0);
+        }
+        // The user's IFS is in force (zsh splits only when asked).
+        const split = program === 'zsh' ? `echo \${=x}` : 'echo $x';
+        assert.equal((await run(`x=a1b; ${split}`)).stdout, 'a b\n');
+        await shell.stop(5000);
+      });
+
+      test(`${program}: EXIT and RETURN traps stay quiet between runs`, async () => {
+        const { shell, run } = await open(program);
+        await run("trap 'echo EXIT-TRAP' EXIT");
+        if (program === 'bash') await run("set -T; trap 'echo RETURN-TRAP' RETURN");
+        const results = [await run('false'), await run('[ "$?" = 1 ]'), await run('echo ok')];
+        assert.deepEqual(
+          results.map((r) => [r.stdout, r.stderr, r.exitCode]),
+          [
+            ['', '', 1],
+            ['', '', 0],
+            ['ok\n', '', 0],
+          ],
+        );
+        await shell.stop(5000); // exits 0: the EXIT trap's output belongs to no run
+      });
+
+      test(`${program}: exec 2>/dev/null and exec 2>&1 in a run keep later runs working`, async () => {
+        const { shell, run } = await open(program);
+        await run('exec 2>/dev/null');
+        const hidden = await run('echo out; echo err >&2; false');
+        assert.deepEqual([hidden.stdout, hidden.stderr, hidden.exitCode], ['out\n', '', 1]);
+        await run('exec 2>&1');
+        const merged = await run('echo out; echo err >&2');
+        assert.deepEqual([merged.stdout, merged.stderr, merged.exitCode], ['out\nerr\n', '', 0]);
+        assert.equal((await run('echo again')).stdout, 'again\n');
+        await shell.stop(5000);
+      });
+    }
+  });
+}
