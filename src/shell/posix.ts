@@ -117,7 +117,7 @@ export class PosixFraming implements Framing {
       (this.#stderrMarker ? `exec ${STDERR_COPY}>&2\n` : '') +
       // `builtin` where there is one: bash and zsh let a function be called `return`.
       `${RESTORE_FUNCTION}() { \${BASH_VERSION+builtin}\${ZSH_VERSION+builtin} \\return "$1"; }\n` +
-      "__pss=0 __psf='%s%s %s %s\\n' __psg='%s%s\\n'\n"
+      "__pss=0 __psf='%s%s %s %s\\n' __psg='%s%s %s\\n'\n"
     );
   }
 
@@ -141,20 +141,26 @@ export class PosixFraming implements Framing {
     const p1 = freshMarker(PIECE_BYTES);
     const p2 = freshMarker(PIECE_BYTES);
     const { printf } = command === null ? POSIX_DIALECT : this.#dialect;
-    const toStderr = this.#stderrMarker ? `;${printf} "$__psg" ${p1} ${p2} >&${STDERR_COPY}` : '';
+    // The stdout report comes last, so that nothing the shell does for the line (a DEBUG trap,
+    // a trace) lands after it. With a stderr marker, that one carries eval's status.
+    const toStderr = this.#stderrMarker
+      ? `${printf} "$__psg" ${p1} ${p2} "$?" >&${STDERR_COPY};`
+      : '';
+    const evalStatus = this.#stderrMarker ? '' : ' "$?"';
     const input =
       command === null
-        ? // The probe: status, whether fd 3 is read, and which shell this is.
-          `${printf} '%s%s %s %s %s\\n' ${p1} ${p2} "$?" "\${${FD3_VARIABLE}-0}" ` +
-          `"\${BASH_VERSION+bash}\${ZSH_VERSION+zsh}";\\unset ${FD3_VARIABLE}${toStderr}\n`
+        ? // The probe: whether fd 3 is read, and which shell this is.
+          `${toStderr}${printf} '%s%s %s %s %s\\n' ${p1} ${p2} ` +
+          `"\${${FD3_VARIABLE}-0}" "\${BASH_VERSION+bash}\${ZSH_VERSION+zsh}" 0;\\unset ${FD3_VARIABLE}\n`
         : `${this.#restore()}${this.#dialect.eval} ${quote(`${command}\n__pss=$?`)}${this.#redirect}` +
           // The copy of stderr is the driver's: the command does not inherit it.
           `${this.#stderrMarker ? ` ${STDERR_COPY}>&-` : ''};` +
-          `${printf} "$__psf" ${p1} ${p2} "$?" "$__pss"${toStderr}\n`;
+          `${toStderr}${printf} "$__psf" ${p1} ${p2}${evalStatus} "$__pss"\n`;
     const marker = p1 + p2;
     const stdout = new SentinelScanner(`${marker} `, { trailer: true });
-    const stderr = this.#stderrMarker ? new SentinelScanner(`${marker}\n`) : null;
-    const exitCode = () => runStatus(stdout.payload);
+    const stderr = this.#stderrMarker ? new SentinelScanner(`${marker} `, { trailer: true }) : null;
+    const exitCode = () =>
+      runStatus(stderr ? `${stderr.payload} ${stdout.payload}` : stdout.payload);
     // A new shell (the start-up probe) starts at 0; then each command's status carries over.
     this.#lastStatus = command === null ? () => 0 : exitCode;
     if (command === null) {
@@ -171,9 +177,9 @@ export class PosixFraming implements Framing {
     };
   }
 
-  /** "<status> <fd3: 1|0> <bash|zsh|>": how the shell reads its commands, and which it is. */
+  /** "<fd3: 1|0> <bash|zsh|> 0": how the shell reads its commands, and which it is. */
   #readProbe(payload: string): void {
-    const [, fd3, kind] = payload.split(' ');
+    const [fd3, kind] = payload.split(' ');
     this.#redirect = fd3 === '1' ? '' : STDIN_REDIRECT;
     this.#dialect = kind === 'bash' || kind === 'zsh' ? BUILTIN_DIALECT : POSIX_DIALECT;
     this.#probe = null;

@@ -173,13 +173,14 @@ describe('sentinels and framing', () => {
     const probe = framing.frame(null);
     const [, p1, p2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(probe.input)!;
     assert.ok(!probe.input.includes(p1! + p2!), 'the marker is never written whole');
-    probe.stdout.push(Buffer.from(`${p1}${p2} 0 1 bash\n`), () => {});
+    probe.stdout.push(Buffer.from(`${p1}${p2} 1 bash 0\n`), () => {});
     // bash: `\builtin`, so no alias or function named eval/printf can capture the framing.
     const frame = framing.frame("echo 'it''s'\nfalse");
     const run =
-      /^\\builtin \\eval 'echo '\\''it'\\'''\\''s'\\''\nfalse\n__pss=\$\?' 7>&-;\\builtin \\printf "\$__psf" (\S+) (\S+) "\$\?" "\$__pss";\\builtin \\printf "\$__psg" \1 \2 >&7\n$/;
+      /^\\builtin \\eval 'echo '\\''it'\\'''\\''s'\\''\nfalse\n__pss=\$\?' 7>&-;\\builtin \\printf "\$__psg" (\S+) (\S+) "\$\?" >&7;\\builtin \\printf "\$__psf" \1 \2 "\$__pss"\n$/;
     const [, q1, q2] = run.exec(frame.input)!;
-    frame.stdout.push(Buffer.from(`${q1}${q2} 0 1\n`), () => {});
+    frame.stderr!.push(Buffer.from(`${q1}${q2} 0\n`), () => {});
+    frame.stdout.push(Buffer.from(`${q1}${q2} 1\n`), () => {});
     assert.equal(frame.exitCode(), 1);
     // The report leaves $? at 0: after a failed command the next one gets its status back.
     assert.match(
@@ -188,7 +189,8 @@ describe('sentinels and framing', () => {
     );
     const syntax = framing.frame('echo "');
     const [, s1, s2] = /"\$__psf" (\S+) (\S+) /.exec(syntax.input)!;
-    syntax.stdout.push(Buffer.from(`${s1}${s2} 2 0\n`), () => {}); // eval's own status wins
+    syntax.stderr!.push(Buffer.from(`${s1}${s2} 2\n`), () => {}); // eval's own status wins
+    syntax.stdout.push(Buffer.from(`${s1}${s2} 0\n`), () => {});
     assert.equal(syntax.exitCode(), 2);
     assert.equal(framing.finalInput('exit'), '\\__procsock_status \\2||exit\n');
     assert.equal(quote("a'b"), `'a'\\''b'`);
@@ -197,7 +199,7 @@ describe('sentinels and framing', () => {
     dash.setup(true);
     const dashProbe = dash.frame(null);
     const [, d1, d2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(dashProbe.input)!;
-    dashProbe.stdout.push(Buffer.from(`${d1}${d2} 0 0 \n`), () => {});
+    dashProbe.stdout.push(Buffer.from(`${d1}${d2} 0  0\n`), () => {});
     assert.match(
       dash.frame('true').input,
       /^\\eval 'true\n__pss=\$\?' <\/dev\/null;\\command \\printf "\$__psf" \S+ \S+ "\$\?" "\$__pss"\n$/,
