@@ -1,17 +1,37 @@
 #!/usr/bin/env node
-// Install step: builds the native spawn addon (native/spawn.c → build/Release/procsock_spawn.node)
-// with node-gyp. Without python3, make or a C compiler the build fails, and procsock falls back
-// to child_process: one line says so and the install goes on — unless PROCSOCK_REQUIRE_NATIVE=1
-// (CI), which makes the failure fatal.
+// Install step. When a prebuilt addon in prebuilds/ (shipped in the npm package) loads here,
+// that is the addon and nothing is compiled. Otherwise this builds native/spawn.c →
+// build/Release/procsock_spawn.node with node-gyp; without the tools (scripts/native-build.json
+// names them) the build fails, and procsock falls back to child_process: one line says so and
+// the install goes on — unless PROCSOCK_REQUIRE_NATIVE=1 (CI), which makes the failure fatal.
+// `npm rebuild procsock --build-from-source` compiles even when a prebuild fits.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const required = process.env.PROCSOCK_REQUIRE_NATIVE === '1';
 const addon = join(root, 'build', 'Release', 'procsock_spawn.node');
+const { requirements } = JSON.parse(
+  readFileSync(join(root, 'scripts', 'native-build.json'), 'utf8'),
+);
+
+/** The prebuilt addon that loads here, found as the runtime finds it (dist/…/locate.js); or null. */
+async function loadablePrebuild() {
+  const locate = join(root, 'dist', 'channel', 'spawn', 'locate.js');
+  if (process.env.npm_config_build_from_source === 'true' || !existsSync(locate)) return null;
+  delete process.env.PROCSOCK_NATIVE_PATH;
+  const { requireAddon, addonReport } = await import(pathToFileURL(locate).href);
+  try {
+    requireAddon();
+  } catch {
+    return null;
+  }
+  const { loaded } = addonReport();
+  return loaded.origin === 'prebuilt' ? loaded.path : null;
+}
 
 /** node-gyp as npm ships it (npm tells scripts where), else one on PATH. */
 function nodeGyp() {
@@ -52,12 +72,13 @@ function fail(reason) {
   }
   console.warn(
     `procsock: native spawn addon not built (${reason}); falling back to child_process (slower spawns). ` +
-      'Needs python3, make and a C compiler; then run "npm rebuild procsock".',
+      `No prebuilt binary fits this machine, and building one needs ${requirements}; then run "npm rebuild procsock".`,
   );
   process.exit(0);
 }
 
 if (process.env.PROCSOCK_SKIP_NATIVE === '1' && !required) fail('PROCSOCK_SKIP_NATIVE=1');
+if (await loadablePrebuild()) process.exit(0);
 const [command, ...prefixArgs] = nodeGyp();
 const result = spawnSync(command, [...prefixArgs, 'rebuild', ...nodedirArgs()], {
   cwd: root,

@@ -21,9 +21,13 @@ const files = named.length > 0 ? named : findTests('test').sort();
 // PROCSOCK_SPAWN set by the caller, run once.
 function backends() {
   if (named.length > 0 || process.env.PROCSOCK_SPAWN) return [process.env.PROCSOCK_SPAWN];
-  const built = existsSync('build/Release/procsock_spawn.node');
+  // Compiled here, or prebuilt for this platform (src/channel/spawn/locate.ts loads either).
+  const prebuilds = join('prebuilds', `${process.platform}-${process.arch}`);
+  const built =
+    existsSync('build/Release/procsock_spawn.node') ||
+    (existsSync(prebuilds) && readdirSync(prebuilds).some((name) => name.endsWith('.node')));
   if (!built && process.env.PROCSOCK_REQUIRE_NATIVE !== '1') {
-    console.log('# native spawn addon not built: the suite runs on child_process only');
+    console.log('# no native spawn addon here: the suite runs on child_process only');
     return ['child_process'];
   }
   return ['child_process', 'native'];

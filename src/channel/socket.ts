@@ -134,7 +134,7 @@ export function connectToDaemon(path: string, signal?: AbortSignal): Promise<Soc
 function connectError(path: string, error: NodeJS.ErrnoException): ConnectError {
   const reason = error.code ?? 'EUNKNOWN';
   const what: Record<string, string> = {
-    ENOENT: `no daemon socket at ${path}; start one with: procsock serve ${path}`,
+    ENOENT: `no daemon socket at ${path}; start one with: procsock serve ${path}${process.getuid?.() === 0 ? ' (as root: procsock serve --allow-root, or --user NAME)' : ''}`,
     ECONNREFUSED: `nothing is listening on ${path} (a stale socket file); restart the daemon`,
     EACCES: `permission denied for ${path}; the socket's owner or mode (procsock serve -M) does not let this user connect`,
     ENOTSOCK: `${path} is not a socket`,

@@ -22,6 +22,10 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
     summary: 'drive a long-lived shell line by line, printing each command’s exit status',
     load: async () => (await import('./shell.js')).main,
   },
+  doctor: {
+    summary: 'say which spawn backend this installation uses (native: which file) and why',
+    load: async () => (await import('./doctor.js')).main,
+  },
 };
 
 const EXIT_USAGE = 100;
@@ -48,14 +52,15 @@ function help(): string {
     ...lines,
     '',
     'procsock <command> --help   options of one command',
-    'procsock -v, --version      print the version',
+    'procsock -v, --version      print the version and the spawn backend in use',
   ].join('\n');
 }
 
 async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   if (name === '-v' || name === '--version') {
-    process.stdout.write(`procsock ${version()}\n`);
+    const { backendLine } = await import('./doctor.js');
+    process.stdout.write(`procsock ${version()}\n${backendLine()}\n`);
     return 0;
   }
   if (name === '-h' || name === '--help') {

@@ -12,12 +12,13 @@ import type { PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS } from '../protocol/request.js';
 import { SERVE_DEFAULTS, type ServeOptions, serve } from '../server/index.js';
 import { closeInheritedDescriptors } from '../server/inherited-fds.js';
+import { backendLine } from './doctor.js';
 import { EXIT_USAGE, parseCommandLine, UsageError, usageError } from './usage.js';
 
 export const EXIT_FATAL = 111;
 
 export const SERVE_USAGE =
-  'usage: procsock serve [-v] [-d] [-q queue] [-M mode] [-m max_connections] [-t timeout] [-k kill_timeout] SOCKET_PATH';
+  'usage: procsock serve [-v] [-d] [-q queue] [-M mode] [-m max_connections] [-t timeout] [-k kill_timeout] [--user NAME | --allow-root] [options] SOCKET_PATH';
 
 export const SERVE_HELP = `${SERVE_USAGE}
 
@@ -63,7 +64,7 @@ Policy — who may run what (none given: sockexec's behaviour, but see --user):
       --user NAME|UID           run programs as this user (the daemon must be root)
       --group NAME|GID          … and group (default: the user's primary group)
       --allow-root              as root without --user, run programs as root anyway
-                                (otherwise the daemon refuses to start as root)
+                                (otherwise the daemon refuses to start as root: exit ${EXIT_FATAL})
       --audit FILE|-            one JSON line per connection (time, peer pid/uid/gid, argv,
                                 exit, duration, bytes in/out), appended to FILE or on stderr
       --config FILE             a JSON object of long options, e.g.
@@ -91,6 +92,11 @@ export function parseServeArgs(args: string[]): ServeCommand {
   } catch (error) {
     throw error instanceof UsageError ? error : usageError(error);
   }
+  return optionsFrom(parsed);
+}
+
+/** The command that parsed arguments describe; throws `UsageError` for a bad value. */
+function optionsFrom(parsed: ReturnType<typeof parse>): ServeCommand {
   const { values, positionals } = parsed;
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
@@ -192,59 +198,103 @@ function configArgs(file: string): string[] {
   }
   const args: string[] = [];
   for (const [name, value] of Object.entries(config)) {
-    if (name === 'config' || !/^[a-z][a-z-]*$/.test(name)) {
-      throw new UsageError(`--config: ${file}: ${JSON.stringify(name)} is not an option here`);
+    const option = Object.hasOwn(OPTIONS, name) ? OPTIONS[name as keyof typeof OPTIONS] : undefined;
+    if (option === undefined || NOT_IN_CONFIG.has(name)) {
+      const near = Object.keys(OPTIONS).find(
+        (known) => !NOT_IN_CONFIG.has(known) && editDistance(known, name) <= 2,
+      );
+      throw new UsageError(
+        `${file}: unknown key ${quote(name)}${near ? ` (did you mean ${quote(near)}?)` : ''}`,
+      );
     }
-    for (const item of Array.isArray(value) ? value : [value]) {
-      if (item === true) args.push(`--${name}`);
-      else if (typeof item === 'string' || typeof item === 'number') args.push(`--${name}=${item}`);
-      else if (item !== false) {
-        throw new UsageError(`--config: ${file}: bad value for ${name}: ${JSON.stringify(item)}`);
+    const items = Array.isArray(value) ? value : [value];
+    if (items.length > 1 && !('multiple' in option)) {
+      throw new UsageError(`${file}: key ${quote(name)} takes one value, not a list`);
+    }
+    for (const item of items) {
+      if (option.type === 'boolean') {
+        if (typeof item !== 'boolean') {
+          throw new UsageError(`${file}: key ${quote(name)} is a flag: true or false`);
+        }
+        if (item) args.push(`--${name}`);
+      } else if (typeof item === 'string' || typeof item === 'number') {
+        args.push(`--${name}=${item}`);
+      } else {
+        throw new UsageError(
+          `${file}: key ${quote(name)} needs a string or a number, not ${JSON.stringify(item)}`,
+        );
       }
     }
+  }
+  // Each value is checked here too, so a bad one is reported with the file it came from.
+  try {
+    optionsFrom(parse([...args, 'SOCKET_PATH']));
+  } catch (error) {
+    throw new UsageError(`${file}: ${(error as Error).message.replace(/\s*\n\s*/g, ' ')}`);
   }
   return args;
 }
 
+/** Keys a config file may not hold: they are not settings. */
+const NOT_IN_CONFIG = new Set(['config', 'help', 'version']);
+
+function quote(name: string): string {
+  return `'${name.replace(/[^\x20-\x7e]/g, '?')}'`;
+}
+
+/** Levenshtein distance, for "did you mean" (option names are short). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+const OPTIONS = {
+  version: { type: 'boolean', short: 'v' },
+  debug: { type: 'boolean', short: 'd' },
+  queue: { type: 'string', short: 'q' },
+  mode: { type: 'string', short: 'M' },
+  'max-connections': { type: 'string', short: 'm' },
+  timeout: { type: 'string', short: 't' },
+  'kill-timeout': { type: 'string', short: 'k' },
+  'kill-group': { type: 'boolean' },
+  'max-args': { type: 'string' },
+  'max-arg-length': { type: 'string' },
+  'max-arg-bytes': { type: 'string' },
+  'max-data-length': { type: 'string' },
+  allow: { type: 'string', multiple: true },
+  'exec-path': { type: 'string' },
+  'env-pass': { type: 'string' },
+  'env-set': { type: 'string', multiple: true },
+  cwd: { type: 'string' },
+  'client-env': { type: 'string' },
+  'client-cwd': { type: 'string' },
+  'max-output-bytes': { type: 'string' },
+  'max-stdin-bytes': { type: 'string' },
+  'rlimit-cpu': { type: 'string' },
+  'rlimit-as': { type: 'string' },
+  'rlimit-nofile': { type: 'string' },
+  'rlimit-nproc': { type: 'string' },
+  user: { type: 'string' },
+  group: { type: 'string' },
+  'allow-root': { type: 'boolean' },
+  audit: { type: 'string' },
+  config: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(args: string[]) {
-  return parseArgs({
-    args,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      version: { type: 'boolean', short: 'v' },
-      debug: { type: 'boolean', short: 'd' },
-      queue: { type: 'string', short: 'q' },
-      mode: { type: 'string', short: 'M' },
-      'max-connections': { type: 'string', short: 'm' },
-      timeout: { type: 'string', short: 't' },
-      'kill-timeout': { type: 'string', short: 'k' },
-      'kill-group': { type: 'boolean' },
-      'max-args': { type: 'string' },
-      'max-arg-length': { type: 'string' },
-      'max-arg-bytes': { type: 'string' },
-      'max-data-length': { type: 'string' },
-      allow: { type: 'string', multiple: true },
-      'exec-path': { type: 'string' },
-      'env-pass': { type: 'string' },
-      'env-set': { type: 'string', multiple: true },
-      cwd: { type: 'string' },
-      'client-env': { type: 'string' },
-      'client-cwd': { type: 'string' },
-      'max-output-bytes': { type: 'string' },
-      'max-stdin-bytes': { type: 'string' },
-      'rlimit-cpu': { type: 'string' },
-      'rlimit-as': { type: 'string' },
-      'rlimit-nofile': { type: 'string' },
-      'rlimit-nproc': { type: 'string' },
-      user: { type: 'string' },
-      group: { type: 'string' },
-      'allow-root': { type: 'boolean' },
-      audit: { type: 'string' },
-      config: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  return parseArgs({ args, strict: true, allowPositionals: true, options: OPTIONS });
 }
 
 /** `all`, `none`, or a comma-separated list. */
@@ -268,8 +318,15 @@ function seconds(flag: string, text: string, min: number): number {
   return Math.round(value * 1000);
 }
 
-/** Runs `procsock serve ARGS…`; resolves with the exit status once the daemon has shut down. */
-export async function main(args: string[], version: string): Promise<number> {
+/**
+ * Runs `procsock serve ARGS…`; resolves with the exit status once the daemon has shut down.
+ * `onListening` is called once the socket is bound and listening (`npm run serve` says so then).
+ */
+export async function main(
+  args: string[],
+  version: string,
+  onListening?: (path: string) => void,
+): Promise<number> {
   const command = parseCommandLine('serve', SERVE_USAGE, () => parseServeArgs(args));
   if (typeof command === 'number') return command;
   if (command.kind === 'help') {
@@ -293,6 +350,13 @@ export async function main(args: string[], version: string): Promise<number> {
     process.stderr.write(`procsock serve: fatal: ${describeError(error)}\n`);
     return EXIT_FATAL;
   }
+  // Which spawn backend serves the programs: in the debug log, and always when it is the
+  // slow fallback that nobody asked for.
+  const backend = backendLine();
+  if (log) log(backend);
+  else if (!backend.startsWith('spawn backend: native') && !process.env.PROCSOCK_SPAWN) {
+    process.stderr.write(`procsock serve: warning: ${backend}\n`);
+  }
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       log?.(`received ${signal}`);
@@ -306,6 +370,8 @@ export async function main(args: string[], version: string): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+  // Only now that a signal shuts the daemon down cleanly.
+  onListening?.(command.options.path);
   await stopped;
   process.off('SIGTERM', ignore);
   process.off('SIGINT', ignore);

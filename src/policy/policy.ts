@@ -111,7 +111,7 @@ export class Policy {
     }
     if (runningAsRoot && !options.allowRoot && (!this.#identity || this.#identity.uid === 0)) {
       throw new PolicyError(
-        'refusing to run programs as root: give --user NAME (and optionally --group), or --allow-root if you really mean it',
+        'refusing to run programs as root: give --user NAME (serve(): policy.user) and optionally --group, or --allow-root (policy.allowRoot: true) if you really mean it',
       );
     }
     if (!runningAsRoot && this.#identity && this.#identity.uid !== process.getuid?.()) {

@@ -4,6 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { spawnBackendInUse } from '../channel/local.js';
+import { nativeUnavailableReason } from '../channel/spawn/locate.js';
 import { ArgumentError } from '../errors.js';
 import { Policy, type PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../protocol/request.js';
@@ -125,7 +126,7 @@ function resolvePolicy(options: PolicyOptions): Policy {
   if (options.rlimits && Object.keys(options.rlimits).length > 0) {
     if (spawnBackendInUse() !== 'native') {
       throw new ArgumentError(
-        'serve(): policy: resource limits need the native spawn backend, which is not built here (reinstall with python3, make and g++ available)',
+        `serve(): policy: resource limits need the native spawn backend: ${nativeUnavailableReason()}`,
       );
     }
   }

@@ -2,13 +2,14 @@
 import { spawn } from 'node:child_process';
 import { ArgumentError } from '../../errors.js';
 import type { SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
+import { nativeUnavailableReason } from './locate.js';
 
 export const childProcessBackend: SpawnBackend = {
   name: 'child_process',
   spawn(request: SpawnRequest): SpawnedChild {
     if (request.rlimits && Object.keys(request.rlimits).length > 0) {
       throw new ArgumentError(
-        'resource limits need the native spawn backend (build it with npm rebuild procsock)',
+        `resource limits need the native spawn backend: ${nativeUnavailableReason()}`,
       );
     }
     const [program, ...args] = request.argv as [string, ...string[]];

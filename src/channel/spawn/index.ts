@@ -18,6 +18,7 @@ export type {
   SpawnRequest,
 } from './backend.js';
 export { isSpawnFailure } from './backend.js';
+export { addonReport, NATIVE_REQUIREMENTS, nativeUnavailableReason } from './locate.js';
 export { type PeerCredentials, peerCredentials } from './native.js';
 
 /**
@@ -38,8 +39,7 @@ export function resolveSpawnBackend(
   if (nativeAvailable()) return nativeBackend;
   if (wanted === 'auto') return childProcessBackend;
   throw new ArgumentError(
-    `the native spawn backend is not built (${nativeLoadError()?.message.split('\n')[0] ?? 'unknown reason'}); ` +
-      'run "npm rebuild procsock" with python3, make and a C compiler, or use spawnBackend "auto"',
+    `the native spawn backend was asked for, but ${nativeLoadError()?.message ?? 'it did not load'}; or use spawnBackend "auto"`,
   );
 }
 

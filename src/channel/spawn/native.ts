@@ -1,5 +1,5 @@
 /**
- * The `native` backend: `native/spawn.c` (built at install into build/Release) starts the
+ * The `native` backend: `native/spawn.c` (prebuilt, or compiled here: see locate.ts) starts the
  * child sharing our memory until it execs, hands back its pid and three pipe descriptors,
  * and calls back when the child has exited and been reaped. The addon also reads the output
  * pipes (`NativeOutput`: a poll and one read per wake-up, into one shared buffer), which
@@ -8,7 +8,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { closeSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
@@ -20,6 +19,7 @@ import type {
   SpawnLimits,
   SpawnRequest,
 } from './backend.js';
+import { requireAddon } from './locate.js';
 
 /** The addon's handle of an open output pipe (native/pipe.c). */
 type PipeHandle = { readonly __pipe: unique symbol };
@@ -100,8 +100,7 @@ let exitWatch = '';
 function load(): Addon | null {
   if (addon || loadError) return addon;
   try {
-    // The same relative path from src/channel/spawn and from dist/channel/spawn.
-    const required = createRequire(import.meta.url)('../../../build/Release/procsock_spawn.node');
+    const required = requireAddon();
     exitWatch = (required as Addon).init(onExit, onRead, process.env.PROCSOCK_NATIVE_PIDFD !== '0');
     (required as Addon).setReadBuffer(readBuffer);
     addon = required as Addon;

@@ -1,0 +1,267 @@
+#!/usr/bin/env node
+// Builds the prebuilt native addons that ship inside the npm package, in prebuildify's layout
+// (what node-gyp-build and src/channel/spawn/locate.ts look for):
+//   prebuilds/linux-x64/procsock_spawn.napi.glibc.node    prebuilds/linux-x64/procsock_spawn.napi.musl.node
+//   prebuilds/linux-arm64/procsock_spawn.napi.glibc.node  prebuilds/linux-arm64/procsock_spawn.napi.musl.node
+// Node-API 8 (binding.gyp's NAPI_VERSION) makes one binary per platform serve every Node version.
+// The sources, flags and defines are binding.gyp's, so a prebuild is the addon node-gyp builds.
+//
+//   node scripts/prebuild.mjs                   every target whose toolchain is installed
+//   node scripts/prebuild.mjs linux-x64-glibc   only the ones named
+//   PROCSOCK_PREBUILD_ALL=1 node scripts/prebuild.mjs   a missing toolchain is an error (CI, publish)
+//
+// Each binary is checked before it is kept: its ELF machine, the libraries it needs (libc only),
+// the symbols it imports (Node-API, libuv and libc: nothing of V8 or C++), for glibc no symbol
+// version newer than the floor in scripts/native-build.json; the one for this machine is loaded.
+// Toolchains (Debian packages): gcc, gcc-aarch64-linux-gnu, musl-tools; for arm64 musl, the
+// headers and libc of Debian's musl-dev:arm64 unpacked into MUSL_ARM64_SYSROOT (.ci/run does it).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const facts = JSON.parse(readFileSync(join(root, 'scripts', 'native-build.json'), 'utf8'));
+const requireAll =
+  process.env.PROCSOCK_PREBUILD_ALL === '1' || process.env.npm_command === 'publish';
+const muslArm64Sysroot = resolve(
+  root,
+  process.env.MUSL_ARM64_SYSROOT ?? join('build', 'sysroot-aarch64-musl'),
+);
+
+/** What each target needs: the compiler, its extra flags, and what its ELF must look like. */
+const TARGETS = {
+  'linux-x64-glibc': {
+    arch: 'x64',
+    libc: 'glibc',
+    cc: process.env.CC ?? 'gcc',
+    package: 'gcc',
+    flags: ['-include', join(root, 'scripts', 'glibc-floor.h')],
+    machine: 'Advanced Micro Devices X86-64',
+  },
+  'linux-arm64-glibc': {
+    arch: 'arm64',
+    libc: 'glibc',
+    cc: 'aarch64-linux-gnu-gcc',
+    package: 'gcc-aarch64-linux-gnu',
+    flags: ['-include', join(root, 'scripts', 'glibc-floor.h')],
+    machine: 'AArch64',
+  },
+  'linux-x64-musl': {
+    arch: 'x64',
+    libc: 'musl',
+    cc: 'musl-gcc',
+    package: 'musl-tools',
+    flags: [],
+    machine: 'Advanced Micro Devices X86-64',
+  },
+  'linux-arm64-musl': {
+    arch: 'arm64',
+    libc: 'musl',
+    cc: 'aarch64-linux-gnu-gcc',
+    package: 'gcc-aarch64-linux-gnu, and musl-dev:arm64 unpacked into MUSL_ARM64_SYSROOT',
+    sysroot: muslArm64Sysroot,
+    // gcc's own headers (stddef.h…) and libgcc, musl's libc and headers; no glibc at all.
+    flags: () => [
+      '-nostdinc',
+      '-isystem',
+      join(muslArm64Sysroot, 'usr', 'include', 'aarch64-linux-musl'),
+      '-isystem',
+      capture('aarch64-linux-gnu-gcc', ['-print-file-name=include']),
+      '-mno-outline-atomics',
+      '-nostdlib',
+    ],
+    libs: () => [
+      '-L',
+      join(muslArm64Sysroot, 'lib', 'aarch64-linux-musl'),
+      '-lc',
+      capture('aarch64-linux-gnu-gcc', ['-print-libgcc-file-name']),
+    ],
+    machine: 'AArch64',
+  },
+};
+
+function capture(command, args) {
+  const result = spawnSync(command, args, { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout.trim();
+}
+
+function has(command) {
+  return spawnSync(command, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** The Node-API headers (and libuv's, which the addon uses): this Node's own, else node-gyp's cache. */
+function nodeHeaders() {
+  const candidates = [
+    process.env.PROCSOCK_NODE_HEADERS,
+    join(resolve(dirname(process.execPath), '..'), 'include', 'node'),
+    join(homedir(), '.cache', 'node-gyp', process.versions.node, 'include', 'node'),
+  ].filter(Boolean);
+  const found = candidates.find(
+    (dir) => existsSync(join(dir, 'node_api.h')) && existsSync(join(dir, 'uv.h')),
+  );
+  if (!found) {
+    throw new Error(
+      `no Node-API headers (node_api.h and uv.h) in ${candidates.join(', ')}; set PROCSOCK_NODE_HEADERS`,
+    );
+  }
+  return found;
+}
+
+/** binding.gyp's addon targets (it is written as JSON, which gyp reads too). */
+function gypTargets() {
+  const gyp = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8'));
+  return gyp.targets.filter((target) => (target.type ?? 'loadable_module') === 'loadable_module');
+}
+
+export function prebuildPath(arch, libc, name = 'procsock_spawn') {
+  return join(root, 'prebuilds', `linux-${arch}`, `${name}.napi.${libc}.node`);
+}
+
+function build(id, target, headers) {
+  const flags = typeof target.flags === 'function' ? target.flags() : target.flags;
+  const libs = target.libs ? target.libs() : [];
+  const outputs = [];
+  for (const gyp of gypTargets()) {
+    const out = prebuildPath(target.arch, target.libc, gyp.target_name);
+    mkdirSync(dirname(out), { recursive: true });
+    const partial = `${out}.partial`;
+    const args = [
+      ...flags,
+      ...(gyp.cflags ?? []),
+      ...(gyp.defines ?? []).map((define) => `-D${define}`),
+      '-fPIC',
+      '-shared',
+      '-s',
+      '-Wl,-z,relro,-z,now',
+      '-I',
+      headers,
+      ...gyp.sources.map((source) => join(root, source)),
+      '-o',
+      partial,
+      ...libs,
+    ];
+    const result = spawnSync(target.cc, args, { cwd: root, encoding: 'utf8' });
+    if (result.status !== 0) {
+      rmSync(partial, { force: true });
+      throw new Error(`${id}: ${target.cc} failed:\n${result.stderr}`);
+    }
+    const problems = checkElf(partial, target);
+    if (problems.length > 0) {
+      rmSync(partial, { force: true });
+      throw new Error(`${id}: ${gyp.target_name} fails its ABI check:\n  ${problems.join('\n  ')}`);
+    }
+    renameSync(partial, out);
+    outputs.push(out);
+  }
+  return outputs;
+}
+
+/** What would stop the binary from loading on its platform; empty when none. */
+export function checkElf(file, target) {
+  const problems = [];
+  const header = capture('readelf', ['-h', file]);
+  if (!header.includes(`Machine:                           ${target.machine}`)) {
+    problems.push(`machine is not ${target.machine}`);
+  }
+  if (!/Type:\s+DYN/.test(header)) problems.push('not a shared object');
+  const dynamic = capture('readelf', ['-d', file]);
+  const needed = [...dynamic.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map(
+    (match) => match[1],
+  );
+  const libcNames = target.libc === 'glibc' ? ['libc.so.6'] : ['libc.so'];
+  for (const library of needed) {
+    if (!libcNames.includes(library)) problems.push(`needs ${library} (only libc is allowed)`);
+  }
+  if (/\((RPATH|RUNPATH)\)/.test(dynamic)) problems.push('has an RPATH/RUNPATH');
+  const symbols = capture('readelf', ['--dyn-syms', '-W', file]);
+  const versions = [...symbols.matchAll(/@(GLIBC_[0-9.]+)/g)].map((match) => match[1]);
+  if (target.libc === 'musl' && versions.length > 0) {
+    problems.push(`imports glibc-versioned symbols: ${[...new Set(versions)].join(', ')}`);
+  }
+  for (const version of new Set(versions)) {
+    if (newerThan(version.slice('GLIBC_'.length), facts.glibcFloor)) {
+      const names = [...symbols.matchAll(new RegExp(`(\\S+)@${version}`, 'g'))].map((m) => m[1]);
+      problems.push(
+        `${names.join(', ')} need ${version}, newer than the floor GLIBC_${facts.glibcFloor}`,
+      );
+    }
+  }
+  // Undefined symbols: Node-API and libuv come from node itself; anything else (V8, C++
+  // runtime) would tie the binary to one Node version.
+  for (const line of symbols.split('\n')) {
+    const match = /\sUND\s+(\S+)$/.exec(line.trim());
+    if (!match) continue;
+    const name = match[1].replace(/@.*/, '');
+    if (/^_Z|^v8|^node::/.test(name)) problems.push(`imports ${name}, not Node-API`);
+  }
+  return problems;
+}
+
+function newerThan(version, floor) {
+  const a = version.split('.').map(Number);
+  const b = floor.split('.').map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) > (b[i] ?? 0);
+  }
+  return false;
+}
+
+/** The prebuild for this very machine must load into this Node and initialise. */
+function loadHere(file) {
+  const probe = `const a = require(${JSON.stringify(file)}); if (typeof a.spawn !== 'function') process.exit(3);`;
+  const result = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`${file} does not load here: ${result.stderr}`);
+}
+
+function hostLibc() {
+  return process.report?.getReport().header.glibcVersionRuntime ? 'glibc' : 'musl';
+}
+
+function main() {
+  const wanted = process.argv.slice(2);
+  for (const id of wanted) {
+    if (!Object.hasOwn(TARGETS, id)) {
+      console.error(`prebuild: unknown target ${id} (${Object.keys(TARGETS).join(', ')})`);
+      process.exit(2);
+    }
+  }
+  const headers = nodeHeaders();
+  let missing = 0;
+  for (const [id, target] of Object.entries(TARGETS)) {
+    if (wanted.length > 0 && !wanted.includes(id)) continue;
+    const absent = !has(target.cc)
+      ? `${target.cc} not found`
+      : target.sysroot && !existsSync(join(target.sysroot, 'lib', 'aarch64-linux-musl', 'libc.so'))
+        ? `no musl sysroot at ${target.sysroot}`
+        : null;
+    if (absent) {
+      missing++;
+      console.error(`prebuild: ${id}: SKIPPED, ${absent} (Debian: ${target.package})`);
+      continue;
+    }
+    const outputs = build(id, target, headers);
+    const here = target.arch === process.arch && target.libc === hostLibc();
+    if (here) for (const file of outputs) loadHere(file);
+    for (const file of outputs) {
+      console.log(
+        `prebuild: ${id}: ${file.slice(root.length + 1)} (ABI check passed${here ? ', loads here' : ''})`,
+      );
+    }
+  }
+  if (missing > 0 && requireAll) {
+    console.error(`prebuild: ${missing} target(s) could not be built, and every one is required`);
+    process.exit(1);
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  try {
+    main();
+  } catch (error) {
+    console.error(`prebuild: ${error.message}`);
+    process.exit(1);
+  }
+}
