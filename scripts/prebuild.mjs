@@ -141,6 +141,8 @@ function build(id, target, headers) {
       ...gyp.sources.map((source) => join(root, source)),
       '-o',
       partial,
+      ...(gyp.ldflags ?? []),
+      ...(gyp.libraries ?? []),
       ...libs,
     ];
     const result = spawnSync(target.cc, args, { cwd: root, encoding: 'utf8' });
