@@ -4,7 +4,7 @@
  *
  *   node --import tsx examples/bash-script.ts          (PROCSOCK_SOCKET=path to use a daemon)
  */
-import { createExec } from '../src/index.js';
+import { createExec } from 'procsock';
 
 const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local');
 

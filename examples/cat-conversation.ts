@@ -4,7 +4,7 @@
  *
  *   node --import tsx examples/cat-conversation.ts     (PROCSOCK_SOCKET=path to use a daemon)
  */
-import { connect } from '../src/index.js';
+import { connect } from 'procsock';
 
 const session = await connect(process.env.PROCSOCK_SOCKET ?? 'local', { timeout: 60_000 });
 try {

@@ -35,7 +35,7 @@ import {
   type Exec,
   type ExecResult,
   TimeoutError,
-} from '../src/index.js';
+} from 'procsock';
 
 export interface HttpServerOptions {
   /** The daemon's socket; without one, programs run as children of this server. */
@@ -285,22 +285,56 @@ function fail(res: ServerResponse, error: unknown, log: (line: string) => void):
   reply(res, status, `${why}${message}\n`);
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { socket: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } },
-  });
+/** What a user can do about a failed listen, in one line (no stack trace). */
+function listenFailure(error: NodeJS.ErrnoException, host: string, port: number): string {
+  const where = `${host}:${port}`;
+  if (error.code === 'EADDRINUSE') {
+    return `port ${port} is already in use on ${host} (another server?); choose another with --port N or PORT=N`;
+  }
+  if (error.code === 'EACCES')
+    return `not allowed to listen on ${where} (ports below 1024 need privilege)`;
+  if (error.code === 'EADDRNOTAVAIL') return `${host} is not an address of this machine`;
+  return `cannot listen on ${where}: ${error.message}`;
+}
+
+async function main(): Promise<number> {
+  let values: { socket?: string; port?: string; host?: string };
+  try {
+    ({ values } = parseArgs({
+      options: { socket: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } },
+    }));
+  } catch (error) {
+    console.error(
+      `http-server: ${(error as Error).message} (options: --socket PATH --port N --host ADDR)`,
+    );
+    return 2;
+  }
   const socket = values.socket ?? process.env.PROCSOCK_SOCKET;
-  const example = await startHttpServer({
-    socket: socket || undefined,
-    port: Number(values.port ?? process.env.PORT ?? 8080),
-    host: values.host,
-  });
+  const portText = values.port ?? process.env.PORT ?? '8080';
+  const port = Number(portText);
+  if (!/^[0-9]+$/.test(portText) || port > 65535) {
+    console.error(
+      `http-server: --port: expected a port number from 0 to 65535, got ${JSON.stringify(portText)}`,
+    );
+    return 2;
+  }
+  const host = values.host ?? '127.0.0.1';
+  let example: HttpExample;
+  try {
+    example = await startHttpServer({ socket: socket || undefined, port, host });
+  } catch (error) {
+    console.error(`http-server: ${listenFailure(error as NodeJS.ErrnoException, host, port)}`);
+    return 1;
+  }
   console.log(
     `listening on ${example.url}, programs run ${socket ? `by the daemon at ${socket}` : 'locally'}`,
   );
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => void example.close());
   }
+  return 0;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main();
+}

@@ -4,7 +4,7 @@
  *   node --import tsx examples/run-program.ts                 # a local child
  *   PROCSOCK_SOCKET=/tmp/procsock.sock node --import tsx examples/run-program.ts   # via the daemon
  */
-import { createExec } from '../src/index.js';
+import { createExec } from 'procsock';
 
 const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local');
 

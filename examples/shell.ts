@@ -4,7 +4,7 @@
  *
  *   node --import tsx examples/shell.ts             (PROCSOCK_SOCKET=path to use a daemon)
  */
-import { LabellingCommander, RecallCommander, Shell } from '../src/index.js';
+import { LabellingCommander, RecallCommander, Shell } from 'procsock';
 
 const socket = process.env.PROCSOCK_SOCKET;
 const shell = Shell.posix({ program: 'bash', transport: socket ? { socket } : 'local' });

@@ -5,7 +5,7 @@
  *
  *   node --import tsx examples/timeout-nonfatal.ts     (PROCSOCK_SOCKET=path to use a daemon)
  */
-import { createExec, TimeoutError } from '../src/index.js';
+import { createExec, TimeoutError } from 'procsock';
 
 const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local', { timeout: 100 });
 const slow = ['sh', '-c', 'sleep 0.3; echo finally'];

@@ -5,11 +5,12 @@
  * opens a fifo for it.
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type HttpExample, startHttpServer } from '../../examples/http-server.js';
 import { testChildren } from '../helpers/cli.js';
@@ -233,6 +234,40 @@ describe('http-server example, daemon gone', () => {
       }
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('http-server example, started from the command line', () => {
+  const example = new URL('../../examples/http-server.ts', import.meta.url).pathname;
+  const start = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', example, ...args], (error, stdout, stderr) =>
+        resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
+      );
+    });
+
+  test('a busy port, a bad port and an unknown option: one clear line, no stack trace', async () => {
+    const busy = createNetServer().listen(0, '127.0.0.1');
+    await once(busy, 'listening');
+    const { port } = busy.address() as AddressInfo;
+    try {
+      const [inUse, badPort, unknown] = await Promise.all([
+        start(['--port', String(port)]),
+        start(['--port', 'eighty']),
+        start(['--prot', '80']),
+      ]);
+      assert.equal(inUse.code, 1);
+      assert.equal(
+        inUse.stderr,
+        `http-server: port ${port} is already in use on 127.0.0.1 (another server?); choose another with --port N or PORT=N\n`,
+      );
+      assert.equal(badPort.code, 2);
+      assert.match(badPort.stderr, /^http-server: --port: expected a port number .*"eighty"\n$/);
+      assert.equal(unknown.code, 2);
+      assert.match(unknown.stderr, /^http-server: Unknown option '--prot'.*\n$/);
+    } finally {
+      busy.close();
     }
   });
 });
