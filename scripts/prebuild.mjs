@@ -27,7 +27,7 @@ const requireAll =
   process.env.PROCSOCK_PREBUILD_ALL === '1' || process.env.npm_command === 'publish';
 const muslArm64Sysroot = resolve(
   root,
-  process.env.MUSL_ARM64_SYSROOT ?? join('build', 'sysroot-aarch64-musl'),
+  process.env.MUSL_ARM64_SYSROOT ?? join('.cache', 'sysroot-aarch64-musl'),
 );
 
 /** What each target needs: the compiler, its extra flags, and what its ELF must look like. */
