@@ -20,7 +20,7 @@ import { buildCLoop, cLoopRate } from './c-loop.js';
 import { formatGoalTable, type GoalRow, ratio as ratioOf, recordGoals } from './goals.js';
 
 const ROUNDS = 5;
-/** PERFORMANCE.md's figures for the C daemon (sockexec 3.1.1), used when SOCKEXEC is not set. */
+/** Reference figures of the C daemon (sockexec 3.1.1; see bench/README.md), used when SOCKEXEC is not set. */
 const SOCKEXEC_REFERENCE = { 1: 1760, 8: 2714, streamMBps: 694 } as const;
 const RSS_GOAL_MB = 99; // "tens of MB"
 
@@ -238,7 +238,7 @@ async function main(): Promise<void> {
     rows.push({
       figure,
       procsock: `${fmt(mine)}/s`,
-      peer: s ? 'C sockexec (same run)' : 'C sockexec (not installed: PERFORMANCE.md figure)',
+      peer: s ? 'C sockexec (same run)' : 'C sockexec (not installed: reference figure)',
       peerValue: `${fmt(peer)}/s`,
       ratio: ratioOf(mine, peer),
       goal: '≥ 1.0×',
@@ -250,7 +250,7 @@ async function main(): Promise<void> {
   rows.push({
     figure: 'daemon: stream 1 GiB of head -c to a fast reader',
     procsock: `${fmt(mineStream)} MB/s`,
-    peer: s ? 'C sockexec (same run)' : 'C sockexec (not installed: PERFORMANCE.md figure)',
+    peer: s ? 'C sockexec (same run)' : 'C sockexec (not installed: reference figure)',
     peerValue: `${fmt(peerStream)} MB/s`,
     ratio: ratioOf(mineStream, peerStream),
     goal: '≥ 1000 MB/s',

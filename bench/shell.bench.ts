@@ -3,7 +3,7 @@
  * driven by `Shell` (POSIX preset: fresh marker, stdout + stderr + exit status per run),
  * against a fresh `bash -c 'echo hi'` per command, in one run, interleaved rounds, median.
  *   npm run bench -- shell          (BENCH_ROUNDS, BENCH_SECONDS to change the effort)
- * Goal (PERFORMANCE.md): Shell ≥ 1.0× Go shexec (10,900–12,000/s on the reference machine,
+ * Goal (bench/README.md): Shell ≥ 1.0× Go shexec (10,900–12,000/s on the reference machine,
  * where a fresh `bash -c` did 900–1,000/s) while also capturing each exit status.
  * With a Go toolchain (`apt-get install golang-go`) the peer is measured in the same run:
  * bench/go/shexec_scheme.go, Go driving bash the way shexec does (no exit status, no stdin
@@ -177,7 +177,7 @@ async function main(): Promise<void> {
     {
       figure,
       procsock: `${fmt(shell)}/s`,
-      peer: 'Go shexec (PERFORMANCE.md figure, its machine)',
+      peer: 'Go shexec (reference figure, its machine)',
       peerValue: `${GO_SHEXEC_REFERENCE}/s`,
       ratio: ratioOf(shell, GO_SHEXEC_REFERENCE),
       ...(go === undefined
