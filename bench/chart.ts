@@ -44,6 +44,7 @@ export function renderChart(rows: readonly GoalRow[], caption: string): string {
   const height = TOP + bars.length * ROW + 40;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="12">`,
+    `<title>procsock ÷ peer, from one npm run bench: ${xml(caption)}</title>`,
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     `<text x="${LEFT}" y="22" font-size="15" font-weight="bold">procsock ÷ peer, from one npm run bench (a peer marked “reference figure” was not installed)</text>`,
     `<text x="${LEFT}" y="40" fill="#555555">${xml(caption)}</text>`,
