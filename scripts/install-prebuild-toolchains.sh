@@ -2,7 +2,8 @@
 # What scripts/prebuild.mjs needs for every target, from Debian's packages (.ci/run runs this):
 # the arm64 cross compiler, musl-gcc, and Debian's musl-dev:arm64 unpacked into
 # .cache/sysroot-aarch64-musl (downloaded with an apt state of its own, so no foreign
-# architecture is added to the machine). Also systemd-analyze, which checks the example unit.
+# architecture is added to the machine); qemu-user, under which the arm64 prebuilds are loaded;
+# systemd-analyze, which checks the example unit.
 set -eu
 cd "$(dirname "$0")/.."
 apt="apt-get -qq -o DPkg::Lock::Timeout=600"
@@ -10,6 +11,7 @@ need=""
 command -v aarch64-linux-gnu-gcc >/dev/null || need="$need gcc-aarch64-linux-gnu"
 command -v musl-gcc >/dev/null || need="$need musl-tools"
 command -v systemd-analyze >/dev/null || need="$need systemd"
+command -v qemu-aarch64 >/dev/null || need="$need qemu-user"
 if [ -n "$need" ]; then
   $apt update && $apt install -y --no-install-recommends $need
 fi

@@ -12,12 +12,22 @@
 //
 // Each binary is checked before it is kept: its ELF machine, the libraries it needs (libc only),
 // the symbols it imports (Node-API, libuv and libc: nothing of V8 or C++), for glibc no symbol
-// version newer than the floor in scripts/native-build.json; the one for this machine is loaded.
-// Toolchains (Debian packages): gcc, gcc-aarch64-linux-gnu, musl-tools; for arm64 musl, the
+// version newer than the floor in scripts/native-build.json. The one for this machine is loaded
+// into this Node; the others are loaded with their own libc (arm64 under qemu-user) by a stub
+// program (loadElsewhere).
+// Toolchains (Debian packages): gcc, gcc-aarch64-linux-gnu, musl-tools, qemu-user; for arm64 musl, the
 // headers and libc of Debian's musl-dev:arm64 unpacked into MUSL_ARM64_SYSROOT (.ci/run does it).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { homedir } from 'node:os';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,6 +57,8 @@ const TARGETS = {
     package: 'gcc-aarch64-linux-gnu',
     flags: ['-include', join(root, 'scripts', 'glibc-floor.h')],
     machine: 'AArch64',
+    harness: (source, out) => ['aarch64-linux-gnu-gcc', ['-rdynamic', source, '-o', out, '-ldl']],
+    runner: (harness, file) => ['qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', harness, file]],
   },
   'linux-x64-musl': {
     arch: 'x64',
@@ -55,6 +67,8 @@ const TARGETS = {
     package: 'musl-tools',
     flags: [],
     machine: 'Advanced Micro Devices X86-64',
+    harness: (source, out) => ['musl-gcc', ['-rdynamic', source, '-o', out]],
+    runner: (harness, file) => [harness, [file]],
   },
   'linux-arm64-musl': {
     arch: 'arm64',
@@ -79,6 +93,25 @@ const TARGETS = {
       capture('aarch64-linux-gnu-gcc', ['-print-libgcc-file-name']),
     ],
     machine: 'AArch64',
+    harness: (source, out) => {
+      const lib = join(muslArm64Sysroot, 'usr', 'lib', 'aarch64-linux-musl');
+      return [
+        'aarch64-linux-gnu-gcc',
+        [
+          ...TARGETS['linux-arm64-musl'].flags(),
+          '-rdynamic',
+          '-Wl,--dynamic-linker=/lib/ld-musl-aarch64.so.1',
+          join(lib, 'Scrt1.o'),
+          join(lib, 'crti.o'),
+          source,
+          ...TARGETS['linux-arm64-musl'].libs(),
+          join(lib, 'crtn.o'),
+          '-o',
+          out,
+        ],
+      ];
+    },
+    runner: (harness, file) => ['qemu-aarch64', ['-L', muslArm64Sysroot, harness, file]],
   },
 };
 
@@ -211,6 +244,53 @@ function newerThan(version, floor) {
   return false;
 }
 
+/**
+ * A prebuild for another platform is loaded by a small program of that platform, with that
+ * platform's own libc (under qemu-user for arm64): it defines every Node-API and libuv
+ * function the addon imports as a stub (Node would provide them), then dlopen()s the addon
+ * with RTLD_NOW, so every libc symbol and version must resolve, and looks up its
+ * napi_register_module_v1. Returns why it could not be checked, or null once it was.
+ */
+function loadElsewhere(file, target) {
+  const [runner] = target.runner('', file);
+  if (runner !== '' && !has(runner)) return `${runner} not found (Debian: qemu-user)`;
+  const symbols = capture('readelf', ['--dyn-syms', '-W', file])
+    .split('\n')
+    .map((line) => /\sUND\s+((?:napi_|uv_)\w+)/.exec(line)?.[1])
+    .filter(Boolean);
+  const dir = mkdtempSync(join(tmpdir(), 'procsock-prebuild-'));
+  try {
+    const source = join(dir, 'load.c');
+    writeFileSync(
+      source,
+      [
+        '#include <dlfcn.h>',
+        '#include <stdio.h>',
+        ...[...new Set(symbols)].map((name) => `void ${name}(void) {}`),
+        'int main(int argc, char **argv) {',
+        '  void *addon = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);',
+        '  if (!addon) { fprintf(stderr, "%s\\n", dlerror()); return 1; }',
+        '  if (!dlsym(addon, "napi_register_module_v1")) { fputs("no napi_register_module_v1\\n", stderr); return 2; }',
+        '  return 0;',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const harness = join(dir, 'load');
+    const [cc, args] = target.harness(source, harness);
+    const built = spawnSync(cc, args, { encoding: 'utf8' });
+    if (built.status !== 0) throw new Error(`cannot build the load check: ${built.stderr}`);
+    const [command, runArgs] = target.runner(harness, file);
+    const loaded = spawnSync(command, runArgs, { encoding: 'utf8' });
+    if (loaded.status !== 0) {
+      throw new Error(`${file} does not load on its platform: ${loaded.stderr || loaded.error}`);
+    }
+    return null;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** The prebuild for this very machine must load into this Node and initialise. */
 function loadHere(file) {
   const probe = `const a = require(${JSON.stringify(file)}); if (typeof a.spawn !== 'function') process.exit(3);`;
@@ -246,11 +326,17 @@ function main() {
     }
     const outputs = build(id, target, headers);
     const here = target.arch === process.arch && target.libc === hostLibc();
-    if (here) for (const file of outputs) loadHere(file);
     for (const file of outputs) {
-      console.log(
-        `prebuild: ${id}: ${file.slice(root.length + 1)} (ABI check passed${here ? ', loads here' : ''})`,
-      );
+      let loads = 'loads in this Node';
+      if (here) loadHere(file);
+      else {
+        const unchecked = target.runner ? loadElsewhere(file, target) : 'no load check for it';
+        if (unchecked && requireAll) throw new Error(`${id}: not load-checked: ${unchecked}`);
+        loads = unchecked
+          ? `NOT load-checked: ${unchecked}`
+          : `loads with its own libc${target.arch === process.arch ? '' : ' under qemu'}`;
+      }
+      console.log(`prebuild: ${id}: ${file.slice(root.length + 1)} (ABI check passed, ${loads})`);
     }
   }
   if (missing > 0 && requireAll) {
