@@ -36,7 +36,7 @@ if (!existsSync(built) || newest(join(root, 'src')) > statSync(built).mtimeMs) {
 }
 
 const socket =
-  process.env.PROCSOCK_SOCKET ?? join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'procsock.sock');
+  process.env.PROCSOCK_SOCKET || join(process.env.XDG_RUNTIME_DIR || tmpdir(), 'procsock.sock');
 const asRoot = process.getuid?.() === 0;
 if (asRoot) {
   console.error(
