@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { startDaemon, type TestDaemon } from './helpers/daemon.js';
+import { tempDir } from './helpers/process.js';
 
 const run = promisify(execFile);
 
@@ -59,6 +60,9 @@ const examples = readdirSync(examplesDir)
   .filter((name) => name.endsWith('.ts'))
   .sort();
 
+const emptyHome = tempDir('procsock-examples-home-');
+after(() => emptyHome.cleanup());
+
 describe('examples', () => {
   let daemon: TestDaemon;
   before(async () => {
@@ -74,7 +78,9 @@ describe('examples', () => {
     const expected = EXPECTED[name] ?? {};
     for (const where of ['local', 'daemon']) {
       test(`${name} (${where})`, { skip: expected.skip }, async () => {
-        const env = { ...process.env };
+        // bash started with a socket as stdin (child_process pipes are socketpairs) reads
+        // ~/.bashrc, which may change PATH: an empty HOME keeps the machine's rc files out.
+        const env: NodeJS.ProcessEnv = { ...process.env, HOME: emptyHome.dir };
         delete env.PROCSOCK_SOCKET;
         if (where === 'daemon') env.PROCSOCK_SOCKET = daemon.path;
         const { stdout } = await run(

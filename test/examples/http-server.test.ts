@@ -17,6 +17,13 @@ import { testChildren } from '../helpers/cli.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 
+// The example runs bash with this process's environment, and bash started with a socket as
+// stdin (child_process pipes are socketpairs) reads ~/.bashrc, which may change PATH: an
+// empty HOME keeps the machine's rc files out of GET /bash-path.
+const emptyHome = tempDir('procsock-http-home-');
+process.env.HOME = emptyHome.dir;
+after(() => emptyHome.cleanup());
+
 interface Response {
   status: number;
   body: Buffer;
