@@ -12,6 +12,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { finished } from '../helpers/cli.js';
 import { isListening } from '../helpers/daemon.js';
 import { installInto, packWorkspace, REPO, type Workspace } from '../helpers/package.js';
 import { waitUntil } from '../helpers/process.js';
@@ -123,23 +124,11 @@ describe("the README's daemon commands, as written", { skip }, () => {
     return spawn(file!, args, { cwd: project, env: runner.env, stdio: ['ignore', 'pipe', 'pipe'] });
   }
 
-  function finish(child: ChildProcess): Promise<{ code: number | null; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-      out += text;
-    });
-    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-      err += text;
-    });
-    return new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err })));
-  }
-
   /** Starts a daemon line and waits until its socket listens (or it exits first). */
   async function startDaemon(runner: Runner, command: string) {
     const socket = command.split(/\s+/).at(-1)!;
     const child = start(runner, command);
-    const done = finish(child);
+    const done = finished(child);
     let exited = false;
     void done.then(() => {
       exited = true;
@@ -156,26 +145,26 @@ describe("the README's daemon commands, as written", { skip }, () => {
   ) {
     const daemon = await startDaemon(runner, command);
     if (daemon.exited()) {
-      const { code, err } = await daemon.done;
-      assert.fail(`${command} as ${runner.name} exited ${code}: ${err}`);
+      const { status, stderr } = await daemon.done;
+      assert.fail(`${command} as ${runner.name} exited ${status}: ${stderr}`);
     }
-    const client = await finish(start(runner, `procsock run --socket ${daemon.socket} -- id -u`));
-    assert.equal(client.code, 0, client.err);
+    const client = await finished(start(runner, `procsock run --socket ${daemon.socket} -- id -u`));
+    assert.equal(client.status, 0, client.stderr);
     const expectedUid = /--user nobody/.test(command)
       ? execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' })
       : `${runner.uid}\n`;
-    assert.equal(client.out, expectedUid, `${line.command}: programs run as`);
+    assert.equal(client.stdout, expectedUid, `${line.command}: programs run as`);
     await runAfter();
     daemon.child.kill('SIGTERM');
-    const { code, err } = await daemon.done;
-    assert.equal(code, 0, `${command}: clean shutdown on SIGTERM (${err})`);
+    const { status, stderr } = await daemon.done;
+    assert.equal(status, 0, `${command}: clean shutdown on SIGTERM (${stderr})`);
     assert.equal(existsSync(daemon.socket), false, `${command}: socket removed`);
   }
 
   async function expectRefused(runner: Runner, command: string, why: RegExp) {
-    const result = await finish(start(runner, command));
-    assert.equal(result.code, 111, `${command} as ${runner.name} must refuse: ${result.err}`);
-    assert.match(result.err, why);
+    const result = await finished(start(runner, command));
+    assert.equal(result.status, 111, `${command} as ${runner.name} must refuse: ${result.stderr}`);
+    assert.match(result.stderr, why);
   }
 
   async function runBlock(runner: Runner, block: string) {
@@ -184,16 +173,16 @@ describe("the README's daemon commands, as written", { skip }, () => {
       const line = all[i]!;
       const command = localise(line.command);
       if (!/\bprocsock serve\b/.test(command)) {
-        const result = await finish(start(runner, command));
-        assert.equal(result.code, 0, `${command} as ${runner.name}: ${result.err}`);
+        const result = await finished(start(runner, command));
+        assert.equal(result.status, 0, `${command} as ${runner.name}: ${result.stderr}`);
         continue;
       }
       // A background daemon serves the lines that follow it in the block.
       const rest = line.background ? all.splice(i + 1) : [];
       const following = async () => {
         for (const next of rest) {
-          const result = await finish(start(runner, localise(next.command)));
-          assert.equal(result.code, 0, `${next.command} as ${runner.name}: ${result.err}`);
+          const result = await finished(start(runner, localise(next.command)));
+          assert.equal(result.status, 0, `${next.command} as ${runner.name}: ${result.stderr}`);
         }
       };
       const root = runner.uid === 0;
@@ -246,17 +235,17 @@ describe("the README's daemon commands, as written", { skip }, () => {
         chmodSync(file, 0o644);
       };
       write(code!);
-      const result = await finish(start(runner, `node ${file}`));
+      const result = await finished(start(runner, `node ${file}`));
       if (runner.uid === 0) {
-        assert.notEqual(result.code, 0);
-        assert.match(result.err, /policy\.allowRoot/, 'the rejection names the option');
+        assert.notEqual(result.status, 0);
+        assert.match(result.stderr, /policy\.allowRoot/, 'the rejection names the option');
         write(code!.replace('timeout: 30_000 }', 'timeout: 30_000, policy: { allowRoot: true } }'));
-        const fixed = await finish(start(runner, `node ${file}`));
-        assert.equal(fixed.code, 0, fixed.err);
-        assert.equal(fixed.out, '0\n');
+        const fixed = await finished(start(runner, `node ${file}`));
+        assert.equal(fixed.status, 0, fixed.stderr);
+        assert.equal(fixed.stdout, '0\n');
       } else {
-        assert.equal(result.code, 0, result.err);
-        assert.equal(result.out, '0\n');
+        assert.equal(result.status, 0, result.stderr);
+        assert.equal(result.stdout, '0\n');
       }
     }
   });
