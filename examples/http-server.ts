@@ -69,7 +69,7 @@ export async function startHttpServer(options: HttpServerOptions = {}): Promise<
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const exec = createExec(options.socket ?? 'local', {
     encoding: 'buffer',
-    timeout: options.timeout ?? 10_000,
+    idleTimeout: options.timeout ?? 10_000,
   });
   const server = createServer((req, res) => {
     route(req, res, exec, options, log).catch((error: unknown) => fail(res, error, log));
@@ -199,7 +199,8 @@ async function duplex(
       while (!echo.endsWith('\n')) {
         const received = await session.receive();
         if (received.type === 'timeout') {
-          throw new TimeoutError('cat sent no echo within the timeout', options.timeout ?? 10_000);
+          const timeout = options.timeout ?? 10_000;
+          throw new TimeoutError('cat sent no echo within the timeout', timeout, 'idleTimeout');
         }
         if (received.type !== 'stdout') throw new Error(`cat ended early (${received.type})`);
         echo += received.data.toString();

@@ -7,21 +7,25 @@
  * | PROCSOCK_ARGUMENT         | ArgumentError    | a call got an invalid argument (empty argv, bad option) |
  * | PROCSOCK_STATE            | StateError       | a call made in the wrong state (args twice, after close) |
  * | PROCSOCK_PROTOCOL         | ProtocolError    | the peer broke the wire protocol (malformed netstring)   |
- * | PROCSOCK_LIMIT            | LimitError       | the peer exceeded a configured limit                     |
+ * | PROCSOCK_UNSUPPORTED      | UnsupportedOptionError | the transport cannot honour an option (cwd through a plain daemon) |
+ * | PROCSOCK_LIMIT            | LimitError       | a limit was exceeded (maxBuffer, a netstring's length…)  |
  * | PROCSOCK_CONNECT          | ConnectError     | cannot connect to the daemon socket                      |
  * | PROCSOCK_CLOSED           | ClosedError      | the connection ended before the program's exit arrived   |
- * | PROCSOCK_TIMEOUT          | TimeoutError     | no data within the timeout (and the timeout is fatal)    |
+ * | PROCSOCK_TIMEOUT          | TimeoutError     | `timeout` (whole run) or `idleTimeout` (no data) expired |
  * | PROCSOCK_ABORTED          | AbortError       | the caller's AbortSignal fired                           |
  * | PROCSOCK_SOCKET_PATH      | SocketPathError  | the daemon cannot use its socket path                    |
  * | PROCSOCK_SHELL_TIMEOUT    | ShellTimeoutError| a shell command did not finish in time; shell killed     |
  * | PROCSOCK_SHELL_CRASH      | ShellCrashError  | the shell exited non-zero or by a signal                 |
  * | PROCSOCK_SHELL_EXIT       | ShellExitError   | the shell exited zero without being asked to             |
+ * | PROCSOCK_POLICY           | PolicyError      | the daemon's policy options are invalid                  |
+ * | PROCSOCK_USAGE            | UsageError       | a command line is malformed (exit status 100)            |
  */
 
 export type ProcsockErrorCode =
   | 'PROCSOCK_ARGUMENT'
   | 'PROCSOCK_STATE'
   | 'PROCSOCK_PROTOCOL'
+  | 'PROCSOCK_UNSUPPORTED'
   | 'PROCSOCK_LIMIT'
   | 'PROCSOCK_CONNECT'
   | 'PROCSOCK_CLOSED'
@@ -30,7 +34,9 @@ export type ProcsockErrorCode =
   | 'PROCSOCK_SOCKET_PATH'
   | 'PROCSOCK_SHELL_TIMEOUT'
   | 'PROCSOCK_SHELL_CRASH'
-  | 'PROCSOCK_SHELL_EXIT';
+  | 'PROCSOCK_SHELL_EXIT'
+  | 'PROCSOCK_POLICY'
+  | 'PROCSOCK_USAGE';
 
 export abstract class ProcsockError extends Error {
   abstract readonly code: ProcsockErrorCode;
@@ -56,14 +62,30 @@ export class ProtocolError extends ProcsockError {
   readonly code = 'PROCSOCK_PROTOCOL' as const;
 }
 
-/** What limit was exceeded: the name of the option that sets it. */
+/**
+ * An option the transport cannot carry out, refused before anything runs (never ignored):
+ * `option` names it, `transport` says where (e.g. "the sockexec daemon at /run/x.sock").
+ */
+export class UnsupportedOptionError extends ProcsockError {
+  readonly code = 'PROCSOCK_UNSUPPORTED' as const;
+  constructor(
+    message: string,
+    readonly option: string,
+    readonly transport: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What limit was exceeded: `limit` is the name of the option that sets it (`maxBuffer`…). */
 export class LimitError extends ProcsockError {
   readonly code = 'PROCSOCK_LIMIT' as const;
   constructor(
     message: string,
     readonly limit: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -84,11 +106,16 @@ export class ClosedError extends ProcsockError {
   readonly code = 'PROCSOCK_CLOSED' as const;
 }
 
+/**
+ * `option` says which limit expired: `'timeout'` (the whole run's wall-clock limit) or
+ * `'idleTimeout'` (the longest wait for the next piece of data); `timeout` is its value in ms.
+ */
 export class TimeoutError extends ProcsockError {
   readonly code = 'PROCSOCK_TIMEOUT' as const;
   constructor(
     message: string,
     readonly timeout: number,
+    readonly option: 'timeout' | 'idleTimeout' = 'timeout',
   ) {
     super(message);
   }
@@ -96,6 +123,17 @@ export class TimeoutError extends ProcsockError {
 
 export class AbortError extends ProcsockError {
   readonly code = 'PROCSOCK_ABORTED' as const;
+}
+
+/** The error of an aborted call; the signal's reason is its `cause`. */
+export function abortError(signal: AbortSignal): AbortError {
+  return new AbortError('the operation was aborted; the program was stopped', {
+    cause: signal.reason,
+  });
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError(signal);
 }
 
 export class SocketPathError extends ProcsockError {
@@ -130,6 +168,16 @@ export class ShellCrashError extends ProcsockError {
 
 export class ShellExitError extends ProcsockError {
   readonly code = 'PROCSOCK_SHELL_EXIT' as const;
+}
+
+/** Invalid daemon policy options; the message is fit for the command line. */
+export class PolicyError extends ProcsockError {
+  readonly code = 'PROCSOCK_POLICY' as const;
+}
+
+/** A malformed command line: printed as one line with the usage, exit status 100. */
+export class UsageError extends ProcsockError {
+  readonly code = 'PROCSOCK_USAGE' as const;
 }
 
 /** Turns a non-Error thrown value or an unknown Error into something printable, for logs. */

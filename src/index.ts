@@ -3,39 +3,56 @@
  * daemon — and script long-lived shells. This is the whole public surface.
  */
 
-// Process channel
+// Process channel and the transport seam
 export { ProcessChannel, type ProcessChannelEvents } from './channel/channel.js';
 export {
   LocalChannel,
   type LocalChannelOptions,
+  localTransport,
   type SpawnBackendChoice,
   type SpawnBackendName,
   spawnBackendInUse,
 } from './channel/local.js';
-export { connectToDaemon, SocketChannel } from './channel/socket.js';
+export {
+  connectToDaemon,
+  DEFAULT_MAX_REPLY_DATA,
+  daemonTransport,
+  SocketChannel,
+  type SocketChannelOptions,
+} from './channel/socket.js';
+export type {
+  Launch,
+  LaunchRequest,
+  ProgramOptionName,
+  ProgramOptions,
+  Transport,
+} from './channel/transport.js';
 // Client
 export {
+  type ConnectOptions,
   connect,
   createExec,
+  DEFAULT_IDLE_TIMEOUT,
   type Encoding,
   type Exec,
+  type ExecDefaults,
   type ExecOptions,
   type ExecResult,
-  type LocalOptions,
   type OutputCallback,
   type Received,
   type ReceivedExit,
   type ReceivedOutput,
   type ReceiveOptions,
   type RunOptions,
-  type RunTargetOptions,
   run,
   Session,
-  type SessionOptions,
   type SessionState,
   type StdinSource,
   type Target,
 } from './client/index.js';
+// Limits shared by every layer
+export { DEFAULT_KILL_TIMEOUT, DEFAULT_MAX_BUFFER, MAX_TIMER } from './core/limits.js';
+export type { ExitStatus, OutputChunk, OutputType } from './core/output.js';
 // Errors
 export {
   AbortError,
@@ -43,6 +60,7 @@ export {
   ClosedError,
   ConnectError,
   LimitError,
+  PolicyError,
   ProcsockError,
   type ProcsockErrorCode,
   ProtocolError,
@@ -52,19 +70,19 @@ export {
   SocketPathError,
   StateError,
   TimeoutError,
+  UnsupportedOptionError,
+  UsageError,
 } from './errors.js';
 // Daemon policy
 export type { AuditRecord, PeerCredentials } from './policy/audit.js';
 export type { PolicyOptions, ResourceLimits } from './policy/policy.js';
 // Protocol
 export { encodeNetstring, NetstringDecoder } from './protocol/netstring.js';
-export type { ExitStatus, OutputChunk, OutputType } from './protocol/reply.js';
 // Server (daemon)
 export { type ServeOptions, Server, type ServerState, serve } from './server/index.js';
 
 // Shell
 export {
-  type ChannelFactory as ShellChannelFactory,
   CollectCommander,
   type Commander,
   DiscardCommander,

@@ -36,7 +36,7 @@ const EXPECTED: Record<string, Expectation> = {
       /^\[\+\d+ ms\] line 1\n\[\+\d+ ms\] line 2\n\[\+\d+ ms\] line 3\n\[\+\d+ ms\] line 4\n\[\+\d+ ms\] line 5\nexit 0\n$/,
   },
   'timeout-nonfatal.ts': {
-    stdout: 'fatal: PROCSOCK_TIMEOUT after 100 ms\nfinally\nfinally\n',
+    stdout: 'fatal: idleTimeout after 100 ms\nfinally\nfinally\nfatal: timeout after 300 ms\n',
   },
   'bash-c.ts': { stdout: `${process.env.PATH}\n` },
   'bash-script.ts': {

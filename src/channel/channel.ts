@@ -5,7 +5,12 @@
  * output chunks come out in the order they were read (`'output'`), then exactly one
  * `'exit'`, sent only after all output; then `'close'`, once every resource is released
  * (child reaped, pipes or socket closed). Two implementations: `LocalChannel` (a child
- * process) and `SocketChannel` (a session with a sockexec-protocol daemon).
+ * process) and `SocketChannel` (a session with a sockexec-protocol daemon); a channel is
+ * made by a `Transport` (transport.ts), the one way every caller starts a program.
+ *
+ * A channel says what it can do through its members, so callers never downcast: `pid` is
+ * undefined where the program's pid is not known (through a daemon), and
+ * `readPendingOutput()` answers false where output cannot be read synchronously.
  *
  * Events, in order:
  *
@@ -18,8 +23,8 @@
  * program block on its own writes instead of anything buffering without bound.
  */
 import { EventEmitter } from 'node:events';
+import type { ExitStatus, OutputChunk, OutputType } from '../core/output.js';
 import type { ProcsockError } from '../errors.js';
-import type { ExitStatus, OutputChunk, OutputType } from '../protocol/reply.js';
 
 export interface ProcessChannelEvents {
   output: [chunk: OutputChunk];
@@ -29,10 +34,9 @@ export interface ProcessChannelEvents {
   close: [];
 }
 
-export type ChannelKind = 'local' | 'socket';
-
 export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> {
-  abstract readonly kind: ChannelKind;
+  /** What carries the program (`'local'`, `'socket'`…), for messages and logs: branch on members, not on this. */
+  abstract readonly kind: string;
   #exitStatus: ExitStatus | null = null;
   #error: ProcsockError | null = null;
   #destroyed = false;
@@ -56,6 +60,25 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
   abstract resume(): void;
   /** Releases everything the channel holds; called once by `destroy()`. */
   protected abstract destroyResources(): void;
+
+  /** The program's pid, where this channel knows it (a local child); undefined otherwise. */
+  get pid(): number | undefined {
+    return undefined;
+  }
+
+  /** Whether `readPendingOutput()` can work here (a local child with the addon built). */
+  get readsPendingOutput(): boolean {
+    return false;
+  }
+
+  /**
+   * Delivers synchronously, as `'output'` events before returning, what the program has
+   * written to `type` and nobody has read yet; true when that was done. A channel that
+   * cannot (through a daemon, say) answers false, and the output comes as usual.
+   */
+  readPendingOutput(_type: 'stdout' | 'stderr'): boolean {
+    return false;
+  }
 
   get exitStatus(): ExitStatus | null {
     return this.#exitStatus;

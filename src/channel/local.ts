@@ -6,9 +6,11 @@
  * as shells do.
  */
 import { constants as osConstants } from 'node:os';
-import { ArgumentError } from '../errors.js';
-import { type ExitStatus, exitedWith, killedBy } from '../protocol/reply.js';
-import { wireSignalName } from '../protocol/signals.js';
+import { DEFAULT_KILL_TIMEOUT } from '../core/limits.js';
+import { type ExitStatus, exitedWith, killedBy } from '../core/output.js';
+import { wireSignalName } from '../core/signals.js';
+import { ArgumentError, throwIfAborted } from '../errors.js';
+import { addonAvailable, readAvailable } from '../native/addon.js';
 import { printable } from '../util/printable.js';
 import { ProcessChannel } from './channel.js';
 import {
@@ -18,7 +20,7 @@ import {
   type SpawnedChild,
   type SpawnLimits,
 } from './spawn/index.js';
-import { readAvailable } from './spawn/native.js';
+import type { Launch, LaunchRequest, Transport } from './transport.js';
 
 export {
   type SpawnBackendChoice,
@@ -37,7 +39,7 @@ export interface LocalChannelOptions {
    * what it starts does not outlive it. Default false.
    */
   processGroup?: boolean;
-  /** Milliseconds between TERM and KILL when the program is stopped. Default 5000. */
+  /** Milliseconds between TERM and KILL when the program is stopped. Default `DEFAULT_KILL_TIMEOUT` (5000). */
   killTimeout?: number;
   /**
    * How the program is started: `'native'` (the addon built at install: much cheaper
@@ -63,7 +65,7 @@ export interface LocalChannelOptions {
   lendOutput?: boolean;
 }
 
-export const DEFAULT_KILL_TIMEOUT = 5000;
+export { DEFAULT_KILL_TIMEOUT };
 
 const PENDING_READ_SIZE = 64 * 1024;
 /** The largest pipe the backends make (native enlarges a busy one to 1 MiB). */
@@ -100,7 +102,7 @@ export class LocalChannel extends ProcessChannel {
   }
 
   /** The program's pid; undefined once it is known that the program could not be started. */
-  get pid(): number | undefined {
+  override get pid(): number | undefined {
     return this.#execFailed ? undefined : this.#child?.pid;
   }
 
@@ -204,7 +206,12 @@ export class LocalChannel extends ProcessChannel {
    * when it cannot be done synchronously: the addon is not built, or the stream is paused or
    * holds data not yet emitted.
    */
-  readPendingOutput(type: 'stdout' | 'stderr'): boolean {
+  /** The addon reads the pipe, whichever backend spawned the child. */
+  override get readsPendingOutput(): boolean {
+    return addonAvailable();
+  }
+
+  override readPendingOutput(type: 'stdout' | 'stderr'): boolean {
     return this.#readPending(type, Number.POSITIVE_INFINITY);
   }
 
@@ -314,4 +321,33 @@ export class LocalChannel extends ProcessChannel {
     if (this.#killTimer) clearTimeout(this.#killTimer);
     this.#killTimer = null;
   }
+}
+
+/**
+ * Programs as children of this process. `defaults` apply to every program it starts (a
+ * request's own options win): e.g. `localTransport({ spawnBackend: 'child_process' })`.
+ */
+export function localTransport(defaults: LocalChannelOptions = {}): Transport {
+  const launch: Launch = {
+    honours: () => true,
+    start: (request: LaunchRequest) => new LocalChannel(request.argv, merge(defaults, request)),
+    cancel: () => Promise.resolve(),
+  };
+  return {
+    description: 'a local child process',
+    prepare: async (options = {}) => {
+      throwIfAborted(options.signal);
+      return launch;
+    },
+  };
+}
+
+/** The transport's defaults with the request's options laid over them (an undefined one does not erase a default). */
+function merge(defaults: LocalChannelOptions, request: LaunchRequest): LocalChannelOptions {
+  const { argv: _argv, ...options } = request;
+  const merged: LocalChannelOptions = { ...defaults };
+  for (const [key, value] of Object.entries(options)) {
+    if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
+  }
+  return merged;
 }

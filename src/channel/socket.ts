@@ -1,17 +1,38 @@
 /**
- * `SocketChannel`: a program run by a sockexec-protocol daemon (procsock's or the C
- * sockexec), seen through one connection. Behaves like `LocalChannel`; the differences
- * are those of the protocol: there is no pid, and the only way to stop the program is to
- * hang up (the daemon then sends TERM, and KILL after its grace).
+ * The daemon transport: `daemonTransport(path)` connects to a sockexec-protocol daemon
+ * (procsock's or the C sockexec), and each program it starts is a `SocketChannel`, one
+ * connection. A channel behaves like `LocalChannel`; the differences are those of the
+ * protocol: there is no pid, and the only way to stop the program is to hang up (the
+ * daemon then sends TERM, and KILL after its grace). The plain protocol carries argv and
+ * stdin only, so this transport honours no program option (cwd, env…): they are refused.
  */
 import { connect, type Socket } from 'node:net';
-import { ClosedError, ConnectError, type ProcsockError, ProtocolError } from '../errors.js';
-import { type ExitStatus, ReplyDecoder } from '../protocol/reply.js';
+import { checkByteCount } from '../core/limits.js';
+import type { ExitStatus } from '../core/output.js';
+import {
+  ArgumentError,
+  abortError,
+  ClosedError,
+  ConnectError,
+  type ProcsockError,
+  ProtocolError,
+  StateError,
+  throwIfAborted,
+} from '../errors.js';
+import { ReplyDecoder } from '../protocol/reply.js';
 import { encodeArgs, encodeStdin, STDIN_END } from '../protocol/request.js';
 import { ProcessChannel } from './channel.js';
+import type { Launch, LaunchRequest, Transport } from './transport.js';
+
+/**
+ * Longest output netstring a client accepts from a daemon (16 MiB). Output is streamed,
+ * never buffered whole, so this bounds nothing in memory by itself; it rejects a peer that
+ * announces absurd lengths (procsock's daemon sends at most one pipe read, ≤ 1 MiB, per pair).
+ */
+export const DEFAULT_MAX_REPLY_DATA = 16 * 1024 * 1024;
 
 export interface SocketChannelOptions {
-  /** Longest output netstring accepted from the daemon (streamed, not buffered). */
+  /** Longest output netstring accepted from the daemon (streamed, not buffered). Default 16 MiB. */
   maxDataLength?: number;
 }
 
@@ -37,7 +58,7 @@ export class SocketChannel extends ProcessChannel {
           this.#status = status;
         },
       },
-      options,
+      { maxDataLength: options.maxDataLength ?? DEFAULT_MAX_REPLY_DATA },
     );
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.emit('drain'));
@@ -113,6 +134,81 @@ export class SocketChannel extends ProcessChannel {
 function closedError(message: string, cause: Error): ClosedError {
   const code = (cause as NodeJS.ErrnoException).code;
   return new ClosedError(`${message}${code ? ` (${code})` : ''}: ${cause.message}`, { cause });
+}
+
+/**
+ * Programs run by the daemon listening at `path`: one connection per program. `prepare()`
+ * connects (abortable); the launch then watches the connection until argv is sent, so a
+ * daemon that hangs up or talks first is reported by `start()`, not lost.
+ */
+export function daemonTransport(path: string, options: SocketChannelOptions = {}): Transport {
+  if (typeof path !== 'string' || path === '') {
+    throw new ArgumentError(`a daemon transport needs a socket path; got ${JSON.stringify(path)}`);
+  }
+  if (options.maxDataLength !== undefined) checkByteCount('maxDataLength', options.maxDataLength);
+  const description = `the sockexec daemon at ${path}`;
+  return {
+    description,
+    prepare: async ({ signal } = {}) => {
+      throwIfAborted(signal);
+      let socket: Socket;
+      try {
+        socket = await connectToDaemon(path, signal);
+      } catch (error) {
+        throw signal?.aborted ? abortError(signal) : error;
+      }
+      return new DaemonLaunch(socket, options);
+    },
+  };
+}
+
+class DaemonLaunch implements Launch {
+  readonly socket: Socket;
+  readonly #options: SocketChannelOptions;
+  #early: Error | null = null;
+  #started = false;
+  readonly #onError = (error: Error) => {
+    this.#early ??= error;
+  };
+  readonly #onData = () => {
+    this.#early ??= new ProtocolError('the daemon sent data before the args were sent');
+    this.socket.destroy();
+  };
+
+  constructor(socket: Socket, options: SocketChannelOptions) {
+    this.socket = socket;
+    this.#options = options;
+    socket.on('error', this.#onError).on('data', this.#onData);
+  }
+
+  honours(): boolean {
+    // The sockexec protocol carries argv and stdin, nothing else.
+    return false;
+  }
+
+  start(request: LaunchRequest): ProcessChannel {
+    if (this.#started) throw new StateError('a launch starts one program; prepare another');
+    const socket = this.socket;
+    if (this.#early || socket.destroyed || !socket.readable) {
+      throw new ClosedError(
+        `the daemon closed the connection before the args were sent${this.#early ? `: ${this.#early.message}` : ''}`,
+        { cause: this.#early ?? undefined },
+      );
+    }
+    this.#started = true;
+    socket.off('error', this.#onError).off('data', this.#onData);
+    // Args and the stdin written in the same tick leave in one write, so a program that ends
+    // at once (and a daemon that then hangs up) cannot fail a second write and lose the reply.
+    socket.cork();
+    process.nextTick(() => socket.uncork());
+    return new SocketChannel(socket, request.argv, this.#options);
+  }
+
+  cancel(): Promise<void> {
+    const socket = this.socket;
+    if (this.#started || socket.closed) return Promise.resolve();
+    return new Promise((resolve) => socket.once('close', () => resolve()).destroy());
+  }
 }
 
 /** Connects to a daemon socket, turning system errors into a `ConnectError` that says what to do. */

@@ -4,13 +4,14 @@
  * own failures apart from the program's.
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { ConnectError, TimeoutError } from '../errors.js';
-import { signalNumber } from '../protocol/signals.js';
+import { MAX_TIMER } from '../core/limits.js';
+import { signalNumber } from '../core/signals.js';
+import { ConnectError, TimeoutError, UsageError } from '../errors.js';
 
 /** A usage error: one line on stderr, exit 100 (sockexec's). */
 export const EXIT_USAGE = 100;
 
-export class UsageError extends Error {}
+export { UsageError };
 
 /**
  * Runs a subcommand's argument parser; a `UsageError` is printed as one line with the
@@ -88,7 +89,7 @@ export function usageError(error: unknown): UsageError {
 /** A number of milliseconds ≥ 0 (0 = no limit), as a flag's value. */
 export function parseMilliseconds(flag: string, text: string): number {
   const value = Number(text);
-  if (!/^[0-9]+$/.test(text) || value > 2 ** 31 - 1) {
+  if (!/^[0-9]+$/.test(text) || value > MAX_TIMER) {
     throw new UsageError(`${flag}: expected whole milliseconds ≥ 0, got ${JSON.stringify(text)}`);
   }
   return value;

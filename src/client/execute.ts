@@ -1,15 +1,17 @@
 /**
  * One ez-mode call, from a started channel to its result: feeds stdin, routes output to
- * callbacks or collects it, enforces the between-data timeout and the AbortSignal, and
- * settles only after the channel closed (program exited, output all delivered, resources
- * released) — also when it fails, so a rejected call leaves nothing running behind it.
+ * callbacks or collects it (at most `maxBuffer` bytes per stream), enforces the wall-clock
+ * `timeout`, the between-data `idleTimeout` and the AbortSignal, and settles only after the
+ * channel closed (program exited, output all delivered, resources released) — also when it
+ * fails, so a rejected call leaves nothing running behind it.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import type { ProcessChannel } from '../channel/channel.js';
-import { TimeoutError } from '../errors.js';
-import type { OutputChunk, OutputType } from '../protocol/reply.js';
+import { hasDeadline } from '../core/limits.js';
+import type { OutputChunk, OutputType } from '../core/output.js';
+import { abortError, LimitError, TimeoutError } from '../errors.js';
 import { drainOrClose } from '../util/drain.js';
-import { abortError } from './target.js';
 
 export type Encoding = 'utf8' | 'buffer';
 /** What output looks like in a given encoding: a string, or a `Buffer` for `'buffer'`. */
@@ -41,14 +43,20 @@ export interface ExecResult<T extends string | Buffer = string> {
   termSignal: string | null;
 }
 
+/** A call's options, checked and merged (see options.ts for their meaning). */
 export interface ExecutionPlan {
   argv: readonly string[];
   stdin: StdinSource | null;
   stdout: OutputCallback | null;
   stderr: OutputCallback | null;
-  /** Longest wait in ms for the next piece of data; 0 = no limit. */
+  /** The whole run's limit in ms; 0 or Infinity = none. */
   timeout: number;
+  /** Longest wait in ms for the next piece of data; 0 or Infinity = none. */
+  idleTimeout: number;
+  /** false: no idle limit. */
   timeoutFatal: boolean;
+  /** Most bytes collected per stream. */
+  maxBuffer: number;
   encoding: Encoding;
   signal: AbortSignal | undefined;
 }
@@ -65,23 +73,36 @@ class Execution {
   readonly #channel: ProcessChannel;
   readonly #plan: ExecutionPlan;
   readonly #collected: Record<OutputType, Buffer[]> = { stdout: [], stderr: [], unknown: [] };
+  readonly #collectedBytes: Record<OutputType, number> = { stdout: 0, stderr: 0, unknown: 0 };
+  /** `maxBuffer`, lowered to what one string (or Buffer) can hold, so collecting never fails later. */
+  readonly #maxBuffer: number;
   readonly #decoders: Partial<Record<OutputType, StringDecoder>> = {};
   #failure: Error | null = null;
+  /** The idle timer: refreshed by every piece of data. */
   #timer: NodeJS.Timeout | null = null;
+  #wallTimer: NodeJS.Timeout | null = null;
   #pendingCallbacks = 0;
   readonly #callbacksSettled = new Set<Promise<unknown>>();
 
   constructor(channel: ProcessChannel, plan: ExecutionPlan) {
     this.#channel = channel;
     this.#plan = plan;
+    this.#maxBuffer = Math.min(
+      plan.maxBuffer,
+      plan.encoding === 'buffer' ? bufferConstants.MAX_LENGTH : bufferConstants.MAX_STRING_LENGTH,
+    );
     channel.on('output', (chunk) => this.#onOutput(chunk));
     const onAbort = () => this.#fail(abortError(plan.signal!));
     plan.signal?.addEventListener('abort', onAbort, { once: true });
     if (plan.signal?.aborted) onAbort();
+    if (hasDeadline(plan.timeout)) {
+      this.#wallTimer = setTimeout(() => this.#fail(this.#timeoutError('timeout')), plan.timeout);
+    }
     this.#armTimer();
     this.#feedStdin();
     this.result = this.#settle().finally(() => {
       this.#disarmTimer();
+      if (this.#wallTimer) clearTimeout(this.#wallTimer);
       plan.signal?.removeEventListener('abort', onAbort);
     });
   }
@@ -112,13 +133,32 @@ class Execution {
   }
 
   #onOutput({ type, data }: OutputChunk): void {
+    if (this.#failure) return;
     this.#timer?.refresh();
     const callback = type === 'unknown' ? null : this.#plan[type];
     if (!callback) {
-      this.#collected[type].push(data);
+      this.#collect(type, data);
       return;
     }
     this.#deliver(callback, this.#decode(type, data));
+  }
+
+  /** Keeps a chunk for the result; past `maxBuffer` bytes the program is stopped instead. */
+  #collect(type: OutputType, data: Buffer): void {
+    const bytes = this.#collectedBytes[type] + data.length;
+    if (bytes > this.#maxBuffer) {
+      const limit = this.#maxBuffer;
+      this.#fail(
+        new LimitError(
+          `${this.#plan.argv[0]} wrote more than ${limit} bytes to ${type} (maxBuffer); it was stopped ` +
+            `(raise maxBuffer, or pass a ${type === 'unknown' ? 'stderr' : type} callback to stream the output)`,
+          'maxBuffer',
+        ),
+      );
+      return;
+    }
+    this.#collectedBytes[type] = bytes;
+    this.#collected[type].push(data);
   }
 
   #decode(type: OutputType, data: Buffer): string | Buffer {
@@ -185,23 +225,27 @@ class Execution {
     }
   }
 
+  /** The idle timer; while a callback holds the program back it is disarmed (the wait is not the program's). */
   #armTimer(): void {
-    const { timeout, timeoutFatal } = this.#plan;
-    // A non-fatal timeout means "keep waiting", so there is nothing to arm.
-    if (timeout <= 0 || !timeoutFatal || this.#failure) return;
+    const { idleTimeout, timeoutFatal } = this.#plan;
+    // A non-fatal idle timeout means "keep waiting", so there is nothing to arm.
+    if (!hasDeadline(idleTimeout) || !timeoutFatal || this.#failure) return;
     if (this.#timer) {
       this.#timer.refresh();
       return;
     }
-    this.#timer = setTimeout(
-      () =>
-        this.#fail(
-          new TimeoutError(
-            `${this.#plan.argv[0]} sent no data for ${timeout} ms; it was stopped (raise the timeout, or set timeoutFatal: false to keep waiting)`,
-            timeout,
-          ),
-        ),
-      timeout,
+    this.#timer = setTimeout(() => this.#fail(this.#timeoutError('idleTimeout')), idleTimeout);
+  }
+
+  #timeoutError(option: 'timeout' | 'idleTimeout'): TimeoutError {
+    const program = this.#plan.argv[0];
+    const ms = this.#plan[option];
+    return new TimeoutError(
+      option === 'timeout'
+        ? `${program} did not finish within ${ms} ms (timeout); it was stopped`
+        : `${program} sent no data for ${ms} ms (idleTimeout); it was stopped (raise idleTimeout, or 0 to wait as long as it takes)`,
+      ms,
+      option,
     );
   }
 
@@ -215,6 +259,9 @@ class Execution {
     if (this.#failure) return;
     this.#failure = error;
     this.#disarmTimer();
+    if (this.#wallTimer) clearTimeout(this.#wallTimer);
+    // What was collected is not needed any more: let it go while the program is stopped.
+    for (const type of ['stdout', 'stderr', 'unknown'] as const) this.#collected[type] = [];
     this.#channel.destroy();
   }
 }

@@ -23,8 +23,13 @@
  * then exactly one exit are received. `finished`: `receive()` answers `{ type: 'closed' }`.
  * `close()` stops a program still running (TERM, then KILL after the grace; a daemon
  * does this when the connection drops), waits until it is gone, and is idempotent.
- * A call in the wrong state throws `StateError` at once and changes nothing, so misuse
- * never puts a byte on the wire.
+ * A call in the wrong state fails with `StateError` and changes nothing, so misuse never
+ * puts a byte on the wire: synchronous calls (`sendArgs`, `sendClose`) throw it, calls that
+ * return a promise (`send`, `receive`, `wait`) reject with it.
+ *
+ * The program is started through the target's transport (channel/transport.ts): `connect()`
+ * prepares it (connects to the daemon; the program options are checked against what it
+ * honours), `sendArgs()` starts it.
  *
  * Output is read one way per session: `receive()` / `for await`, or the `stdout` and
  * `stderr` Readables (the first use of one of them switches to streams).
@@ -32,24 +37,20 @@
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import type { ProcessChannel } from '../channel/channel.js';
-import { LocalChannel } from '../channel/local.js';
-import { SocketChannel } from '../channel/socket.js';
-import { ArgumentError, ClosedError, ProtocolError, StateError, TimeoutError } from '../errors.js';
-import type { ExitStatus, OutputChunk, OutputType } from '../protocol/reply.js';
-import { DEFAULT_TIMEOUT } from './exec.js';
-import { drained, toBuffer } from './execute.js';
-import { outputReadables, stdinWritable } from './streams.js';
+import { resolveTransport, type Target } from '../channel/target.js';
 import {
-  abortError,
-  checkArgv,
-  connectSocket,
-  describe,
-  type LocalOptions,
-  type ResolvedTarget,
-  resolveTarget,
-  type Target,
-  throwIfAborted,
-} from './target.js';
+  type Launch,
+  type ProgramOptions,
+  refuseUnhonoured,
+  startChannel,
+  type Transport,
+} from '../channel/transport.js';
+import { checkByteCount, checkDuration, describeValue, hasDeadline } from '../core/limits.js';
+import type { ExitStatus, OutputChunk, OutputType } from '../core/output.js';
+import { ArgumentError, abortError, StateError, TimeoutError, throwIfAborted } from '../errors.js';
+import { drained, toBuffer } from './execute.js';
+import { checkArgv, DEFAULT_IDLE_TIMEOUT, EXEC_OPTIONS, refuseUnknownKeys } from './options.js';
+import { outputReadables, stdinWritable } from './streams.js';
 
 export type SessionState = 'connected' | 'running' | 'finished' | 'closed';
 
@@ -75,8 +76,12 @@ export type Received =
   /** The program has ended and everything was received: nothing more will come. */
   | { type: 'closed' };
 
-export interface SessionOptions extends LocalOptions {
-  /** Default `receive()` timeout in ms; 0 = wait forever. Default 60000. */
+/** The options of `connect()`: the program's (carried out by the transport) and the session's. */
+export interface ConnectOptions extends ProgramOptions {
+  /**
+   * Default wait of one `receive()` in ms (lua-resty-exec's socket timeout): the longest
+   * wait for the next piece of data, not a limit on the run. 0 or Infinity = forever. Default 60000.
+   */
   timeout?: number;
   /** Output bytes queued for `receive()` before the program is paused. Default 64 KiB. */
   highWaterMark?: number;
@@ -85,23 +90,53 @@ export interface SessionOptions extends LocalOptions {
 }
 
 export interface ReceiveOptions {
-  /** Longest wait in ms; 0 = forever. Default: the session's `timeout`. */
+  /** Longest wait in ms; 0 or Infinity = forever. Default: the session's `timeout`. */
   timeout?: number;
 }
 
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
+const SESSION_KEYS = ['timeout', 'highWaterMark', 'signal'];
 
-/** Opens a session: connects to the daemon at `target`, or prepares a local child (`'local'`). */
+/**
+ * Opens a session: connects to the daemon at `target` (or gets a transport of the user's
+ * own ready), or prepares a local child (`'local'`). Never throws: rejects with
+ * `ArgumentError` for bad options, `UnsupportedOptionError` for a program option the
+ * transport cannot carry out (cwd through a plain daemon), `ConnectError`, `AbortError`.
+ */
 export async function connect(
   target: Target = 'local',
-  options: SessionOptions = {},
+  options: ConnectOptions = {},
 ): Promise<Session> {
-  const resolved = resolveTarget(target);
-  checkTimeout(options.timeout, 'timeout');
-  const socket =
-    resolved.kind === 'socket' ? await connectSocket(resolved.path, options.signal) : null;
+  const transport = resolveTransport(target);
+  const program = checkConnectOptions(options);
   throwIfAborted(options.signal);
-  return new Session(resolved, socket, options);
+  const launch = await transport.prepare({ signal: options.signal });
+  try {
+    refuseUnhonoured(launch, program, transport);
+    throwIfAborted(options.signal);
+  } catch (error) {
+    await launch.cancel();
+    throw error;
+  }
+  return new Session(transport, launch, options, program);
+}
+
+function checkConnectOptions(options: ConnectOptions): ProgramOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new ArgumentError(`options must be an object; got ${describeValue(options)}`);
+  }
+  refuseUnknownKeys(options, SESSION_KEYS, 'connect() option');
+  const { cwd, env, killTimeout, processGroup, timeout, highWaterMark, signal } = options;
+  const program: ProgramOptions = { cwd, env, killTimeout, processGroup };
+  for (const [name, value] of Object.entries(program)) {
+    if (value !== undefined) EXEC_OPTIONS[name as keyof ProgramOptions].check(value, name);
+  }
+  if (timeout !== undefined) checkDuration('timeout', timeout);
+  if (highWaterMark !== undefined) checkByteCount('highWaterMark', highWaterMark);
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new ArgumentError(`signal must be an AbortSignal; got ${describeValue(signal)}`);
+  }
+  return program;
 }
 
 interface Waiter {
@@ -111,12 +146,13 @@ interface Waiter {
 }
 
 export class Session {
-  readonly target: ResolvedTarget;
-  readonly #options: SessionOptions;
+  /** Where the program runs. */
+  readonly transport: Transport;
+  readonly #launch: Launch;
+  readonly #options: ConnectOptions;
+  readonly #program: ProgramOptions;
   readonly #highWaterMark: number;
   #state: SessionState = 'connected';
-  #socket: Socket | null;
-  #socketError: Error | null = null;
   #channel: ProcessChannel | null = null;
   #stdinClosed = false;
   #queue: (ReceivedOutput | ReceivedExit)[] = [];
@@ -136,23 +172,18 @@ export class Session {
     this.close().catch(() => {});
   };
 
-  readonly #onEarlySocketError = (error: Error) => {
-    this.#socketError = error;
-  };
-  readonly #onEarlyData = () => {
-    this.#socketError = new ProtocolError('the daemon sent data before the args were sent');
-    this.#socket?.destroy();
-  };
-
   /** Use `connect()`. */
-  constructor(target: ResolvedTarget, socket: Socket | null, options: SessionOptions) {
-    this.target = target;
-    this.#socket = socket;
+  constructor(
+    transport: Transport,
+    launch: Launch,
+    options: ConnectOptions,
+    program: ProgramOptions,
+  ) {
+    this.transport = transport;
+    this.#launch = launch;
     this.#options = options;
+    this.#program = program;
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
-    // Until argv is sent the connection is ours to watch: note if the daemon drops it.
-    socket?.on('error', this.#onEarlySocketError);
-    socket?.on('data', this.#onEarlyData);
     options.signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
@@ -160,9 +191,9 @@ export class Session {
     return this.#state;
   }
 
-  /** The daemon connection (null for a local session). */
+  /** The daemon connection (null for a transport without one, such as a local child). */
   get socket(): Socket | null {
-    return this.#socket;
+    return this.#launch.socket ?? null;
   }
 
   /** The running program's channel, once `sendArgs` started it. */
@@ -170,29 +201,19 @@ export class Session {
     return this.#channel;
   }
 
-  /** The local program's pid (undefined through a daemon, or before `sendArgs`). */
+  /** The program's pid where the transport knows it (a local child); undefined through a daemon or before `sendArgs`. */
   get pid(): number | undefined {
-    return this.#channel?.kind === 'local' ? (this.#channel as LocalChannel).pid : undefined;
+    return this.#channel?.pid;
   }
 
-  /** Starts the program. Throws `ArgumentError` for a bad argv, `StateError` if already started or closed. */
+  /**
+   * Starts the program. Throws `ArgumentError` for a bad argv, `StateError` if already
+   * started or closed, `ClosedError` when the daemon hung up before the args were sent.
+   */
   sendArgs(argv: readonly string[]): this {
     this.#expect('connected', 'send the args');
     checkArgv(argv);
-    if (this.#socket && (this.#socketError || this.#socket.destroyed || !this.#socket.readable)) {
-      throw new ClosedError(
-        `the daemon closed the connection before the args were sent${this.#socketError ? `: ${this.#socketError.message}` : ''}`,
-      );
-    }
-    const socket = this.#socket;
-    if (socket) {
-      socket.off('data', this.#onEarlyData).off('error', this.#onEarlySocketError);
-      // Args and whatever stdin is sent in the same tick leave in one write, so a program
-      // that ends at once (and a daemon that then hangs up) cannot fail a second write.
-      socket.cork();
-      process.nextTick(() => socket.uncork());
-    }
-    const channel = socket ? new SocketChannel(socket, argv) : openLocal(argv, this.#options);
+    const channel = startChannel(this.#launch, { argv, ...this.#program }, this.transport);
     this.#channel = channel;
     this.#state = 'running';
     channel.on('output', (chunk) => this.#onOutput(chunk));
@@ -206,25 +227,29 @@ export class Session {
 
   /**
    * Writes to the program's stdin. Resolves when more may be written (at once, unless
-   * the program is not keeping up); never rejects. Empty data does nothing — close stdin
-   * with `sendClose()`. Data for a program that has already ended is dropped (it can end
-   * at any time, so that is no misuse). Throws `StateError` before `sendArgs`, after
-   * `sendClose` or `close`.
+   * the program is not keeping up). Empty data does nothing — close stdin with
+   * `sendClose()`. Data for a program that has already ended is dropped (it can end at any
+   * time, so that is no misuse). Rejects with `StateError` before `sendArgs`, after
+   * `sendClose` or `close`, and with `ArgumentError` for data that is not bytes or a string.
    */
   send(data: string | Uint8Array): Promise<void> {
-    const channel = this.#runningChannel('send data');
-    if (this.#stdinClosed) {
-      throw new StateError('cannot send data: stdin is already closed (sendClose was called)');
+    try {
+      const channel = this.#runningChannel('send data');
+      if (this.#stdinClosed) {
+        throw new StateError('cannot send data: stdin is already closed (sendClose was called)');
+      }
+      if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+        throw new ArgumentError(
+          `data must be a string or a Buffer/Uint8Array; got ${describeValue(data)}`,
+        );
+      }
+      const buffer = toBuffer(data);
+      // A program that has ended takes no more input: like the daemon, drop it and carry on.
+      if (buffer.length === 0 || channel.closed || channel.write(buffer)) return Promise.resolve();
+      return drained(channel);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
-      throw new ArgumentError(
-        `data must be a string or a Buffer/Uint8Array; got ${describe(data)}`,
-      );
-    }
-    const buffer = toBuffer(data);
-    // A program that has ended takes no more input: like the daemon, drop it and carry on.
-    if (buffer.length === 0 || channel.closed || channel.write(buffer)) return Promise.resolve();
-    return drained(channel);
   }
 
   /** The same as `send` (lua-resty-exec's name). */
@@ -243,9 +268,18 @@ export class Session {
    * The next thing the program sent: output, then its exit, then `{ type: 'closed' }`
    * forever; `{ type: 'timeout' }` when nothing came in time (the program keeps running).
    * Rejects with the connection's error (`ClosedError`, `ProtocolError`) once, after the
-   * output received before it. One receive at a time.
+   * output received before it; with `StateError` when called in the wrong state. One
+   * receive at a time.
    */
   receive(options: ReceiveOptions = {}): Promise<Received> {
+    try {
+      return this.#receive(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #receive(options: ReceiveOptions): Promise<Received> {
     if (this.#state === 'closed') throw new StateError('cannot receive: the session is closed');
     if (this.#state === 'connected') {
       throw new StateError('cannot receive before the program is started: call sendArgs first');
@@ -256,14 +290,19 @@ export class Session {
       );
     }
     if (this.#waiter) throw new StateError('cannot receive: another receive() is still waiting');
-    checkTimeout(options.timeout, 'timeout');
+    if (typeof options !== 'object' || options === null) {
+      throw new ArgumentError(`receive() options must be an object; got ${describeValue(options)}`);
+    }
+    const timeout = checkDuration(
+      'timeout',
+      options.timeout ?? this.#options.timeout ?? DEFAULT_IDLE_TIMEOUT,
+    );
     this.#receiving = true;
     const next = this.#take();
     if (next) return next;
-    const timeout = options.timeout ?? this.#options.timeout ?? DEFAULT_TIMEOUT;
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, timer: null };
-      if (timeout > 0) {
+      if (hasDeadline(timeout)) {
         waiter.timer = setTimeout(() => {
           this.#waiter = null;
           resolve({ type: 'timeout' });
@@ -283,8 +322,12 @@ export class Session {
       const received = await this.receive();
       if (received.type === 'closed') return;
       if (received.type === 'timeout') {
-        const timeout = this.#options.timeout ?? DEFAULT_TIMEOUT;
-        throw new TimeoutError(`the program sent nothing for ${timeout} ms`, timeout);
+        const timeout = this.#options.timeout ?? DEFAULT_IDLE_TIMEOUT;
+        throw new TimeoutError(
+          `the program sent nothing for ${timeout} ms (the session's timeout)`,
+          timeout,
+          'idleTimeout',
+        );
       }
       yield received;
     }
@@ -308,7 +351,8 @@ export class Session {
 
   /**
    * Resolves with the exit status once the program is done and the session released
-   * everything, or null when the session was closed first. Rejects with the connection's error.
+   * everything, or null when the session was closed first. Rejects with the connection's
+   * error, or `StateError` before `sendArgs`.
    */
   async wait(): Promise<ExitStatus | null> {
     const channel = this.#channel;
@@ -330,9 +374,8 @@ export class Session {
     if (channel) {
       channel.destroy();
       await channel.done().catch(() => {});
-    } else if (this.#socket && !this.#socket.destroyed) {
-      const socket = this.#socket;
-      await new Promise((resolve) => socket.once('close', resolve).destroy());
+    } else {
+      await this.#launch.cancel();
     }
     this.#settleWaiter();
   }
@@ -427,18 +470,5 @@ export class Session {
       closed: 'the session is closed',
     };
     throw new StateError(`cannot ${what}: ${why[this.#state]}`);
-  }
-}
-
-function openLocal(argv: readonly string[], options: SessionOptions): LocalChannel {
-  const { cwd, env, killTimeout, processGroup } = options;
-  return new LocalChannel(argv, { cwd, env, killTimeout, processGroup });
-}
-
-function checkTimeout(value: unknown, name: string): void {
-  if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value >= 0)) {
-    throw new ArgumentError(
-      `${name} must be a number of ms ≥ 0 (0 = none); got ${describe(value)}`,
-    );
   }
 }

@@ -5,9 +5,9 @@
  */
 import { Readable, Writable } from 'node:stream';
 import type { ProcessChannel } from '../channel/channel.js';
-import type { OutputChunk } from '../protocol/reply.js';
+import type { OutputChunk } from '../core/output.js';
 
-/** Where a stdin Writable writes: `send` resolves when more may be written. */
+/** Where a stdin Writable writes: `send` resolves when more may be written, rejects on misuse. */
 export interface StdinSink {
   send(data: Buffer): Promise<void>;
   sendClose(): void;
@@ -18,11 +18,7 @@ export function stdinWritable(sink: StdinSink): Writable {
   return new Writable({
     decodeStrings: true,
     write(chunk: Buffer, _encoding, callback) {
-      try {
-        sink.send(chunk).then(() => callback());
-      } catch (error) {
-        callback(error as Error);
-      }
+      sink.send(chunk).then(() => callback(), callback);
     },
     final(callback) {
       try {

@@ -3,7 +3,7 @@
  * file, so it can be shipped and queried as it is. `-d` keeps its own human-readable log.
  */
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
-import type { PeerCredentials } from '../channel/spawn/index.js';
+import type { PeerCredentials } from '../native/addon.js';
 
 export type { PeerCredentials };
 

@@ -3,7 +3,9 @@
  * /etc/passwd and /etc/group (Node has no getpwnam), which is what the C library does on
  * a system without NSS modules; a name not found there is an error at start-up.
  */
+
 import { readFileSync } from 'node:fs';
+import { PolicyError } from '../errors.js';
 
 export interface Identity {
   uid: number;
@@ -37,7 +39,7 @@ export function resolveIdentity(user: string | number, group?: string | number):
     uid = Number(user);
   } else {
     const entry = lookup('/etc/passwd', user);
-    if (!entry) throw new Error(`no user named ${JSON.stringify(user)} in /etc/passwd`);
+    if (!entry) throw new PolicyError(`no user named ${JSON.stringify(user)} in /etc/passwd`);
     uid = Number(entry[2]);
     primaryGid = Number(entry[3]);
   }
@@ -48,7 +50,7 @@ export function resolveIdentity(user: string | number, group?: string | number):
     gid = Number(group);
   } else {
     const entry = lookup('/etc/group', group);
-    if (!entry) throw new Error(`no group named ${JSON.stringify(group)} in /etc/group`);
+    if (!entry) throw new PolicyError(`no group named ${JSON.stringify(group)} in /etc/group`);
     gid = Number(entry[2]);
   }
   return { uid, gid };

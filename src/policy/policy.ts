@@ -5,23 +5,16 @@
  * and with no policy options at all it is exactly sockexec's behaviour.
  */
 
+import type { SpawnLimits } from '../channel/spawn/backend.js';
+import { PolicyError } from '../errors.js';
 import { printable } from '../util/printable.js';
 import { type ClientOptionRules, type ClientRule, resolveClientRule } from './client-options.js';
 import { buildEnvironment, type EnvironmentRule } from './environment.js';
 import { type Identity, resolveIdentity } from './identity.js';
 import { checkProgram, findProgram, NOT_ALLOWED, ProgramAllowList } from './program.js';
 
-/** Resource limits applied in the child before exec (soft = hard). */
-export interface ResourceLimits {
-  /** RLIMIT_CPU, seconds of CPU time. */
-  cpuSeconds?: number;
-  /** RLIMIT_AS, bytes of address space. */
-  addressSpace?: number;
-  /** RLIMIT_NOFILE, open descriptors. */
-  openFiles?: number;
-  /** RLIMIT_NPROC, processes of the user. */
-  processes?: number;
-}
+/** Resource limits applied in the child before exec (soft = hard): the spawn's own type. */
+export type ResourceLimits = SpawnLimits;
 
 export interface PolicyOptions {
   /** Allowed programs: absolute paths of executables or of directories. Absent: any program. */
@@ -86,7 +79,7 @@ export interface Refusal {
   byPolicy: boolean;
 }
 
-export class PolicyError extends Error {}
+export { PolicyError };
 
 export class Policy {
   readonly options: Readonly<PolicyOptions>;

@@ -5,8 +5,10 @@
  * checked is what runs: `../` tricks, symlinks out of an allowed directory and PATH games
  * do not escape.
  */
+
 import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve, sep } from 'node:path';
+import { PolicyError } from '../errors.js';
 
 export interface ProgramRule {
   /** Allowed executables (exact paths) and directories (any executable below them). */
@@ -28,13 +30,13 @@ export class ProgramAllowList {
   constructor(entries: readonly string[]) {
     for (const entry of entries) {
       if (!isAbsolute(entry)) {
-        throw new Error(`allow-list entry ${JSON.stringify(entry)} must be an absolute path`);
+        throw new PolicyError(`allow-list entry ${JSON.stringify(entry)} must be an absolute path`);
       }
       let real: string;
       try {
         real = realpathSync(entry);
       } catch (error) {
-        throw new Error(
+        throw new PolicyError(
           `allow-list entry ${entry} does not exist (${(error as NodeJS.ErrnoException).code})`,
         );
       }

@@ -8,6 +8,7 @@
  * then the server closes the connection. An extended reply (./extension.ts) opens with the
  * `procsock` hello pair and has `reason` and `usage` pairs right before the exit pair.
  */
+import { type ExitStatus, exitedWith, killedBy, type OutputType } from '../core/output.js';
 import { ProtocolError } from '../errors.js';
 import {
   EXTENSION_VERSION,
@@ -19,25 +20,14 @@ import {
 } from './extension.js';
 import { encodeNetstring, NetstringDecoder, netstringParts } from './netstring.js';
 
-export type OutputType = 'stdout' | 'stderr' | 'unknown';
-
-export interface OutputChunk {
-  readonly type: OutputType;
-  readonly data: Buffer;
-}
-
-/** How a program ended: exactly one of the two is set. */
-export type ExitStatus =
-  | { readonly exitCode: number; readonly termSignal: null }
-  | { readonly exitCode: null; readonly termSignal: string };
-
-export function exitedWith(exitCode: number): ExitStatus {
-  return { exitCode, termSignal: null };
-}
-
-export function killedBy(termSignal: string): ExitStatus {
-  return { exitCode: null, termSignal };
-}
+// The frames carry the core output types; re-exported for the protocol's users.
+export {
+  type ExitStatus,
+  exitedWith,
+  killedBy,
+  type OutputChunk,
+  type OutputType,
+} from '../core/output.js';
 
 const TYPE_PREFIX: Record<OutputType, Buffer> = {
   stdout: encodeNetstring('stdout'),

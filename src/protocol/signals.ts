@@ -1,23 +1,2 @@
-/**
- * Signal names as the wire carries them: without the `SIG` prefix (`TERM`, `KILL`), exactly
- * as the C sockexec sends them.
- */
-import { constants } from 'node:os';
-
-const byNumber = new Map<number, string>();
-for (const [name, number] of Object.entries(constants.signals)) {
-  // Node lists aliases (SIGIOT = SIGABRT, SIGPOLL = SIGIO); keep the first, canonical name.
-  if (!byNumber.has(number)) byNumber.set(number, name.slice(3));
-}
-
-/** `SIGTERM` or 15 → `TERM`. An unknown number gives its decimal form. */
-export function wireSignalName(signal: NodeJS.Signals | number): string {
-  if (typeof signal === 'number') return byNumber.get(signal) ?? String(signal);
-  return signal.startsWith('SIG') ? signal.slice(3) : signal;
-}
-
-/** `TERM` → 15, or undefined when this system has no such signal. */
-export function signalNumber(name: string): number | undefined {
-  const full = (name.startsWith('SIG') ? name : `SIG${name}`) as NodeJS.Signals;
-  return constants.signals[full];
-}
+/** Signal names as the wire carries them: see `core/signals.ts`, where they now live (below the protocol). */
+export { signalNumber, wireSignalName } from '../core/signals.js';

@@ -26,8 +26,8 @@
  */
 import type { Socket } from 'node:net';
 import { LocalChannel } from '../channel/local.js';
-import { peerCredentials } from '../channel/spawn/index.js';
 import { describeError, ProtocolError } from '../errors.js';
+import { peerCredentials } from '../native/addon.js';
 import type { AuditLog, AuditRecord } from '../policy/audit.js';
 import { isRefusal, type LaunchPlan } from '../policy/policy.js';
 import {

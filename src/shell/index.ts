@@ -14,7 +14,6 @@ export {
 export type { PosixStderr } from './posix.js';
 export type { Sentinel, SentinelFactory } from './sentinel.js';
 export {
-  type ChannelFactory,
   type PosixShellOptions,
   Shell,
   type ShellOptions,

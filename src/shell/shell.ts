@@ -30,9 +30,10 @@
  */
 
 import type { ProcessChannel } from '../channel/channel.js';
-import { LocalChannel, type LocalChannelOptions } from '../channel/local.js';
-import { connectToDaemon, SocketChannel } from '../channel/socket.js';
-import { nativeAvailable } from '../channel/spawn/native.js';
+import { resolveTransport } from '../channel/target.js';
+import { type LaunchRequest, startChannel, type Transport } from '../channel/transport.js';
+import { checkDuration, hasDeadline } from '../core/limits.js';
+import type { ExitStatus, OutputChunk } from '../core/output.js';
 import {
   ArgumentError,
   type ProcsockError,
@@ -41,7 +42,6 @@ import {
   ShellTimeoutError,
   StateError,
 } from '../errors.js';
-import type { ExitStatus, OutputChunk } from '../protocol/reply.js';
 import {
   CollectCommander,
   type Commander,
@@ -54,20 +54,17 @@ import type { Sentinel, SentinelFactory } from './sentinel.js';
 
 export type ShellState = 'off' | 'starting' | 'idle' | 'running' | 'stopping';
 
-/** Makes the channel for a shell; for custom transports and tests. */
-export type ChannelFactory = (
-  argv: readonly string[],
-  options: LocalChannelOptions,
-) => ProcessChannel | Promise<ProcessChannel>;
-
-/** `'local'`: a child process; `{socket}`: a session with the daemon at that path. */
-export type ShellTransport = 'local' | { socket: string } | ChannelFactory;
+/**
+ * `'local'`: a child process; `{socket}`: a session with the daemon at that path; or a
+ * `Transport` of your own (channel/transport.ts), e.g. `localTransport({ spawnBackend })`.
+ */
+export type ShellTransport = 'local' | { socket: string } | Transport;
 
 export interface ShellOptions {
   /** The program, looked up in PATH (as `spawn` does), and its arguments. */
   program: string;
   args?: readonly string[];
-  /** Working directory and environment (local transport only; the daemon's children inherit its). */
+  /** Working directory and environment (a transport that cannot set them, a plain daemon, refuses them at start()). */
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   /** Appended to every command (and sentinel command) not already ending with it, e.g. `;`. */
@@ -85,9 +82,9 @@ export interface ShellOptions {
    * `'drain'` drops it. The last two save a marker and a wake-up per run (a little faster).
    */
   stderr?: PosixStderr;
-  /** Where the program runs. Default `'local'` (own process group, killed as a group). */
+  /** Where the program runs. Default `'local'`. Where it can, it gets its own process group, killed as a group. */
   transport?: ShellTransport;
-  /** Milliseconds between TERM and KILL when the program is killed. Default 2000. */
+  /** Milliseconds between TERM and KILL when the program is killed. Default `DEFAULT_KILL_TIMEOUT` (5000) where the transport sets it. */
   killTimeout?: number;
 }
 
@@ -111,7 +108,6 @@ export interface ShellResult {
 export const DEFAULT_START_TIMEOUT = 10_000;
 export const DEFAULT_RUN_TIMEOUT = 60_000;
 export const DEFAULT_STOP_TIMEOUT = 10_000;
-export const DEFAULT_SHELL_KILL_TIMEOUT = 2000;
 
 interface Job {
   readonly commander: Commander;
@@ -148,6 +144,7 @@ export class Shell {
   readonly #argv: readonly string[];
   readonly #options: ShellOptions;
   readonly #framing: Framing;
+  readonly #transport: Transport;
   #state: ShellState = 'off';
   #channel: ProcessChannel | null = null;
   #channelError: ProcsockError | null = null;
@@ -170,16 +167,8 @@ export class Shell {
     if (typeof options?.program !== 'string' || options.program === '') {
       throw new ArgumentError('a shell needs a program (e.g. "bash")');
     }
-    const transport = options.transport ?? 'local';
-    if (typeof transport === 'object' && (options.cwd !== undefined || options.env !== undefined)) {
-      throw new ArgumentError(
-        'cwd and env cannot be set for a shell run through the daemon (its programs inherit the ' +
-          "daemon's); set them with the shell's own commands instead (cd, export)",
-      );
-    }
-    if (typeof transport === 'object' && typeof transport.socket !== 'string') {
-      throw new ArgumentError('transport: expected "local", {socket: path} or a function');
-    }
+    const transport = resolveTransport(options.transport ?? 'local');
+    if (options.killTimeout !== undefined) checkDuration('killTimeout', options.killTimeout);
     if (options.sentinel === 'posix') {
       if (options.stderrSentinel || options.terminator) {
         throw new ArgumentError(
@@ -206,17 +195,17 @@ export class Shell {
     }
     this.#program = options.program;
     this.#argv = this.#framing.launch([options.program, ...(options.args ?? [])]);
-    this.#options = { ...options, transport };
+    this.#options = options;
+    this.#transport = transport;
   }
 
   get state(): ShellState {
     return this.#state;
   }
 
-  /** The program's pid while it runs locally; undefined otherwise (the daemon does not tell). */
+  /** The program's pid while it runs, where the transport knows it (a local child; not a daemon). */
   get pid(): number | undefined {
-    const channel = this.#channel;
-    return channel instanceof LocalChannel ? channel.pid : undefined;
+    return this.#channel?.pid;
   }
 
   /** Commands queued behind the running one. */
@@ -226,7 +215,8 @@ export class Shell {
 
   /** Launches the program and proves that its sentinels work. Needs state off. */
   start(timeout: number = DEFAULT_START_TIMEOUT): Promise<void> {
-    checkTimeout(timeout);
+    const bad = badTimeout(timeout);
+    if (bad) return bad;
     if (this.#state !== 'off') return this.#wrongState('start()', 'off');
     this.#state = 'starting';
     this.#killReason = null;
@@ -263,11 +253,14 @@ export class Shell {
    * command is sent, not while it waits in the queue.
    */
   run(command: string | Commander, timeout: number = DEFAULT_RUN_TIMEOUT): Promise<ShellResult> {
-    checkTimeout(timeout);
+    const bad = badTimeout(timeout);
+    if (bad) return bad;
     const collect = typeof command === 'string' ? new CollectCommander(command) : null;
     const commander = collect ?? (command as Commander);
     if (typeof commander?.command !== 'string') {
-      throw new ArgumentError('run() needs a command string or a commander with a command');
+      return Promise.reject(
+        new ArgumentError('run() needs a command string or a commander with a command'),
+      );
     }
     if (this.#state !== 'idle' && this.#state !== 'running') {
       return this.#wrongState('run()', 'idle or running');
@@ -285,7 +278,8 @@ export class Shell {
    * state idle: await your runs first.
    */
   stop(timeout: number = DEFAULT_STOP_TIMEOUT, command?: string): Promise<void> {
-    checkTimeout(timeout);
+    const bad = badTimeout(timeout);
+    if (bad) return bad;
     if (this.#state !== 'idle') return this.#wrongState('stop()', 'idle');
     this.#state = 'stopping';
     const channel = this.#channel!;
@@ -327,14 +321,13 @@ export class Shell {
     );
   }
 
+  /** Starts the program through the transport, in a process group of its own where the transport can. */
   async #open(): Promise<ProcessChannel> {
-    const { transport, cwd, env } = this.#options;
-    const killTimeout = this.#options.killTimeout ?? DEFAULT_SHELL_KILL_TIMEOUT;
-    const local: LocalChannelOptions = { cwd, env, processGroup: true, killTimeout };
-    if (transport === 'local') return new LocalChannel(this.#argv, local);
-    if (typeof transport === 'function') return transport(this.#argv, local);
-    const socket = await connectToDaemon(transport!.socket);
-    return new SocketChannel(socket, this.#argv);
+    const { cwd, env, killTimeout } = this.#options;
+    const launch = await this.#transport.prepare();
+    const processGroup = launch.honours('processGroup') || undefined;
+    const request: LaunchRequest = { argv: this.#argv, cwd, env, killTimeout, processGroup };
+    return startChannel(launch, request, this.#transport);
   }
 
   #attach(channel: ProcessChannel): void {
@@ -357,8 +350,9 @@ export class Shell {
       channel.destroy();
       return;
     }
-    // Run locally, stderr needs no marker of its own: its rest is read at the stdout marker.
-    const setup = this.#framing.setup(channel instanceof LocalChannel && nativeAvailable());
+    // Where the channel reads what is pending at once (a local child), stderr needs no marker
+    // of its own: its rest is read at the stdout marker.
+    const setup = this.#framing.setup(channel.readsPendingOutput);
     if (setup) channel.write(setup);
     const exchange = this.#exchange;
     if (!exchange) return;
@@ -430,8 +424,7 @@ export class Shell {
       if (exchange.stdoutDone && !exchange.stderrDone && exchange.frame.stderrUntilStdout) {
         // The shell wrote the command's stderr before this marker: what we have not read of it
         // is in the pipe now, and comes through #onOutput before this returns.
-        const channel = this.#channel;
-        if (channel instanceof LocalChannel) channel.readPendingOutput('stderr');
+        this.#channel?.readPendingOutput('stderr');
         exchange.stderrDone = true;
       }
     } else if (type === 'stderr') {
@@ -575,18 +568,13 @@ export class Shell {
   }
 }
 
-/** Longest delay a Node timer takes; anything longer (Infinity) means no deadline. */
-const MAX_TIMER = 2_147_483_647;
-
-function hasDeadline(timeout: number): boolean {
-  return timeout > 0 && timeout <= MAX_TIMER;
-}
-
-function checkTimeout(timeout: number): void {
-  if (typeof timeout !== 'number' || !(timeout >= 0)) {
-    throw new ArgumentError(
-      `a timeout is a number of milliseconds ≥ 0 (0 or Infinity = none), not ${timeout}`,
-    );
+/** A rejection for a timeout that is not a duration (promise-returning calls never throw), else null. */
+function badTimeout(timeout: number): Promise<never> | null {
+  try {
+    checkDuration('timeout', timeout);
+    return null;
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
 

@@ -102,7 +102,7 @@ for (const kind of TARGET_KINDS) {
       const fdsBefore = openFdCount();
       const fdListBefore = openFds();
       assert.equal(childrenNamed('sleep').length, 0);
-      const exec = createExec(target.target, target.local);
+      const exec = createExec(target.target);
       await assert.rejects(stop(exec), expected);
       if (kind === 'local') {
         // Locally the call settles only once the child is reaped.

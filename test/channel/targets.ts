@@ -2,12 +2,13 @@
  * The two places a program can run, for suites that must behave the same on both: a
  * local child, and a real procsock daemon (in this process, on a Unix socket in a temp
  * dir). Its programs are children of this process too, so the /proc checks see them.
+ * Each is a transport (src/channel/transport.ts), exactly as the client API takes it.
  */
 import { readFileSync } from 'node:fs';
 import type { ProcessChannel } from '../../src/channel/channel.js';
-import { LocalChannel } from '../../src/channel/local.js';
-import { connectToDaemon, SocketChannel } from '../../src/channel/socket.js';
-import type { Target } from '../../src/client/target.js';
+import { localTransport } from '../../src/channel/local.js';
+import { daemonTransport } from '../../src/channel/socket.js';
+import { openChannel, type Transport } from '../../src/channel/transport.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { childrenOf, processInfo, waitUntil } from '../helpers/process.js';
 
@@ -19,33 +20,27 @@ export const TEST_KILL_TIMEOUT = 300;
 
 export interface TestTarget {
   kind: TargetKind;
-  /** What the client API takes. */
-  target: Target;
-  /** Options for local programs (ignored through the daemon, which has its own). */
-  local: { killTimeout: number };
+  /** What the client API takes: a local transport with the short grace, or the daemon's. */
+  target: Transport;
+  /** The daemon's socket path (undefined for local). */
+  socket: string | undefined;
   /** Starts argv on this target as a bare channel. */
   open(argv: readonly string[]): Promise<ProcessChannel>;
   close(): Promise<void>;
 }
 
 export async function openTarget(kind: TargetKind): Promise<TestTarget> {
-  const local = { killTimeout: TEST_KILL_TIMEOUT };
-  if (kind === 'local') {
-    return {
-      kind,
-      target: 'local',
-      local,
-      open: async (argv) => new LocalChannel(argv, local),
-      close: async () => {},
-    };
-  }
-  const daemon = await startDaemon({ timeout: 0, killTimeout: TEST_KILL_TIMEOUT });
+  const daemon =
+    kind === 'socket' ? await startDaemon({ timeout: 0, killTimeout: TEST_KILL_TIMEOUT }) : null;
+  const target = daemon
+    ? daemonTransport(daemon.path)
+    : localTransport({ killTimeout: TEST_KILL_TIMEOUT });
   return {
     kind,
-    target: { socket: daemon.path },
-    local,
-    open: async (argv) => new SocketChannel(await connectToDaemon(daemon.path), argv),
-    close: () => daemon.close(),
+    target,
+    socket: daemon?.path,
+    open: (argv) => openChannel(target, { argv }),
+    close: async () => daemon?.close(),
   };
 }
 

@@ -47,7 +47,7 @@ for (const kind of TARGET_KINDS) {
     const opened: Session[] = [];
     afterEach(() => Promise.all(opened.splice(0).map((session) => session.close())));
     const open = async () => {
-      const session = await connect(target.target, target.local);
+      const session = await connect(target.target);
       opened.push(session);
       return session;
     };
@@ -72,18 +72,18 @@ for (const kind of TARGET_KINDS) {
 
     test('misuse is refused with a typed error and does not disturb the program', async () => {
       const session = await open();
-      assert.throws(() => session.send('too early'), StateError);
+      await assert.rejects(session.send('too early'), StateError);
       assert.throws(() => session.sendClose(), StateError);
-      assert.throws(() => session.receive(), StateError);
+      await assert.rejects(session.receive(), StateError);
       assert.throws(() => session.sendArgs([]), ArgumentError);
       assert.throws(() => session.sendArgs(['']), ArgumentError);
       assert.throws(() => session.sendArgs('cat' as unknown as string[]), ArgumentError);
       session.sendArgs(['cat']);
       assert.throws(() => session.sendArgs(['cat']), StateError);
-      assert.throws(() => session.send(42 as unknown as string), ArgumentError);
+      await assert.rejects(session.send(42 as unknown as string), ArgumentError);
       await session.send('still fine');
       const waiting = session.receive();
-      assert.throws(() => session.receive(), StateError, 'one receive at a time');
+      await assert.rejects(session.receive(), StateError, 'one receive at a time');
       const first = await waiting;
       assert.equal(first.type, 'stdout');
       const rest = await receiveStdout(
@@ -93,13 +93,13 @@ for (const kind of TARGET_KINDS) {
       assert.equal(`${first.type === 'stdout' ? first.data : ''}${rest}`, 'still fine');
       session.sendClose();
       session.sendClose();
-      assert.throws(() => session.send('after close'), StateError);
+      await assert.rejects(session.send('after close'), StateError);
       assert.deepEqual(await session.receive(), { type: 'exit', exitCode: 0, termSignal: null });
       await session.close();
       await session.close();
       assert.throws(() => session.sendArgs(['cat']), StateError);
-      assert.throws(() => session.send('x'), StateError);
-      assert.throws(() => session.receive(), StateError);
+      await assert.rejects(session.send('x'), StateError);
+      await assert.rejects(session.receive(), StateError);
     });
 
     test('a program that cannot be found: the message, then exit 127', async () => {
@@ -178,7 +178,7 @@ for (const kind of TARGET_KINDS) {
 
     test('aborting the session signal stops the program and closes the session', async () => {
       const controller = new AbortController();
-      const session = await connect(target.target, { ...target.local, signal: controller.signal });
+      const session = await connect(target.target, { signal: controller.signal });
       opened.push(session);
       session.sendArgs(['sleep', '30']);
       await waitUntil(() => childrenNamed('sleep').length === 1, 'sleep has started', 5000);
@@ -226,7 +226,7 @@ for (const kind of TARGET_KINDS) {
       assert.equal(bytes, 32 * MiB);
       assert.equal(received.digest('hex'), sent.digest('hex'));
       assert.deepEqual(await session.wait(), { exitCode: 0, termSignal: null });
-      assert.throws(() => session.receive(), StateError, 'streams and receive() do not mix');
+      await assert.rejects(session.receive(), StateError, 'streams and receive() do not mix');
       await session.close();
     });
 

@@ -31,8 +31,8 @@ for (const kind of ['local', 'daemon'] as const) {
         terminator: ';',
         sentinel: VERSION,
         stderrSentinel: UNKNOWN,
-        transport: daemon ? { socket: daemon.path } : 'local',
-        killTimeout: 300,
+        // The daemon keeps its own grace (-k); a killTimeout through it would be refused.
+        ...(daemon ? { transport: { socket: daemon.path } } : { killTimeout: 300 }),
         ...options,
       });
 

@@ -38,8 +38,9 @@ for (const kind of ['local', 'daemon'] as const) {
       const transport = recordingTransport(socket());
       const shell = Shell.posix({
         program: 'bash',
-        transport: transport.factory,
-        killTimeout: KILL_TIMEOUT,
+        transport: transport.transport,
+        // The daemon keeps its own grace (-k); a killTimeout through it would be refused.
+        ...(kind === 'local' ? { killTimeout: KILL_TIMEOUT } : {}),
         ...options,
       });
       return { shell, written: transport.written };
@@ -371,11 +372,15 @@ describe('options, parsers and timeouts', () => {
       () => new Shell({ program: 'sh', sentinel: 'posix', terminator: ';' }),
       /makes its own sentinels/,
     );
-    assert.throws(
-      () => Shell.posix({ transport: { socket: '/tmp/x.sock' }, cwd: '/tmp' }),
-      /cwd and env cannot be set .* daemon/,
-    );
-    assert.throws(() => Shell.posix().run(42 as unknown as string), ArgumentError);
+  });
+
+  test('bad arguments of start/run/stop reject (a promise-returning call never throws)', async () => {
+    const shell = Shell.posix();
+    await assert.rejects(shell.run(42 as unknown as string), ArgumentError);
+    await assert.rejects(shell.start(-1), ArgumentError);
+    await assert.rejects(shell.run('true', Number.NaN), ArgumentError);
+    await assert.rejects(shell.stop('soon' as unknown as number), ArgumentError);
+    assert.equal(shell.state, 'off');
   });
 
   test('cwd and env reach a local shell', async () => {
@@ -445,7 +450,7 @@ describe('options, parsers and timeouts', () => {
     await shell.start(Number.POSITIVE_INFINITY);
     assert.equal((await shell.run('sleep 0.05; echo slow', 0)).stdout, 'slow\n');
     assert.equal((await shell.run('echo inf', Number.POSITIVE_INFINITY)).stdout, 'inf\n');
-    assert.throws(() => shell.run('echo', -1), /milliseconds/);
+    await assert.rejects(shell.run('echo', -1), /milliseconds/);
     await shell.stop(0);
   });
 });

@@ -1,34 +1,51 @@
 /**
- * The transports the shell suite runs over, as channel factories, so that every test can
- * also see what the driver wrote (to learn a run's marker) and, for the UTF-8 and marker
- * tests, get the program's output one byte per event.
+ * The transports the shell suite runs over, as `Transport`s wrapping the real ones, so that
+ * every test can also see what the driver wrote (to learn a run's marker) and, for the
+ * UTF-8 and marker tests, get the program's output one byte per event.
  */
 import { ProcessChannel } from '../../src/channel/channel.js';
-import { LocalChannel, type LocalChannelOptions } from '../../src/channel/local.js';
-import { connectToDaemon, SocketChannel } from '../../src/channel/socket.js';
-import type { ChannelFactory } from '../../src/shell/index.js';
+import { localTransport } from '../../src/channel/local.js';
+import { daemonTransport } from '../../src/channel/socket.js';
+import type { Launch, Transport } from '../../src/channel/transport.js';
 
 export interface RecordingTransport {
-  factory: ChannelFactory;
+  transport: Transport;
   /** Everything written to the shell's stdin, in order, across restarts. */
   written: string[];
 }
 
-/** A local child (as the default transport makes it) or a daemon session at `socket`. */
+/** The default local transport (as the Shell makes it) or a daemon session at `socket`, with each channel changed by `wrap`. */
+function wrapped(
+  socket: string | undefined,
+  wrap: (channel: ProcessChannel) => ProcessChannel,
+): Transport {
+  const inner = socket ? daemonTransport(socket) : localTransport();
+  return {
+    description: inner.description,
+    async prepare(options) {
+      const launch = await inner.prepare(options);
+      const outer: Launch = {
+        honours: (option) => launch.honours(option),
+        start: (request) => wrap(launch.start(request)),
+        cancel: () => launch.cancel(),
+      };
+      return outer;
+    },
+  };
+}
+
+/** A local child or a daemon session at `socket`, recording what the driver writes. */
 export function recordingTransport(socket?: string): RecordingTransport {
   const written: string[] = [];
-  const factory: ChannelFactory = async (argv, options: LocalChannelOptions) => {
-    const channel = socket
-      ? new SocketChannel(await connectToDaemon(socket), argv)
-      : new LocalChannel(argv, options);
+  const transport = wrapped(socket, (channel) => {
     const write = channel.write.bind(channel);
     channel.write = (data) => {
       written.push(String(data));
       return write(data);
     };
     return channel;
-  };
-  return { factory, written };
+  });
+  return { transport, written };
 }
 
 /** The markers of the POSIX preset's runs (and start-up probes), in the order they were written. */
@@ -73,7 +90,7 @@ export class ByteSplitChannel extends ProcessChannel {
   }
 }
 
-export function byteSplitTransport(socket?: string): ChannelFactory {
-  const { factory } = recordingTransport(socket);
-  return async (argv, options) => new ByteSplitChannel(await factory(argv, options));
+/** Output one byte per event; such a channel cannot read pending output synchronously. */
+export function byteSplitTransport(socket?: string): Transport {
+  return wrapped(socket, (channel) => new ByteSplitChannel(channel));
 }

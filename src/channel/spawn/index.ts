@@ -19,7 +19,6 @@ export type {
 } from './backend.js';
 export { isSpawnFailure } from './backend.js';
 export { addonReport, NATIVE_REQUIREMENTS, nativeUnavailableReason } from './locate.js';
-export { type PeerCredentials, peerCredentials } from './native.js';
 
 /**
  * The backend a choice resolves to. Throws `ArgumentError` for an unknown choice, or for

@@ -1,0 +1,126 @@
+/**
+ * The transport seam: the one way anything in procsock starts a program. A `Transport`
+ * knows where programs run — `localTransport()` (children of this process, local.ts),
+ * `daemonTransport(path)` (a sockexec-protocol daemon, socket.ts), or a user's own object —
+ * and turns a `LaunchRequest` into a `ProcessChannel`. `run()`, `createExec()`, `connect()`
+ * and `Shell` all go through `openChannel`/`startChannel` below; none of them knows which
+ * transport it has.
+ *
+ * Starting is two steps, because a duplex session connects first and sends argv later:
+ *
+ *     transport.prepare({ signal }) ──► Launch ──start(request)──► ProcessChannel
+ *          (connect; abortable)            └──cancel()──► released, nothing started
+ *
+ * Per-program options (cwd, env…) are carried out by the transport, not by the client:
+ * a `Launch` says which it honours, and `startChannel` refuses the others with an
+ * `UnsupportedOptionError` before anything is sent — an option is never silently dropped.
+ */
+import type { Socket } from 'node:net';
+import { UnsupportedOptionError } from '../errors.js';
+import type { ProcessChannel } from './channel.js';
+
+/** What the transport must do for the program itself, beyond running argv. */
+export interface ProgramOptions {
+  /** Working directory of the program. Default: the transport's (this process's, or the daemon's). */
+  cwd?: string;
+  /** Environment of the program. Default: the transport's. */
+  env?: NodeJS.ProcessEnv;
+  /** Start the program in a process group of its own and signal the whole group. */
+  processGroup?: boolean;
+  /** Milliseconds between TERM and KILL when the program is stopped. */
+  killTimeout?: number;
+}
+
+export type ProgramOptionName = keyof ProgramOptions;
+
+/** One program to start: argv (checked by the caller: non-empty strings) and its options. */
+export interface LaunchRequest extends ProgramOptions {
+  readonly argv: readonly string[];
+}
+
+/** A transport made ready to start one program (a daemon connection, or nothing locally). */
+export interface Launch {
+  /** Whether `start()` carries out this program option; `startChannel` refuses the others. */
+  honours(option: ProgramOptionName): boolean;
+  /**
+   * Starts the program; throws only for a request it cannot take (a `ClosedError` when the
+   * daemon already hung up). What is written to the channel in the same tick leaves with
+   * argv, in one write, so a program that exits at once cannot fail a second write.
+   */
+  start(request: LaunchRequest): ProcessChannel;
+  /** Releases what `prepare()` took when no program is started; resolves once released. Idempotent. */
+  cancel(): Promise<void>;
+  /** The daemon connection, for a transport that has one. */
+  readonly socket?: Socket;
+}
+
+export interface Transport {
+  /** Where programs run, for messages: `'local'`, `'the daemon at /run/procsock.sock'`. */
+  readonly description: string;
+  /** Gets ready to start one program: connects, for a daemon. Rejects with `AbortError` on abort. */
+  prepare(options?: { signal?: AbortSignal }): Promise<Launch>;
+}
+
+/**
+ * Refuses the options of `request` that `launch` cannot honour, then starts it. On a
+ * refusal the launch is cancelled (a daemon connection closed) and nothing runs.
+ */
+export function startChannel(
+  launch: Launch,
+  request: LaunchRequest,
+  transport: Transport,
+): ProcessChannel {
+  try {
+    refuseUnhonoured(launch, request, transport);
+    return launch.start(request);
+  } catch (error) {
+    launch.cancel().catch(() => {});
+    throw error;
+  }
+}
+
+/** `prepare` then `startChannel`: a started program, or a rejection with nothing left running. */
+export async function openChannel(
+  transport: Transport,
+  request: LaunchRequest,
+  signal?: AbortSignal,
+): Promise<ProcessChannel> {
+  const launch = await transport.prepare({ signal });
+  return startChannel(launch, request, transport);
+}
+
+/** Throws `UnsupportedOptionError` for the first option set in `options` that `launch` cannot carry out. */
+export function refuseUnhonoured(
+  launch: Launch,
+  options: ProgramOptions,
+  transport: Transport,
+): void {
+  for (const option of PROGRAM_OPTION_NAMES) {
+    if (options[option] === undefined || launch.honours(option)) continue;
+    throw new UnsupportedOptionError(
+      `${option} cannot be honoured by ${transport.description}: ${HOW_INSTEAD[option]}`,
+      option,
+      transport.description,
+    );
+  }
+}
+
+const PROGRAM_OPTION_NAMES = [
+  'cwd',
+  'env',
+  'processGroup',
+  'killTimeout',
+] as const satisfies readonly ProgramOptionName[];
+
+/** What to do instead, for each option a plain sockexec daemon cannot be told. */
+const HOW_INSTEAD: Record<ProgramOptionName, string> = {
+  cwd:
+    "its programs run in the daemon's working directory. Run locally, or wrap the argv in " +
+    "env(1): ['env', '-C', dir, ...argv] (or set the daemon's --cwd policy)",
+  env:
+    "its programs get the daemon's environment. Run locally, or wrap the argv in env(1): " +
+    "['env', 'NAME=value', ...argv] (or set the daemon's --env-pass/--env-set policy)",
+  processGroup:
+    'the daemon decides that for all its programs (procsock serve --kill-group); drop the option',
+  killTimeout: "the daemon's own grace applies (procsock serve -k SECONDS); drop the option",
+};

@@ -1,0 +1,213 @@
+/**
+ * The one table of ez-mode options: each option's type (in `ExecOptions`), default and
+ * check (in `EXEC_OPTIONS`), side by side. `createExec()` defaults, an exec's properties and
+ * every call's options are all checked and merged by `resolveExecOptions` from this table.
+ * Adding an option means a field in `ExecOptions` and a row in `EXEC_OPTIONS`, here; an
+ * option the program itself needs (cwd, env…) is marked `program` and is also a field of
+ * `ProgramOptions` (channel/transport.ts), which each transport honours or refuses.
+ *
+ * Time limits (Node's conventions, with lua-resty-exec's kept under its own name):
+ * - `timeout`: the whole run's wall-clock limit, as in `child_process.execFile`. Default none.
+ * - `idleTimeout`: the longest wait for the next piece of data (output, or streamed stdin the
+ *   program accepted): lua-resty-exec's `timeout`. Default 60000, as lua-resty-exec's.
+ * - `timeoutFatal: false`: lua-resty-exec's "a timeout just means keep waiting": turns the
+ *   idle limit off. The wall-clock `timeout` is always fatal, so asking for both is refused.
+ */
+import type { ProgramOptions } from '../channel/transport.js';
+import {
+  checkByteCount,
+  checkDuration,
+  DEFAULT_MAX_BUFFER,
+  describeValue,
+} from '../core/limits.js';
+import { ArgumentError } from '../errors.js';
+import type { Encoding, OutputCallback, StdinSource } from './execute.js';
+
+/** What an `exec` holds as defaults, and what each call may override. */
+export interface ExecOptions<E extends Encoding = Encoding> extends ProgramOptions {
+  /** The program and its arguments; a single string is a program with no arguments. */
+  argv?: readonly string[] | string;
+  /** Data for the program's stdin, which is closed after it. Default: none (closed at once). */
+  stdin?: StdinSource | null;
+  /** Receives stdout chunks instead of collecting them. `null` collects again. */
+  stdout?: OutputCallback<E> | null;
+  /** Receives stderr chunks instead of collecting them. `null` collects again. */
+  stderr?: OutputCallback<E> | null;
+  /**
+   * The whole run's limit in ms, wall-clock (as Node's `timeout`): past it the program is
+   * stopped and the call rejects with `TimeoutError`. 0 or Infinity = none (default).
+   */
+  timeout?: number;
+  /**
+   * Longest wait in ms for the next piece of data — an output chunk, or streamed stdin the
+   * program accepted (lua-resty-exec's `timeout`). 0 or Infinity = none. Default 60000.
+   */
+  idleTimeout?: number;
+  /**
+   * `false` turns the idle limit off: a quiet program is waited for (lua-resty-exec's "keep
+   * waiting"). It cannot be combined with a wall-clock `timeout`, which is always fatal. Default true.
+   */
+  timeoutFatal?: boolean;
+  /**
+   * Most bytes collected from one stream (stdout, stderr) into the result; past it the
+   * program is stopped and the call rejects with `LimitError` (`limit: 'maxBuffer'`). Output
+   * given to a callback is not collected, so not counted. Default `DEFAULT_MAX_BUFFER` (64 MiB).
+   */
+  maxBuffer?: number;
+  /** `'utf8'` (default): output as strings. `'buffer'`: output as Buffers, byte for byte. */
+  encoding?: E;
+}
+
+export type ExecOptionName = keyof ExecOptions;
+
+interface OptionSpec {
+  /** The value when neither the call nor the exec sets one. */
+  readonly default: unknown;
+  /** Throws `ArgumentError` naming the option; `undefined` is never passed. */
+  readonly check: (value: unknown, name: string) => void;
+  /** Carried out by the transport (a `ProgramOptions` field), which may refuse it. */
+  readonly program?: true;
+}
+
+/** Default `idleTimeout`: lua-resty-exec's default `timeout`. */
+export const DEFAULT_IDLE_TIMEOUT = 60_000;
+
+export const EXEC_OPTIONS: Readonly<Record<ExecOptionName, OptionSpec>> = {
+  argv: { default: undefined, check: checkArgvOption },
+  stdin: { default: null, check: checkStdin },
+  stdout: { default: null, check: checkCallback },
+  stderr: { default: null, check: checkCallback },
+  timeout: { default: 0, check: duration },
+  idleTimeout: { default: DEFAULT_IDLE_TIMEOUT, check: duration },
+  timeoutFatal: { default: true, check: checkBoolean },
+  maxBuffer: { default: DEFAULT_MAX_BUFFER, check: (value, name) => checkByteCount(name, value) },
+  encoding: { default: 'utf8', check: checkEncoding },
+  cwd: { default: undefined, check: checkString, program: true },
+  env: { default: undefined, check: checkEnv, program: true },
+  killTimeout: { default: undefined, check: duration, program: true },
+  processGroup: { default: undefined, check: checkBoolean, program: true },
+};
+
+export const EXEC_OPTION_NAMES = Object.keys(EXEC_OPTIONS) as ExecOptionName[];
+
+/** Every option with its value decided: the call's, else the exec's default, else the table's. */
+export type ResolvedExecOptions = {
+  [K in ExecOptionName]-?: K extends keyof ProgramOptions | 'argv'
+    ? ExecOptions[K]
+    : Exclude<ExecOptions[K], undefined>;
+};
+
+/**
+ * Merges a call's options over an exec's defaults, checks every value, and refuses unknown
+ * keys (`extra` names what the caller takes besides the table, such as `signal`).
+ */
+export function resolveExecOptions(
+  defaults: Partial<Record<ExecOptionName, unknown>>,
+  options: object,
+  extra: readonly string[] = [],
+): ResolvedExecOptions {
+  refuseUnknownKeys(options, extra, 'option');
+  const resolved: Record<string, unknown> = {};
+  for (const name of EXEC_OPTION_NAMES) {
+    const spec = EXEC_OPTIONS[name];
+    const given = (options as Record<string, unknown>)[name];
+    const value = given !== undefined ? given : defaults[name];
+    if (value !== undefined) spec.check(value, name);
+    resolved[name] = value !== undefined ? value : spec.default;
+  }
+  const result = resolved as ResolvedExecOptions;
+  if (result.timeoutFatal === false && result.timeout !== 0 && result.timeout !== Infinity) {
+    throw new ArgumentError(
+      'timeoutFatal: false only turns off the idle limit (idleTimeout); the wall-clock timeout is ' +
+        'always fatal: drop timeout, or use idleTimeout: 0 instead of timeoutFatal: false',
+    );
+  }
+  return result;
+}
+
+/** Only the program options that are set, for the transport. */
+export function programOptions(options: ResolvedExecOptions): ProgramOptions {
+  const { cwd, env, killTimeout, processGroup } = options;
+  return { cwd, env, killTimeout, processGroup };
+}
+
+export function refuseUnknownKeys(options: object, extra: readonly string[], what: string): void {
+  for (const key of Object.keys(options)) {
+    if (!(key in EXEC_OPTIONS) && !extra.includes(key)) {
+      throw new ArgumentError(`unknown ${what} ${JSON.stringify(key)}`);
+    }
+  }
+}
+
+function duration(value: unknown, name: string): void {
+  checkDuration(name, value);
+}
+
+function checkArgvOption(value: unknown, name: string): void {
+  if (typeof value !== 'string' && !Array.isArray(value)) {
+    throw new ArgumentError(
+      `${name} must be an array of strings or a string; got ${describeValue(value)}`,
+    );
+  }
+}
+
+function checkStdin(value: unknown, name: string): void {
+  if (
+    value !== null &&
+    typeof value !== 'string' &&
+    !(value instanceof Uint8Array) &&
+    typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function'
+  ) {
+    throw new ArgumentError(
+      `${name} must be a string, a Buffer/Uint8Array or an async iterable (a Readable); got ${describeValue(value)}`,
+    );
+  }
+}
+
+function checkCallback(value: unknown, name: string): void {
+  if (value !== null && typeof value !== 'function') {
+    throw new ArgumentError(`${name} must be a function (or null); got ${describeValue(value)}`);
+  }
+}
+
+function checkBoolean(value: unknown, name: string): void {
+  if (typeof value !== 'boolean') {
+    throw new ArgumentError(`${name} must be a boolean; got ${describeValue(value)}`);
+  }
+}
+
+function checkEncoding(value: unknown, name: string): void {
+  if (value !== 'utf8' && value !== 'buffer') {
+    throw new ArgumentError(`${name} must be 'utf8' or 'buffer'; got ${describeValue(value)}`);
+  }
+}
+
+function checkString(value: unknown, name: string): void {
+  if (typeof value !== 'string' || value === '') {
+    throw new ArgumentError(`${name} must be a non-empty string; got ${describeValue(value)}`);
+  }
+}
+
+function checkEnv(value: unknown, name: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ArgumentError(
+      `${name} must be an object of variable names to strings; got ${describeValue(value)}`,
+    );
+  }
+}
+
+/** Rejects misuse at once: argv must be a non-empty array of strings. */
+export function checkArgv(argv: unknown, what = 'argv'): readonly string[] {
+  if (!Array.isArray(argv) || argv.length === 0) {
+    throw new ArgumentError(
+      `${what} must be a non-empty array of strings; got ${describeValue(argv)}`,
+    );
+  }
+  for (const [index, arg] of argv.entries()) {
+    if (typeof arg !== 'string') {
+      throw new ArgumentError(`${what}[${index}] must be a string; got ${describeValue(arg)}`);
+    }
+  }
+  if (argv[0] === '') throw new ArgumentError(`${what}[0], the program, must not be empty`);
+  return argv as readonly string[];
+}
