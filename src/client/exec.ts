@@ -33,7 +33,7 @@ import {
 export type { ExecOptions } from './options.js';
 
 /** Per-call options: the defaults, plus where to run and a signal that stops the program when aborted. */
-export interface RunOptions<E extends Encoding = Encoding> extends ExecOptions<E> {
+export interface RunOptions<E extends Encoding = 'utf8'> extends ExecOptions<E> {
   /** Aborting stops the program; the call rejects with `AbortError`. */
   signal?: AbortSignal;
   /** Run through the daemon listening at this socket path (instead of locally / the exec's target). */
@@ -97,8 +97,8 @@ export function run<E extends Encoding = 'utf8'>(
   options: RunOptions<E>,
 ): Promise<ExecResult<Output<E>>>;
 export function run(
-  argvOrOptions: readonly string[] | string | RunOptions,
-  options?: RunOptions,
+  argvOrOptions: readonly string[] | string | RunOptions<Encoding>,
+  options?: RunOptions<Encoding>,
 ): Promise<ExecResult<string | Buffer>> {
   const args = options === undefined ? [argvOrOptions] : [argvOrOptions, options];
   return invoke(null, {}, args);
@@ -129,7 +129,7 @@ async function invoke(
 }
 
 /** The call's own `socket` or `transport`, else the exec's target, else a local child. */
-function callTransport(target: Transport | null, options: RunOptions): Transport {
+function callTransport(target: Transport | null, options: RunOptions<Encoding>): Transport {
   const { socket, transport } = options;
   if (socket !== undefined && transport !== undefined) {
     throw new ArgumentError('give socket or transport, not both');
@@ -152,7 +152,7 @@ function callTransport(target: Transport | null, options: RunOptions): Transport
 }
 
 /** The call forms: (), (...strings), (argv[] | string, options?), (options), (...strings, options). */
-function parseCall(args: unknown[]): { argv: unknown; options: RunOptions } {
+function parseCall(args: unknown[]): { argv: unknown; options: RunOptions<Encoding> } {
   const last = args.at(-1);
   const options = isOptionsObject(last) ? last : {};
   const rest = isOptionsObject(last) ? args.slice(0, -1) : args;
@@ -173,7 +173,7 @@ function normaliseArgv(argv: unknown): readonly string[] {
   return checkArgv(typeof argv === 'string' ? [argv] : argv);
 }
 
-function isOptionsObject(value: unknown): value is RunOptions {
+function isOptionsObject(value: unknown): value is RunOptions<Encoding> {
   return (
     typeof value === 'object' &&
     value !== null &&

@@ -24,7 +24,7 @@ import { ArgumentError } from '../errors.js';
 import type { Encoding, OutputCallback, StdinSource } from './execute.js';
 
 /** What an `exec` holds as defaults, and what each call may override. */
-export interface ExecOptions<E extends Encoding = Encoding> extends ProgramOptions {
+export interface ExecOptions<E extends Encoding = 'utf8'> extends ProgramOptions {
   /** The program and its arguments; a single string is a program with no arguments. */
   argv?: readonly string[] | string;
   /** Data for the program's stdin, which is closed after it. Default: none (closed at once). */
@@ -58,7 +58,7 @@ export interface ExecOptions<E extends Encoding = Encoding> extends ProgramOptio
   encoding?: E;
 }
 
-export type ExecOptionName = keyof ExecOptions;
+export type ExecOptionName = keyof ExecOptions<Encoding>;
 
 interface OptionSpec {
   /** The value when neither the call nor the exec sets one. */
@@ -93,8 +93,8 @@ export const EXEC_OPTION_NAMES = Object.keys(EXEC_OPTIONS) as ExecOptionName[];
 /** Every option with its value decided: the call's, else the exec's default, else the table's. */
 export type ResolvedExecOptions = {
   [K in ExecOptionName]-?: K extends keyof ProgramOptions | 'argv'
-    ? ExecOptions[K]
-    : Exclude<ExecOptions[K], undefined>;
+    ? ExecOptions<Encoding>[K]
+    : Exclude<ExecOptions<Encoding>[K], undefined>;
 };
 
 /**
