@@ -8,8 +8,8 @@
  * `procsock run` to feed it, e.g. `printf 'a\nb\n' | procsock run -- sort`).
  *
  * Exit status: the program's, or 128 + n when it was killed by signal n (as a shell does);
- * 100 usage error; 111 cannot connect to the daemon; 124 no output within `--timeout`
- * (program stopped); 125 any other failure of procsock. When procsock itself gets SIGINT,
+ * 100 usage error; 111 cannot connect to the daemon; 124 the program ran past `--timeout`
+ * or sent no output for `--idle-timeout` (it was stopped); 125 any other failure of procsock. When procsock itself gets SIGINT,
  * SIGTERM or SIGHUP it stops the program and exits 128 + that signal; when its stdout is a
  * closed pipe (`procsock run -- yes | head -1`) it stops the program and exits 141 (SIGPIPE).
  */
@@ -34,7 +34,7 @@ import {
 } from './usage.js';
 
 export const RUN_USAGE =
-  'usage: procsock run [--socket PATH] [--timeout MS] [--stdin-file FILE] [--] PROG [ARGS…]';
+  'usage: procsock run [--socket PATH] [--timeout MS] [--idle-timeout MS] [--stdin-file FILE] [--] PROG [ARGS…]';
 
 export const RUN_HELP = `${RUN_USAGE}
 
@@ -43,9 +43,11 @@ PATH or, without a socket, as a child of this process. Its stdout and stderr are
 this process's as they arrive; its exit status becomes this process's.
 
   -s, --socket PATH       the daemon's Unix socket (default: $PROCSOCK_SOCKET; unset: run locally)
-  -t, --timeout MS        stop the program (exit ${EXIT_TIMEOUT}) when it sends no output for MS
-                          milliseconds; 0 = wait forever (default 0). The daemon's own
-                          deadline (procsock serve -t) applies too.
+  -t, --timeout MS        stop the program (exit ${EXIT_TIMEOUT}) when it has run for MS
+                          milliseconds, as timeout(1); 0 = no limit (default 0). The
+                          daemon's own deadline (procsock serve -t) applies too.
+  --idle-timeout MS       stop the program (exit ${EXIT_TIMEOUT}) when it sends no output for MS
+                          milliseconds; 0 = wait forever (default 0)
   -i, --stdin-file FILE   the program's stdin. Default: this process's stdin when it is a
                           pipe or a file; nothing (end of file at once) when it is a terminal
   -h, --help              print this help and exit
@@ -55,7 +57,8 @@ Examples:
   procsock run --socket /run/procsock.sock -- uname -a
   echo hello | procsock run -s /run/procsock.sock -- cat
   procsock run --stdin-file script.sh -- bash -s    # feed a file
-  procsock run --timeout 5000 -- tail -f /var/log/syslog
+  procsock run --idle-timeout 5000 -- tail -f /var/log/syslog
+  procsock run --timeout 600000 -- make
 
 Exit status: the program's, or 128+n when signal n killed it (143 for TERM);
 ${EXIT_USAGE} usage error; ${EXIT_CONNECT} cannot connect to the daemon; ${EXIT_TIMEOUT} timeout; ${EXIT_FAILURE} other failure.`;
@@ -63,7 +66,10 @@ ${EXIT_USAGE} usage error; ${EXIT_CONNECT} cannot connect to the daemon; ${EXIT_
 export interface RunCommand {
   argv: string[];
   socket: string | undefined;
+  /** Wall-clock limit in ms (0 = none). */
   timeout: number;
+  /** Longest wait for output in ms (0 = none). */
+  idleTimeout: number;
   stdinFile: string | undefined;
 }
 
@@ -72,11 +78,13 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
   const { values, command } = parseCommandArgs<{
     socket?: string;
     timeout?: string;
+    'idle-timeout'?: string;
     'stdin-file'?: string;
     help?: boolean;
   }>(args, {
     socket: { type: 'string', short: 's' },
     timeout: { type: 'string', short: 't' },
+    'idle-timeout': { type: 'string' },
     'stdin-file': { type: 'string', short: 'i' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -87,6 +95,10 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
     argv: command,
     socket: socketOption(values.socket),
     timeout: values.timeout === undefined ? 0 : parseMilliseconds('--timeout', values.timeout),
+    idleTimeout:
+      values['idle-timeout'] === undefined
+        ? 0
+        : parseMilliseconds('--idle-timeout', values['idle-timeout']),
     stdinFile: values['stdin-file'],
   };
 }
@@ -136,15 +148,17 @@ async function runProgram(command: RunCommand, stdin: Readable | null): Promise<
       stderr: (chunk) => forward(process.stderr, chunk),
       encoding: 'buffer',
       timeout: command.timeout,
+      idleTimeout: command.idleTimeout,
       signal: controller.signal,
     });
     return stopStatus ?? shellStatus(result);
   } catch (error) {
     if (stopStatus !== null) return stopStatus;
-    const message =
-      error instanceof TimeoutError
-        ? `${command.argv[0]} sent no output for ${command.timeout} ms and was stopped (raise --timeout; 0 = none)`
-        : describeError(error);
+    const message = !(error instanceof TimeoutError)
+      ? describeError(error)
+      : error.option === 'timeout'
+        ? `${command.argv[0]} did not finish within ${command.timeout} ms and was stopped (raise --timeout; 0 = none)`
+        : `${command.argv[0]} sent no output for ${command.idleTimeout} ms and was stopped (raise --idle-timeout; 0 = none)`;
     process.stderr.write(`procsock run: ${message}\n`);
     return failureStatus(error);
   } finally {

@@ -7,6 +7,7 @@
 import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { parseRunArgs } from '../../src/cli/run.js';
 import { finished, runCli, spawnCli, stdoutUntil, testChildren } from '../helpers/cli.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
@@ -22,12 +23,26 @@ describe('procsock run: arguments', () => {
     assert.match(stdout, /Exit status:/);
   });
 
+  test('no time limit unless asked: --timeout and --idle-timeout default to 0 (none)', () => {
+    // 0 overrides the client's own 60 s idleTimeout default: a command line waits as long as it takes.
+    assert.deepEqual(parseRunArgs(['--', 'sleep', '120']), {
+      argv: ['sleep', '120'],
+      socket: process.env.PROCSOCK_SOCKET || undefined,
+      timeout: 0,
+      idleTimeout: 0,
+      stdinFile: undefined,
+    });
+    const both = parseRunArgs(['--idle-timeout', '5', '-t', '7', 'x']);
+    assert.ok(both !== 'help' && both.idleTimeout === 5 && both.timeout === 7);
+  });
+
   for (const [args, reason] of [
     [['--bogus', '--', 'true'], /Unknown option '--bogus'/],
     [[], /missing PROG/],
     [['--'], /missing PROG/],
     [['--timeout', 'soon', '--', 'true'], /--timeout: expected whole milliseconds/],
     [['--timeout'], /argument missing/],
+    [['--idle-timeout', 'soon', '--', 'true'], /--idle-timeout: expected whole milliseconds/],
     [['--socket', '', '--', 'true'], /--socket: the path must not be empty/],
   ] as const) {
     test(`usage error, exit 100: run ${args.join(' ')}`, async () => {
@@ -151,11 +166,11 @@ for (const where of ['local', 'daemon'] as const) {
       assert.deepEqual(await result, { status: 0, stdout: 'first\ngot go\n', stderr: '' });
     });
 
-    test('--timeout: no output for that long stops the program, exit 124', async () => {
+    test('--idle-timeout: no output for that long stops the program, exit 124', async () => {
       const child = spawnCli([
         'run',
         ...target,
-        '--timeout',
+        '--idle-timeout',
         '300',
         '--',
         'sh',
@@ -168,6 +183,26 @@ for (const where of ['local', 'daemon'] as const) {
       assert.equal(status, 124);
       oneLine(stderr);
       assert.match(stderr, /sh sent no output for 300 ms and was stopped/);
+      await waitUntil(() => !isAlive(pid), 'the program is gone');
+    });
+
+    test('--timeout is wall-clock, as timeout(1): a chatty program is stopped too, exit 124', async () => {
+      const child = spawnCli([
+        'run',
+        ...target,
+        '--timeout',
+        '500',
+        '--',
+        'sh',
+        '-c',
+        'echo $$; while :; do echo tick; sleep 0.05; done',
+      ]);
+      const result = finished(child);
+      const pid = Number((await stdoutUntil(child, '\n')).split('\n')[0]);
+      const { status, stderr } = await result;
+      assert.equal(status, 124);
+      oneLine(stderr);
+      assert.match(stderr, /sh did not finish within 500 ms and was stopped/);
       await waitUntil(() => !isAlive(pid), 'the program is gone');
     });
 
