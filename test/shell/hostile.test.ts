@@ -3,16 +3,16 @@
  * 10): strict modes, traps, `set -vx`, history, aliases and functions named like the
  * builtins the framing uses, an IFS of digits, stderr redirected for good. Every shell
  * installed (bash, dash, zsh), run locally (stderr read at the stdout marker), locally with
- * a stderr marker (a channel factory), and through a daemon.
+ * a stderr marker (a transport whose channels cannot read pending output), and through a daemon.
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { ShellCrashError } from '../../src/errors.js';
-import { type ChannelFactory, Shell, type ShellResult } from '../../src/shell/index.js';
+import { Shell, type ShellResult } from '../../src/shell/index.js';
 import type { PosixStderr } from '../../src/shell/posix.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { ByteSplitChannel, markers, recordingTransport } from './transports.js';
+import { markers, recordingTransport } from './transports.js';
 
 const KILL_TIMEOUT = 300;
 const SHELLS = ['bash', 'dash', 'zsh'].filter(
@@ -35,12 +35,16 @@ for (const kind of ['local', 'local with a stderr marker', 'daemon'] as const) {
     async function open(program: string, stderr: PosixStderr = 'capture') {
       // A LocalChannel reads its stderr pipe at the stdout marker; any other channel (here one
       // that re-emits the output byte by byte) needs the stderr marker.
-      const recording = recordingTransport(daemon?.path);
-      const transport: ChannelFactory =
-        kind === 'local with a stderr marker'
-          ? async (argv, options) => new ByteSplitChannel(await recording.factory(argv, options))
-          : recording.factory;
-      const shell = Shell.posix({ program, stderr, killTimeout: KILL_TIMEOUT, transport });
+      const recording = recordingTransport(daemon?.path, {
+        byteSplit: kind === 'local with a stderr marker',
+      });
+      const shell = Shell.posix({
+        program,
+        stderr,
+        transport: recording.transport,
+        // The daemon keeps its own grace (-k); a killTimeout through it would be refused.
+        ...(kind === 'daemon' ? {} : { killTimeout: KILL_TIMEOUT }),
+      });
       await shell.start(5000);
       const outputs: string[] = [];
       const run = async (command: string): Promise<ShellResult> => {

@@ -34,8 +34,15 @@ function wrapped(
   };
 }
 
-/** A local child or a daemon session at `socket`, recording what the driver writes. */
-export function recordingTransport(socket?: string): RecordingTransport {
+/**
+ * A local child or a daemon session at `socket`, recording what the driver writes; with
+ * `byteSplit`, its output also comes one byte per event (a channel that cannot read
+ * pending output, so the POSIX preset uses its stderr marker).
+ */
+export function recordingTransport(
+  socket?: string,
+  options: { byteSplit?: boolean } = {},
+): RecordingTransport {
   const written: string[] = [];
   const transport = wrapped(socket, (channel) => {
     const write = channel.write.bind(channel);
@@ -43,7 +50,7 @@ export function recordingTransport(socket?: string): RecordingTransport {
       written.push(String(data));
       return write(data);
     };
-    return channel;
+    return options.byteSplit ? new ByteSplitChannel(channel) : channel;
   });
   return { transport, written };
 }
