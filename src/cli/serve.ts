@@ -51,6 +51,8 @@ Policy — who may run what (none given: sockexec's behaviour, but see --user):
       --env-pass all|none|A,B   environment given to programs (default: all, as sockexec)
       --env-set NAME=VALUE      set a variable for every program; repeat for more
       --cwd DIR                 working directory of programs (default: the daemon's)
+      --no-extension            do not speak the procsock protocol extension: its opening
+                                is closed as a bad request, as sockexec does
       --client-env all|none|A,B variables a client may set for its run (protocol extension;
                                 default: all with no other policy flag, else none)
       --client-cwd all|none|D,E working directories a client may choose (D, E and below;
@@ -119,6 +121,7 @@ function optionsFrom(parsed: ReturnType<typeof parse>): ServeCommand {
     limits.maxDataLength = count('--max-data-length', values['max-data-length']);
   }
   const options: ServeOptions = { path, limits, processGroup: values['kill-group'] ?? false };
+  if (values['no-extension']) options.extension = false;
   if (values.queue !== undefined) options.backlog = count('-q', values.queue);
   if (values['max-connections'] !== undefined) {
     options.maxConnections = count('-m', values['max-connections']);
@@ -278,6 +281,7 @@ const OPTIONS = {
   'env-set': { type: 'string', multiple: true },
   cwd: { type: 'string' },
   'client-env': { type: 'string' },
+  'no-extension': { type: 'boolean' },
   'client-cwd': { type: 'string' },
   'max-output-bytes': { type: 'string' },
   'max-stdin-bytes': { type: 'string' },

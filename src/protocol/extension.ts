@@ -9,7 +9,7 @@
  *            messages  (type, data) pairs: `stdin` DATA (empty data closes stdin), `signal` NAME
  *   server → hello     `8:procsock,1:1,`, at once
  *            output    `stdout`/`stderr` pairs, as in the plain protocol
- *            end       `reason` REASON, `usage` "key=value …", then the exit pair; close
+ *            end       [`refused` FIELD], `reason` REASON, `usage` "key=value …", the exit pair; close
  *
  * Why that opening: a plain request starts with a netstring holding a decimal count, so a
  * payload that is not all digits cannot be taken for one by a strict parser (procsock's
@@ -451,12 +451,16 @@ export function encodeHello(version: number): Buffer {
   return Buffer.concat([encodeNetstring('procsock'), encodeNetstring(String(version))]);
 }
 
-/** `reason` and `usage` pairs, sent right before the exit pair. */
-export function encodeRunEnd(reason: WireReason, usage: WireUsage): Buffer {
+/**
+ * `reason` and `usage` pairs, sent right before the exit pair; first a `refused` pair naming
+ * the header field when the run was refused because of one of the client's options.
+ */
+export function encodeRunEnd(reason: WireReason, usage: WireUsage, refused?: string): Buffer {
   const tokens = USAGE_KEYS.filter((key) => usage[key] !== undefined).map(
     (key) => `${key}=${Math.max(0, Math.round(usage[key]!))}`,
   );
   return Buffer.concat([
+    ...(refused === undefined ? [] : [encodeNetstring('refused'), encodeNetstring(refused)]),
     encodeNetstring('reason'),
     encodeNetstring(reason),
     encodeNetstring('usage'),

@@ -56,8 +56,11 @@ export interface ReplyHandler {
   onExit(status: ExitStatus): void;
   /** Extended replies: the daemon accepted the extension in this version. */
   onHello?(version: number): void;
-  /** Extended replies: why the run ended and what it cost, just before `onExit`. */
-  onRunEnd?(reason: WireReason | null, usage: WireUsage | null): void;
+  /**
+   * Extended replies: why the run ended and what it cost, just before `onExit`; `refused`
+   * names the header field (cwd, env…) when the run was refused for one of the client's options.
+   */
+  onRunEnd?(reason: WireReason | null, usage: WireUsage | null, refused: string | null): void;
 }
 
 export interface ReplyLimits {
@@ -70,7 +73,15 @@ export interface ReplyLimits {
 const MAX_TYPE_LENGTH = 16;
 const MAX_STATUS_LENGTH = 32;
 
-type Expecting = 'type' | OutputType | 'exitcode' | 'termsig' | 'procsock' | 'reason' | 'usage';
+type Expecting =
+  | 'type'
+  | OutputType
+  | 'exitcode'
+  | 'termsig'
+  | 'procsock'
+  | 'refused'
+  | 'reason'
+  | 'usage';
 
 /** Incremental parser of a reply stream, for clients. */
 export class ReplyDecoder {
@@ -84,6 +95,7 @@ export class ReplyDecoder {
   #hello = false;
   #reason: WireReason | null = null;
   #usage: WireUsage | null = null;
+  #refused: string | null = null;
 
   constructor(handler: ReplyHandler, limits: Partial<ReplyLimits> = {}) {
     this.#handler = handler;
@@ -147,6 +159,7 @@ export class ReplyDecoder {
         this.#expect(type);
         return;
       case 'procsock':
+      case 'refused':
       case 'reason':
       case 'usage':
         if (!this.#extended || this.#exited || (type === 'procsock') === this.#hello) break;
@@ -156,7 +169,7 @@ export class ReplyDecoder {
     throw new ProtocolError(`the server sent an unexpected reply type ${JSON.stringify(type)}`);
   }
 
-  #onExtra(kind: 'procsock' | 'reason' | 'usage', text: string): void {
+  #onExtra(kind: 'procsock' | 'refused' | 'reason' | 'usage', text: string): void {
     this.#expect('type');
     if (kind === 'procsock') {
       if (!/^[1-9][0-9]{0,2}$/.test(text) || Number(text) > EXTENSION_VERSION) {
@@ -166,6 +179,11 @@ export class ReplyDecoder {
       }
       this.#hello = true;
       this.#handler.onHello?.(Number(text));
+    } else if (kind === 'refused') {
+      if (!/^[a-z][a-z0-9-]{0,15}$/.test(text)) {
+        throw new ProtocolError(`the daemon refused a bad field name ${JSON.stringify(text)}`);
+      }
+      this.#refused = text;
     } else if (kind === 'reason') {
       this.#reason = parseReason(text);
     } else {
@@ -176,7 +194,7 @@ export class ReplyDecoder {
   #onStatus(kind: 'exitcode' | 'termsig', text: string): void {
     this.#exited = true;
     this.#expect('type');
-    if (this.#extended) this.#handler.onRunEnd?.(this.#reason, this.#usage);
+    if (this.#extended) this.#handler.onRunEnd?.(this.#reason, this.#usage, this.#refused);
     if (kind === 'exitcode') {
       if (!/^[0-9]{1,10}$/.test(text)) {
         throw new ProtocolError(`the server sent a bad exit code ${JSON.stringify(text)}`);
@@ -197,7 +215,11 @@ export class ReplyDecoder {
         ? MAX_TYPE_LENGTH
         : next === 'usage'
           ? MAX_USAGE_LENGTH
-          : next === 'exitcode' || next === 'termsig' || next === 'procsock' || next === 'reason'
+          : next === 'exitcode' ||
+              next === 'termsig' ||
+              next === 'procsock' ||
+              next === 'reason' ||
+              next === 'refused'
             ? MAX_STATUS_LENGTH
             : this.#maxDataLength;
   }

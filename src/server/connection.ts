@@ -74,6 +74,8 @@ export class Connection {
   #stopReason: WireReason | null = null;
   #runTimer: NodeJS.Timeout | null = null;
   #spawnedAt = 0;
+  /** The header field an extended run was refused for. */
+  #refusedField: string | undefined;
 
   constructor(
     socket: Socket,
@@ -108,7 +110,7 @@ export class Connection {
         onArgs: (argv) => this.#startProgram(argv),
         onStdin: (data) => this.#writeStdin(data),
         onStdinEnd: () => this.#channel?.end(),
-        onExtended: (version) => this.#extend(version),
+        onExtended: options.extension ? (version) => this.#extend(version) : undefined,
       },
       options.limits,
     );
@@ -217,6 +219,7 @@ export class Connection {
     if (!this.#acceptArgv(request.argv)) return;
     const run = planExtendedRun(request, this.#options);
     if (isExtendedRefusal(run)) {
+      this.#refusedField = run.field;
       this.#refuse(run.message, run.exitCode, run.message.trim(), run.reason);
       return;
     }
@@ -367,7 +370,9 @@ export class Connection {
     // stdin terminator, sent as the program exits) fail with EPIPE, and a Node client loses
     // the reply still unread in its socket with it.
     this.#socket.end(
-      this.#extension === null ? exit : Buffer.concat([encodeRunEnd(reason, this.#usage()), exit]),
+      this.#extension === null
+        ? exit
+        : Buffer.concat([encodeRunEnd(reason, this.#usage(), this.#refusedField), exit]),
       () => this.#dropAfter(this.#options.killTimeout),
     );
   }

@@ -23,6 +23,8 @@ export interface ExtendedRun {
 
 export interface ExtendedRefusal {
   refused: true;
+  /** The header field refused (sent to the client as the `refused` pair); absent for the program. */
+  field?: string;
   /** One line (or several) for the client's stderr, each prefixed `procsock: `. */
   message: string;
   exitCode: 126 | 127;
@@ -40,14 +42,20 @@ export function planExtendedRun(
   daemonEnv: NodeJS.ProcessEnv = process.env,
 ): ExtendedRun | ExtendedRefusal {
   const policy = options.policy;
-  const refuse = (what: string, reason: WireReason = 'policy-refused'): ExtendedRefusal => ({
+  const refuse = (
+    field: string | undefined,
+    what: string,
+    reason: WireReason = 'policy-refused',
+  ): ExtendedRefusal => ({
     refused: true,
+    field,
     message: `procsock: ${what}\n`,
     exitCode: 126,
     reason,
   });
   if (request.unsupported.length > 0) {
     return refuse(
+      request.unsupported[0],
       `this daemon does not support ${request.unsupported.map((name) => `'${name}'`).join(', ')} (protocol extension version ${EXTENSION_VERSION})`,
       'unsupported',
     );
@@ -56,10 +64,10 @@ export function planExtendedRun(
   if (request.cwd !== undefined) {
     const decision = checkClientCwd(request.cwd, policy.clientRules.cwd);
     if (!decision.ok) {
-      return refuse(
-        `cwd ${printable(request.cwd)}: ${decision.reason}`,
-        decision.byPolicy ? 'policy-refused' : 'spawn-failure',
-      );
+      // A directory that does not exist is a failure to start, as it would be locally.
+      return decision.byPolicy
+        ? refuse('cwd', `cwd ${printable(request.cwd)}: ${decision.reason}`)
+        : refuse(undefined, `cwd ${printable(request.cwd)}: ${decision.reason}`, 'spawn-failure');
     }
     cwd = decision.path;
   }
@@ -70,6 +78,7 @@ export function planExtendedRun(
     if (refused.length > 0) {
       const shown = refused.slice(0, 5).map(printable).join(', ');
       return refuse(
+        'env',
         `env: clients may not set ${shown}${refused.length > 5 ? `, … (${refused.length} in all)` : ''} on this daemon`,
       );
     }
@@ -83,22 +92,25 @@ export function planExtendedRun(
   }
   if (request.timeout !== undefined && options.timeout > 0 && request.timeout > options.timeout) {
     return refuse(
+      'timeout',
       `timeout ${request.timeout} ms is longer than this daemon's deadline (${options.timeout} ms)`,
     );
   }
   if (request.killTimeout !== undefined && request.killTimeout > options.killTimeout) {
     return refuse(
+      'kill-timeout',
       `kill-timeout ${request.killTimeout} ms is longer than this daemon's (${options.killTimeout} ms)`,
     );
   }
   const policyMax = policy.options.maxOutputBytes;
   if (request.maxOutput !== undefined && policyMax !== undefined && request.maxOutput > policyMax) {
     return refuse(
+      'max-output',
       `max-output ${request.maxOutput} bytes is more than this daemon allows (${policyMax})`,
     );
   }
   if (request.killGroup === false && options.processGroup) {
-    return refuse('kill-group 0: this daemon always signals the whole process group');
+    return refuse('kill-group', 'kill-group 0: this daemon always signals the whole process group');
   }
   const plan = policy.plan(request.argv, daemonEnv, { cwd, env });
   if (isRefusal(plan)) {

@@ -30,6 +30,12 @@ export interface ServeOptions {
   killTimeout?: number;
   /** Start each program in its own process group and signal the whole group. Default false. */
   processGroup?: boolean;
+  /**
+   * Speak the procsock protocol extension (README, "Protocol extension") to clients that open
+   * with it. `false`: answer its opening as sockexec would any bad request, by closing the
+   * connection. Default true.
+   */
+  extension?: boolean;
   /** Limits on each request (argc, argument length, netstring length). */
   limits?: Partial<RequestLimits>;
   /** Debug log sink, one line per call (accept, spawn, signals, exit, violations). Default none. */
@@ -50,6 +56,7 @@ export interface ResolvedServeOptions {
   readonly timeout: number;
   readonly killTimeout: number;
   readonly processGroup: boolean;
+  readonly extension: boolean;
   readonly limits: Readonly<RequestLimits>;
   readonly log: ((line: string) => void) | null;
   readonly policy: Policy;
@@ -62,6 +69,7 @@ export const SERVE_DEFAULTS = Object.freeze({
   timeout: 60_000,
   killTimeout: 10_000,
   processGroup: false,
+  extension: true,
 });
 
 /** Largest delay a Node timer accepts (about 24.8 days). */
@@ -109,6 +117,7 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
       MAX_TIMER_MS,
     ),
     processGroup: Boolean(options.processGroup ?? SERVE_DEFAULTS.processGroup),
+    extension: Boolean(options.extension ?? SERVE_DEFAULTS.extension),
     limits: Object.freeze(limits),
     log,
     policy: resolvePolicy(options.policy ?? {}),

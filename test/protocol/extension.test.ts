@@ -288,7 +288,7 @@ test('every field is bounded before a byte of it is buffered', () => {
 interface ReplySeen {
   hello: number | null;
   output: string;
-  end: [WireReason | null, WireUsage | null] | null;
+  end: [WireReason | null, WireUsage | null, string | null] | null;
   exit: ExitStatus | null;
 }
 
@@ -306,8 +306,8 @@ function replyDecoder(extended: boolean): { decoder: ReplyDecoder; seen: ReplySe
       onHello: (version) => {
         seen.hello = version;
       },
-      onRunEnd: (reason, usage) => {
-        seen.end = [reason, usage];
+      onRunEnd: (reason, usage, refused) => {
+        seen.end = [reason, usage, refused];
       },
     },
     { extended },
@@ -330,10 +330,29 @@ test('an extended reply: hello, output, reason and usage, exit', () => {
     assert.deepEqual(seen.end, [
       'exit',
       { userCPUTime: 1200, systemCPUTime: 300, maxRSS: 2048, wallTime: 12 },
+      null,
     ]);
     assert.deepEqual(seen.exit, { exitCode: 0, termSignal: null });
     assert.ok(d.helloReceived && d.atPairBoundary);
   }
+});
+
+test('a refusal names the refused field before the reason', () => {
+  const { decoder: d, seen } = replyDecoder(true);
+  d.push(
+    Buffer.concat([
+      encodeHello(1),
+      ...encodeOutput('stderr', Buffer.from('procsock: env: clients may not set FOO\n')),
+      encodeRunEnd('policy-refused', {}, 'env'),
+      encodeExit({ exitCode: 126, termSignal: null }),
+    ]),
+  );
+  assert.deepEqual(seen.end, ['policy-refused', {}, 'env']);
+  assert.throws(
+    () =>
+      replyDecoder(true).decoder.push(Buffer.concat([encodeHello(1), ns('refused'), ns('Bad')])),
+    /bad field name/,
+  );
 });
 
 test('usage keys a daemon does not know are skipped; an absent run end is null', () => {
@@ -347,7 +366,7 @@ test('usage keys a daemon does not know are skipped; an absent run end is null',
       ns('KILL'),
     ]),
   );
-  assert.deepEqual(seen.end, [null, { wallTime: 5 }]);
+  assert.deepEqual(seen.end, [null, { wallTime: 5 }, null]);
   assert.deepEqual(seen.exit, { exitCode: null, termSignal: 'KILL' });
 });
 

@@ -217,6 +217,7 @@ test('reason unsupported: pty fields are named in the refusal', async () => {
       'stderr',
       "procsock: this daemon does not support 'pty', 'pty-rows' (protocol extension version 1)\n",
     ],
+    ['refused', 'pty'],
     ['reason', 'unsupported'],
     ['usage', ''],
     ['exitcode', '126'],
@@ -235,6 +236,7 @@ test('a timeout or kill-timeout beyond the daemon’s own is refused, never shor
       "procsock: timeout 5001 ms is longer than this daemon's deadline (5000 ms)\n",
     );
     assert.equal(reasonOf(long), 'policy-refused');
+    assert.ok(long.pairs.some(([type, data]) => type === 'refused' && data === 'timeout'));
     assert.deepEqual(long.exit, ['exitcode', '126']);
     const grace = await exchange(
       extendedRequest([...args(['true']), ['kill-timeout', '1001']]),
@@ -296,6 +298,7 @@ test('a policy that restricts anything refuses client env and cwd by default, cl
     );
     assert.deepEqual(shape(env), [
       ['stderr', 'procsock: env: clients may not set FOO on this daemon\n'],
+      ['refused', 'env'],
       ['reason', 'policy-refused'],
       ['usage', ''],
       ['exitcode', '126'],
@@ -306,9 +309,11 @@ test('a policy that restricts anything refuses client env and cwd by default, cl
     );
     assert.equal(cwd.stderr, 'procsock: cwd /usr: clients may not choose the working directory\n');
     assert.equal(reasonOf(cwd), 'policy-refused');
+    assert.ok(cwd.pairs.some(([type, data]) => type === 'refused' && data === 'cwd'));
     const program = await exchange(extendedRequest(args(['cat'])), restricted.path);
     assert.equal(program.stderr, 'procsock: cat: not allowed by the daemon policy\n');
     assert.equal(reasonOf(program), 'policy-refused');
+    assert.ok(!program.pairs.some(([type]) => type === 'refused'), 'the program is no option');
   } finally {
     await restricted.close();
   }
@@ -409,6 +414,17 @@ test('malformed extended input closes that connection only, after the hello', as
   assert.equal((await exchange(extendedRequest(args(['echo', 'fine'])))).stdout, 'fine\n');
 });
 
+test('a daemon with the extension off answers its opening as sockexec would: closed', async () => {
+  const plain = await startDaemon({ extension: false });
+  try {
+    const reply = await exchange(extendedRequest(args(['echo', 'no'])), plain.path);
+    assert.deepEqual(reply.pairs, []);
+    assert.equal((await exchange(Buffer.from('1:2,4:echo,3:yes,0:,'), plain.path)).stdout, 'yes\n');
+  } finally {
+    await plain.close();
+  }
+});
+
 test('procsock serve --client-env / --client-cwd set the policy knobs', async () => {
   const { parseServeArgs } = await import('../../src/cli/serve.js');
   const command = parseServeArgs([
@@ -422,4 +438,7 @@ test('procsock serve --client-env / --client-cwd set the policy knobs', async ()
   if (command.kind !== 'serve') return;
   assert.deepEqual(command.options.policy?.clientEnv, ['FOO', 'BAR']);
   assert.equal(command.options.policy?.clientCwd, 'none');
+  assert.equal(command.options.extension, undefined, 'the default: spoken');
+  const off = parseServeArgs(['--no-extension', '/tmp/x.sock']);
+  assert.equal(off.kind === 'serve' && off.options.extension, false);
 });
