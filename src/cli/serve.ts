@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { MAX_TIMER } from '../core/limits.js';
 import { describeError } from '../errors.js';
 import type { PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS } from '../protocol/request.js';
@@ -316,7 +317,7 @@ function count(flag: string, text: string): number {
 /** Seconds as sockexec takes them (whole numbers); fractions are accepted too. */
 function seconds(flag: string, text: string, min: number): number {
   const value = Number(text);
-  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || value < min || value * 1000 > 2 ** 31 - 1) {
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || value < min || value * 1000 > MAX_TIMER) {
     throw new UsageError(`${flag}: expected seconds ≥ ${min}, got ${JSON.stringify(text)}`);
   }
   return Math.round(value * 1000);

@@ -50,7 +50,7 @@ import type { ExitStatus, OutputChunk, OutputType } from '../core/output.js';
 import { ArgumentError, abortError, StateError, TimeoutError, throwIfAborted } from '../errors.js';
 import { drained, toBuffer } from './execute.js';
 import { checkArgv, DEFAULT_IDLE_TIMEOUT, EXEC_OPTIONS, refuseUnknownKeys } from './options.js';
-import { outputReadables, stdinWritable } from './streams.js';
+import { ByteQueue, FlowGate, outputReadables, stdinWritable } from './streams.js';
 
 export type SessionState = 'connected' | 'running' | 'finished' | 'closed';
 
@@ -151,13 +151,11 @@ export class Session {
   readonly #launch: Launch;
   readonly #options: ConnectOptions;
   readonly #program: ProgramOptions;
-  readonly #highWaterMark: number;
   #state: SessionState = 'connected';
   #channel: ProcessChannel | null = null;
   #stdinClosed = false;
-  #queue: (ReceivedOutput | ReceivedExit)[] = [];
-  #queuedBytes = 0;
-  #pausedByQueue = false;
+  /** What receive() has not taken yet; made by sendArgs, bounded by highWaterMark. */
+  #queue: ByteQueue<ReceivedOutput | ReceivedExit> | null = null;
   #channelError: Error | null = null;
   #waiter: Waiter | null = null;
   #streams: { stdout: Readable; stderr: Readable } | null = null;
@@ -183,7 +181,6 @@ export class Session {
     this.#launch = launch;
     this.#options = options;
     this.#program = program;
-    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     options.signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
@@ -215,9 +212,14 @@ export class Session {
     checkArgv(argv);
     const channel = startChannel(this.#launch, { argv, ...this.#program }, this.transport);
     this.#channel = channel;
+    this.#queue = new ByteQueue(
+      new FlowGate(channel),
+      this.#options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
+      (item) => (item.type === 'exit' ? 0 : item.data.length),
+    );
     this.#state = 'running';
     channel.on('output', (chunk) => this.#onOutput(chunk));
-    channel.on('exit', (status) => this.#enqueue({ type: 'exit', ...status }, 0));
+    channel.on('exit', (status) => this.#enqueue({ type: 'exit', ...status }));
     channel.on('error', (error) => {
       this.#channelError = error;
     });
@@ -386,23 +388,19 @@ export class Session {
     if (this.#receiving) {
       throw new StateError('cannot switch to streams: output is being read with receive()');
     }
-    const queued = this.#queue.filter((item): item is ReceivedOutput => item.type !== 'exit');
-    this.#queue = [];
-    this.#queuedBytes = 0;
-    if (this.#pausedByQueue) {
-      this.#pausedByQueue = false;
-      channel.resume();
-    }
+    const queued = (this.#queue?.takeAll() ?? []).filter(
+      (item): item is ReceivedOutput => item.type !== 'exit',
+    );
     this.#streams = outputReadables(channel, { initial: queued });
     return this.#streams;
   }
 
   #onOutput(chunk: OutputChunk): void {
     if (this.#streams) return;
-    this.#enqueue({ type: chunk.type, data: chunk.data }, chunk.data.length);
+    this.#enqueue({ type: chunk.type, data: chunk.data });
   }
 
-  #enqueue(item: ReceivedOutput | ReceivedExit, bytes: number): void {
+  #enqueue(item: ReceivedOutput | ReceivedExit): void {
     if (this.#waiter) {
       const waiter = this.#waiter;
       this.#waiter = null;
@@ -410,24 +408,12 @@ export class Session {
       waiter.resolve(item);
       return;
     }
-    this.#queue.push(item);
-    this.#queuedBytes += bytes;
-    if (this.#queuedBytes > this.#highWaterMark && !this.#pausedByQueue) {
-      this.#pausedByQueue = true;
-      this.#channel?.pause();
-    }
+    this.#queue?.push(item);
   }
 
   #take(): Promise<Received> | null {
-    const item = this.#queue.shift();
-    if (item) {
-      if (item.type !== 'exit') this.#queuedBytes -= item.data.length;
-      if (this.#pausedByQueue && this.#queuedBytes <= this.#highWaterMark / 2) {
-        this.#pausedByQueue = false;
-        this.#channel?.resume();
-      }
-      return Promise.resolve(item);
-    }
+    const item = this.#queue?.shift();
+    if (item) return Promise.resolve(item);
     if (this.#channelError) {
       const error = this.#channelError;
       this.#channelError = null;

@@ -32,31 +32,92 @@ export function stdinWritable(sink: StdinSink): Writable {
 }
 
 /**
+ * The channel's one flow switch, shared by its consumers: output is paused while any of
+ * them is full and resumed once none is, so a consumer nobody reads from blocks the
+ * program once it fills, as with a child process's pipes.
+ */
+export class FlowGate {
+  readonly #channel: ProcessChannel;
+  readonly #full = new Set<object>();
+
+  constructor(channel: ProcessChannel) {
+    this.#channel = channel;
+  }
+
+  /** `consumer` can take no more: hold the program back. */
+  hold(consumer: object): void {
+    if (this.#full.has(consumer)) return;
+    this.#full.add(consumer);
+    if (this.#full.size === 1) this.#channel.pause();
+  }
+
+  /** `consumer` can take more again. */
+  release(consumer: object): void {
+    if (this.#full.delete(consumer) && this.#full.size === 0) this.#channel.resume();
+  }
+}
+
+/**
+ * Items queued for a reader that takes them one at a time, counted in bytes: above
+ * `highWaterMark` the gate holds the program back, at half of it lets it go.
+ */
+export class ByteQueue<T> {
+  readonly #items: T[] = [];
+  readonly #gate: FlowGate;
+  readonly #highWaterMark: number;
+  readonly #size: (item: T) => number;
+  #bytes = 0;
+
+  constructor(gate: FlowGate, highWaterMark: number, size: (item: T) => number) {
+    this.#gate = gate;
+    this.#highWaterMark = highWaterMark;
+    this.#size = size;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+    this.#bytes += this.#size(item);
+    if (this.#bytes > this.#highWaterMark) this.#gate.hold(this);
+  }
+
+  shift(): T | undefined {
+    const item = this.#items.shift();
+    if (item === undefined) return undefined;
+    this.#bytes -= this.#size(item);
+    if (this.#bytes <= this.#highWaterMark / 2) this.#gate.release(this);
+    return item;
+  }
+
+  /** Everything queued, emptying the queue (and releasing the program). */
+  takeAll(): T[] {
+    this.#bytes = 0;
+    this.#gate.release(this);
+    return this.#items.splice(0);
+  }
+}
+
+/**
  * Stdout and stderr of the channel as Readables, which end when the program has exited
  * (or error with the channel's error). Output of type `unknown` goes to stderr. One
- * Readable over its high-water mark pauses both, as the channel has one flow switch: a
- * stream nobody reads blocks the program once it fills, as with a child process's pipes.
+ * Readable over its high-water mark pauses both, as the channel has one flow switch.
  */
 export function outputReadables(
   channel: ProcessChannel,
   options: { highWaterMark?: number; initial?: readonly OutputChunk[] } = {},
 ): { stdout: Readable; stderr: Readable } {
-  const full = new Set<Readable>();
+  const gate = new FlowGate(channel);
   const make = () =>
     new Readable({
       highWaterMark: options.highWaterMark,
       read() {
-        if (full.delete(this) && full.size === 0) channel.resume();
+        gate.release(this);
       },
     });
   const stdout = make();
   const stderr = make();
   const onOutput = ({ type, data }: OutputChunk) => {
     const stream = type === 'stdout' ? stdout : stderr;
-    if (!stream.push(data) && !full.has(stream)) {
-      full.add(stream);
-      channel.pause();
-    }
+    if (!stream.push(data)) gate.hold(stream);
   };
   for (const chunk of options.initial ?? []) onOutput(chunk);
   channel.on('output', onOutput);

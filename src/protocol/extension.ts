@@ -23,6 +23,7 @@
  * This file holds the codec only; what each option means is decided by the daemon
  * (src/server/extension.ts) and its policy.
  */
+import { MAX_TIMER } from '../core/limits.js';
 import { LimitError, ProtocolError } from '../errors.js';
 import { encodeNetstring, netstringParts } from './netstring.js';
 import type { RequestLimits } from './request.js';
@@ -129,8 +130,6 @@ const SINGLE_FIELDS = new Set([
   'max-output',
   'kill-group',
 ]);
-/** Largest delay a Node timer accepts (about 24.8 days): every duration field is bounded by it. */
-const MAX_DURATION = 2 ** 31 - 1;
 
 type Phase = 'guard' | 'name' | 'value' | 'type' | 'stdin' | 'signal';
 
@@ -383,8 +382,8 @@ function violation(message: string): ProtocolError {
 
 function duration(name: string, value: Buffer): number {
   const ms = count(name, value);
-  if (ms < 1 || ms > MAX_DURATION) {
-    throw violation(`${name} must be from 1 to ${MAX_DURATION} ms, not ${ms}`);
+  if (ms < 1 || ms > MAX_TIMER) {
+    throw violation(`${name} must be from 1 to ${MAX_TIMER} ms, not ${ms}`);
   }
   return ms;
 }

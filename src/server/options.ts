@@ -5,6 +5,7 @@
 import { statSync } from 'node:fs';
 import { spawnBackendInUse } from '../channel/local.js';
 import { nativeUnavailableReason } from '../channel/spawn/locate.js';
+import { MAX_TIMER } from '../core/limits.js';
 import { ArgumentError } from '../errors.js';
 import { Policy, type PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../protocol/request.js';
@@ -72,9 +73,6 @@ export const SERVE_DEFAULTS = Object.freeze({
   extension: true,
 });
 
-/** Largest delay a Node timer accepts (about 24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** Fills in defaults; throws `ArgumentError` naming the bad option. */
 export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions {
   if (options === null || typeof options !== 'object') {
@@ -109,12 +107,12 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
       1,
       2 ** 31 - 1,
     ),
-    timeout: integer('timeout', options.timeout ?? SERVE_DEFAULTS.timeout, 0, MAX_TIMER_MS),
+    timeout: integer('timeout', options.timeout ?? SERVE_DEFAULTS.timeout, 0, MAX_TIMER),
     killTimeout: integer(
       'killTimeout',
       options.killTimeout ?? SERVE_DEFAULTS.killTimeout,
       1,
-      MAX_TIMER_MS,
+      MAX_TIMER,
     ),
     processGroup: Boolean(options.processGroup ?? SERVE_DEFAULTS.processGroup),
     extension: Boolean(options.extension ?? SERVE_DEFAULTS.extension),
