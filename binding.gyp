@@ -2,9 +2,10 @@
   "targets": [
     {
       "target_name": "procsock_spawn",
-      "sources": ["native/spawn.c", "native/pipe.c", "native/peercred.c"],
+      "sources": ["native/spawn.c", "native/pipe.c", "native/orphanage.c", "native/peercred.c"],
       "cflags": ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "defines": ["NAPI_VERSION=8"]
+      "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-ldl", "-lpthread"]
     }
   ]
 }

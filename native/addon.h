@@ -6,6 +6,7 @@
 
 typedef struct child child_t;
 typedef struct reader reader_t;
+typedef struct guarded guarded_t;
 
 typedef struct {
   napi_env env;
@@ -15,7 +16,7 @@ typedef struct {
   napi_ref resource;         /* async resource object for the callbacks */
   napi_async_context async;
   int use_pidfd;
-  uv_signal_t sigchld;       /* started when a child has no pidfd */
+  uv_signal_t sigchld;       /* initialised by init, started when a child has no pidfd */
   int sigchld_started;
   child_t *children;         /* live (unreaped) children, a doubly linked list */
   int sigchld_live;          /* how many of them wait for SIGCHLD (no pidfd) */
@@ -23,6 +24,14 @@ typedef struct {
   napi_ref read_buffer_ref;  /* the one buffer every output pipe is read into */
   char *read_buffer;
   size_t read_buffer_size;
+  int is_worker;             /* a worker thread's environment (not the main thread's) */
+  guarded_t *guarded;        /* child_process children to stop if the worker goes away */
+  int *held_fds;             /* stdin descriptors JS holds as bare numbers (not yet Sockets) */
+  size_t held_count, held_capacity;
+  /* Teardown (see cleanup in spawn.c): handles whose uv_close callback has not run yet. */
+  unsigned closing;
+  napi_async_cleanup_hook_handle cleanup_handle; /* set once the environment goes away */
+  int owners;                /* 2: the environment and its teardown; freed at 0 */
 } addon_t;
 
 /* Intrusive doubly linked lists (children, readers): `item` has `prev` and `next` members. */
@@ -39,6 +48,21 @@ typedef struct {
     else (head) = (item)->next;                              \
     if ((item)->next) (item)->next->prev = (item)->prev;     \
   } while (0)
+
+/* Every uv_close of the addon goes through here, so teardown knows when the last one is done. */
+void addon_close(addon_t *a, uv_handle_t *handle, uv_close_cb done);
+/* Called by each close callback, after it has freed its handle. */
+void addon_closed(addon_t *a);
+
+/*
+ * Hands a child over to the process-wide orphanage (orphanage.c): with ORPHAN_STOP, TERM
+ * now and KILL after `grace_ms` (to its group with ORPHAN_GROUP); reaped there when it
+ * exits; then `free_memory(memory)` (NULL: nothing to free). Takes `pidfd` (or -1).
+ */
+#define ORPHAN_GROUP 1
+#define ORPHAN_STOP 2
+void orphan_adopt(pid_t pid, int pidfd, int flags, unsigned grace_ms, void *memory,
+                  void (*free_memory)(void *));
 
 /* Calls `fn` (a reference) with int32 arguments, as an async callback of the addon. */
 void addon_call(addon_t *a, napi_ref fn, int argc, const int32_t *args);

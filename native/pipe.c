@@ -47,13 +47,15 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 
 static void free_reader(uv_handle_t *handle) {
   reader_t *r = (reader_t *)handle;
+  addon_t *a = r->addon;
   close(r->fd);
   free(r);
+  addon_closed(a);
 }
 
 static void close_reader(reader_t *r) {
   LIST_REMOVE(r->addon->readers, r);
-  uv_close((uv_handle_t *)&r->poll, free_reader);
+  addon_close(r->addon, (uv_handle_t *)&r->poll, free_reader);
 }
 
 void close_all_readers(addon_t *a) {

@@ -8,12 +8,32 @@
  *
  * Unlike posix_spawn, the parent does not wait for the exec (no CLONE_VFORK): spawn()
  * returns as soon as the child exists, and the event loop goes on while the child sets
- * itself up and execs — under load that wait was half of the daemon's time. Sharing memory
- * with a parent that keeps running is safe because the child touches only its own stack
- * and a plan nobody else writes (both freed when it is reaped), blocks every signal until
- * it has reset their handlers, and makes raw system calls that never write errno (the
- * parent thread's, as the child runs on its thread-local storage). On an architecture
- * without those raw calls here, the parent waits for the exec as posix_spawn does.
+ * itself up and execs — under load that wait was half of the daemon's time. On an
+ * architecture without the raw system calls below, the parent waits for the exec as
+ * posix_spawn does.
+ *
+ * THE OWNERSHIP RULE. Between clone and exec the child runs in our address space while
+ * JavaScript, libuv and other threads go on changing it. So the child reads nothing but
+ * memory owned by its plan (the spawn_job below): copied in spawn(), written by nobody else
+ * afterwards, freed only once the child is reaped (try_reap, or the orphanage when the
+ * environment went away first) — never at exec, never at spawn's return. Concretely:
+ *   - path candidates, argv, the /bin/sh fallback's argv and the string "/bin/sh" itself;
+ *   - envp: the env option's copy, or without one a copy of `environ` made in spawn()
+ *     (`environ` is reallocated by the next setenv: a process.env write after the spawn);
+ *   - cwd, resource limits, uid/gid, flags, the three descriptor numbers;
+ *   - the signal state: the default sigaction and the empty mask are on the child's stack;
+ *   - the child's stack itself, and the plan's `error`, the one thing the child writes.
+ * The child makes raw system calls only, so it never writes errno (the parent thread's: it
+ * runs on that thread's TLS) nor calls into libc, and child_main has no stack protector (its
+ * canary is read from that TLS, which dies with the thread — a terminated worker). Its code
+ * lives in this module, which is therefore pinned (RTLD_NODELETE, see pin_module): Node
+ * unloads an addon with the last environment that used it, and a child of a terminated
+ * worker may not have exec'd yet. The child starts with every signal blocked and resets
+ * every handler before unblocking, so no handler of the parent ever runs in it.
+ * One thing is outside the rule's reach: `environ` is copied on the calling thread, which
+ * is safe against process.env writes of the same thread and of ordinary workers (theirs is a
+ * private copy), but not against a thread that calls setenv at that very moment (a worker
+ * created with env: SHARE_ENV) — no C library makes reading environ safe against that.
  *
  * What the child gets, as libuv gives it: fresh pipes on 0, 1, 2 and no other descriptor;
  * every signal disposition reset to default (SIGPIPE included) and an empty signal mask;
@@ -21,14 +41,22 @@
  * then argv[0] is looked up in the PATH of the child's environment (execvpe semantics,
  * including running a script without #! through /bin/sh).
  *
- * An exec failure is reported with the exit: the child writes errno into the plan it shares
- * with the parent, then exits; the reaper finds it there.
+ * An exec failure is reported with the exit: the child writes errno into its plan, then
+ * exits; the reaper finds it there. A failure before the child exists (no descriptors for
+ * the pipes, no memory for the plan or stack, clone refused) is spawn()'s return value.
  *
  * Exit is learnt without blocking: a pidfd watched by the event loop (Linux >= 5.3), or,
  * where pidfd_open is missing or fails, SIGCHLD through libuv. Either way only our own pids are
  * reaped (waitpid(pid), never waitpid(-1)), so child_process's children are left alone.
+ *
+ * Worker threads: each environment has its own state (addon_t). When one goes away, an
+ * async cleanup hook closes its handles and Node waits for the last close callback; in a
+ * worker, its live children (and the child_process children JS asked us to guard) go to
+ * the orphanage (orphanage.c): TERM, KILL after their kill timeout, reaped. The main
+ * thread's environment ends with the process: its children are left as they are.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
@@ -57,6 +85,11 @@
 #define FLAG_PROCESS_GROUP 1
 #define FLAG_SET_UID 2
 #define FLAG_SET_GID 4
+
+/* What spawn() could not do, in out[0] when it fails (JS names the system call). */
+#define STAGE_MEMORY 1
+#define STAGE_PIPE 2
+#define STAGE_CLONE 3
 
 #define CHILD_STACK_SIZE (64 * 1024)
 
@@ -110,12 +143,24 @@ extern char **environ;
 typedef struct spawn_job spawn_job;
 
 struct child {
-  uv_poll_t poll; /* first: the handle's address is the child's */
+  uv_poll_t poll; /* first: the handle's address is the child's (when polled) */
   addon_t *addon;
   pid_t pid;
   int pidfd;
+  int polled;     /* `poll` watches pidfd (else SIGCHLD tells of the exit) */
+  int group;      /* leads its own process group */
+  unsigned grace_ms; /* TERM to KILL, should its environment go away first */
   spawn_job *job; /* what the child may still be reading (until it execs): freed at reap */
   child_t *prev, *next;
+};
+
+/* A child_process child of a worker, to stop if the worker goes away before its exit. */
+struct guarded {
+  pid_t pid;
+  int pidfd;
+  int group;
+  unsigned grace_ms;
+  guarded_t *prev, *next;
 };
 
 /* ---- the child, between clone and exec ---------------------------------------------- */
@@ -137,7 +182,8 @@ typedef struct {
   int fds[3];          /* the child's ends: stdin (read), stdout, stderr (write) */
   char **candidates;   /* the paths to try, in PATH order */
   int candidate_count;
-  char **script_argv;  /* /bin/sh, <slot>, argv[1..], NULL — for ENOEXEC */
+  char **script_argv;  /* shell, <slot>, argv[1..], NULL — for ENOEXEC */
+  char shell[sizeof "/bin/sh"]; /* a copy: the module's constants are not the plan's */
   volatile int error;  /* written by the child before it exits, read once it is reaped */
 } spawn_plan;
 
@@ -162,7 +208,21 @@ static void free_job(spawn_job *job) {
   free(job);
 }
 
-static int child_main(void *arg) {
+static void free_job_memory(void *job) {
+  free_job(job);
+}
+
+/* The canary of a stack protector would be read from the parent thread's TLS (see the top). */
+#if defined(__has_attribute)
+#if __has_attribute(no_stack_protector)
+#define CHILD_CODE __attribute__((no_stack_protector))
+#endif
+#endif
+#ifndef CHILD_CODE
+#define CHILD_CODE
+#endif
+
+CHILD_CODE static int child_main(void *arg) {
   spawn_plan *plan = arg;
   int fds[3];
   int i;
@@ -214,7 +274,7 @@ static int child_main(void *arg) {
     r = sys(SYS_execve, plan->candidates[i], plan->argv, plan->envp, 0);
     if (r == -ENOEXEC) {
       plan->script_argv[1] = plan->candidates[i];
-      sys(SYS_execve, "/bin/sh", plan->script_argv, plan->envp, 0);
+      sys(SYS_execve, plan->shell, plan->script_argv, plan->envp, 0);
       error = -ENOEXEC; /* as glibc: report the script, not the shell */
       break;
     }
@@ -269,6 +329,34 @@ static char *get_string(napi_env env, napi_value value, size_t *length) {
   napi_get_value_string_utf8(env, value, text, len + 1, &len);
   if (length) *length = len;
   return text;
+}
+
+/*
+ * This process's environment, copied into the job (text and array): `environ` and its
+ * strings belong to the C library, which reallocates the array at the next setenv.
+ */
+static int copy_environ(spawn_job *job, char ***envp) {
+  char *const *source = environ;
+  size_t count = 0, bytes = 0, left, i;
+  char *out;
+  for (i = 0; source && source[i]; i++) {
+    count++;
+    bytes += strlen(source[i]) + 1;
+  }
+  job->env_text = malloc(bytes + 1);
+  if (!job->env_text) return -1;
+  out = job->env_text;
+  left = bytes;
+  /* Bounded by the first pass: never past the copy, whatever the array became meanwhile. */
+  for (i = 0; i < count && source[i]; i++) {
+    size_t length = strlen(source[i]) + 1;
+    if (length > left) break;
+    memcpy(out, source[i], length);
+    out += length;
+    left -= length;
+  }
+  *envp = split_parts(job->env_text, bytes - left, i);
+  return *envp ? 0 : -1;
 }
 
 static const char *path_of(char *const *envp) {
@@ -353,8 +441,10 @@ static void call_on_exit(addon_t *a, pid_t pid, int status, int reaped, int exec
 
 static void free_child(uv_handle_t *handle) {
   child_t *c = (child_t *)handle;
+  addon_t *a = c->addon;
   if (c->pidfd >= 0) close(c->pidfd);
   free(c);
+  addon_closed(a);
 }
 
 /* Reaps `c` if it has exited; returns 1 when it is gone (and `c` freed or being freed). */
@@ -372,8 +462,8 @@ static int try_reap(child_t *c) {
     int exec_error = r > 0 ? c->job->plan.error : 0;
     free_job(c->job);
     c->job = NULL;
-    if (c->pidfd >= 0) {
-      uv_close((uv_handle_t *)&c->poll, free_child);
+    if (c->polled) {
+      addon_close(a, (uv_handle_t *)&c->poll, free_child);
     } else {
       if (--a->sigchld_live == 0) uv_unref((uv_handle_t *)&a->sigchld);
       free(c);
@@ -398,7 +488,7 @@ static void on_sigchld(uv_signal_t *handle, int signum) {
   (void)signum;
   while (c) {
     child_t *next = c->next;
-    if (c->pidfd < 0) try_reap(c);
+    if (!c->polled) try_reap(c);
     c = next;
   }
 }
@@ -406,49 +496,76 @@ static void on_sigchld(uv_signal_t *handle, int signum) {
 /*
  * Started by the first child without a pidfd (not before: a SIGCHLD handler would cost every
  * pidfd-watched child a signal and a wake-up). That child may already have exited, its
- * SIGCHLD unseen: a SIGCHLD of our own makes the handler look once.
+ * SIGCHLD unseen: a SIGCHLD of our own makes the handler look once. The handle was
+ * initialised by init (that may need descriptors; starting it needs none, so a spawn that
+ * got no pidfd for want of descriptors can still learn of its exit).
  */
 static void watch_sigchld(addon_t *a) {
   if (a->sigchld_started) return;
-  uv_signal_init(a->loop, &a->sigchld);
-  a->sigchld.data = a;
   uv_signal_start(&a->sigchld, on_sigchld, SIGCHLD);
-  uv_unref((uv_handle_t *)&a->sigchld);
   a->sigchld_started = 1;
   kill(getpid(), SIGCHLD);
 }
 
 /* ---- spawn ----------------------------------------------------------------------------- */
 
+/* Makes room for one more held descriptor (before the spawn, so keeping it cannot fail). */
+static int reserve_held(addon_t *a) {
+  if (a->held_count < a->held_capacity) return 0;
+  size_t capacity = a->held_capacity ? a->held_capacity * 2 : 16;
+  int *bigger = realloc(a->held_fds, capacity * sizeof *bigger);
+  if (!bigger) return -1;
+  a->held_fds = bigger;
+  a->held_capacity = capacity;
+  return 0;
+}
+
+/* Forgets a held descriptor; 1 if it was held. */
+static int unhold(addon_t *a, int fd) {
+  size_t i;
+  for (i = a->held_count; i-- > 0;) {
+    if (a->held_fds[i] == fd) {
+      a->held_fds[i] = a->held_fds[--a->held_count];
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /*
  * spawn(fileAndArgv: string (file, then argv; NUL-separated), argc: number, env: string (NUL-separated) | null,
  *       envCount: number, cwd: string | null, flags: number, uid: number, gid: number,
  *       rlimits: number[] | null (resource, soft, hard triples; -1 = unlimited),
- *       out: Int32Array(4)) → errno (0: started; out = pid, stdin, stdout, stderr fds)
+ *       out: Int32Array(4), killGraceMs: number)
+ *   → errno: 0 when started (out = pid, stdin, stdout, stderr fds), else what failed before
+ *     the child existed, with out[0] = STAGE_MEMORY | STAGE_PIPE | STAGE_CLONE.
+ * env null: the child gets a copy of this process's environ, taken now (see the top).
+ * killGraceMs: TERM to KILL, should this environment go away (a worker) before the child.
+ * The stdin descriptor is held (closed at teardown) until closeFd or releaseFd.
  */
 static napi_value js_spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value args[10], result;
-  addon_t *a;
+  size_t argc = 11;
+  napi_value args[11], result;
+  addon_t *a = NULL;
   spawn_job *job = NULL;
   spawn_plan *plan;
   child_t *c = NULL;
   size_t argv_len = 0, env_len = 0;
-  uint32_t arg_count = 0, env_count = 0;
+  uint32_t arg_count = 0, env_count = 0, grace = 0;
   int32_t flags = 0, uid = -1, gid = -1;
   int32_t *out = NULL;
   size_t out_length = 0;
   napi_typedarray_type out_type;
   napi_valuetype type;
   int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-  int error = 0, i;
+  int error = 0, stage = STAGE_MEMORY, i;
   pid_t pid = -1;
   sigset_t all, old;
 
   napi_get_instance_data(env, (void **)&a);
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (argc < 10) {
-    napi_throw_type_error(env, NULL, "spawn: expected 10 arguments");
+  if (!a || argc < 11) {
+    napi_throw_type_error(env, NULL, "spawn: expected 11 arguments, after init");
     return NULL;
   }
   napi_get_value_uint32(env, args[1], &arg_count);
@@ -457,19 +574,20 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   napi_get_value_int32(env, args[6], &uid);
   napi_get_value_int32(env, args[7], &gid);
   napi_get_typedarray_info(env, args[9], &out_type, &out_length, (void **)&out, NULL, NULL);
+  napi_get_value_uint32(env, args[10], &grace);
   if (!out || out_type != napi_int32_array || out_length < 4 || arg_count == 0) {
     napi_throw_type_error(env, NULL, "spawn: bad arguments");
     return NULL;
   }
   job = calloc(1, sizeof *job);
   c = calloc(1, sizeof *c);
-  if (!job || !c) {
+  if (!job || !c || reserve_held(a) != 0) {
     error = ENOMEM;
     goto done;
   }
   plan = &job->plan;
 
-  /* args[0] holds the file to execute, then argv */
+  /* Everything the child reads is copied into the job here (the ownership rule, at the top). */
   job->argv_text = get_string(env, args[0], &argv_len);
   job->file_and_argv = job->argv_text ? split_parts(job->argv_text, argv_len, arg_count + 1) : NULL;
   if (!job->file_and_argv) error = ENOMEM;
@@ -478,16 +596,19 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
     job->env_text = get_string(env, args[2], &env_len);
     job->envp = job->env_text ? split_parts(job->env_text, env_len, env_count) : NULL;
     if (!job->envp) error = ENOMEM;
+  } else if (copy_environ(job, &job->envp) != 0) {
+    error = ENOMEM;
   }
   napi_typeof(env, args[4], &type);
   if (type == napi_string && !(job->cwd = get_string(env, args[4], NULL))) error = ENOMEM;
   if (error) goto done;
   plan->argv = job->file_and_argv + 1;
-  plan->envp = job->envp ? job->envp : environ;
+  plan->envp = job->envp;
   plan->cwd = job->cwd;
   plan->flags = flags;
   plan->uid = (uid_t)uid;
   plan->gid = (gid_t)gid;
+  memcpy(plan->shell, "/bin/sh", sizeof plan->shell);
 
   napi_typeof(env, args[8], &type);
   if (type == napi_object) {
@@ -495,7 +616,7 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
     napi_get_array_length(env, args[8], &length);
     for (i = 0; i + 2 < (int)length && plan->rlimit_count < MAX_RLIMITS; i += 3) {
       napi_value v;
-      double resource, soft, hard;
+      double resource = 0, soft = 0, hard = 0;
       napi_get_element(env, args[8], (uint32_t)i, &v);
       napi_get_value_double(env, v, &resource);
       napi_get_element(env, args[8], (uint32_t)i + 1, &v);
@@ -516,12 +637,13 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
     error = ENOMEM;
     goto done;
   }
-  job->script_argv[0] = "/bin/sh";
+  job->script_argv[0] = plan->shell;
   job->script_argv[1] = NULL;
   memcpy(job->script_argv + 2, plan->argv + 1, arg_count * sizeof(char *)); /* argv[1..], NULL */
   plan->candidates = job->candidates;
   plan->script_argv = job->script_argv;
 
+  stage = STAGE_PIPE;
   for (i = 0; i < 3; i++) {
     if (pipe2(pipes[i], O_CLOEXEC) != 0) {
       error = errno;
@@ -533,6 +655,7 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   plan->fds[2] = pipes[2][1];
 
   /* The child starts with every signal blocked: no handler of ours may run in it. */
+  stage = STAGE_CLONE;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid = clone(child_main, job->stack + CHILD_STACK_SIZE,
@@ -548,10 +671,13 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
 
   c->addon = a;
   c->pid = pid;
+  c->group = (flags & FLAG_PROCESS_GROUP) != 0;
+  c->grace_ms = grace;
   c->job = job; /* until it is reaped: the child may still be reading it */
   job = NULL;
   c->pidfd = a->use_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
   if (c->pidfd >= 0 && uv_poll_init(a->loop, &c->poll, c->pidfd) == 0) {
+    c->polled = 1;
     uv_poll_start(&c->poll, UV_READABLE, on_pidfd_readable);
   } else {
     /* No pidfd (old kernel, or out of descriptors): learn of its exit from SIGCHLD. */
@@ -566,6 +692,7 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   out[1] = pipes[0][1];
   out[2] = pipes[1][0];
   out[3] = pipes[2][0];
+  a->held_fds[a->held_count++] = pipes[0][1]; /* room reserved above */
   pipes[0][1] = pipes[1][0] = pipes[2][0] = -1; /* now owned by JS */
 
 done:
@@ -575,8 +702,101 @@ done:
   }
   free_job(job);
   free(c);
+  if (error) out[0] = stage;
   napi_create_int32(env, error, &result);
   return result;
+}
+
+/* closeFd(fd): closes a descriptor spawn() handed out (stdin), without Node's fs bookkeeping. */
+static napi_value js_close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  addon_t *a = NULL;
+  int32_t fd = -1;
+  napi_get_instance_data(env, (void **)&a);
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (!a || argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || !unhold(a, fd)) {
+    napi_throw_type_error(env, NULL, "closeFd: expected a descriptor from spawn");
+    return NULL;
+  }
+  close(fd);
+  return NULL;
+}
+
+/* releaseFd(fd): JS takes a held descriptor over (a net.Socket will own and close it). */
+static napi_value js_release_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  addon_t *a = NULL;
+  int32_t fd = -1;
+  napi_get_instance_data(env, (void **)&a);
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (!a || argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || !unhold(a, fd)) {
+    napi_throw_type_error(env, NULL, "releaseFd: expected a descriptor from spawn");
+    return NULL;
+  }
+  return NULL;
+}
+
+/*
+ * guard(pid, processGroup: boolean, killGraceMs) → whether it is guarded: a child started
+ * by someone else (child_process) in this worker, to be stopped and reaped like our own
+ * should the worker go away before unguard(pid) (called at its exit). A pidfd, so a pid
+ * recycled meanwhile is never signalled; without pidfd support nothing is guarded.
+ */
+static napi_value js_guard(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3], result;
+  addon_t *a = NULL;
+  int32_t pid = 0;
+  uint32_t grace = 0;
+  bool group = false;
+  guarded_t *g;
+  int pidfd;
+  napi_get_instance_data(env, (void **)&a);
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (!a || argc < 3 || napi_get_value_int32(env, args[0], &pid) != napi_ok || pid <= 0) {
+    napi_throw_type_error(env, NULL, "guard: expected (pid, processGroup, killGraceMs)");
+    return NULL;
+  }
+  napi_get_value_bool(env, args[1], &group);
+  napi_get_value_uint32(env, args[2], &grace);
+  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  g = pidfd >= 0 ? calloc(1, sizeof *g) : NULL;
+  if (g) {
+    g->pid = pid;
+    g->pidfd = pidfd;
+    g->group = group;
+    g->grace_ms = grace;
+    LIST_ADD(a->guarded, g);
+  } else if (pidfd >= 0) {
+    close(pidfd);
+  }
+  napi_get_boolean(env, g != NULL, &result);
+  return result;
+}
+
+/* unguard(pid): the child_process child has exited (Node reaped it). */
+static napi_value js_unguard(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  addon_t *a = NULL;
+  int32_t pid = 0;
+  guarded_t *g;
+  napi_get_instance_data(env, (void **)&a);
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (!a || argc < 1 || napi_get_value_int32(env, arg, &pid) != napi_ok) {
+    napi_throw_type_error(env, NULL, "unguard: expected (pid)");
+    return NULL;
+  }
+  for (g = a->guarded; g; g = g->next) {
+    if (g->pid != pid) continue;
+    LIST_REMOVE(a->guarded, g);
+    close(g->pidfd);
+    free(g);
+    break;
+  }
+  return NULL;
 }
 
 /*
@@ -627,19 +847,124 @@ static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
 
 /* ---- module ---------------------------------------------------------------------------- */
 
-static void cleanup(void *data) {
-  addon_t *a = data;
-  child_t *c = a->children;
-  /* The environment is going away: stop watching; the children are left to their fate. */
-  while (c) {
-    child_t *next = c->next;
-    LIST_REMOVE(a->children, c);
-    if (c->pidfd >= 0) uv_close((uv_handle_t *)&c->poll, free_child);
-    else free(c);
-    c = next;
+static void release_addon(addon_t *a) {
+  if (--a->owners > 0) return;
+  free(a->held_fds);
+  free(a);
+}
+
+void addon_close(addon_t *a, uv_handle_t *handle, uv_close_cb done) {
+  a->closing++;
+  uv_close(handle, done);
+}
+
+void addon_closed(addon_t *a) {
+  a->closing--;
+  /* Tearing down, and this was the last handle: Node may now go on and free the loop. */
+  if (a->cleanup_handle && a->closing == 0) {
+    napi_remove_async_cleanup_hook(a->cleanup_handle);
+    a->cleanup_handle = NULL;
+    release_addon(a);
   }
-  if (a->sigchld_started) uv_close((uv_handle_t *)&a->sigchld, NULL);
+}
+
+static void sigchld_closed(uv_handle_t *handle) {
+  addon_closed(((uv_signal_t *)handle)->data);
+}
+
+/*
+ * The environment is going away (a worker terminated, or the process exits). An async
+ * cleanup hook, because closing libuv handles is asynchronous: Node keeps the loop (and
+ * this module) until addon_closed sees the last close callback — a plain cleanup hook
+ * returned at once, Node unloaded the module, and the callbacks then ran on unmapped code.
+ * In a worker, the children still running are stopped as an aborted run stops them (TERM,
+ * KILL after their kill timeout) and reaped by the orphanage, which also frees their plans;
+ * child_process children of the worker that JS asked us to guard go there too, and any
+ * other child of the worker's thread is reaped there when it exits. The main
+ * thread's environment ends with the process: its children are left as they are, and the
+ * plans of those not yet exec'd are left allocated.
+ */
+static int contains(const pid_t *list, size_t count, pid_t pid) {
+  size_t i;
+  for (i = 0; i < count; i++) {
+    if (list[i] == pid) return 1;
+  }
+  return 0;
+}
+
+/*
+ * The children this thread forked that nobody above adopted: a child_process child
+ * started in the instant before JS could guard it (a worker is terminated at any point
+ * of its JavaScript), or one the user's own code started and left. Nobody else will ever
+ * reap them, so the orphanage does when they exit — without signalling them: they may not
+ * be procsock's to stop. (/proc/thread-self/children: Linux >= 3.5 with CONFIG_PROC_CHILDREN.)
+ */
+static void adopt_thread_children(const pid_t *adopted, size_t count) {
+  char buffer[4096];
+  char *p, *end;
+  ssize_t n;
+  int fd = open("/proc/thread-self/children", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  n = read(fd, buffer, sizeof buffer - 1); /* (a longer list: the first 700-odd) */
+  close(fd);
+  if (n <= 0) return;
+  buffer[n] = '\0';
+  for (p = buffer;; p = end) {
+    long pid = strtol(p, &end, 10);
+    if (end == p) break;
+    if (pid > 0 && !contains(adopted, count, (pid_t)pid)) {
+      orphan_adopt((pid_t)pid, (int)syscall(SYS_pidfd_open, (pid_t)pid, 0), 0, 0, NULL, NULL);
+    }
+  }
+}
+
+static void cleanup(napi_async_cleanup_hook_handle handle, void *data) {
+  addon_t *a = data;
+  pid_t *adopted = NULL;
+  size_t count = 0, capacity = 0, i;
+  child_t *c;
+  guarded_t *g;
+  a->cleanup_handle = handle;
+  a->closing++; /* this function's own hold, dropped at the end */
+  if (a->is_worker) {
+    for (c = a->children; c; c = c->next) capacity++;
+    for (g = a->guarded; g; g = g->next) capacity++;
+    adopted = malloc((capacity + 1) * sizeof *adopted);
+  }
+  while ((c = a->children)) {
+    LIST_REMOVE(a->children, c);
+    if (a->is_worker) {
+      orphan_adopt(c->pid, c->pidfd, ORPHAN_STOP | (c->group ? ORPHAN_GROUP : 0), c->grace_ms,
+                   c->job, free_job_memory);
+      c->pidfd = -1; /* the orphanage's now */
+      c->job = NULL;
+      if (adopted) adopted[count++] = c->pid;
+    }
+    if (c->polled) {
+      addon_close(a, (uv_handle_t *)&c->poll, free_child);
+    } else {
+      if (c->pidfd >= 0) close(c->pidfd);
+      free(c);
+    }
+  }
+  while ((g = a->guarded)) {
+    LIST_REMOVE(a->guarded, g);
+    if (a->is_worker) {
+      orphan_adopt(g->pid, g->pidfd, ORPHAN_STOP | (g->group ? ORPHAN_GROUP : 0), g->grace_ms,
+                   NULL, NULL);
+      if (adopted) adopted[count++] = g->pid;
+    } else {
+      close(g->pidfd);
+    }
+    free(g);
+  }
+  if (adopted) adopt_thread_children(adopted, count);
+  free(adopted);
+  for (i = 0; i < a->held_count; i++) close(a->held_fds[i]);
+  a->held_count = 0;
+  addon_close(a, (uv_handle_t *)&a->sigchld, sigchld_closed);
   close_all_readers(a);
+  addon_closed(a);
 }
 
 static void finalize(napi_env env, void *data, void *hint) {
@@ -648,20 +973,38 @@ static void finalize(napi_env env, void *data, void *hint) {
   napi_delete_reference(env, a->on_exit);
   napi_delete_reference(env, a->on_read);
   if (a->read_buffer_ref) napi_delete_reference(env, a->read_buffer_ref);
+  a->read_buffer = NULL;
   napi_delete_reference(env, a->resource);
   napi_async_destroy(env, a->async);
-  /* the sigchld handle may still be closing: leak `a` rather than free it under libuv */
+  release_addon(a);
 }
 
 /*
- * init(onExit: (pid, code, signal) => void, onRead: (token, bytes | 0 | -errno) => void,
- *      usePidfd: boolean) → 'pidfd' | 'sigchld'
+ * Keeps this module mapped for the life of the process. Node unloads an addon with the
+ * last environment that loaded it (a worker's), but a child of that worker may still be
+ * running child_main, and the orphanage thread runs code of this module.
+ */
+static void pin_module_once(void) {
+  Dl_info info;
+  /* RTLD_NOLOAD: this very file, already loaded; RTLD_NODELETE: never unmap it. */
+  if (dladdr((void *)child_main, &info) && info.dli_fname) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  }
+}
+
+static void pin_module(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, pin_module_once);
+}
+/*
+ * init(onExit: (pid, code, signal, execErrno) => void, onRead: (token, bytes | 0 | -errno) => void,
+ *      usePidfd: boolean, isWorker: boolean) → 'pidfd' | 'sigchld'
  */
 static napi_value js_init(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value args[3], resource, name, result;
+  size_t argc = 4;
+  napi_value args[4], resource, name, result;
   addon_t *a;
-  bool want_pidfd = true;
+  bool want_pidfd = true, is_worker = false;
   napi_get_instance_data(env, (void **)&a);
   if (a) {
     napi_throw_error(env, NULL, "procsock_spawn: init called twice");
@@ -669,13 +1012,28 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   }
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
   if (argc < 2) {
-    napi_throw_type_error(env, NULL, "init: expected (onExit, onRead, usePidfd)");
+    napi_throw_type_error(env, NULL, "init: expected (onExit, onRead, usePidfd, isWorker)");
     return NULL;
   }
   if (argc >= 3) napi_get_value_bool(env, args[2], &want_pidfd);
+  if (argc >= 4) napi_get_value_bool(env, args[3], &is_worker);
   a = calloc(1, sizeof *a);
+  if (!a) {
+    napi_throw_error(env, "ENOMEM", "procsock_spawn: out of memory");
+    return NULL;
+  }
+  pin_module();
   a->env = env;
+  a->is_worker = is_worker;
+  a->owners = 2;
   napi_get_uv_event_loop(env, &a->loop);
+  if (uv_signal_init(a->loop, &a->sigchld) != 0) {
+    free(a);
+    napi_throw_error(env, NULL, "procsock_spawn: cannot watch SIGCHLD (out of descriptors?)");
+    return NULL;
+  }
+  a->sigchld.data = a;
+  uv_unref((uv_handle_t *)&a->sigchld); /* referenced only while a child waits for it */
   napi_create_reference(env, args[0], 1, &a->on_exit);
   napi_create_reference(env, args[1], 1, &a->on_read);
   napi_create_object(env, &resource);
@@ -692,7 +1050,7 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
     }
   }
   napi_set_instance_data(env, a, finalize, NULL);
-  napi_add_env_cleanup_hook(env, cleanup, a);
+  napi_add_async_cleanup_hook(env, cleanup, a, NULL);
   napi_create_string_utf8(env, a->use_pidfd ? "pidfd" : "sigchld", NAPI_AUTO_LENGTH, &result);
   return result;
 }
@@ -701,6 +1059,10 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
       {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"releaseFd", NULL, js_release_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"guard", NULL, js_guard, NULL, NULL, NULL, napi_default, NULL},
+      {"unguard", NULL, js_unguard, NULL, NULL, NULL, napi_default, NULL},
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_default, NULL},
       {"readAvailable", NULL, js_read_available, NULL, NULL, NULL, napi_default, NULL},
       {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_default, NULL},

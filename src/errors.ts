@@ -19,7 +19,10 @@
  * | PROCSOCK_SHELL_EXIT       | ShellExitError   | the shell exited zero without being asked to             |
  * | PROCSOCK_POLICY           | PolicyError      | the daemon's policy options are invalid                  |
  * | PROCSOCK_USAGE            | UsageError       | a command line is malformed (exit status 100)            |
+ * | PROCSOCK_SPAWN            | SpawnError       | procsock could not start the program: out of descriptors, memory or processes |
  */
+
+import { getSystemErrorMap } from 'node:util';
 
 export type ProcsockErrorCode =
   | 'PROCSOCK_ARGUMENT'
@@ -36,7 +39,8 @@ export type ProcsockErrorCode =
   | 'PROCSOCK_SHELL_CRASH'
   | 'PROCSOCK_SHELL_EXIT'
   | 'PROCSOCK_POLICY'
-  | 'PROCSOCK_USAGE';
+  | 'PROCSOCK_USAGE'
+  | 'PROCSOCK_SPAWN';
 
 export abstract class ProcsockError extends Error {
   abstract readonly code: ProcsockErrorCode;
@@ -178,6 +182,32 @@ export class PolicyError extends ProcsockError {
 /** A malformed command line: printed as one line with the usage, exit status 100. */
 export class UsageError extends ProcsockError {
   readonly code = 'PROCSOCK_USAGE' as const;
+}
+
+/**
+ * procsock could not start the program for want of a resource of its own — descriptors for
+ * the pipes (EMFILE, ENFILE), memory for the child's plan and stack (ENOMEM), a process
+ * (EAGAIN) — so it never ran: not an exit status (unlike 126/127, which mean the program
+ * itself cannot be executed). `reason` is the system error code, `syscall` what failed,
+ * `errno` its number as Node gives it (negative). Through the daemon: a stderr line and
+ * exit status 125.
+ */
+export class SpawnError extends ProcsockError {
+  readonly code = 'PROCSOCK_SPAWN' as const;
+  constructor(
+    readonly program: string,
+    readonly reason: string,
+    readonly syscall: string,
+    readonly errno: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`cannot start ${program}: ${reason} (${systemErrorText(errno, reason)})`, options);
+  }
+}
+
+/** "too many open files" for EMFILE: the system's wording, as Node knows it. */
+function systemErrorText(errno: number, reason: string): string {
+  return getSystemErrorMap().get(errno)?.[1] ?? reason;
 }
 
 /** Turns a non-Error thrown value or an unknown Error into something printable, for logs. */

@@ -3,17 +3,19 @@
  * never through a shell. It is what the client runs locally and what the daemon runs for
  * each connection, so both report the same things the same way — including a program
  * that cannot be started: a `stderr` line and exit 127 (not found) or 126 (cannot run),
- * as shells do.
+ * as shells do. When procsock itself cannot start it (no descriptors or memory left), the
+ * channel ends with a `SpawnError` instead (`'error'`, then `'close'`): the program never ran.
  */
 import { constants as osConstants } from 'node:os';
 import { DEFAULT_KILL_TIMEOUT } from '../core/limits.js';
 import { type ExitStatus, exitedWith, killedBy } from '../core/output.js';
 import { wireSignalName } from '../core/signals.js';
-import { ArgumentError, throwIfAborted } from '../errors.js';
+import { ArgumentError, type SpawnError, throwIfAborted } from '../errors.js';
 import { addonAvailable, readAvailable } from '../native/addon.js';
 import { printable } from '../util/printable.js';
 import { ProcessChannel } from './channel.js';
 import {
+  asSpawnError,
   isSpawnFailure,
   resolveSpawnBackend,
   type SpawnBackendChoice,
@@ -120,6 +122,7 @@ export class LocalChannel extends ProcessChannel {
         gid: options.gid,
         rlimits: options.rlimits,
         lendOutput: options.lendOutput,
+        killGrace: this.#killTimeout,
       });
     } catch (error) {
       if (error instanceof ArgumentError) throw error;
@@ -129,7 +132,9 @@ export class LocalChannel extends ProcessChannel {
     }
     child.on('error', (error) => {
       // The program never started (any other error is a failed kill: ignored).
-      if (child.pid === undefined || isSpawnFailure(error)) this.#failExec(error);
+      const launch = asSpawnError(error, this.argv[0]!);
+      if (launch) this.#failLaunch(launch);
+      else if (child.pid === undefined || isSpawnFailure(error)) this.#failExec(error);
     });
     if (child.pid === undefined) return child;
     child.stdin!.on('error', () => {
@@ -159,8 +164,7 @@ export class LocalChannel extends ProcessChannel {
   }
 
   #failExec(error: unknown): void {
-    this.#execFailed = true;
-    this.#clearKillTimer();
+    this.#abandonChild();
     const code = (error as NodeJS.ErrnoException).code;
     const program = this.argv[0]!;
     const [exitCode, reason] =
@@ -171,12 +175,25 @@ export class LocalChannel extends ProcessChannel {
           : code === 'ERR_INVALID_ARG_VALUE'
             ? [126, 'invalid argument (an argument contains a NUL byte)']
             : [126, `cannot execute (${code ?? String(error)})`];
-    this.#child?.stdout?.destroy();
-    this.#child?.stderr?.destroy();
-    this.#child?.stdin?.destroy();
     this.emitOutput('stderr', Buffer.from(`procsock: ${printable(program)}: ${reason}\n`));
     this.emitExit(exitedWith(exitCode));
     this.emitClose();
+  }
+
+  /** procsock could not start the program (descriptors, memory): an error, not an exit status. */
+  #failLaunch(error: SpawnError): void {
+    this.#abandonChild();
+    this.emitError(error);
+    this.emitClose();
+  }
+
+  /** The program never ran: nothing to wait for, no pipe to keep. */
+  #abandonChild(): void {
+    this.#execFailed = true;
+    this.#clearKillTimer();
+    this.#child?.stdout?.destroy();
+    this.#child?.stderr?.destroy();
+    this.#child?.stdin?.destroy();
   }
 
   /** Done means the program exited and both of its output pipes closed, as in Node's 'close'. */

@@ -11,6 +11,8 @@
  * Choose with the `spawnBackend` option or the `PROCSOCK_SPAWN` environment variable
  * (`auto` | `native` | `child_process`); `auto` (the default) takes `native` when it loaded.
  */
+import { SpawnError } from '../../errors.js';
+
 export type SpawnBackendName = 'native' | 'child_process';
 export type SpawnBackendChoice = 'auto' | SpawnBackendName;
 export const SPAWN_BACKEND_CHOICES: readonly SpawnBackendChoice[] = [
@@ -52,6 +54,12 @@ export interface SpawnRequest {
    * that fills up. `child_process` ignores it (its chunks are always fresh).
    */
   lendOutput?: boolean;
+  /**
+   * Milliseconds between TERM and KILL should the child outlive the worker thread that
+   * started it (a terminated worker's children are stopped like an aborted run, and reaped).
+   * Default 5000.
+   */
+  killGrace?: number;
 }
 
 /**
@@ -92,6 +100,23 @@ export interface ChildInput {
 export function isSpawnFailure(error: unknown): boolean {
   const syscall = (error as NodeJS.ErrnoException | null)?.syscall;
   return typeof syscall === 'string' && syscall.startsWith('spawn');
+}
+
+/** Errors of a spawn that mean the system refused procsock a resource, not the program. */
+const LAUNCH_FAILURES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
+
+/**
+ * The `SpawnError` a child's `'error'` amounts to when procsock itself could not start the
+ * program for want of descriptors, memory or processes (the native backend emits one as
+ * it is; child_process reports those as a spawn failure with that errno); null otherwise.
+ */
+export function asSpawnError(error: unknown, program: string): SpawnError | null {
+  if (error instanceof SpawnError) return error;
+  const { code, errno } = (error as NodeJS.ErrnoException | null) ?? {};
+  if (!isSpawnFailure(error) || code === undefined || !LAUNCH_FAILURES.has(code)) return null;
+  return new SpawnError(program, code, 'spawn', typeof errno === 'number' ? errno : 0, {
+    cause: error,
+  });
 }
 
 /**

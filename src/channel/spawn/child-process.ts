@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { ArgumentError } from '../../errors.js';
 import type { SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
 import { nativeUnavailableReason } from './locate.js';
+import { guardWorkerChild } from './native.js';
 
 export const childProcessBackend: SpawnBackend = {
   name: 'child_process',
@@ -13,7 +14,7 @@ export const childProcessBackend: SpawnBackend = {
       );
     }
     const [program, ...args] = request.argv as [string, ...string[]];
-    return spawn(request.file ?? program, args, {
+    const child = spawn(request.file ?? program, args, {
       argv0: program,
       cwd: request.cwd,
       env: request.env,
@@ -22,5 +23,8 @@ export const childProcessBackend: SpawnBackend = {
       uid: request.uid,
       gid: request.gid,
     });
+    // In a worker, the addon stops and reaps it should the worker be terminated first.
+    if (child.pid !== undefined) child.once('exit', guardWorkerChild(child.pid, request));
+    return child;
   },
 };

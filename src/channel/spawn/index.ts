@@ -17,7 +17,7 @@ export type {
   SpawnLimits,
   SpawnRequest,
 } from './backend.js';
-export { isSpawnFailure } from './backend.js';
+export { asSpawnError, isSpawnFailure } from './backend.js';
 export { addonReport, NATIVE_REQUIREMENTS, nativeUnavailableReason } from './locate.js';
 
 /**

@@ -7,10 +7,11 @@
  * something is written to it (`NativeInput`), for its back-pressure.
  */
 import { EventEmitter } from 'node:events';
-import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
+import { isMainThread } from 'node:worker_threads';
+import { SpawnError } from '../../errors.js';
 import type {
   ChildInput,
   ChildOutput,
@@ -29,6 +30,7 @@ interface Addon {
     onExit: (pid: number, code: number, signal: number, execErrno: number) => void,
     onRead: (token: number, result: number) => void,
     usePidfd: boolean,
+    isWorker: boolean,
   ): string;
   spawn(
     fileAndArgv: string,
@@ -41,7 +43,12 @@ interface Addon {
     gid: number,
     rlimits: number[] | null,
     out: Int32Array,
+    killGraceMs: number,
   ): number;
+  closeFd(fd: number): void;
+  releaseFd(fd: number): void;
+  guard(pid: number, processGroup: boolean, killGraceMs: number): boolean;
+  unguard(pid: number): void;
   peerCredentials(fd: number): PeerCredentials | null;
   readAvailable(fd: number, into: Uint8Array): number;
   setPipeSize(fd: number, bytes: number): number;
@@ -61,6 +68,8 @@ export interface PeerCredentials {
 const FLAG_PROCESS_GROUP = 1;
 const FLAG_SET_UID = 2;
 const FLAG_SET_GID = 4;
+/** What the addon's spawn() could not do before the child existed (out[0] then). */
+const FAILED_SYSCALL = ['', 'malloc', 'pipe2', 'clone'] as const;
 
 /**
  * Every output pipe is read into one buffer: a chunk is copied, or lent, before the addon's
@@ -74,6 +83,9 @@ const MAX_SPARE_BUFFERS = 4;
 /** A read this long filled a default pipe: lent output then enlarges the pipe to LENT_PIPE_SIZE. */
 const PIPE_FILLED = 64 * 1024;
 const LENT_PIPE_SIZE = 1024 * 1024;
+
+/** TERM to KILL for the children of a terminated worker, when the request does not say. */
+const DEFAULT_KILL_GRACE = 5000;
 
 /** Linux resource numbers (the same on every architecture Node runs on). */
 const RLIMIT = { cpuSeconds: 0, processes: 6, openFiles: 7, addressSpace: 9 } as const;
@@ -101,7 +113,12 @@ function load(): Addon | null {
   if (addon || loadError) return addon;
   try {
     const required = requireAddon();
-    exitWatch = (required as Addon).init(onExit, onRead, process.env.PROCSOCK_NATIVE_PIDFD !== '0');
+    exitWatch = (required as Addon).init(
+      onExit,
+      onRead,
+      process.env.PROCSOCK_NATIVE_PIDFD !== '0',
+      !isMainThread,
+    );
     (required as Addon).setReadBuffer(readBuffer);
     addon = required as Addon;
   } catch (error) {
@@ -177,11 +194,21 @@ class NativeChild extends EventEmitter implements SpawnedChild {
     this.emit('exit', code, signal);
   }
 
-  /** The child could not exec (`errno` negative): an 'error' as child_process has it, no 'exit'. */
-  failed(errno: number): void {
+  /**
+   * The child could not exec (`errno` negative): an 'error' as child_process has it, no
+   * 'exit'; or, with `syscall`, there never was a child (no descriptors, no memory):
+   * a `SpawnError`.
+   */
+  failed(errno: number, syscall?: string): void {
     this.#reaped = true;
     this.stdin?.destroy();
-    this.emit('error', spawnError(errno, this.#file, this.#args));
+    const program = this.#args[0] ?? this.#file;
+    this.emit(
+      'error',
+      syscall
+        ? new SpawnError(program, getSystemErrorName(errno), syscall, errno)
+        : spawnError(errno, this.#file, this.#args),
+    );
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
@@ -324,16 +351,20 @@ class NativeOutput extends EventEmitter implements ChildOutput {
 /**
  * The child's stdin: a bare descriptor until the first write, then a `net.Socket` (for its
  * back-pressure and 'drain'). Most programs run from a daemon get no input at all, and
- * closing a descriptor is all their stdin then costs.
+ * closing a descriptor is all their stdin then costs. The addon holds the bare descriptor
+ * (it closes it if the environment goes away first) and closes it — `fs.closeSync` would
+ * make a worker warn "closed but not opened in unmanaged mode".
  */
 class NativeInput extends EventEmitter implements ChildInput {
   writableEnded = false;
+  #native: Addon;
   #fd: number;
   #socket: Socket | null = null;
   #destroyed = false;
 
-  constructor(fd: number) {
+  constructor(native: Addon, fd: number) {
     super();
+    this.#native = native;
     this.#fd = fd;
   }
 
@@ -359,6 +390,7 @@ class NativeInput extends EventEmitter implements ChildInput {
 
   #open(): Socket {
     if (!this.#socket) {
+      this.#native.releaseFd(this.#fd); // the Socket owns it from now on
       const socket = new Socket({ fd: this.#fd, readable: false, writable: true });
       this.#fd = -1;
       socket.on('drain', () => this.emit('drain'));
@@ -369,7 +401,7 @@ class NativeInput extends EventEmitter implements ChildInput {
   }
 
   #closeDescriptor(): void {
-    if (this.#fd >= 0) closeSync(this.#fd);
+    if (this.#fd >= 0) this.#native.closeFd(this.#fd);
     this.#fd = -1;
   }
 }
@@ -387,6 +419,27 @@ function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
   const code = getSystemErrorName(errno);
   return Object.assign(new Error(`${syscall} ${code}`), { errno, code, syscall });
 }
+
+/** The request's kill grace for the addon (an unsigned 32-bit count of milliseconds). */
+function killGrace(request: SpawnRequest): number {
+  const grace = request.killGrace ?? DEFAULT_KILL_GRACE;
+  return Number.isFinite(grace) ? Math.min(Math.max(Math.floor(grace), 0), 0xffffffff) : 0xffffffff;
+}
+
+/**
+ * In a worker thread, makes the addon stop and reap a child started by someone else
+ * (child_process) should the worker be terminated before the child exits: nothing in
+ * JavaScript runs then, and nobody would ever reap it. Returns the function to call at the
+ * child's exit (a no-op in the main thread, or without the addon).
+ */
+export function guardWorkerChild(pid: number, request: SpawnRequest): () => void {
+  if (isMainThread) return noop;
+  const native = load();
+  if (!native?.guard(pid, request.processGroup, killGrace(request))) return noop;
+  return () => native.unguard(pid);
+}
+
+function noop(): void {}
 
 export const nativeBackend: SpawnBackend = {
   name: 'native',
@@ -426,16 +479,19 @@ export const nativeBackend: SpawnBackend = {
       request.gid ?? -1,
       rlimitTriples(request.rlimits),
       spawned,
+      killGrace(request),
     );
     if (errno !== 0) {
+      // Nothing was started: out of descriptors for the pipes, of memory, of processes.
       const child = new NativeChild(undefined, file, argv);
-      process.nextTick(() => child.failed(-errno));
+      const syscall = FAILED_SYSCALL[spawned[0]!] || 'spawn';
+      process.nextTick(() => child.failed(-errno, syscall));
       return child;
     }
     // Started; whether it could exec is known when it is reaped (see native/spawn.c).
     const child = new NativeChild(spawned[0]!, file, argv);
     const lend = request.lendOutput ?? false;
-    child.stdin = new NativeInput(spawned[1]!);
+    child.stdin = new NativeInput(native, spawned[1]!);
     child.stdout = new NativeOutput(native, spawned[2]!, lend);
     child.stderr = new NativeOutput(native, spawned[3]!, lend);
     running.set(spawned[0]!, child);
