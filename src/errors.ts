@@ -205,6 +205,9 @@ export class SpawnError extends ProcsockError {
   }
 }
 
+/** The exit status the daemon reports for a `SpawnError` (as env, timeout and docker do for theirs). */
+export const SPAWN_ERROR_EXIT_CODE = 125;
+
 /** "too many open files" for EMFILE: the system's wording, as Node knows it. */
 function systemErrorText(errno: number, reason: string): string {
   return getSystemErrorMap().get(errno)?.[1] ?? reason;

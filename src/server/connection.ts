@@ -26,7 +26,12 @@
  */
 import type { Socket } from 'node:net';
 import { LocalChannel } from '../channel/local.js';
-import { describeError, ProtocolError } from '../errors.js';
+import {
+  describeError,
+  type ProcsockError,
+  ProtocolError,
+  SPAWN_ERROR_EXIT_CODE,
+} from '../errors.js';
 import { peerCredentials } from '../native/addon.js';
 import type { AuditLog, AuditRecord } from '../policy/audit.js';
 import { isRefusal, type LaunchPlan } from '../policy/policy.js';
@@ -269,11 +274,25 @@ export class Connection {
     channel.on('output', (chunk) => this.#guard(() => this.#onOutput(chunk)));
     channel.on('drain', () => this.#guard(() => this.#onStdinDrain()));
     channel.on('exit', (status) => this.#guard(() => this.#onExit(status)));
+    channel.on('error', (error) => this.#guard(() => this.#onSpawnError(error)));
     channel.on('close', () => {
       this.#log(`program ${channel.pid ?? '(not started)'} reaped`);
       this.#maybeClosed();
     });
     this.#log(`spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(plan.argv)}`);
+  }
+
+  /**
+   * procsock itself could not start the program (a LocalChannel's one error: no descriptors,
+   * no memory): a stderr line and exit status 125, which env, timeout and docker use for a
+   * launcher's own failure — a client can tell it from the program's 126 and 127.
+   */
+  #onSpawnError(error: ProcsockError): void {
+    this.#log(`spawn failed: ${describeError(error)}`);
+    this.#record.error ??= error.message;
+    this.#stopReason = 'spawn-failure';
+    this.#onOutput({ type: 'stderr', data: Buffer.from(`procsock: ${error.message}\n`) });
+    this.#onExit({ exitCode: SPAWN_ERROR_EXIT_CODE, termSignal: null });
   }
 
   /** Answers without running anything: a message on stderr and a shell-style exit status. */
