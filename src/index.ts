@@ -68,6 +68,8 @@ export {
   ShellExitError,
   ShellTimeoutError,
   SocketPathError,
+  SPAWN_ERROR_EXIT_CODE,
+  SpawnError,
   StateError,
   TimeoutError,
   UnsupportedOptionError,
