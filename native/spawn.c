@@ -30,10 +30,11 @@
  * unloads an addon with the last environment that used it, and a child of a terminated
  * worker may not have exec'd yet. The child starts with every signal blocked and resets
  * every handler before unblocking, so no handler of the parent ever runs in it.
- * One thing is outside the rule's reach: `environ` is copied on the calling thread, which
- * is safe against process.env writes of the same thread and of ordinary workers (theirs is a
- * private copy), but not against a thread that calls setenv at that very moment (a worker
- * created with env: SHARE_ENV) — no C library makes reading environ safe against that.
+ * `environ` is copied only for the main thread (a worker's process.env is a copy of its
+ * own, so a worker always passes its env; and a worker reading environ would race with the
+ * main thread's setenv — AddressSanitizer caught exactly that). One case is outside the
+ * rule's reach: a thread calling setenv at the very moment the main thread copies (a
+ * worker created with env: SHARE_ENV) — no C library makes reading environ safe then.
  *
  * What the child gets, as libuv gives it: fresh pipes on 0, 1, 2 and no other descriptor;
  * every signal disposition reset to default (SIGPIPE included) and an empty signal mask;

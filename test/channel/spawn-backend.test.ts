@@ -14,7 +14,14 @@ import { resolveSpawnBackend, spawnBackendInUse } from '../../src/channel/spawn/
 import { nativeAvailable, nativeLoadError } from '../../src/channel/spawn/native.js';
 import { ArgumentError } from '../../src/errors.js';
 import type { ExitStatus } from '../../src/protocol/reply.js';
-import { childrenOf, isAlive, openFdCount, tempDir, waitUntil } from '../helpers/process.js';
+import {
+  childrenOf,
+  isAlive,
+  openFdCount,
+  processInfo,
+  tempDir,
+  waitUntil,
+} from '../helpers/process.js';
 
 const requireNative = process.env.PROCSOCK_REQUIRE_NATIVE === '1';
 const nativeSkip =
@@ -237,9 +244,8 @@ for (const backend of ['native', 'child_process'] as const) {
         channel.once('output', ({ data }) => resolve(Number(data.toString().trim())));
       });
       const pid = channel.pid!;
-      const stat = (p: number) => spawnSync('ps', ['-o', 'pgid=', '-p', String(p)]).stdout;
-      assert.equal(Number(stat(pid).toString()), pid);
-      assert.equal(Number(stat(grandchild).toString()), pid);
+      assert.equal(processInfo(pid)?.pgid, pid);
+      assert.equal(processInfo(grandchild)?.pgid, pid);
       channel.kill('SIGTERM');
       assert.deepEqual(await channel.done(), { exitCode: null, termSignal: 'TERM' });
       await waitUntil(() => !isAlive(grandchild), 'the grandchild is gone');

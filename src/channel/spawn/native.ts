@@ -452,11 +452,15 @@ export const nativeBackend: SpawnBackend = {
     for (const arg of argv) fileAndArgv += `\0${checkNul('args', arg)}`;
     let envText: string | null = null;
     let envCount = 0;
-    if (request.env) {
+    // Without an env the addon copies the C library's environ. That is the main thread's
+    // process.env; a worker's is a copy of its own (and the main thread may be rewriting
+    // environ meanwhile): a worker passes it, as child_process would.
+    const env = request.env ?? (isMainThread ? undefined : process.env);
+    if (env) {
       // As child_process does: every defined variable, in the object's order.
       const pairs: string[] = [];
-      for (const key of Object.keys(request.env)) {
-        const value = request.env[key];
+      for (const key of Object.keys(env)) {
+        const value = env[key];
         if (value === undefined) continue;
         pairs.push(`${checkNul('options.env', key)}=${checkNul('options.env', String(value))}`);
       }
