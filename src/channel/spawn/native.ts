@@ -11,6 +11,7 @@ import { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
+import { DEFAULT_KILL_TIMEOUT } from '../../core/limits.js';
 import { SpawnError } from '../../errors.js';
 import type {
   ChildInput,
@@ -83,9 +84,6 @@ const MAX_SPARE_BUFFERS = 4;
 /** A read this long filled a default pipe: lent output then enlarges the pipe to LENT_PIPE_SIZE. */
 const PIPE_FILLED = 64 * 1024;
 const LENT_PIPE_SIZE = 1024 * 1024;
-
-/** TERM to KILL for the children of a terminated worker, when the request does not say. */
-const DEFAULT_KILL_GRACE = 5000;
 
 /** Linux resource numbers (the same on every architecture Node runs on). */
 const RLIMIT = { cpuSeconds: 0, processes: 6, openFiles: 7, addressSpace: 9 } as const;
@@ -422,7 +420,7 @@ function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
 
 /** The request's kill grace for the addon (an unsigned 32-bit count of milliseconds). */
 function killGrace(request: SpawnRequest): number {
-  const grace = request.killGrace ?? DEFAULT_KILL_GRACE;
+  const grace = request.killGrace ?? DEFAULT_KILL_TIMEOUT;
   return Number.isFinite(grace) ? Math.min(Math.max(Math.floor(grace), 0), 0xffffffff) : 0xffffffff;
 }
 
