@@ -80,6 +80,15 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
     return false;
   }
 
+  /**
+   * Sends the program a signal, by name without `SIG` (`INT`, `TERM`…); true when this
+   * channel can (a local child, a daemon session in the protocol extension), false when it
+   * cannot (a plain sockexec session). A program that has already ended gets nothing.
+   */
+  signal(_name: string): boolean {
+    return false;
+  }
+
   get exitStatus(): ExitStatus | null {
     return this.#exitStatus;
   }

@@ -277,6 +277,11 @@ export class LocalChannel extends ProcessChannel {
     }
   }
 
+  override signal(name: string): boolean {
+    this.kill(`SIG${name}` as NodeJS.Signals);
+    return true;
+  }
+
   /**
    * TERM now; KILL after the kill timeout if the program has not finished. Output still
    * flows, so the caller learns how the program ended. Once the grace is over and the

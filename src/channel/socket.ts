@@ -4,7 +4,10 @@
  * connection. A channel behaves like `LocalChannel`; the differences are those of the
  * protocol: there is no pid, and the only way to stop the program is to hang up (the
  * daemon then sends TERM, and KILL after its grace). The plain protocol carries argv and
- * stdin only, so this transport honours no program option (cwd, env…): they are refused.
+ * stdin only; a program that needs more (cwd, env, processGroup, killTimeout, signals) is
+ * started through the protocol extension instead (./daemon-extension.ts), which a procsock
+ * daemon honours and any other daemon refuses at once: then the channel fails with an
+ * `UnsupportedOptionError` saying so, nothing having run.
  */
 import { connect, type Socket } from 'node:net';
 import { checkByteCount } from '../core/limits.js';
@@ -19,9 +22,23 @@ import {
   StateError,
   throwIfAborted,
 } from '../errors.js';
+import {
+  encodeExtendedRequest,
+  encodeSignalMessage,
+  encodeStdinMessage,
+  STDIN_END_MESSAGE,
+  type WireReason,
+  type WireUsage,
+} from '../protocol/extension.js';
 import { ReplyDecoder } from '../protocol/reply.js';
 import { encodeArgs, encodeStdin, STDIN_END } from '../protocol/request.js';
 import { ProcessChannel } from './channel.js';
+import {
+  type ExtendedLaunch,
+  extendedLaunch,
+  extensionNotSpoken,
+  optionRefused,
+} from './daemon-extension.js';
 import type { Launch, LaunchRequest, Transport } from './transport.js';
 
 /**
@@ -36,41 +53,92 @@ export interface SocketChannelOptions {
   maxDataLength?: number;
 }
 
+/** A channel in the protocol extension: its header, and where it goes (for errors). */
+interface Extension extends ExtendedLaunch {
+  transport: string;
+}
+
 export class SocketChannel extends ProcessChannel {
   readonly kind = 'socket' as const;
   readonly socket: Socket;
   readonly #decoder: ReplyDecoder;
   #status: ExitStatus | null = null;
   #stdinEnded = false;
+  readonly #extension: Extension | null;
+  #reason: WireReason | null = null;
+  #usage: WireUsage | null = null;
+  /** Extended: the header field the daemon refused the run for, and what it said on stderr. */
+  #refused: string | null = null;
+  #said = '';
 
-  /** Sends argv on an already connected socket; the daemon starts the program when it has them. */
+  /**
+   * Sends argv on an already connected socket; the daemon starts the program when it has
+   * them. With `extension`, sends the protocol extension's request instead.
+   */
   constructor(
     socket: Socket,
     argv: readonly (string | Buffer)[],
     options: SocketChannelOptions = {},
+    extension: Extension | null = null,
   ) {
     super();
     this.socket = socket;
+    this.#extension = extension;
     this.#decoder = new ReplyDecoder(
       {
-        onOutput: (type, data) => this.emitOutput(type, data),
+        onOutput: (type, data) => {
+          // A refusal's reason comes on stderr first: keep its start for the error.
+          if (extension && type === 'stderr' && this.#said.length < 1024) {
+            this.#said += data.toString('utf8', 0, 1024);
+          }
+          this.emitOutput(type, data);
+        },
         onExit: (status) => {
           this.#status = status;
         },
+        onRunEnd: (reason, usage, refused) => {
+          this.#reason = reason;
+          this.#usage = usage;
+          this.#refused = refused;
+        },
       },
-      { maxDataLength: options.maxDataLength ?? DEFAULT_MAX_REPLY_DATA },
+      {
+        maxDataLength: options.maxDataLength ?? DEFAULT_MAX_REPLY_DATA,
+        extended: extension !== null,
+      },
     );
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.emit('drain'));
     socket.on('end', () => this.#onEnd());
-    socket.on('error', (error) =>
-      this.#fail(closedError('the connection to the daemon failed', error)),
-    );
+    socket.on('error', (error) => {
+      // A daemon that does not speak the extension may reset the connection (it did not read
+      // all of the request before closing): that is its answer, not a failure of the network.
+      if (this.#extension && !this.#decoder.helloReceived) this.#onEnd();
+      else this.#fail(closedError('the connection to the daemon failed', error));
+    });
     socket.on('close', () => {
       this.#onEnd();
       this.emitClose();
     });
-    socket.write(encodeArgs(argv));
+    socket.write(extension ? encodeExtendedRequest(extension.fields) : encodeArgs(argv));
+  }
+
+  /** Extended sessions: why the daemon says the run ended (null before the end, or when plain). */
+  get reason(): WireReason | null {
+    return this.#reason;
+  }
+
+  /** Extended sessions: what the daemon says the run cost (null before the end, or when plain). */
+  get usage(): WireUsage | null {
+    return this.#usage;
+  }
+
+  override signal(name: string): boolean {
+    if (this.#extension === null) return false;
+    if (this.socket.writable && this.exitStatus === null) {
+      this.socket.write(encodeSignalMessage(name));
+    }
+    return true;
   }
 
   #onData(chunk: Buffer): void {
@@ -83,7 +151,11 @@ export class SocketChannel extends ProcessChannel {
 
   /** The daemon closes the connection after the exit pair: only then is the program done. */
   #onEnd(): void {
-    if (this.#status !== null && this.#decoder.atPairBoundary) {
+    if (this.#extension && !this.#decoder.helloReceived) {
+      this.#fail(extensionNotSpoken(this.#extension.option, this.#extension.transport));
+    } else if (this.#extension && this.#refused !== null && this.#status !== null) {
+      this.#fail(optionRefused(this.#refused, this.#extension.transport, this.#said));
+    } else if (this.#status !== null && this.#decoder.atPairBoundary) {
       this.emitExit(this.#status);
     } else if (this.#status === null) {
       this.#fail(
@@ -103,7 +175,7 @@ export class SocketChannel extends ProcessChannel {
   write(data: Buffer | string): boolean {
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
     if (this.#stdinEnded || buffer.length === 0 || !this.socket.writable) return true;
-    const parts = encodeStdin(buffer);
+    const parts = this.#extension ? encodeStdinMessage(buffer) : encodeStdin(buffer);
     if (parts.length === 1) return this.socket.write(parts[0]!);
     this.socket.cork();
     let ok = true;
@@ -115,7 +187,7 @@ export class SocketChannel extends ProcessChannel {
   end(): void {
     if (this.#stdinEnded) return;
     this.#stdinEnded = true;
-    if (this.socket.writable) this.socket.write(STDIN_END);
+    if (this.socket.writable) this.socket.write(this.#extension ? STDIN_END_MESSAGE : STDIN_END);
   }
 
   pause(): void {
@@ -157,7 +229,7 @@ export function daemonTransport(path: string, options: SocketChannelOptions = {}
       } catch (error) {
         throw signal?.aborted ? abortError(signal) : error;
       }
-      return new DaemonLaunch(socket, options);
+      return new DaemonLaunch(socket, options, description);
     },
   };
 }
@@ -165,6 +237,7 @@ export function daemonTransport(path: string, options: SocketChannelOptions = {}
 class DaemonLaunch implements Launch {
   readonly socket: Socket;
   readonly #options: SocketChannelOptions;
+  readonly #description: string;
   #early: Error | null = null;
   #started = false;
   readonly #onError = (error: Error) => {
@@ -175,19 +248,21 @@ class DaemonLaunch implements Launch {
     this.socket.destroy();
   };
 
-  constructor(socket: Socket, options: SocketChannelOptions) {
+  constructor(socket: Socket, options: SocketChannelOptions, description: string) {
     this.socket = socket;
     this.#options = options;
+    this.#description = description;
     socket.on('error', this.#onError).on('data', this.#onData);
   }
 
   honours(): boolean {
-    // The sockexec protocol carries argv and stdin, nothing else.
-    return false;
+    // Through the protocol extension, when the daemon speaks it; if not, the channel says so.
+    return true;
   }
 
   start(request: LaunchRequest): ProcessChannel {
     if (this.#started) throw new StateError('a launch starts one program; prepare another');
+    const extended = extendedLaunch(request);
     const socket = this.socket;
     if (this.#early || socket.destroyed || !socket.readable) {
       throw new ClosedError(
@@ -201,7 +276,12 @@ class DaemonLaunch implements Launch {
     // at once (and a daemon that then hangs up) cannot fail a second write and lose the reply.
     socket.cork();
     process.nextTick(() => socket.uncork());
-    return new SocketChannel(socket, request.argv, this.#options);
+    return new SocketChannel(
+      socket,
+      request.argv,
+      this.#options,
+      extended && { ...extended, transport: this.#description },
+    );
   }
 
   cancel(): Promise<void> {

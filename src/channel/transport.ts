@@ -36,6 +36,11 @@ export type ProgramOptionName = keyof ProgramOptions;
 /** One program to start: argv (checked by the caller: non-empty strings) and its options. */
 export interface LaunchRequest extends ProgramOptions {
   readonly argv: readonly string[];
+  /**
+   * For a daemon transport: `'procsock'` uses the protocol extension even when no option
+   * needs it (a session that will call `signal()`); `'auto'` (default) only when one does.
+   */
+  readonly protocol?: 'auto' | 'procsock';
 }
 
 /** A transport made ready to start one program (a daemon connection, or nothing locally). */
@@ -105,7 +110,7 @@ export function refuseUnhonoured(
   }
 }
 
-const PROGRAM_OPTION_NAMES = [
+export const PROGRAM_OPTION_NAMES = [
   'cwd',
   'env',
   'processGroup',
@@ -113,7 +118,7 @@ const PROGRAM_OPTION_NAMES = [
 ] as const satisfies readonly ProgramOptionName[];
 
 /** What to do instead, for each option a plain sockexec daemon cannot be told. */
-const HOW_INSTEAD: Record<ProgramOptionName, string> = {
+export const HOW_INSTEAD: Record<ProgramOptionName, string> = {
   cwd:
     "its programs run in the daemon's working directory. Run locally, or wrap the argv in " +
     "env(1): ['env', '-C', dir, ...argv] (or set the daemon's --cwd policy)",

@@ -47,7 +47,15 @@ import {
 } from '../channel/transport.js';
 import { checkByteCount, checkDuration, describeValue, hasDeadline } from '../core/limits.js';
 import type { ExitStatus, OutputChunk, OutputType } from '../core/output.js';
-import { ArgumentError, abortError, StateError, TimeoutError, throwIfAborted } from '../errors.js';
+import { signalNumber, wireSignalName } from '../core/signals.js';
+import {
+  ArgumentError,
+  abortError,
+  StateError,
+  TimeoutError,
+  throwIfAborted,
+  UnsupportedOptionError,
+} from '../errors.js';
 import { drained, toBuffer } from './execute.js';
 import { checkArgv, DEFAULT_IDLE_TIMEOUT, EXEC_OPTIONS, refuseUnknownKeys } from './options.js';
 import { ByteQueue, FlowGate, outputReadables, stdinWritable } from './streams.js';
@@ -87,6 +95,13 @@ export interface ConnectOptions extends ProgramOptions {
   highWaterMark?: number;
   /** Aborting closes the session (the program is stopped); a waiting receive() rejects with AbortError. */
   signal?: AbortSignal;
+  /**
+   * Through a daemon: `'procsock'` starts the program in the procsock protocol extension even
+   * when no option needs it, so that `signal()` works (a daemon that does not speak it makes
+   * the session fail with `UnsupportedOptionError`, nothing run); `'auto'` (default) uses it
+   * only for cwd, env, processGroup or killTimeout. A local program needs no protocol.
+   */
+  protocol?: 'auto' | 'procsock';
 }
 
 export interface ReceiveOptions {
@@ -95,7 +110,7 @@ export interface ReceiveOptions {
 }
 
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
-const SESSION_KEYS = ['timeout', 'highWaterMark', 'signal'];
+const SESSION_KEYS = ['timeout', 'highWaterMark', 'signal', 'protocol'];
 
 /**
  * Opens a session: connects to the daemon at `target` (or gets a transport of the user's
@@ -135,6 +150,12 @@ function checkConnectOptions(options: ConnectOptions): ProgramOptions {
   if (highWaterMark !== undefined) checkByteCount('highWaterMark', highWaterMark);
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new ArgumentError(`signal must be an AbortSignal; got ${describeValue(signal)}`);
+  }
+  const { protocol } = options;
+  if (protocol !== undefined && protocol !== 'auto' && protocol !== 'procsock') {
+    throw new ArgumentError(
+      `protocol must be 'auto' or 'procsock'; got ${describeValue(protocol)}`,
+    );
   }
   return program;
 }
@@ -210,7 +231,11 @@ export class Session {
   sendArgs(argv: readonly string[]): this {
     this.#expect('connected', 'send the args');
     checkArgv(argv);
-    const channel = startChannel(this.#launch, { argv, ...this.#program }, this.transport);
+    const channel = startChannel(
+      this.#launch,
+      { argv, ...this.#program, protocol: this.#options.protocol },
+      this.transport,
+    );
     this.#channel = channel;
     this.#queue = new ByteQueue(
       new FlowGate(channel),
@@ -257,6 +282,26 @@ export class Session {
   /** The same as `send` (lua-resty-exec's name). */
   sendData(data: string | Uint8Array): Promise<void> {
     return this.send(data);
+  }
+
+  /**
+   * Sends the program a signal: `'INT'`, `'SIGINT'` or a number. Locally it is sent at once
+   * (to the process group with `processGroup`); through a daemon it needs the protocol
+   * extension — connect with `{ protocol: 'procsock' }` (or any option that uses it), else
+   * `UnsupportedOptionError`. A program that has already ended gets nothing. Throws
+   * `ArgumentError` for a signal this system does not have, `StateError` before `sendArgs`
+   * or after `close`.
+   */
+  signal(signal: string | number): void {
+    const channel = this.#runningChannel('send a signal');
+    const name = signalName(signal);
+    if (!channel.signal(name)) {
+      throw new UnsupportedOptionError(
+        `signal() cannot be honoured by ${this.transport.description} in the plain sockexec protocol: connect with { protocol: 'procsock' } (a procsock daemon), or run the program locally`,
+        'signal',
+        this.transport.description,
+      );
+    }
   }
 
   /** Closes the program's stdin. Idempotent while running; `StateError` before `sendArgs` or after `close`. */
@@ -457,4 +502,20 @@ export class Session {
     };
     throw new StateError(`cannot ${what}: ${why[this.#state]}`);
   }
+}
+
+/** `'INT'`, `'SIGINT'` or 2 → `'INT'`; `ArgumentError` for a signal this system does not have. */
+function signalName(signal: unknown): string {
+  const name =
+    typeof signal === 'number'
+      ? wireSignalName(signal)
+      : typeof signal === 'string'
+        ? wireSignalName(signal as NodeJS.Signals)
+        : '';
+  if (name === '' || signalNumber(name) === undefined || !/^[A-Z][A-Z0-9+-]*$/.test(name)) {
+    throw new ArgumentError(
+      `signal must be a signal name ('INT', 'SIGTERM'…) or number this system has; got ${describeValue(signal)}`,
+    );
+  }
+  return name;
 }

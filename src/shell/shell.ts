@@ -41,6 +41,7 @@ import {
   ShellExitError,
   ShellTimeoutError,
   StateError,
+  UnsupportedOptionError,
 } from '../errors.js';
 import {
   CollectCommander,
@@ -520,6 +521,9 @@ export class Shell {
   }
 
   #unexpectedEnd(status: ExitStatus | null, exchange: Exchange | null): ProcsockError {
+    // An option the transport turned out not to honour (a daemon without the protocol
+    // extension refused cwd, say): that is the error, not a crash of a shell that never ran.
+    if (this.#channelError instanceof UnsupportedOptionError) return this.#channelError;
     const doing = !exchange
       ? 'while idle'
       : exchange.startup

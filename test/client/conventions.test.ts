@@ -28,6 +28,7 @@ import {
 import { Policy } from '../../src/policy/policy.js';
 import { Shell } from '../../src/shell/shell.js';
 import { childrenNamed, openTarget, TARGET_KINDS, type TestTarget } from '../channel/targets.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { tempDir, waitUntil } from '../helpers/process.js';
 
 const MiB = 1024 * 1024;
@@ -137,20 +138,22 @@ for (const kind of TARGET_KINDS) {
 }
 
 describe('options a transport cannot carry out', () => {
-  let target: TestTarget;
+  // A daemon that does not speak the protocol extension (as the C sockexec): it closes an
+  // extended request's connection at once (test/server/c-sockexec.test.ts: the C one does too).
+  let plain: TestDaemon;
   let marker: ReturnType<typeof tempDir>;
   before(async () => {
-    target = await openTarget('socket');
+    plain = await startDaemon({ extension: false });
     marker = tempDir('procsock-refused-');
   });
   after(async () => {
-    await target.close();
+    await plain.close();
     marker.cleanup();
   });
 
   test('cwd and env through a plain daemon are refused with a clear error; nothing runs', async () => {
     const file = marker.path('ran');
-    const socket = target.socket!;
+    const socket = plain.path;
     for (const [option, value] of [
       ['cwd', '/usr'],
       ['env', { PATH: '/usr/bin:/bin' }],
@@ -176,7 +179,10 @@ describe('options a transport cannot carry out', () => {
     );
     assert.match(String(message), /\['env', '-C', dir, \.\.\.argv\]/, 'it says what to do instead');
     await assert.rejects(createExec(socket, { env: {} })('true'), UnsupportedOptionError);
-    await assert.rejects(connect(socket, { cwd: '/' }), UnsupportedOptionError);
+    const session = await connect(socket, { cwd: '/' });
+    session.sendArgs(['touch', file]);
+    await assert.rejects(session.wait(), UnsupportedOptionError);
+    await session.close();
     const shell = Shell.posix({ transport: { socket }, cwd: '/tmp' });
     await assert.rejects(shell.start(5000), UnsupportedOptionError);
     assert.equal(shell.state, 'off');

@@ -15,7 +15,7 @@ import { strict as assert } from 'node:assert';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { run } from '../../src/index.js';
+import { connect, run, UnsupportedOptionError } from '../../src/index.js';
 import { isListening } from '../helpers/daemon.js';
 import { tempDir, waitUntil } from '../helpers/process.js';
 import { args, extendedRequest, RawClient, request } from '../helpers/raw-client.js';
@@ -76,3 +76,22 @@ test('an extended request: closed at once, no reply, nothing run', TEST, async (
   // It is still serving.
   assert.equal((await RawClient.exchange(path, request(['echo', 'alive']))).stdout, 'alive\n');
 });
+
+test(
+  'procsock client: an option that needs the extension fails fast with a typed error',
+  TEST,
+  async () => {
+    const marker = dir.path('client-must-not-exist');
+    await assert.rejects(run(['touch', marker], { socket: path, cwd: '/' }), (error: Error) => {
+      assert.ok(error instanceof UnsupportedOptionError, String(error));
+      assert.equal(error.option, 'cwd');
+      assert.match(error.message, /does not speak the procsock protocol extension/);
+      return true;
+    });
+    assert.equal(existsSync(marker), false, 'the C daemon ran nothing');
+    const session = await connect(path, { protocol: 'procsock' });
+    session.sendArgs(['cat']);
+    await assert.rejects(session.wait(), { code: 'PROCSOCK_UNSUPPORTED', option: 'protocol' });
+    await session.close();
+  },
+);

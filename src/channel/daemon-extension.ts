@@ -1,0 +1,99 @@
+/**
+ * What the daemon transport sends when a program needs more than argv: the per-run options
+ * of a `LaunchRequest` as the protocol extension's header fields (src/protocol/extension.ts),
+ * and the error for a daemon that does not speak the extension. A request that needs none
+ * of it (no program option, no `protocol: 'procsock'`) goes out as a plain sockexec request,
+ * byte for byte, so it keeps working against the C sockexec.
+ */
+import { resolve } from 'node:path';
+import { MAX_TIMER } from '../core/limits.js';
+import { ArgumentError, UnsupportedOptionError } from '../errors.js';
+import type { ExtendedRequestFields } from '../protocol/extension.js';
+import {
+  HOW_INSTEAD,
+  type LaunchRequest,
+  PROGRAM_OPTION_NAMES,
+  type ProgramOptionName,
+} from './transport.js';
+
+export interface ExtendedLaunch {
+  fields: ExtendedRequestFields;
+  /** The option that made the extension necessary (named in errors), or `'protocol'`. */
+  option: ProgramOptionName | 'protocol';
+}
+
+/** The extension's fields for `request`, or null when a plain request carries all of it. */
+export function extendedLaunch(request: LaunchRequest): ExtendedLaunch | null {
+  const option =
+    PROGRAM_OPTION_NAMES.find((name) => request[name] !== undefined) ??
+    (request.protocol === 'procsock' ? 'protocol' : undefined);
+  if (option === undefined) return null;
+  const fields: ExtendedRequestFields = { argv: [...request.argv] };
+  // Relative to this process's working directory, as Node's cwd option means it.
+  if (request.cwd !== undefined) fields.cwd = resolve(request.cwd);
+  if (request.env !== undefined) fields.env = { mode: 'replace', vars: environment(request.env) };
+  if (request.processGroup !== undefined) fields.killGroup = request.processGroup;
+  if (request.killTimeout !== undefined) {
+    // The wire takes whole milliseconds from 1; 0 means "at once" and Infinity "the longest".
+    fields.killTimeout = Math.min(MAX_TIMER, Math.max(1, Math.ceil(request.killTimeout)));
+  }
+  return { fields, option };
+}
+
+/** Node's rule for `env`: undefined values are left out, everything else becomes a string. */
+function environment(env: NodeJS.ProcessEnv): [string, string][] {
+  const vars: [string, string][] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    const text = String(value);
+    if (name === '' || name.includes('\0') || text.includes('\0')) {
+      throw new ArgumentError(
+        `env: ${JSON.stringify(name)} cannot be passed to a program (a name must be non-empty, and neither may hold a NUL byte)`,
+      );
+    }
+    vars.push([name, text]);
+  }
+  return vars;
+}
+
+/** Header fields as the options they came from, for a daemon's refusal of one. */
+const OPTION_OF_FIELD: Record<string, string> = {
+  cwd: 'cwd',
+  env: 'env',
+  'env-mode': 'env',
+  'kill-group': 'processGroup',
+  'kill-timeout': 'killTimeout',
+};
+
+/** The daemon refused the run for one of its options (`field`): its policy, or a field it lacks. */
+export function optionRefused(
+  field: string,
+  transport: string,
+  said: string,
+): UnsupportedOptionError {
+  const option = OPTION_OF_FIELD[field] ?? field;
+  const daemonSaid = said.trim() === '' ? '' : `: ${JSON.stringify(said.trim())}`;
+  return new UnsupportedOptionError(
+    `${option} cannot be honoured by ${transport}: it refused it${daemonSaid}; nothing was run`,
+    option,
+    transport,
+  );
+}
+
+/** The daemon closed the connection before its hello: it does not speak the extension. */
+export function extensionNotSpoken(
+  option: ExtendedLaunch['option'],
+  transport: string,
+): UnsupportedOptionError {
+  const instead =
+    option === 'protocol'
+      ? "use a procsock daemon, or drop protocol: 'procsock' (signals then need a local program)"
+      : HOW_INSTEAD[option];
+  return new UnsupportedOptionError(
+    `${option === 'protocol' ? "protocol: 'procsock'" : option} cannot be honoured by ${transport}: ` +
+      'it does not speak the procsock protocol extension (a C sockexec, or a procsock daemon ' +
+      `without it) and closed the connection; nothing was run. Instead: ${instead}`,
+    option,
+    transport,
+  );
+}
