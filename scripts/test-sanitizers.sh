@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The native addon under AddressSanitizer + UndefinedBehaviorSanitizer (.ci/run runs this
+# after npm test): builds build-asan/procsock_spawn.node (scripts/build-native-asan.mjs),
+# loads it with PROCSOCK_NATIVE_PATH and the sanitizer runtimes preloaded, and runs the
+# native-backend tests of the addon and the stress tests on it. Any report, from any
+# process (the test runner, the scenario and daemon processes, a cloned child before its
+# exec), is written under $report_dir and fails the step. Not run here:
+# test/channel/spawn-backend.test.ts (it runs both backends, half of it not the addon's,
+# and under ASan on a loaded 2-core machine it passed the runner's 120 s per-file limit).
+#   detect_leaks=0: V8 and Node keep most of their heap until exit; LeakSanitizer's reports
+#     would be theirs, not the addon's.
+#   detect_stack_use_after_return=0: a cloned child runs on a stack the addon allocated;
+#     ASan's fake stacks would have it call into the runtime (and its TLS) before exec.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cc=${CC:-gcc}
+node scripts/build-native-asan.mjs
+report_dir=$(mktemp -d /tmp/procsock-sanitizers.XXXXXX)
+export LD_PRELOAD="$($cc -print-file-name=libasan.so) $($cc -print-file-name=libubsan.so)"
+export ASAN_OPTIONS="detect_leaks=0:detect_stack_use_after_return=0:log_path=$report_dir/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$report_dir/ubsan"
+export PROCSOCK_NATIVE_PATH="$PWD/build-asan/procsock_spawn.node"
+export PROCSOCK_SPAWN=native
+status=0
+node scripts/run-tests.mjs \
+  test/channel/channel.test.ts \
+  test/channel/spawn-environ.test.ts \
+  test/channel/spawn-workers.test.ts \
+  test/channel/spawn-emfile.test.ts \
+  test/server/spawn-failure.test.ts || status=$?
+unset LD_PRELOAD
+if [ -n "$(ls -A "$report_dir")" ]; then
+  echo "sanitizer reports:" >&2
+  cat "$report_dir"/* >&2
+  status=1
+fi
+rm -rf "$report_dir"
+exit "$status"
