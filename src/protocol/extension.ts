@@ -25,6 +25,7 @@
  */
 import { MAX_TIMER } from '../core/limits.js';
 import { LimitError, ProtocolError } from '../errors.js';
+import { ARG_OVERHEAD } from './argv-collector.js';
 import { encodeNetstring, netstringParts } from './netstring.js';
 import type { RequestLimits } from './request.js';
 
@@ -254,6 +255,7 @@ export class ExtendedRequestParser {
             'maxArgs',
           );
         }
+        this.#countArgBytes(ARG_OVERHEAD); // as for a plain request's arguments
         request.argv.push(value.toString('utf8'));
         return;
       case 'env':
@@ -303,7 +305,7 @@ export class ExtendedRequestParser {
       throw new LimitError(`more than ${EXTENSION_LIMITS.maxEnv} env fields`, 'maxEnv');
     }
     // The environment shares the kernel's argument space with argv (ARG_MAX), so its limit too.
-    this.#countArgBytes(value.length);
+    this.#countArgBytes(value.length + ARG_OVERHEAD);
     const entry = value.toString('utf8');
     const equals = entry.indexOf('=');
     if (equals <= 0 || entry.includes('\0')) {

@@ -12,6 +12,7 @@
  * and hands the rest of the stream to the extension's parser (./extension.ts).
  */
 import { LimitError, ProtocolError } from '../errors.js';
+import { ARG_OVERHEAD, ArgvCollector } from './argv-collector.js';
 import {
   EXTENSION_VERSION,
   type ExtendedRequestHandler,
@@ -21,12 +22,18 @@ import {
 } from './extension.js';
 import { encodeNetstring, NetstringDecoder, netstringParts } from './netstring.js';
 
+export { ARG_OVERHEAD };
+
 export interface RequestLimits {
   /** Most arguments (argv[0] included) one request may announce. */
   maxArgs: number;
   /** Longest single argument, in bytes (Linux refuses more than 128 KiB per argument). */
   maxArgLength: number;
-  /** Most bytes of all arguments together. */
+  /**
+   * Most bytes of all arguments together, each argument counting ARG_OVERHEAD bytes more than
+   * its length: what it costs the daemon besides its bytes. That bounds a request's memory
+   * however it is split — 65,535 empty arguments cost 1 MiB of it.
+   */
   maxArgBytes: number;
   /** Longest announced stdin netstring. Stdin is streamed, never buffered whole. */
   maxDataLength: number;
@@ -40,8 +47,8 @@ export const DEFAULT_REQUEST_LIMITS: Readonly<RequestLimits> = Object.freeze({
 });
 
 export interface RequestHandler {
-  /** All arguments have arrived: start the program. */
-  onArgs(argv: Buffer[]): void;
+  /** All arguments have arrived, decoded as UTF-8: start the program. */
+  onArgs(argv: string[]): void;
   /** A piece of stdin data, never empty, in order. */
   onStdin(data: Buffer): void;
   /** The terminator arrived: close the program's stdin. Nothing after it is parsed. */
@@ -65,7 +72,7 @@ export class RequestDecoder {
   readonly #decoder: NetstringDecoder;
   #phase: RequestPhase = 'argc';
   #argc = 0;
-  #argv: Buffer[] = [];
+  #argv: ArgvCollector | null = null;
   #argBytes = 0;
   #pieces: Buffer[] = [];
   #stdinPieceSeen = false;
@@ -109,15 +116,9 @@ export class RequestDecoder {
         if (last) this.#startArgv(this.#take().toString('latin1'));
         return;
       case 'argv':
-        this.#argBytes += piece.length;
-        if (this.#argBytes > this.#limits.maxArgBytes) {
-          throw new LimitError(
-            `arguments exceed the limit of ${this.#limits.maxArgBytes} bytes in all`,
-            'maxArgBytes',
-          );
-        }
-        this.#collect(piece);
-        if (last) this.#addArg(this.#take());
+        this.#chargeArgBytes(piece.length + (last ? ARG_OVERHEAD : 0));
+        this.#argv!.append(piece);
+        if (last) this.#endArg();
         return;
       case 'stdin':
         if (piece.length > 0) {
@@ -160,29 +161,40 @@ export class RequestDecoder {
       );
     }
     this.#argc = argc;
+    this.#argv = new ArgvCollector(argc, this.#limits.maxArgBytes);
     this.#phase = 'argv';
     this.#decoder.maxLength = this.#limits.maxArgLength;
   }
 
-  #addArg(arg: Buffer): void {
-    this.#argv.push(arg);
-    if (this.#argv.length < this.#argc) return;
-    const argv = this.#argv;
-    this.#argv = [];
+  #chargeArgBytes(bytes: number): void {
+    this.#argBytes += bytes;
+    if (this.#argBytes > this.#limits.maxArgBytes) {
+      throw new LimitError(
+        `arguments exceed the limit of ${this.#limits.maxArgBytes} bytes in all (each counts ${ARG_OVERHEAD} bytes more than its length)`,
+        'maxArgBytes',
+      );
+    }
+  }
+
+  #endArg(): void {
+    const collector = this.#argv!;
+    collector.endArgument();
+    if (collector.count < this.#argc) return;
+    this.#argv = null;
     this.#phase = 'stdin';
     this.#decoder.maxLength = this.#limits.maxDataLength;
-    this.#handler.onArgs(argv);
+    this.#handler.onArgs(collector.strings());
   }
 
   #collect(piece: Buffer): void {
     if (piece.length > 0) this.#pieces.push(piece);
   }
 
+  /** The argc netstring (at most MAX_ARGC_DIGITS bytes). */
   #take(): Buffer {
     const pieces = this.#pieces;
     this.#pieces = [];
-    // Pieces are views into socket chunks; copy so an argument never pins a 64 KiB chunk.
-    return pieces.length === 1 ? Buffer.from(pieces[0]!) : Buffer.concat(pieces);
+    return Buffer.concat(pieces);
   }
 }
 

@@ -188,8 +188,7 @@ export class Connection {
     }
   }
 
-  #startProgram(argvBytes: Buffer[]): void {
-    const argv = argvBytes.map((arg) => arg.toString('utf8'));
+  #startProgram(argv: string[]): void {
     if (!this.#acceptArgv(argv)) return;
     const plan = this.#options.policy.plan(argv);
     if (isRefusal(plan)) {
@@ -279,7 +278,7 @@ export class Connection {
       this.#log(`program ${channel.pid ?? '(not started)'} reaped`);
       this.#maybeClosed();
     });
-    this.#log(`spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(plan.argv)}`);
+    this.#log(() => `spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(plan.argv)}`);
   }
 
   /**
@@ -297,7 +296,7 @@ export class Connection {
 
   /** Answers without running anything: a message on stderr and a shell-style exit status. */
   #refuse(message: string, exitCode: number, why: string, reason: WireReason): void {
-    this.#log(`refused ${JSON.stringify(this.#record.argv)}: ${why}`);
+    this.#log(() => `refused ${JSON.stringify(this.#record.argv)}: ${why}`);
     this.#record.refused = why;
     this.#stopReason = reason;
     this.#state = 'running';
@@ -540,7 +539,9 @@ export class Connection {
     }
   }
 
-  #log(message: string): void {
-    this.#options.log?.(`connection ${this.id}: ${message}`);
+  /** A function is called only when there is a log (an argv can be 2 MiB of JSON). */
+  #log(message: string | (() => string)): void {
+    const log = this.#options.log;
+    if (log) log(`connection ${this.id}: ${typeof message === 'string' ? message : message()}`);
   }
 }

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { LimitError, ProtocolError } from '../../src/errors.js';
 import {
+  ARG_OVERHEAD,
   encodeArgs,
   encodeStdin,
   RequestDecoder,
@@ -88,6 +89,41 @@ test('any split of a request gives the same argv, stdin and end', () => {
   );
 });
 
+test('many and long arguments, any split: the argv grows past its first buffers intact', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.string({ unit: 'grapheme', maxLength: 300 }), { minLength: 1, maxLength: 120 }),
+      fc.array(fc.nat(), { maxLength: 40 }),
+      (args, cuts) => {
+        const argv = ['prog', ...args];
+        const input = Buffer.concat([encodeArgs(argv), STDIN_END]);
+        const points = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+        const { decoder: d, seen } = decoder();
+        let start = 0;
+        for (const point of [...points, input.length]) {
+          d.push(input.subarray(start, point));
+          start = point;
+        }
+        assert.deepEqual(seen.argv, argv);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test(`each argument counts ${ARG_OVERHEAD} bytes more than its length against maxArgBytes`, () => {
+  const limits = { maxArgBytes: 10 * ARG_OVERHEAD + 3 };
+  const fits = `2:10,${'0:,'.repeat(9)}3:abc,0:,`;
+  assert.doesNotThrow(() => decoder(limits).decoder.push(Buffer.from(fits)));
+  // 11 empty arguments: no byte of content, and still over the limit.
+  const { decoder: d, seen } = decoder(limits);
+  assert.throws(
+    () => d.push(Buffer.from(`2:11,${'0:,'.repeat(11)}`)),
+    (error) => error instanceof LimitError && error.limit === 'maxArgBytes',
+  );
+  assert.equal(seen.argv, null);
+});
+
 test('input after the terminator is ignored, even garbage', () => {
   const { decoder: d, seen } = decoder();
   d.push(Buffer.from('1:1,4:true,0:,garbage'));
@@ -104,7 +140,12 @@ test('argc must be a decimal number ≥ 1', () => {
 });
 
 test('limits: argc, one argument, all arguments, one stdin netstring', () => {
-  const limits = { maxArgs: 2, maxArgLength: 5, maxArgBytes: 8, maxDataLength: 10 };
+  const limits = {
+    maxArgs: 2,
+    maxArgLength: 5,
+    maxArgBytes: 2 * ARG_OVERHEAD + 8,
+    maxDataLength: 10,
+  };
   // A netstring longer than its phase allows (argument or stdin) is the decoder's maxLength.
   const cases: [string, string][] = [
     ['1:3,', 'maxArgs'],
