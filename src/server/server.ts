@@ -17,6 +17,7 @@ import { ArgumentError, describeError } from '../errors.js';
 import { type AuditLog, openAuditLog } from '../policy/audit.js';
 import { Connection } from './connection.js';
 import { type ResolvedServeOptions, resolveServeOptions, type ServeOptions } from './options.js';
+import type { SocketDirectory } from './socket-directory.js';
 import { listenOnPath, octal, prepareSocketPath, removeSocketFile } from './socket-path.js';
 
 export type ServerState = 'starting' | 'listening' | 'closing' | 'closed';
@@ -29,6 +30,7 @@ export class Server {
   readonly #queue = new Set<Socket>();
   #state: ServerState = 'starting';
   #socketFile: Stats | null = null;
+  #directory: SocketDirectory | null = null;
   #nextId = 1;
   #closing: Promise<void> | null = null;
   #audit: AuditLog | null = null;
@@ -59,27 +61,34 @@ export class Server {
   /** Binds the socket path (see socket-path.ts) and starts accepting. */
   async listen(): Promise<void> {
     const { path, mode, backlog } = this.options;
-    await prepareSocketPath(path);
-    const auditTarget = this.options.policy.options.audit;
+    const directory = await prepareSocketPath(path);
     let audit: AuditLog | null = null;
     try {
-      if (auditTarget !== undefined) audit = openAuditLog(auditTarget);
+      audit = this.#openAudit();
+      this.#socketFile = await listenOnPath(this.#net, path, directory, mode, backlog);
     } catch (error) {
-      throw new ArgumentError(
-        `serve(): policy: cannot open the audit log ${auditTarget}: ${describeError(error)}`,
-      );
-    }
-    try {
-      this.#socketFile = await listenOnPath(this.#net, path, mode, backlog);
-    } catch (error) {
+      directory.close();
       await audit?.close();
       throw error;
     }
+    this.#directory = directory;
     this.#audit = audit;
     this.#state = 'listening';
     this.#log(
       `listening on ${path} (mode ${octal(mode)}, max ${this.options.maxConnections} connections, queue ${backlog}, ${this.options.policy.isOpen ? 'no policy: as sockexec' : 'policy in force'})`,
     );
+  }
+
+  #openAudit(): AuditLog | null {
+    const target = this.options.policy.options.audit;
+    if (target === undefined) return null;
+    try {
+      return openAuditLog(target);
+    } catch (error) {
+      throw new ArgumentError(
+        `serve(): policy: cannot open the audit log ${target}: ${describeError(error)}`,
+      );
+    }
   }
 
   close(): Promise<void> {
@@ -99,7 +108,8 @@ export class Server {
     const connections = [...this.#active];
     for (const connection of connections) connection.shutdown();
     await Promise.all([stopped, ...connections.map((connection) => connection.closed)]);
-    if (this.#socketFile) removeSocketFile(this.path, this.#socketFile);
+    if (this.#directory && this.#socketFile) removeSocketFile(this.#directory, this.#socketFile);
+    this.#directory?.close();
     await this.#audit?.close();
     this.#state = 'closed';
     this.#log('closed');

@@ -1,5 +1,6 @@
 /**
- * Binding the daemon's socket path safely:
+ * Binding the daemon's socket path safely, once its directory passed the checks of
+ * socket-directory.ts (length, owners and modes of every directory on the way, symlinks):
  *
  *   nothing there                      → bind
  *   a socket nobody answers on (stale) → remove it, bind
@@ -9,15 +10,32 @@
  * The socket is created with its final permissions: the umask is narrowed around the
  * synchronous bind inside `server.listen`, so there is no moment at which the file has
  * wider permissions than asked for (a chmod after bind would leave such a window).
+ *
+ * The socket's entry is examined, probed and removed through the open directory
+ * (`SocketDirectory.entry`); only the bind goes by the path as given.
  */
-import { existsSync, lstatSync, type Stats, unlinkSync } from 'node:fs';
+import { lstatSync, type Stats, unlinkSync } from 'node:fs';
 import { connect, type Server } from 'node:net';
-import { dirname } from 'node:path';
 import { describeError, SocketPathError } from '../errors.js';
+import { SocketDirectory } from './socket-directory.js';
 
-/** Makes `path` free for a bind, or throws `SocketPathError` saying why it cannot be used. */
-export async function prepareSocketPath(path: string): Promise<void> {
-  const stats = lstatOrNull(path);
+/**
+ * Checks the socket's directory and makes `path` free for a bind; returns the open
+ * directory (close it when done), or throws `SocketPathError` saying why it cannot be used.
+ */
+export async function prepareSocketPath(path: string): Promise<SocketDirectory> {
+  const directory = SocketDirectory.open(path);
+  try {
+    await freeSocketEntry(path, directory.entry);
+  } catch (error) {
+    directory.close();
+    throw error;
+  }
+  return directory;
+}
+
+async function freeSocketEntry(path: string, entry: string): Promise<void> {
+  const stats = lstatOrNull(entry, path);
   if (stats === null) return;
   if (stats.isSymbolicLink()) {
     throw new SocketPathError(
@@ -31,7 +49,7 @@ export async function prepareSocketPath(path: string): Promise<void> {
       path,
     );
   }
-  const answer = await probe(path);
+  const answer = await probe(entry);
   if (answer === 'live') {
     throw new SocketPathError(
       `another daemon is already listening on ${path}; stop it first or pick another path`,
@@ -45,13 +63,13 @@ export async function prepareSocketPath(path: string): Promise<void> {
     );
   }
   // Stale: nobody listens. Check it is still the same file before removing it.
-  const again = lstatOrNull(path);
+  const again = lstatOrNull(entry, path);
   if (again === null) return;
   if (!again.isSocket() || again.ino !== stats.ino || again.dev !== stats.dev) {
     throw new SocketPathError(`${path} changed while it was being checked; try again`, path);
   }
   try {
-    unlinkSync(path);
+    unlinkSync(entry);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new SocketPathError(
@@ -66,12 +84,13 @@ export async function prepareSocketPath(path: string): Promise<void> {
 }
 
 /**
- * Binds and listens on `path` with exactly `mode`; resolves with the socket file's
- * identity (to remove only that file later), rejects with `SocketPathError`.
+ * Binds and listens on `path` (in `directory`) with exactly `mode`; resolves with the socket
+ * file's identity (to remove only that file later), rejects with `SocketPathError`.
  */
 export async function listenOnPath(
   server: Server,
   path: string,
+  directory: SocketDirectory,
   mode: number,
   backlog: number,
 ): Promise<Stats> {
@@ -81,9 +100,7 @@ export async function listenOnPath(
       const why =
         error.code === 'EADDRINUSE'
           ? 'the path was taken while starting (another daemon?)'
-          : !existsSync(dirname(path))
-            ? `the directory ${dirname(path)} does not exist`
-            : describeError(error);
+          : describeError(error);
       reject(new SocketPathError(`cannot listen on ${path}: ${why}`, path, { cause: error }));
     };
     const onListening = () => {
@@ -100,7 +117,14 @@ export async function listenOnPath(
       process.umask(previous);
     }
   });
-  const stats = lstatOrNull(path);
+  let stats: Stats | null;
+  try {
+    directory.verify();
+    stats = lstatOrNull(directory.entry, path);
+  } catch (error) {
+    server.close();
+    throw error;
+  }
   if (stats === null || !stats.isSocket()) {
     server.close();
     throw new SocketPathError(`the socket ${path} vanished right after it was created`, path);
@@ -117,12 +141,11 @@ export async function listenOnPath(
 }
 
 /** Removes the socket file if it is still the one this daemon created. */
-export function removeSocketFile(path: string, created: Stats): void {
-  const stats = lstatOrNull(path);
-  if (stats === null || !stats.isSocket()) return;
-  if (stats.ino !== created.ino || stats.dev !== created.dev) return;
+export function removeSocketFile(directory: SocketDirectory, created: Stats): void {
   try {
-    unlinkSync(path);
+    const stats = lstatSync(directory.entry);
+    if (!stats.isSocket() || stats.ino !== created.ino || stats.dev !== created.dev) return;
+    unlinkSync(directory.entry);
   } catch {
     // Gone already, or not ours to remove any more.
   }
@@ -142,9 +165,10 @@ function probe(path: string): Promise<'live' | 'stale' | string> {
   });
 }
 
-function lstatOrNull(path: string): Stats | null {
+/** lstat of `entry`; errors name `path`, the socket path as the user gave it. */
+function lstatOrNull(entry: string, path: string): Stats | null {
   try {
-    return lstatSync(path);
+    return lstatSync(entry);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new SocketPathError(`cannot examine ${path}: ${describeError(error)}`, path, {

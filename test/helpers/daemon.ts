@@ -88,14 +88,14 @@ export function runCli(args: string[], inheritedFd?: number): ChildProcess {
 
 /**
  * `procsock serve FLAGS… SOCKET` as a separate process, on a socket in a fresh temp
- * directory; resolves once it accepts connections.
+ * directory (or at `options.path`); resolves once it accepts connections.
  */
 export async function startDaemonProcess(
   flags: string[] = [],
-  options: { inheritedFd?: number } = {},
+  options: { inheritedFd?: number; path?: string } = {},
 ): Promise<DaemonProcess> {
   const dir = tempDir('procsock-daemon-process-');
-  const path = dir.path('daemon.sock');
+  const path = options.path ?? dir.path('daemon.sock');
   const child = runCli(['serve', '--allow-root', ...flags, path], options.inheritedFd);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
