@@ -36,6 +36,8 @@ shell), streams stdin to it and its stdout/stderr/exit back.
   -t, --timeout SECONDS         deadline per connection, from when it is served; 0 = none
                                 (default ${SERVE_DEFAULTS.timeout / 1000}); the program then gets TERM
   -k, --kill-timeout SECONDS    seconds between TERM and KILL, at least 1 (default ${SERVE_DEFAULTS.killTimeout / 1000})
+      --request-timeout SECONDS most time a client may take to send its whole argv, from
+                                when it is served; then it is closed; 0 = none (default ${SERVE_DEFAULTS.requestTimeout / 1000})
       --kill-group              start each program in its own process group and signal the
                                 whole group, so what it starts dies with it
       --max-args N              most arguments per request (default ${DEFAULT_REQUEST_LIMITS.maxArgs})
@@ -136,6 +138,9 @@ function optionsFrom(parsed: ReturnType<typeof parse>): ServeCommand {
   if (values.timeout !== undefined) options.timeout = seconds('-t', values.timeout, 0);
   if (values['kill-timeout'] !== undefined) {
     options.killTimeout = seconds('-k', values['kill-timeout'], 1);
+  }
+  if (values['request-timeout'] !== undefined) {
+    options.requestTimeout = seconds('--request-timeout', values['request-timeout'], 0);
   }
   options.policy = policyOptions(values);
   return { kind: 'serve', options, debug: values.debug ?? false };
@@ -272,6 +277,7 @@ const OPTIONS = {
   timeout: { type: 'string', short: 't' },
   'kill-timeout': { type: 'string', short: 'k' },
   'kill-group': { type: 'boolean' },
+  'request-timeout': { type: 'string' },
   'max-args': { type: 'string' },
   'max-arg-length': { type: 'string' },
   'max-arg-bytes': { type: 'string' },
@@ -345,42 +351,42 @@ export async function main(
   const log = command.debug
     ? (line: string) => process.stderr.write(`procsock serve: ${line}\n`)
     : undefined;
-  // Descriptors inherited without close-on-exec would leak into every program.
-  const closed = closeInheritedDescriptors();
-  if (closed.length > 0) log?.(`closed inherited descriptors ${closed.join(', ')}`);
-  let server: Awaited<ReturnType<typeof serve>>;
-  try {
-    server = await serve({ ...command.options, log });
-  } catch (error) {
-    process.stderr.write(`procsock serve: fatal: ${describeError(error)}\n`);
-    return EXIT_FATAL;
-  }
-  // Which spawn backend serves the programs: in the debug log, and always when it is the
-  // slow fallback that nobody asked for.
-  const backend = backendLine();
-  if (log) log(backend);
-  else if (!backend.startsWith('spawn backend: native') && !process.env.PROCSOCK_SPAWN) {
-    process.stderr.write(`procsock serve: warning: ${backend}\n`);
-  }
-  const stopped = new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      log?.(`received ${signal}`);
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      // Until the shutdown is done, a repeated signal must not kill the daemon half-way.
-      process.on('SIGTERM', ignore);
-      process.on('SIGINT', ignore);
-      void server.close().then(resolve);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+  // From here on a SIGTERM/SIGINT means a clean shutdown — even one that comes while the
+  // socket is being bound, before serve() has resolved (the default action would kill the
+  // daemon and leave the socket file behind).
+  let signalled: (signal: NodeJS.Signals) => void;
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    signalled = resolve;
   });
-  // Only now that a signal shuts the daemon down cleanly.
-  onListening?.(command.options.path);
-  await stopped;
-  process.off('SIGTERM', ignore);
-  process.off('SIGINT', ignore);
-  return 0;
+  const onSignal = (signal: NodeJS.Signals) => signalled(signal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    // Descriptors inherited without close-on-exec would leak into every program.
+    const closed = closeInheritedDescriptors();
+    if (closed.length > 0) log?.(`closed inherited descriptors ${closed.join(', ')}`);
+    let server: Awaited<ReturnType<typeof serve>>;
+    try {
+      server = await serve({ ...command.options, log });
+    } catch (error) {
+      process.stderr.write(`procsock serve: fatal: ${describeError(error)}\n`);
+      return EXIT_FATAL;
+    }
+    // Which spawn backend serves the programs: in the debug log, and always when it is the
+    // slow fallback that nobody asked for.
+    const backend = backendLine();
+    if (log) log(backend);
+    else if (!backend.startsWith('spawn backend: native') && !process.env.PROCSOCK_SPAWN) {
+      process.stderr.write(`procsock serve: warning: ${backend}\n`);
+    }
+    onListening?.(command.options.path);
+    const signal = await stopSignal;
+    log?.(`received ${signal}`);
+    // A repeated signal during the shutdown lands in onSignal again: ignored.
+    await server.close();
+    return 0;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
 }
-
-function ignore(): void {}

@@ -2,7 +2,7 @@
  * The audit log: one JSON object per line and per connection, on stderr or appended to a
  * file, so it can be shipped and queried as it is. `-d` keeps its own human-readable log.
  */
-import { createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { constants, createWriteStream, openSync, type WriteStream } from 'node:fs';
 import type { PeerCredentials } from '../native/addon.js';
 
 export type { PeerCredentials };
@@ -38,7 +38,9 @@ export interface AuditLog {
 
 /**
  * `'-'` writes to stderr; any other string is a file opened for appending — opened here,
- * synchronously, so a bad path fails at start-up rather than at the first connection.
+ * synchronously, so a bad path fails at start-up rather than at the first connection. A
+ * symlink there is not followed (O_NOFOLLOW): whoever could plant one would choose which
+ * file a root daemon appends to.
  */
 export function openAuditLog(target: string): AuditLog {
   if (target === '-') {
@@ -47,7 +49,17 @@ export function openAuditLog(target: string): AuditLog {
       close: async () => {},
     };
   }
-  const fd = openSync(target, 'a', 0o640);
+  let fd: number;
+  try {
+    fd = openSync(
+      target,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      0o640,
+    );
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ELOOP') throw error;
+    throw new Error(`${target} is a symbolic link: not followed (give the file itself)`);
+  }
   const stream: WriteStream = createWriteStream('', { fd });
   stream.on('error', (error) => {
     process.stderr.write(`procsock: cannot write the audit log ${target}: ${error.message}\n`);

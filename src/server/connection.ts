@@ -62,6 +62,7 @@ export class Connection {
   #socketClosed = false;
   #finished = false;
   #deadlineTimer: NodeJS.Timeout | null = null;
+  #requestTimer: NodeJS.Timeout | null = null;
   #dropTimer: NodeJS.Timeout | null = null;
   #killLogTimer: NodeJS.Timeout | null = null;
   #resolveClosed!: () => void;
@@ -112,7 +113,10 @@ export class Connection {
     this.#maxOutput = options.policy.options.maxOutputBytes;
     this.#decoder = new RequestDecoder(
       {
-        onArgs: (argv) => this.#startProgram(argv),
+        onArgs: (argv) => {
+          this.#clearRequestTimer();
+          this.#startProgram(argv);
+        },
         onStdin: (data) => this.#writeStdin(data),
         onStdinEnd: () => this.#channel?.end(),
         onExtended: options.extension ? (version) => this.#extend(version) : undefined,
@@ -154,6 +158,12 @@ export class Connection {
       this.#deadlineTimer = setTimeout(
         () => this.#guard(() => this.#onDeadline()),
         this.#options.timeout,
+      );
+    }
+    if (this.#options.requestTimeout > 0) {
+      this.#requestTimer = setTimeout(
+        () => this.#guard(() => this.#onRequestTimeout()),
+        this.#options.requestTimeout,
       );
     }
     socket.resume();
@@ -472,6 +482,19 @@ export class Connection {
     }
   }
 
+  #onRequestTimeout(): void {
+    this.#requestTimer = null;
+    if (this.#state !== 'reading') return;
+    const why = `the request was not complete within the request timeout (${this.#options.requestTimeout} ms)`;
+    this.#record.error ??= why;
+    this.#abandon(why);
+  }
+
+  #clearRequestTimer(): void {
+    if (this.#requestTimer) clearTimeout(this.#requestTimer);
+    this.#requestTimer = null;
+  }
+
   #terminate(why: string): void {
     const channel = this.#channel;
     if (channel === null || channel.closed) return;
@@ -508,6 +531,7 @@ export class Connection {
     if (this.#channel !== null && !this.#channel.closed) return;
     if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     if (this.#dropTimer) clearTimeout(this.#dropTimer);
+    this.#clearRequestTimer();
     if (this.#killLogTimer) clearTimeout(this.#killLogTimer);
     if (this.#runTimer) clearTimeout(this.#runTimer);
     this.#runTimer = null;

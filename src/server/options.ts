@@ -29,6 +29,12 @@ export interface ServeOptions {
   timeout?: number;
   /** Milliseconds between TERM and KILL. Default 10000. */
   killTimeout?: number;
+  /**
+   * Most milliseconds a client may take to send its whole request (argc and argv), counted
+   * from when it is served; then it is closed, so a client that never finishes cannot hold a
+   * slot even with `timeout` 0. Stdin is not counted. 0 = none. Default 10000.
+   */
+  requestTimeout?: number;
   /** Start each program in its own process group and signal the whole group. Default false. */
   processGroup?: boolean;
   /**
@@ -56,6 +62,7 @@ export interface ResolvedServeOptions {
   readonly maxConnections: number;
   readonly timeout: number;
   readonly killTimeout: number;
+  readonly requestTimeout: number;
   readonly processGroup: boolean;
   readonly extension: boolean;
   readonly limits: Readonly<RequestLimits>;
@@ -69,6 +76,7 @@ export const SERVE_DEFAULTS = Object.freeze({
   maxConnections: 100,
   timeout: 60_000,
   killTimeout: 10_000,
+  requestTimeout: 10_000,
   processGroup: false,
   extension: true,
 });
@@ -113,6 +121,12 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
       options.killTimeout ?? SERVE_DEFAULTS.killTimeout,
       1,
       MAX_TIMER,
+    ),
+    requestTimeout: integer(
+      'requestTimeout',
+      options.requestTimeout ?? SERVE_DEFAULTS.requestTimeout,
+      0,
+      MAX_TIMER_MS,
     ),
     processGroup: Boolean(options.processGroup ?? SERVE_DEFAULTS.processGroup),
     extension: Boolean(options.extension ?? SERVE_DEFAULTS.extension),

@@ -16,6 +16,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { ArgumentError, describeError } from '../errors.js';
 import { type AuditLog, openAuditLog } from '../policy/audit.js';
 import { Connection } from './connection.js';
+import { DescriptorWatch } from './descriptors.js';
 import { type ResolvedServeOptions, resolveServeOptions, type ServeOptions } from './options.js';
 import type { SocketDirectory } from './socket-directory.js';
 import { listenOnPath, octal, prepareSocketPath, removeSocketFile } from './socket-path.js';
@@ -34,6 +35,8 @@ export class Server {
   #nextId = 1;
   #closing: Promise<void> | null = null;
   #audit: AuditLog | null = null;
+  /** Says when the descriptor limit is reached (and left): only with a log to say it in. */
+  #descriptors: DescriptorWatch | null = null;
 
   /** Use `serve()`: it validates the options and resolves once listening. */
   constructor(options: ResolvedServeOptions) {
@@ -73,6 +76,7 @@ export class Server {
     }
     this.#directory = directory;
     this.#audit = audit;
+    if (this.options.log) this.#descriptors = new DescriptorWatch(this.options.log);
     this.#state = 'listening';
     this.#log(
       `listening on ${path} (mode ${octal(mode)}, max ${this.options.maxConnections} connections, queue ${backlog}, ${this.options.policy.isOpen ? 'no policy: as sockexec' : 'policy in force'})`,
@@ -127,7 +131,10 @@ export class Server {
       this.#serve(socket);
     } else if (this.#queue.size < this.options.backlog) {
       this.#queue.add(socket);
-      socket.once('close', () => this.#queue.delete(socket));
+      socket.once('close', () => {
+        this.#queue.delete(socket);
+        this.#checkDescriptors();
+      });
       this.#log(
         `all ${this.options.maxConnections} slots busy: client waits (${this.#queue.size} waiting)`,
       );
@@ -135,6 +142,11 @@ export class Server {
       this.#log(`all slots busy and ${this.#queue.size} clients waiting: closing a new client`);
       socket.destroy();
     }
+    this.#checkDescriptors();
+  }
+
+  #checkDescriptors(): void {
+    this.#descriptors?.check(this.#active.size + this.#queue.size);
   }
 
   #serve(socket: Socket): void {
@@ -144,6 +156,7 @@ export class Server {
     void connection.closed.then(() => {
       this.#active.delete(connection);
       this.#serveNext();
+      this.#checkDescriptors();
     });
     connection.start();
   }

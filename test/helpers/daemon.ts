@@ -76,14 +76,18 @@ export const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.ur
  * Runs the CLI (`node --import tsx src/cli/main.ts ARGS…`) as a separate process.
  * `inheritedFd` hands it one more descriptor at that number, not close-on-exec, as a
  * careless parent would (Node itself marks low numbers close-on-exec at start-up).
+ * `maxFiles` runs it with that descriptor limit (soft and hard: Node raises the soft one).
  */
-export function runCli(args: string[], inheritedFd?: number): ChildProcess {
+export function runCli(args: string[], inheritedFd?: number, maxFiles?: number): ChildProcess {
   const stdio: ('ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe'];
   if (inheritedFd !== undefined) {
     while (stdio.length < inheritedFd) stdio.push('ignore');
     stdio.push('pipe');
   }
-  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio });
+  const node = [process.execPath, '--import', 'tsx', CLI, ...args];
+  // prlimit sets the limit on itself and execs node: the pid is the daemon's.
+  const command = maxFiles === undefined ? node : ['prlimit', `--nofile=${maxFiles}`, ...node];
+  return spawn(command[0]!, command.slice(1), { stdio });
 }
 
 /**
@@ -92,11 +96,15 @@ export function runCli(args: string[], inheritedFd?: number): ChildProcess {
  */
 export async function startDaemonProcess(
   flags: string[] = [],
-  options: { inheritedFd?: number; path?: string } = {},
+  options: { inheritedFd?: number; path?: string; maxFiles?: number } = {},
 ): Promise<DaemonProcess> {
   const dir = tempDir('procsock-daemon-process-');
   const path = options.path ?? dir.path('daemon.sock');
-  const child = runCli(['serve', '--allow-root', ...flags, path], options.inheritedFd);
+  const child = runCli(
+    ['serve', '--allow-root', ...flags, path],
+    options.inheritedFd,
+    options.maxFiles,
+  );
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
     stderr += text;
