@@ -1,57 +1,80 @@
 /**
- * The user and group programs run as, given by number or by name. Names are looked up in
- * /etc/passwd and /etc/group (Node has no getpwnam), which is what the C library does on
- * a system without NSS modules; a name not found there is an error at start-up.
+ * The user and group programs run as, given by number or by name, looked up the way the C
+ * library does — through NSS, so accounts from LDAP, sssd or systemd resolve as well as
+ * those in /etc/passwd: `getent` is asked (Node has no getpwnam), and only where it is not
+ * installed are /etc/passwd and /etc/group read. A name that is not found is an error at
+ * start-up.
  */
-
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { PolicyError } from '../errors.js';
 
 export interface Identity {
   uid: number;
   gid: number;
+  /** The account (name, home), when the user has one: a bare uid may not. */
+  account: Account | null;
 }
 
-function lookup(file: string, name: string): string[] | undefined {
+export interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** Absolute paths only: a root daemon must not run whatever `getent` its PATH finds first. */
+const GETENT = ['/usr/bin/getent', '/bin/getent'].find((path) => existsSync(path));
+
+/** One entry of the `passwd` or `group` database, as its colon-separated fields. */
+function lookup(database: 'passwd' | 'group', key: string): string[] | undefined {
+  if (GETENT) {
+    const result = spawnSync(GETENT, [database, key], { encoding: 'utf8' });
+    // Exit 2: no such entry. Anything else but 0 means getent could not answer.
+    if (result.status === 0) return result.stdout.split('\n')[0]!.split(':');
+    if (result.status === 2) return undefined;
+    throw new PolicyError(
+      `getent ${database} ${key} failed: ${result.error?.message ?? result.stderr.trim()}`,
+    );
+  }
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(`/etc/${database}`, 'utf8');
   } catch {
     return undefined;
   }
-  for (const line of text.split('\n')) {
-    const fields = line.split(':');
-    if (fields[0] === name) return fields;
-  }
-  return undefined;
+  const column = NUMERIC.test(key) ? 2 : 0;
+  return text
+    .split('\n')
+    .map((line) => line.split(':'))
+    .find((fields) => fields[column] === key);
 }
 
 const NUMERIC = /^[0-9]+$/;
 
+function account(fields: string[]): Account {
+  return { name: fields[0]!, uid: Number(fields[2]), gid: Number(fields[3]), home: fields[5]! };
+}
+
 /**
- * `user` as a name or number; `group` defaults to the user's primary group (from
- * /etc/passwd when the user is a name, else the same number).
+ * `user` as a name or number; `group` defaults to the user's primary group (the same number
+ * when a uid has no account).
  */
 export function resolveIdentity(user: string | number, group?: string | number): Identity {
-  let uid: number;
-  let primaryGid: number | undefined;
-  if (typeof user === 'number' || NUMERIC.test(user)) {
-    uid = Number(user);
-  } else {
-    const entry = lookup('/etc/passwd', user);
-    if (!entry) throw new PolicyError(`no user named ${JSON.stringify(user)} in /etc/passwd`);
-    uid = Number(entry[2]);
-    primaryGid = Number(entry[3]);
-  }
+  const key = String(user);
+  const entry = lookup('passwd', key);
+  if (!entry && !NUMERIC.test(key)) throw new PolicyError(`no user named ${JSON.stringify(key)}`);
+  const found = entry ? account(entry) : null;
+  const uid = found?.uid ?? Number(key);
   let gid: number;
   if (group === undefined) {
-    gid = primaryGid ?? uid;
+    gid = found?.gid ?? uid;
   } else if (typeof group === 'number' || NUMERIC.test(group)) {
     gid = Number(group);
   } else {
-    const entry = lookup('/etc/group', group);
-    if (!entry) throw new PolicyError(`no group named ${JSON.stringify(group)} in /etc/group`);
-    gid = Number(entry[2]);
+    const groupEntry = lookup('group', group);
+    if (!groupEntry) throw new PolicyError(`no group named ${JSON.stringify(group)}`);
+    gid = Number(groupEntry[2]);
   }
-  return { uid, gid };
+  return { uid, gid, account: found };
 }

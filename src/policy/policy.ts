@@ -5,6 +5,7 @@
  * and with no policy options at all it is exactly sockexec's behaviour.
  */
 
+import { statSync } from 'node:fs';
 import type { SpawnLimits } from '../channel/spawn/backend.js';
 import { PolicyError } from '../errors.js';
 import { printable } from '../util/printable.js';
@@ -88,6 +89,8 @@ export class Policy {
   readonly #identity: Identity | undefined;
   /** What clients may set for their own runs (protocol extension). */
   readonly clientRules: Readonly<ClientOptionRules>;
+  /** With a user: its HOME, USER and LOGNAME, and where its programs start (see userSession). */
+  readonly #session: UserSession | undefined;
 
   /** Validates the options; throws `PolicyError` with a message fit for the command line. */
   constructor(options: PolicyOptions = {}, runningAsRoot = process.getuid?.() === 0) {
@@ -110,6 +113,7 @@ export class Policy {
     if (!runningAsRoot && this.#identity && this.#identity.uid !== process.getuid?.()) {
       throw new PolicyError('--user needs the daemon to run as root');
     }
+    this.#session = this.#identity ? userSession(this.#identity) : undefined;
     const envPass = options.envPass ?? 'all';
     const envSet = options.envSet ?? {};
     this.#env =
@@ -164,8 +168,15 @@ export class Policy {
     overrides: PlanOverrides = {},
   ): LaunchPlan | Refusal {
     const program = argv[0] ?? '';
-    const cwd = overrides.cwd ?? this.options.cwd;
-    const env = overrides.env ?? (this.#env ? buildEnvironment(daemonEnv, this.#env) : undefined);
+    const session = this.#session;
+    const cwd = overrides.cwd ?? this.options.cwd ?? session?.cwd;
+    let env = overrides.env ?? (this.#env ? buildEnvironment(daemonEnv, this.#env) : undefined);
+    if (session) {
+      env = session.environment(
+        env ? { ...env } : buildEnvironment(daemonEnv, PASS_ALL),
+        this.options.envSet,
+      );
+    }
     const searchPath = this.options.path ?? daemonEnv.PATH ?? '/usr/bin:/bin';
     const refuse = (reason: string, exitCode: 126 | 127, byPolicy = false): Refusal => ({
       refused: true,
@@ -191,4 +202,53 @@ export class Policy {
 
 export function isRefusal(plan: LaunchPlan | Refusal): plan is Refusal {
   return 'refused' in plan;
+}
+
+const PASS_ALL: EnvironmentRule = { pass: 'all', set: {} };
+
+interface UserSession {
+  cwd: string;
+  /** `env` with the account's variables; those the policy sets itself (envSet) stay. */
+  environment(env: Record<string, string>, set?: Record<string, string>): Record<string, string>;
+}
+
+/**
+ * What a program run as another user gets, as from `runuser -l` or `sudo -i`: HOME, USER
+ * and LOGNAME of the account (not the daemon's), and its home as the working directory —
+ * or `/` when the home is missing or the user could not enter it (decided at start-up).
+ * A uid without an account gets HOME=/ and no USER or LOGNAME.
+ */
+function userSession(identity: Identity): UserSession {
+  const account = identity.account;
+  const home = account && canEnter(account.home, identity) ? account.home : '/';
+  const variables: Record<string, string | undefined> = {
+    HOME: account?.home ?? '/',
+    USER: account?.name,
+    LOGNAME: account?.name,
+  };
+  return {
+    cwd: home,
+    environment(env, set = {}) {
+      for (const [name, value] of Object.entries(variables)) {
+        if (Object.hasOwn(set, name)) continue;
+        if (value === undefined) delete env[name];
+        else env[name] = value;
+      }
+      return env;
+    },
+  };
+}
+
+/** Whether `identity` (uid and primary group only: supplementary groups are dropped) may enter `dir`. */
+function canEnter(dir: string, identity: Identity): boolean {
+  let stats: ReturnType<typeof statSync>;
+  try {
+    stats = statSync(dir);
+  } catch {
+    return false;
+  }
+  if (!stats.isDirectory()) return false;
+  if (identity.uid === 0) return true;
+  const bit = stats.uid === identity.uid ? 0o100 : stats.gid === identity.gid ? 0o010 : 0o001;
+  return (stats.mode & bit) !== 0;
 }

@@ -106,9 +106,11 @@ describe('environment', () => {
 
 describe('identity', () => {
   test('numbers and names resolve; an unknown name is an error', () => {
-    assert.deepEqual(resolveIdentity(1234), { uid: 1234, gid: 1234 });
-    assert.deepEqual(resolveIdentity('1234', '99'), { uid: 1234, gid: 99 });
-    assert.deepEqual(resolveIdentity('root'), { uid: 0, gid: 0 });
+    assert.deepEqual(resolveIdentity(1234), { uid: 1234, gid: 1234, account: null });
+    assert.deepEqual(resolveIdentity('1234', '99'), { uid: 1234, gid: 99, account: null });
+    const root = { name: 'root', uid: 0, gid: 0, home: '/root' };
+    assert.deepEqual(resolveIdentity('root'), { uid: 0, gid: 0, account: root });
+    assert.deepEqual(resolveIdentity(0, 'root'), { uid: 0, gid: 0, account: root });
     assert.throws(() => resolveIdentity('no-such-user-procsock'), /no user named/);
     assert.throws(() => resolveIdentity('root', 'no-such-group-procsock'), /no group named/);
   });
