@@ -1066,6 +1066,7 @@ NAPI_MODULE_INIT() {
       {"unguard", NULL, js_unguard, NULL, NULL, NULL, napi_default, NULL},
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_default, NULL},
       {"readAvailable", NULL, js_read_available, NULL, NULL, NULL, napi_default, NULL},
+      {"shutdownWrite", NULL, js_shutdown_write, NULL, NULL, NULL, napi_default, NULL},
       {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_default, NULL},
       {"setReadBuffer", NULL, js_set_read_buffer, NULL, NULL, NULL, napi_default, NULL},
       {"pipeOpen", NULL, js_pipe_open, NULL, NULL, NULL, napi_default, NULL},

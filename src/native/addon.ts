@@ -12,4 +12,5 @@ export {
   type PeerCredentials,
   peerCredentials,
   readAvailable,
+  shutdownWrite,
 } from '../channel/spawn/native.js';

@@ -32,7 +32,7 @@ import {
   ProtocolError,
   SPAWN_ERROR_EXIT_CODE,
 } from '../errors.js';
-import { peerCredentials } from '../native/addon.js';
+import { peerCredentials, shutdownWrite } from '../native/addon.js';
 import type { AuditLog, AuditRecord } from '../policy/audit.js';
 import { isRefusal, type LaunchPlan } from '../policy/policy.js';
 import {
@@ -397,12 +397,27 @@ export class Connection {
     // after the kill timeout). Destroying it at once would make a late write of the client (its
     // stdin terminator, sent as the program exits) fail with EPIPE, and a Node client loses
     // the reply still unread in its socket with it.
-    this.#socket.end(
+    const socket = this.#socket;
+    socket.write(
       this.#extension === null
         ? exit
         : Buffer.concat([encodeRunEnd(reason, this.#usage(), this.#refusedField), exit]),
-      () => this.#dropAfter(this.#options.killTimeout),
     );
+    this.#shutdownNow();
+    socket.end(() => this.#dropAfter(this.#options.killTimeout));
+  }
+
+  /**
+   * The end of stream right behind the exit pair, in the same tick: end() alone shuts the
+   * socket down a loop turn or two after the write, and a client that polls as soon as the
+   * exit pair arrives (lua-resty-exec's LuaSocket mode) then takes the missing end for a
+   * timeout. Only when the reply is all in the kernel already (else end() keeps the order).
+   */
+  #shutdownNow(): void {
+    const socket = this.#socket;
+    if (socket.writableLength > 0) return;
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (fd !== undefined && fd >= 0) shutdownWrite(fd);
   }
 
   /** The first cause procsock stopped the run for; else how the program ended by itself. */

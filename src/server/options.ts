@@ -126,7 +126,7 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
       'requestTimeout',
       options.requestTimeout ?? SERVE_DEFAULTS.requestTimeout,
       0,
-      MAX_TIMER_MS,
+      MAX_TIMER,
     ),
     processGroup: Boolean(options.processGroup ?? SERVE_DEFAULTS.processGroup),
     extension: Boolean(options.extension ?? SERVE_DEFAULTS.extension),

@@ -52,6 +52,7 @@ interface Addon {
   unguard(pid: number): void;
   peerCredentials(fd: number): PeerCredentials | null;
   readAvailable(fd: number, into: Uint8Array): number;
+  shutdownWrite(fd: number): number;
   setPipeSize(fd: number, bytes: number): number;
   setReadBuffer(buffer: Uint8Array): void;
   pipeOpen(fd: number, token: number): PipeHandle;
@@ -163,6 +164,16 @@ export function peerCredentials(fd: number): PeerCredentials | null {
  */
 export function readAvailable(fd: number, into: Uint8Array): number | null {
   return load()?.readAvailable(fd, into) ?? null;
+}
+
+/**
+ * shutdown(fd, SHUT_WR) at once: 0, or -errno; null when the addon is not built. (Node's
+ * socket.end() shuts down a loop turn or two after the last write.)
+ */
+export function shutdownWrite(fd: number): number | null {
+  const native = load();
+  // An addon built before shutdownWrite existed (a stale build) has none.
+  return typeof native?.shutdownWrite === 'function' ? native.shutdownWrite(fd) : null;
 }
 
 export function nativeAvailable(): boolean {
