@@ -9,6 +9,7 @@
  * it holds one line until its newline (or the end), so a line's memory is the line's size.
  */
 import { StringDecoder } from 'node:string_decoder';
+import { LimitError } from '../errors.js';
 
 export interface OutputParser {
   /** The next piece of output, in order. Return value ignored (so a Node `Writable` fits). */
@@ -57,13 +58,32 @@ export function lineParser(onLine: (line: string) => void): OutputParser {
   };
 }
 
-/** Decodes a stream as UTF-8 into one string, characters split across chunks included. */
+/**
+ * Decodes a stream as UTF-8 into one string, characters split across chunks included. With a
+ * `maxBuffer` (bytes), a write past it throws `LimitError` and keeps nothing more.
+ */
 export class TextCollector implements OutputParser {
   readonly #decoder = new StringDecoder('utf8');
   readonly #pieces: string[] = [];
+  readonly #maxBuffer: number;
+  readonly #name: string;
+  #bytes = 0;
   #text: string | null = null;
 
+  constructor(options: { maxBuffer?: number; name?: string } = {}) {
+    this.#maxBuffer = options.maxBuffer ?? Number.POSITIVE_INFINITY;
+    this.#name = options.name ?? 'output';
+  }
+
   write(chunk: Buffer): void {
+    this.#bytes += chunk.length;
+    if (this.#bytes > this.#maxBuffer) {
+      throw new LimitError(
+        `the command's ${this.#name} passed maxBuffer (${this.#maxBuffer} bytes); the rest of ` +
+          'its output was read and dropped. Raise maxBuffer, or give run() a commander that streams it',
+        'maxBuffer',
+      );
+    }
     const text = this.#decoder.write(chunk);
     if (text) this.#pieces.push(text);
     this.#text = null;
@@ -148,10 +168,19 @@ export class RecallCommander implements Commander {
   }
 }
 
-/** Collects each stream as one string; what `shell.run('text')` uses. */
+/**
+ * Collects each stream as one string; what `shell.run('text')` uses. `maxBuffer` caps each
+ * stream (bytes): past it the run rejects with `LimitError`; the shell stays usable.
+ */
 export class CollectCommander implements Commander {
-  readonly stdout = new TextCollector();
-  readonly stderr = new TextCollector();
+  readonly stdout: TextCollector;
+  readonly stderr: TextCollector;
 
-  constructor(readonly command: string) {}
+  constructor(
+    readonly command: string,
+    options: { maxBuffer?: number } = {},
+  ) {
+    this.stdout = new TextCollector({ maxBuffer: options.maxBuffer, name: 'stdout' });
+    this.stderr = new TextCollector({ maxBuffer: options.maxBuffer, name: 'stderr' });
+  }
 }

@@ -32,10 +32,12 @@
 import type { ProcessChannel } from '../channel/channel.js';
 import { resolveTransport } from '../channel/target.js';
 import { type LaunchRequest, startChannel, type Transport } from '../channel/transport.js';
-import { checkDuration, hasDeadline } from '../core/limits.js';
+import { checkByteCount, checkDuration, DEFAULT_MAX_BUFFER, hasDeadline } from '../core/limits.js';
 import type { ExitStatus, OutputChunk } from '../core/output.js';
 import {
   ArgumentError,
+  describeError,
+  LimitError,
   type ProcsockError,
   ShellCrashError,
   ShellExitError,
@@ -87,6 +89,13 @@ export interface ShellOptions {
   transport?: ShellTransport;
   /** Milliseconds between TERM and KILL when the program is killed. Default `DEFAULT_KILL_TIMEOUT` (5000) where the transport sets it. */
   killTimeout?: number;
+  /**
+   * Bytes of one stream a `run('text')` collects, as `run()`'s option of the same name: past
+   * it the run rejects with `LimitError` (`limit: 'maxBuffer'`), the rest of that command's
+   * output is read and dropped, and the shell stays usable. A commander's output is not
+   * collected, so not capped. Default `DEFAULT_MAX_BUFFER` (64 MiB); `Infinity`: none.
+   */
+  maxBuffer?: number;
 }
 
 export type PosixShellOptions = Omit<
@@ -146,6 +155,10 @@ export class Shell {
   readonly #options: ShellOptions;
   readonly #framing: Framing;
   readonly #transport: Transport;
+  readonly #maxBuffer: number;
+  /** The last channel's kind and when start() was called: for what error messages say. */
+  #channelKind = 'local';
+  #startedAt = 0;
   #state: ShellState = 'off';
   #channel: ProcessChannel | null = null;
   #channelError: ProcsockError | null = null;
@@ -194,6 +207,8 @@ export class Shell {
         options.stderrSentinel ?? null,
       );
     }
+    const maxBuffer = checkByteCount('maxBuffer', options.maxBuffer ?? DEFAULT_MAX_BUFFER);
+    this.#maxBuffer = maxBuffer;
     this.#program = options.program;
     this.#argv = this.#framing.launch([options.program, ...(options.args ?? [])]);
     this.#options = options;
@@ -220,6 +235,7 @@ export class Shell {
     if (bad) return bad;
     if (this.#state !== 'off') return this.#wrongState('start()', 'off');
     this.#state = 'starting';
+    this.#startedAt = Date.now();
     this.#killReason = null;
     this.#lastFailure = null;
     this.#channelError = null;
@@ -256,7 +272,10 @@ export class Shell {
   run(command: string | Commander, timeout: number = DEFAULT_RUN_TIMEOUT): Promise<ShellResult> {
     const bad = badTimeout(timeout);
     if (bad) return bad;
-    const collect = typeof command === 'string' ? new CollectCommander(command) : null;
+    const collect =
+      typeof command === 'string'
+        ? new CollectCommander(command, { maxBuffer: this.#maxBuffer })
+        : null;
     const commander = collect ?? (command as Commander);
     if (typeof commander?.command !== 'string') {
       return Promise.reject(
@@ -333,6 +352,7 @@ export class Shell {
 
   #attach(channel: ProcessChannel): void {
     this.#channel = channel;
+    this.#channelKind = channel.kind;
     channel.on('output', (chunk) => {
       if (channel === this.#channel) this.#onOutput(chunk);
     });
@@ -450,16 +470,26 @@ export class Shell {
     this.#clearExchange();
     this.#state = 'idle';
     const { job } = exchange;
-    if (exchange.parserError) {
-      job.reject(exchange.parserError);
-    } else {
-      job.resolve({
-        command: job.commander.command,
-        exitCode: exchange.frame.exitCode(),
-        stdout: job.collect?.stdout.text ?? '',
-        stderr: job.collect?.stderr.text ?? '',
-      });
+    let result: ShellResult | null = null;
+    if (!exchange.parserError) {
+      try {
+        result = {
+          command: job.commander.command,
+          exitCode: exchange.frame.exitCode(),
+          stdout: job.collect?.stdout.text ?? '',
+          stderr: job.collect?.stderr.text ?? '',
+        };
+      } catch (error) {
+        // Joined, the output is longer than a string can be (maxBuffer: Infinity).
+        exchange.parserError = new LimitError(
+          `the command's output is too long for a string (${describeError(error)}); lower maxBuffer ` +
+            'or give run() a commander that streams it',
+          'maxBuffer',
+        );
+      }
     }
+    if (result) job.resolve(result);
+    else job.reject(exchange.parserError);
     this.#next();
   }
 
@@ -546,8 +576,18 @@ export class Shell {
           ? `was killed by SIG${status.termSignal}`
           : `exited with code ${status.exitCode}`;
     const tail = this.#stderrTail?.toString('utf8').trim();
+    // Through a daemon, a TERM (or the KILL after it) nobody here sent is most likely the
+    // daemon's own deadline, which a plain reply cannot tell from `kill $$`.
+    const seconds = ((Date.now() - this.#startedAt) / 1000).toFixed(1);
+    const deadline =
+      this.#channelKind !== 'local' &&
+      (status?.termSignal === 'TERM' || status?.termSignal === 'KILL')
+        ? ` (${seconds} s after start(): if nothing in the shell sent it, this is the daemon's ` +
+          'deadline, -t, 60 s from connect by default, which ends the whole shell; serve ' +
+          'long-lived shells with procsock serve -t 0)'
+        : '';
     return new ShellCrashError(
-      `the shell (${this.#program}) ${how} ${doing}${tail ? ` — its last stderr: ${JSON.stringify(tail)}` : ''}; start() it again`,
+      `the shell (${this.#program}) ${how}${deadline} ${doing}${tail ? ` — its last stderr: ${JSON.stringify(tail)}` : ''}; start() it again`,
       {
         cause: this.#channelError ?? undefined,
         exitCode: status?.exitCode ?? null,
@@ -562,8 +602,19 @@ export class Shell {
       exchange.startup
         ? `the shell (${this.#program}) did not answer its sentinel within ${timeout} ms of start(); ` +
             'it was killed (check the sentinel command and value)'
-        : `${preview(commander.command)} did not finish within ${timeout} ms; the shell ` +
-            `(${this.#program}) was killed with its process group; start() it again`,
+        : `${preview(commander.command)} did not finish within ${timeout} ms; ${this.#howKilled()}; ` +
+            'start() it again',
+    );
+  }
+
+  /** What killing the shell did, as far as this side knows. */
+  #howKilled(): string {
+    if (this.#channelKind === 'local') {
+      return `the shell (${this.#program}) was killed with its process group`;
+    }
+    return (
+      `the connection to the daemon was closed, so the daemon stops the shell (${this.#program}); ` +
+      'what the shell started is stopped too only if the daemon runs with --kill-group'
     );
   }
 

@@ -7,14 +7,21 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { spawnBackendInUse } from '../../src/channel/local.js';
+import { DEFAULT_MAX_BUFFER } from '../../src/core/limits.js';
 import {
   ArgumentError,
+  LimitError,
   ShellCrashError,
   type ShellExitError,
   ShellTimeoutError,
   StateError,
 } from '../../src/errors.js';
-import { RecallCommander, Shell, type ShellOptions } from '../../src/shell/index.js';
+import {
+  RecallCommander,
+  Shell,
+  type ShellOptions,
+  type ShellResult,
+} from '../../src/shell/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { isAlive, waitUntil } from '../helpers/process.js';
 import { byteSplitTransport, markers, recordingTransport } from './transports.js';
@@ -132,7 +139,14 @@ for (const kind of ['local', 'daemon'] as const) {
       assert.ok(isAlive(shellPid) && isAlive(childPid));
       const hanging = shell.run('sleep 30; echo late', 200);
       const queued = shell.run('echo never sent');
-      await assert.rejects(hanging, ShellTimeoutError);
+      await assert.rejects(hanging, (error: ShellTimeoutError) => {
+        assert.ok(error instanceof ShellTimeoutError);
+        // Locally the group is killed; a daemon is only told, and kills the group only with
+        // --kill-group (this one has it, but the client cannot know).
+        if (kind === 'local') assert.match(error.message, /was killed with its process group/);
+        else assert.match(error.message, /stopped too only if the daemon runs with --kill-group/);
+        return true;
+      });
       await assert.rejects(queued, StateError);
       assert.equal(shell.state, 'off');
       // Locally the run settles once the shell is reaped; the daemon kills on hang-up.
@@ -452,5 +466,65 @@ describe('options, parsers and timeouts', () => {
     assert.equal((await shell.run('echo inf', Number.POSITIVE_INFINITY)).stdout, 'inf\n');
     await assert.rejects(shell.run('echo', -1), /milliseconds/);
     await shell.stop(0);
+  });
+});
+
+describe('maxBuffer: collected output is capped with a typed error; the queue advances', () => {
+  for (const program of ['bash', 'dash', 'zsh']) {
+    const installed = spawnSync(program, ['-c', 'true']).status === 0;
+    test(program, { skip: installed ? false : `${program} is not installed` }, async () => {
+      const shell = Shell.posix({ program, maxBuffer: 100_000, killTimeout: KILL_TIMEOUT });
+      await shell.start(5000);
+      const [big, bigErr, next] = await Promise.allSettled([
+        shell.run('head -c 3000000 /dev/zero; echo done'),
+        shell.run('head -c 200000 /dev/zero >&2; false'),
+        shell.run('echo next; (exit 5)'),
+      ]);
+      for (const [settled, stream] of [
+        [big, 'stdout'],
+        [bigErr, 'stderr'],
+      ] as const) {
+        assert.equal(settled.status, 'rejected');
+        const error = (settled as PromiseRejectedResult).reason as LimitError;
+        assert.ok(error instanceof LimitError);
+        assert.equal(error.limit, 'maxBuffer');
+        assert.match(error.message, new RegExp(`${stream} passed maxBuffer \\(100000 bytes\\)`));
+      }
+      assert.equal(next.status, 'fulfilled');
+      const result = (next as PromiseFulfilledResult<ShellResult>).value;
+      assert.deepEqual([result.stdout, result.exitCode], ['next\n', 5]);
+      assert.equal(shell.state, 'idle');
+      // Exactly the cap is fine; the default is run()'s.
+      assert.equal(
+        (await shell.run("head -c 100000 /dev/zero | tr '\\0' x")).stdout.length,
+        100_000,
+      );
+      await shell.stop(5000);
+    });
+  }
+
+  test('the default is 64 MiB, as run()’s; a bad value is an ArgumentError', () => {
+    assert.equal(DEFAULT_MAX_BUFFER, 64 * 1024 * 1024);
+    assert.throws(() => Shell.posix({ maxBuffer: 0 }), ArgumentError);
+    assert.throws(() => Shell.posix({ maxBuffer: 1.5 }), /whole number of bytes/);
+  });
+});
+
+describe("the daemon's deadline (-t) ending a shell", () => {
+  test('says so, and what to change', async () => {
+    const daemon = await startDaemon({ timeout: 1000, killTimeout: KILL_TIMEOUT });
+    try {
+      const shell = Shell.posix({ program: 'sh', transport: { socket: daemon.path } });
+      await shell.start(5000);
+      await assert.rejects(shell.run('sleep 30', 20_000), (error: ShellCrashError) => {
+        assert.ok(error instanceof ShellCrashError);
+        assert.equal(error.termSignal, 'TERM');
+        assert.match(error.message, /killed by SIGTERM \(\d+\.\d s after start\(\): if nothing/);
+        assert.match(error.message, /the daemon's deadline, -t.*procsock serve -t 0/);
+        return true;
+      });
+    } finally {
+      await daemon.close();
+    }
   });
 });
