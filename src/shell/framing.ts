@@ -8,6 +8,7 @@
  * - The REPL presets (repl.ts): Python, Node and SQLite.
  */
 import { randomBytes } from 'node:crypto';
+import type { ExitStatus } from '../protocol/reply.js';
 import type { Sentinel, SentinelFactory } from './sentinel.js';
 import { SentinelScanner, validateSentinel } from './sentinel.js';
 
@@ -40,6 +41,8 @@ export interface Framing {
   frame(command: string | null): Frame;
   /** What `stop()` writes before end-of-file: the final command, terminated, or nothing. */
   finalInput(command: string | undefined): string;
+  /** A non-zero exit after `stop()` that is still a clean stop (sqlite3 ends with 1 after any error). */
+  cleanStop?(status: ExitStatus | null): boolean;
 }
 
 const MARKER_BYTES = 16;
@@ -88,11 +91,17 @@ export class SentinelFraming implements Framing {
     return command === undefined ? '' : this.terminate(command);
   }
 
+  /**
+   * Adds the terminator where it ends the statement: not after a dot-command (sqlite3's
+   * `.print x;` would print `x;`), and on a line of its own after a `--` comment.
+   */
   terminate(command: string): string {
     const text = command.trimEnd();
-    const terminated =
-      this.#terminator && !text.endsWith(this.#terminator) ? text + this.#terminator : text;
-    return `${terminated}\n`;
+    const lastLine = text.slice(text.lastIndexOf('\n') + 1);
+    if (!this.#terminator || text.endsWith(this.#terminator) || lastLine.startsWith('.')) {
+      return `${text}\n`;
+    }
+    return `${text}${lastLine.includes('--') ? '\n' : ''}${this.#terminator}\n`;
   }
 
   frame(command: string | null): Frame {

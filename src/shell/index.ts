@@ -15,6 +15,7 @@ export type { PosixStderr } from './posix.js';
 export type { Sentinel, SentinelFactory } from './sentinel.js';
 export {
   type PosixShellOptions,
+  type ReplShellOptions,
   Shell,
   type ShellOptions,
   type ShellResult,

@@ -53,6 +53,7 @@ import {
 } from './commander.js';
 import { type Frame, type Framing, SentinelFraming } from './framing.js';
 import { PosixFraming, type PosixStderr } from './posix.js';
+import { DriverFraming, SqliteFraming } from './repl.js';
 import type { Sentinel, SentinelFactory } from './sentinel.js';
 
 export type ShellState = 'off' | 'starting' | 'idle' | 'running' | 'stopping';
@@ -74,9 +75,10 @@ export interface ShellOptions {
   terminator?: string;
   /**
    * The stdout sentinel (required): fixed, or made per run from a fresh marker; or
-   * `'posix'` for sh/bash/dash/zsh (see `Shell.posix`).
+   * a preset: `'posix'` for sh/bash/dash/zsh (see `Shell.posix`), `'python'`, `'node'`,
+   * `'sqlite'` (see `Shell.python`, `Shell.node`, `Shell.sqlite`).
    */
-  sentinel: Sentinel | SentinelFactory | 'posix';
+  sentinel: Sentinel | SentinelFactory | 'posix' | 'python' | 'node' | 'sqlite';
   /** The stderr sentinel. Without one, stderr is drained (read and dropped) so it cannot block. */
   stderrSentinel?: Sentinel | SentinelFactory;
   /**
@@ -97,6 +99,14 @@ export interface ShellOptions {
    */
   maxBuffer?: number;
 }
+
+/** `Shell.python`, `Shell.node`, `Shell.sqlite`: their program has a default too. */
+export type ReplShellOptions = Omit<
+  ShellOptions,
+  'program' | 'sentinel' | 'stderrSentinel' | 'terminator' | 'stderr'
+> & {
+  program?: string;
+};
 
 export type PosixShellOptions = Omit<
   ShellOptions,
@@ -176,6 +186,30 @@ export class Shell {
     return new Shell({ ...options, program: options.program ?? 'sh', sentinel: 'posix' });
   }
 
+  /**
+   * Python (`python3` by default) through a driver of ours: each command compiled whole (blocks
+   * need no closing blank line), state kept, a last expression shown, an exception's traceback
+   * on stderr with status 1. `args` go to the interpreter before the driver (e.g. `['-X', 'dev']`).
+   */
+  static python(options: ReplShellOptions = {}): Shell {
+    return new Shell({ ...options, program: options.program ?? 'python3', sentinel: 'python' });
+  }
+
+  /** Node (`node` by default) through a driver of ours: as `Shell.python`, in one global scope. */
+  static node(options: ReplShellOptions = {}): Shell {
+    return new Shell({ ...options, program: options.program ?? 'node', sentinel: 'node' });
+  }
+
+  /**
+   * The `sqlite3` shell on `database` (default: a private in-memory one): statements and
+   * dot-commands, each run's errors on its stderr; `exitCode` is null (sqlite3 reports none).
+   */
+  static sqlite(options: ReplShellOptions & { database?: string } = {}): Shell {
+    const { database, ...rest } = options;
+    const args = [...(rest.args ?? []), ...(database === undefined ? [] : [database])];
+    return new Shell({ ...rest, args, program: rest.program ?? 'sqlite3', sentinel: 'sqlite' });
+  }
+
   /** Checks the options at once (ArgumentError); the program starts with `start()`. */
   constructor(options: ShellOptions) {
     if (typeof options?.program !== 'string' || options.program === '') {
@@ -183,7 +217,20 @@ export class Shell {
     }
     const transport = resolveTransport(options.transport ?? 'local');
     if (options.killTimeout !== undefined) checkDuration('killTimeout', options.killTimeout);
-    if (options.sentinel === 'posix') {
+    const preset = options.sentinel;
+    if (preset === 'python' || preset === 'node' || preset === 'sqlite') {
+      if (options.stderrSentinel || options.terminator || options.stderr !== undefined) {
+        throw new ArgumentError(
+          `the ${preset} preset makes its own sentinels; drop stderrSentinel/terminator/stderr`,
+        );
+      }
+      this.#framing =
+        preset === 'python'
+          ? DriverFraming.python()
+          : preset === 'node'
+            ? DriverFraming.node()
+            : new SqliteFraming();
+    } else if (options.sentinel === 'posix') {
       if (options.stderrSentinel || options.terminator) {
         throw new ArgumentError(
           'the POSIX preset makes its own sentinels; drop stderrSentinel/terminator',
@@ -200,10 +247,15 @@ export class Shell {
           'the stderr option is for the POSIX preset; here give a stderrSentinel, or none to drain',
         );
       }
-      if (!options.sentinel) throw new ArgumentError('a shell needs a stdout sentinel');
+      const sentinel = options.sentinel;
+      if (!sentinel || typeof sentinel === 'string') {
+        throw new ArgumentError(
+          `a shell needs a stdout sentinel, or one of the presets 'posix', 'python', 'node', 'sqlite'${sentinel ? `, not ${JSON.stringify(sentinel)}` : ''}`,
+        );
+      }
       this.#framing = new SentinelFraming(
         options.terminator ?? '',
-        options.sentinel,
+        sentinel,
         options.stderrSentinel ?? null,
       );
     }
@@ -529,7 +581,7 @@ export class Shell {
     this.#state = 'off';
     if (stop) {
       if (reason) stop.reject(reason);
-      else if (status?.exitCode === 0) stop.resolve();
+      else if (status?.exitCode === 0 || this.#framing.cleanStop?.(status)) stop.resolve();
       else stop.reject(this.#crashError(status, 'after stop()'));
     }
     if (reason) {
