@@ -40,6 +40,14 @@ export const SHELL_USAGE =
 
 /** Programs that get the POSIX preset (by the name of the file, so /bin/bash counts). */
 export const POSIX_SHELLS: ReadonlySet<string> = new Set(['sh', 'bash', 'dash', 'zsh']);
+/** Programs with a REPL preset of their own (see Shell.python, Shell.node, Shell.sqlite). */
+export const REPL_PRESETS: ReadonlyMap<string, 'python' | 'node' | 'sqlite'> = new Map([
+  ['python', 'python'],
+  ['python3', 'python'],
+  ['node', 'node'],
+  ['nodejs', 'node'],
+  ['sqlite3', 'sqlite'],
+] as const);
 
 export const SHELL_HELP = `${SHELL_USAGE}
 
@@ -50,9 +58,10 @@ carries over from one command to the next. From a terminal it prompts; from a pi
 the lines as a script. A line ending with \\ continues on the next one; "exit [N]" ends the
 shell. Commands get an empty stdin: the lines are commands, never data.
 
-PROG sh, bash, dash or zsh needs nothing more. Any other program (a database CLI, a REPL)
-needs a sentinel: a cheap command it understands and the line that command prints. Write
-{marker} in both to get a fresh random marker for each command, so no output can fake it.
+PROG sh, bash, dash or zsh (the POSIX preset), python3, node or sqlite3 (their presets)
+needs nothing more. Any other program needs a sentinel: a cheap command it understands and
+the line that command prints. Write {marker} in both to get a fresh random marker for each
+command, so no output can fake it.
 
   -s, --socket PATH            the daemon's Unix socket (default: $PROCSOCK_SOCKET; unset: local)
   -t, --timeout MS             longest run of one command in milliseconds, 0 = none (default 0);
@@ -65,10 +74,11 @@ needs a sentinel: a cheap command it understands and the line that command print
 Examples:
   procsock shell -- bash
   printf 'cd /tmp\\npwd\\nfalse\\necho $?\\n' | procsock shell --socket /run/procsock.sock -- sh
-  procsock shell --sentinel-command "select '{marker}';" --sentinel-value '{marker}' --terminator ';' -- sqlite3 db
-  procsock shell --sentinel-command 'print("{marker}")' --sentinel-value '{marker}' -- python3 -iqu
+  procsock shell -- sqlite3 app.db
+  procsock shell --sentinel-command "select '{marker}';" --sentinel-value '{marker}' --terminator ';' -- mydb
 
-Exit status: the last command's status at end of input (0 if unknown); N after "exit N";
+Exit status: the last command's status at end of input (0 if unknown); N after "exit N" or
+when the shell ends itself with N (\`false || exit 4\`, \`set -e; false\`);
 ${EXIT_USAGE} usage error; ${EXIT_CONNECT} cannot connect; ${EXIT_TIMEOUT} timeout; ${EXIT_FAILURE} the shell died or other failure;
 128+n when procsock gets signal n.`;
 
@@ -76,8 +86,10 @@ export interface ShellCommand {
   argv: string[];
   socket: string | undefined;
   timeout: number;
-  /** Null for the POSIX preset. */
+  /** Null for a preset. */
   sentinel: { command: string; value: string; terminator: string } | null;
+  /** The preset, when there is no hand-written sentinel. */
+  preset: 'posix' | 'python' | 'node' | 'sqlite' | null;
 }
 
 /** Parses `shell`'s arguments; `'help'` for --help; throws `UsageError` with a one-line reason. */
@@ -103,7 +115,9 @@ export function parseShellArgs(args: string[]): ShellCommand | 'help' {
   }
   const sentinelCommand = values['sentinel-command'];
   const sentinelValue = values['sentinel-value'];
-  const posix = POSIX_SHELLS.has(basename(command[0]!));
+  const name = basename(command[0]!);
+  const posix = POSIX_SHELLS.has(name);
+  const repl = REPL_PRESETS.get(name);
   let sentinel: ShellCommand['sentinel'] = null;
   if (sentinelCommand !== undefined || sentinelValue !== undefined) {
     if (!sentinelCommand || !sentinelValue || sentinelValue.includes('\n')) {
@@ -116,18 +130,19 @@ export function parseShellArgs(args: string[]): ShellCommand | 'help' {
       value: sentinelValue,
       terminator: values.terminator ?? '',
     };
-  } else if (!posix) {
+  } else if (!posix && !repl) {
     throw new UsageError(
-      `${command[0]} is not sh, bash, dash or zsh: give --sentinel-command CMD and --sentinel-value VALUE, a cheap command of ${command[0]} and the line it prints (see procsock shell --help)`,
+      `${command[0]} is not sh, bash, dash, zsh, python3, node or sqlite3: give --sentinel-command CMD and --sentinel-value VALUE, a cheap command of ${command[0]} and the line it prints (see procsock shell --help)`,
     );
   } else if (values.terminator !== undefined) {
-    throw new UsageError('--terminator needs --sentinel-command (the POSIX preset makes its own)');
+    throw new UsageError('--terminator needs --sentinel-command (a preset makes its own)');
   }
   return {
     argv: command,
     socket: socketOption(values.socket),
     timeout: values.timeout === undefined ? 0 : parseMilliseconds('--timeout', values.timeout),
     sentinel,
+    preset: sentinel ? null : posix ? 'posix' : (repl ?? null),
   };
 }
 
@@ -142,10 +157,11 @@ export async function main(args: string[]): Promise<number> {
   return new ShellSession(command).drive();
 }
 
-function makeShell({ argv, socket, sentinel }: ShellCommand): Shell {
+function makeShell({ argv, socket, sentinel, preset }: ShellCommand): Shell {
   const [program, ...args] = argv as [string, ...string[]];
   const transport: ShellOptions['transport'] = socket === undefined ? 'local' : { socket };
-  if (sentinel === null) return Shell.posix({ program, args, transport });
+  if (sentinel === null)
+    return new Shell({ program, args, transport, sentinel: preset ?? 'posix' });
   const { command, value, terminator } = sentinel;
   const fresh = command.includes('{marker}') || value.includes('{marker}');
   return new Shell({
@@ -228,13 +244,21 @@ class ShellSession {
         this.#prompt();
         continue;
       }
-      const exit = this.#command.sentinel === null ? EXIT_LINE.exec(text) : null;
+      const exit = this.#command.preset === 'posix' ? EXIT_LINE.exec(text) : null;
       if (exit) return this.#exit(text, exit[1] === undefined ? lastStatus : Number(exit[1]));
       try {
         const result = await this.#shell.run(this.#passThrough(text), this.#command.timeout);
         lastStatus = result.exitCode;
       } catch (error) {
-        if (error instanceof ShellExitError) return 0; // it ended itself (`quit`): a normal end
+        // It ended itself (`quit`, `false || exit 4`, `set -e; false`): its status is ours.
+        if (error instanceof ShellExitError) return 0;
+        if (
+          error instanceof ShellCrashError &&
+          error.exitCode !== null &&
+          this.#stopStatus === null
+        ) {
+          return error.exitCode;
+        }
         return this.#fail(error);
       }
       this.#printStatus(lastStatus);

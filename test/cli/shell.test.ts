@@ -26,7 +26,10 @@ describe('procsock shell: arguments', () => {
     [['--bogus', '--', 'sh'], /Unknown option '--bogus'/],
     [[], /missing PROG/],
     [['--timeout=-1', '--', 'sh'], /--timeout: expected whole milliseconds/],
-    [['--', 'python3'], /python3 is not sh, bash, dash or zsh: give --sentinel-command/],
+    [
+      ['--', 'awk'],
+      /awk is not sh, bash, dash, zsh, python3, node or sqlite3: give --sentinel-command/,
+    ],
     [['--sentinel-command', 'version;', '--', 'x'], /go together/],
     [['--terminator', ';', '--', 'sh'], /--terminator needs --sentinel-command/],
   ] as const) {
@@ -121,6 +124,29 @@ for (const where of ['local', 'daemon'] as const) {
       });
       assert.equal(stdout, 'before\n[exit 0]\n');
       assert.equal(status, 4);
+    });
+
+    test('the shell ending itself: its own status, not 125', async () => {
+      for (const [script, expected] of [
+        ['echo a\nfalse || exit 4\necho never\n', 4],
+        ['set -e\nfalse\necho never\n', 1],
+      ] as const) {
+        const { status, stdout } = await runCli(['shell', ...target, '--', 'bash'], {
+          input: script,
+        });
+        assert.equal(status, expected);
+        assert.ok(!stdout.includes('never'));
+      }
+    });
+
+    test('sqlite3 gets its preset: statements, dot-commands, errors on stderr', async () => {
+      const { status, stdout, stderr } = await runCli(['shell', ...target, '--', 'sqlite3'], {
+        input:
+          'create table t(a);\ninsert into t values (7) -- comment\nselect a from t\n.print hi\nselec;\n',
+      });
+      assert.equal(stdout, '[done]\n[done]\n7\n[done]\nhi\n[done]\n[done]\n');
+      assert.match(stderr, /syntax error/);
+      assert.equal(status, 0);
     });
 
     test('a command reading stdin gets end of file, not the next lines', async () => {
