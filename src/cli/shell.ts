@@ -8,8 +8,9 @@
  * Any other program needs a sentinel: a cheap command of its own and the line it prints
  * (`--sentinel-command`, `--sentinel-value`, `--terminator`); its statuses print `[done]`.
  *
- * A line ending with `\` continues on the next line. In the POSIX preset a line that is just
- * `exit [N]` ends the shell, as typed into one. Each command's stdin is empty (`/dev/null`):
+ * A line ending with `\` continues on the next line. In the POSIX preset lines are gathered
+ * into whole commands (a loop, a function, a here-document with its body: see complete.ts),
+ * and a command that is just `exit [N]` ends the shell, as typed into one. Each command's stdin is empty (`/dev/null`):
  * the lines on stdin are commands, never data.
  *
  * Exit status: at end of input, the last command's status (as `sh < script` does), 0 when it
@@ -22,6 +23,7 @@ import { createInterface, type Interface } from 'node:readline';
 import { describeError, ShellCrashError, ShellExitError, ShellTimeoutError } from '../errors.js';
 import { signalNumber } from '../protocol/signals.js';
 import { PassThroughCommander, Shell, type ShellOptions } from '../shell/index.js';
+import { canJudgeCompleteness, isCompleteCommand } from './complete.js';
 import {
   EXIT_CONNECT,
   EXIT_FAILURE,
@@ -55,8 +57,9 @@ Starts PROG once (through the procsock daemon on PATH or, without a socket, as a
 this process) and runs each line of stdin as one command in it: the command's output is
 printed as it comes, then its exit status as "[exit N]". State (cwd, variables, logins…)
 carries over from one command to the next. From a terminal it prompts; from a pipe it runs
-the lines as a script. A line ending with \\ continues on the next one; "exit [N]" ends the
-shell. Commands get an empty stdin: the lines are commands, never data.
+the lines as a script. For sh, bash, dash and zsh, lines are gathered into whole commands
+(a loop, a function, a here-document with its body: bash -n judges); a line ending with \\
+continues on the next one; "exit [N]" ends the shell. Commands get an empty stdin: the lines are commands, never data.
 
 PROG sh, bash, dash or zsh (the POSIX preset), python3, node or sqlite3 (their presets)
 needs nothing more. Any other program needs a sentinel: a cheap command it understands and
@@ -232,37 +235,30 @@ class ShellSession {
     let lastStatus: number | null = null;
     let pending = '';
     this.#prompt();
+    // POSIX: lines are gathered into whole commands (complete.ts); a trailing \ always continues.
+    const whole = this.#command.preset === 'posix' && canJudgeCompleteness();
     for await (const line of { [Symbol.asyncIterator]: () => this.#lineIterator }) {
       if (this.#stopStatus !== null) break;
-      if (line.endsWith('\\')) {
-        pending += `${line}\n`;
-        continue;
-      }
       const text = pending + line;
-      pending = '';
-      if (text.trim() === '') {
-        this.#prompt();
+      if (
+        line.endsWith('\\') ||
+        (whole && text.trim() !== '' && !(await isCompleteCommand(text)))
+      ) {
+        pending = `${text}\n`;
+        this.#prompt('> ');
         continue;
       }
-      const exit = this.#command.preset === 'posix' ? EXIT_LINE.exec(text) : null;
-      if (exit) return this.#exit(text, exit[1] === undefined ? lastStatus : Number(exit[1]));
-      try {
-        const result = await this.#shell.run(this.#passThrough(text), this.#command.timeout);
-        lastStatus = result.exitCode;
-      } catch (error) {
-        // It ended itself (`quit`, `false || exit 4`, `set -e; false`): its status is ours.
-        if (error instanceof ShellExitError) return 0;
-        if (
-          error instanceof ShellCrashError &&
-          error.exitCode !== null &&
-          this.#stopStatus === null
-        ) {
-          return error.exitCode;
-        }
-        return this.#fail(error);
-      }
-      this.#printStatus(lastStatus);
+      pending = '';
+      const status = await this.#runText(text, lastStatus);
+      if (status === 'end') return this.#ended!;
+      if (status !== 'blank') lastStatus = status;
       this.#prompt();
+    }
+    if (pending.trim() !== '' && this.#stopStatus === null) {
+      // Input ended inside a command: the shell reports what is wrong with it.
+      const status = await this.#runText(pending, lastStatus);
+      if (status === 'end') return this.#ended!;
+      if (status !== 'blank') lastStatus = status;
     }
     if (this.#stopStatus !== null) return this.#stopStatus;
     if (this.#interactive) process.stdout.write('\n');
@@ -272,6 +268,44 @@ class ShellSession {
       return this.#fail(error);
     }
     return lastStatus ?? 0;
+  }
+
+  /** Set with `'end'` from #runText: the status procsock exits with. */
+  #ended: number | null = null;
+
+  /**
+   * Runs one whole command and prints its status: its exit status (null if unknown),
+   * `'blank'` for nothing to run, or `'end'` when the session is over (see #ended).
+   */
+  async #runText(
+    text: string,
+    lastStatus: number | null,
+  ): Promise<number | null | 'blank' | 'end'> {
+    if (text.trim() === '') return 'blank';
+    const end = (status: number) => {
+      this.#ended = status;
+      return 'end' as const;
+    };
+    const exit = this.#command.preset === 'posix' ? EXIT_LINE.exec(text) : null;
+    if (exit)
+      return end(await this.#exit(text, exit[1] === undefined ? lastStatus : Number(exit[1])));
+    let status: number | null;
+    try {
+      status = (await this.#shell.run(this.#passThrough(text), this.#command.timeout)).exitCode;
+    } catch (error) {
+      // It ended itself (`quit`, `false || exit 4`, `set -e; false`): its status is ours.
+      if (error instanceof ShellExitError) return end(0);
+      if (
+        error instanceof ShellCrashError &&
+        error.exitCode !== null &&
+        this.#stopStatus === null
+      ) {
+        return end(error.exitCode);
+      }
+      return end(this.#fail(error));
+    }
+    this.#printStatus(status);
+    return status;
   }
 
   /** `exit [N]`: the shell ends with N (or the last status); that is procsock's status too. */
@@ -304,8 +338,11 @@ class ShellSession {
     this.#atLineStart = true;
   }
 
-  #prompt(): void {
-    if (this.#interactive) this.#lines.prompt();
+  /** The prompt (`bash> `), or `> ` inside a command spanning lines. */
+  #prompt(continuation?: string): void {
+    if (!this.#interactive) return;
+    this.#lines.setPrompt(continuation ?? `${basename(this.#command.argv[0]!)}> `);
+    this.#lines.prompt();
   }
 
   #stop(status: number): void {

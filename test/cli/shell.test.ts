@@ -5,6 +5,7 @@
  * usage errors, timeout, no daemon.
  */
 import { strict as assert } from 'node:assert';
+import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { finished, runCli, spawnCli, stdoutUntil, testChildren } from '../helpers/cli.js';
@@ -124,6 +125,40 @@ for (const where of ['local', 'daemon'] as const) {
       });
       assert.equal(stdout, 'before\n[exit 0]\n');
       assert.equal(status, 4);
+    });
+
+    test('whole commands: a loop over lines, a function, a here-document body never run', async () => {
+      const dir = tempDir();
+      const canary = dir.path('CANARY');
+      const script = [
+        'for i in 1 2; do',
+        '  echo "i=$i"',
+        'done',
+        'greet() {',
+        '  echo "hello $1"',
+        '}',
+        'greet you',
+        'cat <<EOF',
+        `touch ${canary}`,
+        'EOF',
+        "echo 'two",
+        "lines'",
+        'false',
+      ].join('\n');
+      for (const shell of ['bash', 'dash', 'zsh']) {
+        const { status, stdout, stderr } = await runCli(['shell', ...target, '--', shell], {
+          input: `${script}\n`,
+        });
+        assert.equal(
+          stdout,
+          `i=1\ni=2\n[exit 0]\n[exit 0]\nhello you\n[exit 0]\ntouch ${canary}\n[exit 0]\ntwo\nlines\n[exit 0]\n[exit 1]\n`,
+          `${shell}: ${stderr}`,
+        );
+        assert.equal(stderr, '');
+        assert.equal(status, 1);
+        assert.ok(!existsSync(canary), 'the here-document body did not run');
+      }
+      dir.cleanup();
     });
 
     test('the shell ending itself: its own status, not 125', async () => {
