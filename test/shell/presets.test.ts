@@ -23,10 +23,9 @@ for (const kind of ['local', 'daemon'] as const) {
     after(async () => {
       await daemon?.close();
     });
-    const options = (): Partial<ShellOptions> => ({
-      killTimeout: 300,
-      transport: daemon ? { socket: daemon.path } : 'local',
-    });
+    // The daemon keeps its own grace (-k); a killTimeout through it would be refused.
+    const options = (): Partial<ShellOptions> =>
+      daemon ? { transport: { socket: daemon.path } } : { killTimeout: 300 };
 
     test('python: blocks without a closing blank line, state, exceptions, syntax errors', {
       skip: skip('python3'),
