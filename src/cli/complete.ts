@@ -26,8 +26,16 @@ export function canJudgeCompleteness(): boolean {
   return bashAvailable;
 }
 
+/**
+ * Text that cannot open anything — no quote, bracket, redirection, operator, backslash or
+ * compound-command keyword — is complete without asking bash (most lines of most scripts).
+ */
+const PLAIN = /^[^'"`(){}<>|&\\;$]*$/;
+const KEYWORD = /(^|\s)(if|then|else|elif|do|case|for|while|until|select|function|\[\[)(\s|$)/;
+
 /** True when `text` is a whole command (or a syntax error more lines cannot fix). */
 export function isCompleteCommand(text: string): Promise<boolean> {
+  if (PLAIN.test(text) && !KEYWORD.test(text)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const child = spawn('bash', ['-n'], { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';

@@ -145,7 +145,8 @@ for (const where of ['local', 'daemon'] as const) {
         "lines'",
         'false',
       ].join('\n');
-      for (const shell of ['bash', 'dash', 'zsh']) {
+      // Every shell locally; through the daemon (the same code path) bash only, for time.
+      for (const shell of where === 'local' ? ['bash', 'dash', 'zsh'] : ['bash']) {
         const { status, stdout, stderr } = await runCli(['shell', ...target, '--', shell], {
           input: `${script}\n`,
         });
