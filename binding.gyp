@@ -6,6 +6,12 @@
       "cflags": ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
       "libraries": ["-ldl", "-lpthread"]
+    },
+    {
+      "target_name": "procsock_reaper",
+      "type": "executable",
+      "sources": ["native/reaper.c"],
+      "cflags": ["-O2", "-std=gnu11", "-Wall", "-Wextra"]
     }
   ]
 }

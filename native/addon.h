@@ -21,6 +21,8 @@ typedef struct {
   child_t *children;         /* live (unreaped) children, a doubly linked list */
   int sigchld_live;          /* how many of them wait for SIGCHLD (no pidfd) */
   reader_t *readers;         /* open output pipes, a doubly linked list */
+  napi_ref usage_ref;        /* Float64Array(3) the exit callback finds the child's rusage in */
+  double *usage;
   napi_ref read_buffer_ref;  /* the one buffer every output pipe is read into */
   char *read_buffer;
   size_t read_buffer_size;

@@ -7,6 +7,7 @@
  * channel ends with a `SpawnError` instead (`'error'`, then `'close'`): the program never ran.
  */
 import { constants as osConstants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import { DEFAULT_KILL_TIMEOUT } from '../core/limits.js';
 import { type ExitStatus, exitedWith, killedBy } from '../core/output.js';
 import { wireSignalName } from '../core/signals.js';
@@ -14,6 +15,13 @@ import { ArgumentError, type SpawnError, throwIfAborted } from '../errors.js';
 import { addonAvailable, readAvailable } from '../native/addon.js';
 import { printable } from '../util/printable.js';
 import { ProcessChannel } from './channel.js';
+import {
+  parseReaperReport,
+  REAPER_MISSING,
+  reaperArgv,
+  reaperAvailable,
+  reportedPid,
+} from './contain.js';
 import {
   asSpawnError,
   isSpawnFailure,
@@ -23,6 +31,7 @@ import {
   type SpawnLimits,
 } from './spawn/index.js';
 import type { Launch, LaunchRequest, Transport } from './transport.js';
+import { type ChildUsage, type ResourceUsage, UNKNOWN_CHILD_USAGE } from './usage.js';
 
 export {
   type SpawnBackendChoice,
@@ -43,6 +52,29 @@ export interface LocalChannelOptions {
   processGroup?: boolean;
   /** Milliseconds between TERM and KILL when the program is stopped. Default `DEFAULT_KILL_TIMEOUT` (5000). */
   killTimeout?: number;
+  /**
+   * Milliseconds the output pipes may stay open after the program has exited, because
+   * something it started still holds them (`sleep 30 &`). Output keeps coming meanwhile (a
+   * short-lived job finishing its line); when it expires, what is in the pipes is read and
+   * they are closed, and the exit is reported. Default 1000; 0 reads what is there and
+   * closes at once.
+   */
+  exitGrace?: number;
+  /**
+   * Contain the run: start the program under procsock's reaper (see src/channel/contain.ts),
+   * so that every process it starts — in any process group or session — is stopped with it:
+   * when it exits (after `exitGrace`), when it is stopped (TERM, KILL after `killTimeout`) and
+   * when this process dies. `descendantsStopped` then says how many had to be. `pid` is the
+   * reaper's. Needs the reaper, built with the native addon (ArgumentError otherwise).
+   * Default false.
+   */
+  contain?: boolean;
+  /**
+   * Let the program outlive this process. Otherwise it is killed when this process (with
+   * the native backend: the thread that started it) ends — even by SIGKILL on the native
+   * backend or when contained; child_process alone covers only a normal exit. Default false.
+   */
+  detached?: boolean;
   /**
    * How the program is started: `'native'` (the addon built at install: much cheaper
    * spawns), `'child_process'` (Node's spawn), or `'auto'`: native when built. Default: the
@@ -68,6 +100,11 @@ export interface LocalChannelOptions {
 }
 
 export { DEFAULT_KILL_TIMEOUT };
+export const DEFAULT_EXIT_GRACE = 1000;
+/** The reaper's "KILL the whole tree now" (a real-time signal; see native/reaper.c). */
+const SIG_KILL_TREE = 40;
+/** …and "TERM the tree but the program, which has had its TERM already". */
+const SIG_STOP_REST = 41;
 
 const PENDING_READ_SIZE = 64 * 1024;
 /** The largest pipe the backends make (native enlarges a busy one to 1 MiB). */
@@ -82,14 +119,25 @@ export class LocalChannel extends ProcessChannel {
   readonly #child: SpawnedChild | null;
   readonly #processGroup: boolean;
   readonly #killTimeout: number;
+  readonly #exitGrace: number;
   #openStreams = 2;
   #reaped: ExitStatus | null = null;
   #killTimer: NodeJS.Timeout | null = null;
-  /** The kill timeout expired: once the program is reaped, whatever still holds its pipes is not waited for. */
+  /**
+   * The kill timeout, or the exit grace, expired: once the program is reaped, whatever still
+   * holds its pipes is not waited for.
+   */
   #graceOver = false;
+  #graceTimer: NodeJS.Timeout | null = null;
   #outputPaused = false;
   #stdinOpen = true;
   #execFailed = false;
+  readonly #contained: boolean;
+  readonly #startedAt = performance.now();
+  readonly #report: Buffer[] = [];
+  #usage: ResourceUsage | null = null;
+  #descendantsStopped = 0;
+  #programPid: number | undefined;
 
   /** Starts the program at once. Throws `ArgumentError` only for an empty argv. */
   constructor(argv: readonly string[], options: LocalChannelOptions = {}) {
@@ -100,24 +148,73 @@ export class LocalChannel extends ProcessChannel {
     this.argv = argv;
     this.#processGroup = options.processGroup ?? false;
     this.#killTimeout = options.killTimeout ?? DEFAULT_KILL_TIMEOUT;
+    this.#exitGrace = options.exitGrace ?? DEFAULT_EXIT_GRACE;
+    this.#contained = options.contain ?? false;
+    if (this.#contained && !reaperAvailable()) throw new ArgumentError(REAPER_MISSING);
+    if (this.#contained) this.#openStreams = 3; // and the reaper's report
     this.#child = this.#spawn(options);
   }
 
-  /** The program's pid; undefined once it is known that the program could not be started. */
+  /**
+   * The program's pid (the reaper's when contained); undefined once it is known that the
+   * program could not be started.
+   */
   override get pid(): number | undefined {
     return this.#execFailed ? undefined : this.#child?.pid;
   }
 
+  /**
+   * The program's own pid: `pid`, or when contained the pid the reaper reports (undefined
+   * until that line has been read).
+   */
+  get programPid(): number | undefined {
+    if (!this.#contained) return this.pid;
+    this.#programPid ??= reportedPid(Buffer.concat(this.#report).toString('latin1')) ?? undefined;
+    return this.#programPid;
+  }
+
+  /** Whether the run is contained (see `contain`). */
+  get contained(): boolean {
+    return this.#contained;
+  }
+
+  /**
+   * What the run cost, once it has exited (null before, and after an exec failure): CPU and
+   * peak RSS from wait4 — of the program and every descendant the reaper reaped when
+   * contained; of the program and the children it waited for otherwise (native backend);
+   * unknown (null) with child_process uncontained — and the wall time.
+   */
+  get usage(): ResourceUsage | null {
+    return this.#usage;
+  }
+
+  /** How many processes besides the program had to be stopped when the run ended (contained runs). */
+  get descendantsStopped(): number {
+    return this.#descendantsStopped;
+  }
+
   #spawn(options: LocalChannelOptions): SpawnedChild | null {
-    const backend = resolveSpawnBackend(options.spawnBackend);
+    // The reaper reports on a fourth pipe, which only child_process gives it for now.
+    const backend = resolveSpawnBackend(this.#contained ? 'child_process' : options.spawnBackend);
     let child: SpawnedChild;
+    const started = this.#contained
+      ? reaperArgv(options.file ?? this.argv[0]!, this.argv, {
+          exitGrace: this.#exitGrace,
+          killTimeout: this.#killTimeout,
+          detached: options.detached ?? false,
+          processGroup: this.#processGroup,
+        })
+      : { file: options.file, argv: this.argv };
     try {
       child = backend.spawn({
-        argv: this.argv,
-        file: options.file,
+        argv: started.argv,
+        file: started.file,
+        report: this.#contained,
+        detached: options.detached,
         cwd: options.cwd,
         env: options.env,
-        processGroup: this.#processGroup,
+        // Contained, the program leads the group (the reaper makes it); the reaper stays in ours.
+        processGroup: this.#processGroup && !this.#contained,
         uid: options.uid,
         gid: options.gid,
         rlimits: options.rlimits,
@@ -145,10 +242,13 @@ export class LocalChannel extends ProcessChannel {
     });
     child.stdin!.on('drain', () => this.emit('drain'));
     for (const [stream, type] of [
-      [child.stdout!, 'stdout'],
-      [child.stderr!, 'stderr'],
+      [child.stdout, 'stdout'],
+      [child.stderr, 'stderr'],
+      [child.report, 'report'],
     ] as const) {
-      stream.on('data', (data: Buffer) => this.emitOutput(type, data));
+      if (!stream) continue;
+      if (type === 'report') stream.on('data', (data: Buffer) => this.#report.push(data));
+      else stream.on('data', (data: Buffer) => this.emitOutput(type, data));
       stream.on('error', () => {});
       stream.on('close', () => {
         this.#openStreams--;
@@ -157,6 +257,8 @@ export class LocalChannel extends ProcessChannel {
     }
     child.on('exit', (code, signal) => {
       this.#reaped = signal ? killedBy(wireSignalName(signal)) : exitedWith(code ?? 0);
+      this.#usage = this.#measure(child.usage ?? UNKNOWN_CHILD_USAGE);
+      if (this.#openStreams > 0) this.#startExitGrace();
       this.#closePipesAfterGrace();
       this.#maybeFinish();
     });
@@ -196,12 +298,63 @@ export class LocalChannel extends ProcessChannel {
     this.#child?.stdin?.destroy();
   }
 
-  /** Done means the program exited and both of its output pipes closed, as in Node's 'close'. */
+  /**
+   * Done means the program exited and both of its output pipes closed, as in Node's 'close' —
+   * but an exit is an exit: pipes held open by what the program left behind are closed when
+   * the exit grace expires (see `exitGrace`).
+   */
   #maybeFinish(): void {
     if (this.#reaped === null || this.#openStreams > 0) return;
+    if (this.#contained && this.#takeReport()) return;
     this.#clearKillTimer();
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    // The run is the group: what it left behind (a `&` job) ends with it.
+    if (this.#processGroup && !this.#contained && this.#child?.pid !== undefined) {
+      stopGroup(this.#child.pid, this.#killTimeout);
+    }
     this.emitExit(this.#reaped);
     this.emitClose();
+  }
+
+  #measure(child: ChildUsage): ResourceUsage {
+    return { ...child, wallTime: Math.round(performance.now() - this.#startedAt) };
+  }
+
+  /**
+   * The reaper's report replaces what its own exit says: the program's status, the tree's
+   * usage. Returns true when it says the program could not be executed (reported as such).
+   */
+  #takeReport(): boolean {
+    const report = parseReaperReport(Buffer.concat(this.#report).toString('latin1'));
+    if (!report) return false; // the reaper was killed: its own status is all there is
+    if (report.execErrno > 0) {
+      const code = getSystemErrorName(-report.execErrno);
+      this.#failExec(Object.assign(new Error(code), { code }));
+      return true;
+    }
+    this.#reaped = report.status;
+    this.#descendantsStopped = report.descendantsStopped;
+    this.#usage = this.#measure(report.usage);
+    return false;
+  }
+
+  /**
+   * The program is reaped but a pipe is still open: a descendant holds it (`sleep 30 &`). It
+   * gets the exit grace to finish; then the grace is over, as after the kill timeout, and
+   * #closePipesAfterGrace drains and closes the pipes (a paused reader's output waits for it).
+   */
+  #startExitGrace(): void {
+    if (this.#graceTimer || this.#graceOver || this.closed) return;
+    if (this.#exitGrace <= 0) {
+      this.#graceOver = true;
+      return;
+    }
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = null;
+      this.#graceOver = true;
+      this.#closePipesAfterGrace();
+    }, this.#exitGrace);
   }
 
   write(data: Buffer | string): boolean {
@@ -265,12 +418,28 @@ export class LocalChannel extends ProcessChannel {
     this.#closePipesAfterGrace();
   }
 
-  /** Sends a signal to the program (to its group when it has one). */
+  /**
+   * Sends a signal to the program (to its group when it has one). Contained, TERM stops the
+   * whole tree (KILL after the kill timeout), KILL kills the whole tree at once, and any other
+   * signal is passed on to the program by the reaper.
+   */
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
     const pid = this.#child?.pid;
     if (pid === undefined || this.closed) return;
     try {
-      if (this.#processGroup) process.kill(-pid, signal);
+      if (this.#contained) {
+        if (this.#reaped !== null) return;
+        // TERM the program (and its group) now, and the reaper TERMs the rest of the tree;
+        // before the reaper has said which pid the program has, the reaper TERMs it all.
+        const program = this.programPid;
+        if (signal === 'SIGTERM' && program !== undefined) {
+          if (this.#processGroup) signalGroup(program, signal);
+          else process.kill(program, signal);
+          process.kill(pid, SIG_STOP_REST);
+        } else {
+          process.kill(pid, signal === 'SIGKILL' ? SIG_KILL_TREE : signal);
+        }
+      } else if (this.#processGroup) process.kill(-pid, signal);
       else if (this.#reaped === null) this.#child!.kill(signal);
     } catch {
       // ESRCH: already gone.
@@ -372,4 +541,24 @@ function merge(defaults: LocalChannelOptions, request: LaunchRequest): LocalChan
     if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
   }
   return merged;
+}
+
+function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: the group is empty
+  }
+}
+
+/**
+ * TERM to a process group whose leader is gone, KILL after `killTimeout`: its members hold
+ * the group's id, so the kernel does not reuse it for anyone else meanwhile. The KILL timer
+ * does not keep the process alive.
+ */
+function stopGroup(pgid: number, killTimeout: number): void {
+  if (signalGroup(pgid, 'SIGTERM')) {
+    setTimeout(() => signalGroup(pgid, 'SIGKILL'), killTimeout).unref();
+  }
 }

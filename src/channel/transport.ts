@@ -29,6 +29,10 @@ export interface ProgramOptions {
   processGroup?: boolean;
   /** Milliseconds between TERM and KILL when the program is stopped. */
   killTimeout?: number;
+  /** Contain the run: every descendant stops with it (LocalChannelOptions.contain). */
+  contain?: boolean;
+  /** Milliseconds pipes held by descendants may outlive the program (LocalChannelOptions.exitGrace). */
+  exitGrace?: number;
 }
 
 export type ProgramOptionName = keyof ProgramOptions;
@@ -115,6 +119,8 @@ export const PROGRAM_OPTION_NAMES = [
   'env',
   'processGroup',
   'killTimeout',
+  'contain',
+  'exitGrace',
 ] as const satisfies readonly ProgramOptionName[];
 
 /** What to do instead, for each option a plain sockexec daemon cannot be told. */
@@ -128,4 +134,7 @@ export const HOW_INSTEAD: Record<ProgramOptionName, string> = {
   processGroup:
     'the daemon decides that for all its programs (procsock serve --kill-group); drop the option',
   killTimeout: "the daemon's own grace applies (procsock serve -k SECONDS); drop the option",
+  contain:
+    'a procsock daemon contains its runs itself (unless started with --no-contain); drop the option',
+  exitGrace: "the daemon's own exit grace applies; drop the option",
 };

@@ -40,6 +40,9 @@ shell), streams stdin to it and its stdout/stderr/exit back.
                                 when it is served; then it is closed; 0 = none (default ${SERVE_DEFAULTS.requestTimeout / 1000})
       --kill-group              start each program in its own process group and signal the
                                 whole group, so what it starts dies with it
+      --no-contain              do not contain runs: leave what a program starts in
+                                other groups or sessions (or after its exit) alone, as
+                                sockexec does (default: contained when the reaper is built)
       --max-args N              most arguments per request (default ${DEFAULT_REQUEST_LIMITS.maxArgs})
       --max-arg-length BYTES    longest single argument (default ${DEFAULT_REQUEST_LIMITS.maxArgLength})
       --max-arg-bytes BYTES     most bytes of all arguments together (default ${DEFAULT_REQUEST_LIMITS.maxArgBytes})
@@ -125,6 +128,7 @@ function optionsFrom(parsed: ReturnType<typeof parse>): ServeCommand {
   }
   const options: ServeOptions = { path, limits, processGroup: values['kill-group'] ?? false };
   if (values['no-extension']) options.extension = false;
+  if (values['no-contain']) options.contain = false;
   if (values.queue !== undefined) options.backlog = count('-q', values.queue);
   if (values['max-connections'] !== undefined) {
     options.maxConnections = count('-m', values['max-connections']);
@@ -278,6 +282,7 @@ const OPTIONS = {
   'kill-timeout': { type: 'string', short: 'k' },
   'kill-group': { type: 'boolean' },
   'request-timeout': { type: 'string' },
+  'no-contain': { type: 'boolean' },
   'max-args': { type: 'string' },
   'max-arg-length': { type: 'string' },
   'max-arg-bytes': { type: 'string' },

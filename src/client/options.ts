@@ -86,6 +86,8 @@ export const EXEC_OPTIONS: Readonly<Record<ExecOptionName, OptionSpec>> = {
   env: { default: undefined, check: checkEnv, program: true },
   killTimeout: { default: undefined, check: duration, program: true },
   processGroup: { default: undefined, check: checkBoolean, program: true },
+  contain: { default: undefined, check: checkBoolean, program: true },
+  exitGrace: { default: undefined, check: duration, program: true },
 };
 
 export const EXEC_OPTION_NAMES = Object.keys(EXEC_OPTIONS) as ExecOptionName[];

@@ -129,9 +129,9 @@ export class Connection {
     return this.#state;
   }
 
-  /** The running program's pid, if it has one. */
+  /** The running program's pid, if it has one (not its reaper's, when the run is contained). */
   get pid(): number | undefined {
-    return this.#channel?.pid;
+    return this.#channel?.programPid;
   }
 
   /** Starts serving: reads the request, starts the deadline. Call once. */
@@ -273,6 +273,7 @@ export class Connection {
       gid: plan.identity?.gid,
       rlimits: plan.rlimits,
       processGroup: run.processGroup,
+      contain: this.#options.contain,
       killTimeout: run.killTimeout,
       // Output is only relayed: read it into reused buffers (see #send).
       lendOutput: true,
@@ -285,10 +286,13 @@ export class Connection {
     channel.on('exit', (status) => this.#guard(() => this.#onExit(status)));
     channel.on('error', (error) => this.#guard(() => this.#onSpawnError(error)));
     channel.on('close', () => {
-      this.#log(`program ${channel.pid ?? '(not started)'} reaped`);
+      this.#log(`program ${channel.programPid ?? channel.pid ?? '(not started)'} reaped`);
       this.#maybeClosed();
     });
-    this.#log(() => `spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(plan.argv)}`);
+    const reaper = channel.contained ? ' (the reaper of a contained run)' : '';
+    this.#log(
+      () => `spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(plan.argv)}${reaper}`,
+    );
   }
 
   /**
@@ -471,7 +475,7 @@ export class Connection {
     this.#socket.destroy();
     if (channel && !channel.closed) {
       this.#log(
-        `sending TERM to pid ${channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
+        `sending TERM to pid ${channel.programPid ?? channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
       );
       channel.destroy();
       this.#logKill(channel);
@@ -514,7 +518,7 @@ export class Connection {
     const channel = this.#channel;
     if (channel === null || channel.closed) return;
     this.#log(
-      `${why}: sending TERM to pid ${channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
+      `${why}: sending TERM to pid ${channel.programPid ?? channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
     );
     channel.terminate();
     this.#logKill(channel);
@@ -525,7 +529,9 @@ export class Connection {
     if (this.#options.log === null || this.#killLogTimer) return;
     this.#killLogTimer = setTimeout(() => {
       this.#killLogTimer = null;
-      if (!channel.closed) this.#log(`pid ${channel.pid} outlived the grace: KILL sent`);
+      if (!channel.closed) {
+        this.#log(`pid ${channel.programPid ?? channel.pid} outlived the grace: KILL sent`);
+      }
     }, this.#options.killTimeout);
   }
 

@@ -3,6 +3,7 @@
  * one place where they are validated and normalised.
  */
 import { statSync } from 'node:fs';
+import { REAPER_MISSING, reaperAvailable } from '../channel/contain.js';
 import { spawnBackendInUse } from '../channel/local.js';
 import { nativeUnavailableReason } from '../channel/spawn/locate.js';
 import { MAX_TIMER } from '../core/limits.js';
@@ -43,6 +44,14 @@ export interface ServeOptions {
    * connection. Default true.
    */
   extension?: boolean;
+  /**
+   * Contain each run (see `LocalChannelOptions.contain`): whatever a program starts, in any
+   * process group or session, is stopped with it — at its exit (after a 1 s grace for output
+   * still being written), at the deadline, a hang-up, a limit and shutdown — and the audit
+   * record counts them. The wire replies are sockexec's either way. Default true where
+   * procsock's reaper is built (with the native addon); true without it is an error.
+   */
+  contain?: boolean;
   /** Limits on each request (argc, argument length, netstring length). */
   limits?: Partial<RequestLimits>;
   /** Debug log sink, one line per call (accept, spawn, signals, exit, violations). Default none. */
@@ -65,6 +74,7 @@ export interface ResolvedServeOptions {
   readonly requestTimeout: number;
   readonly processGroup: boolean;
   readonly extension: boolean;
+  readonly contain: boolean;
   readonly limits: Readonly<RequestLimits>;
   readonly log: ((line: string) => void) | null;
   readonly policy: Policy;
@@ -130,10 +140,17 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
     ),
     processGroup: Boolean(options.processGroup ?? SERVE_DEFAULTS.processGroup),
     extension: Boolean(options.extension ?? SERVE_DEFAULTS.extension),
+    contain: resolveContain(options.contain),
     limits: Object.freeze(limits),
     log,
     policy: resolvePolicy(options.policy ?? {}),
   };
+}
+
+function resolveContain(contain: boolean | undefined): boolean {
+  if (contain === undefined) return reaperAvailable();
+  if (contain && !reaperAvailable()) throw new ArgumentError(`serve(): contain: ${REAPER_MISSING}`);
+  return Boolean(contain);
 }
 
 /** Builds the policy and checks what it needs from this machine, at start-up rather than per program. */

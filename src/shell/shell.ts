@@ -30,6 +30,7 @@
  */
 
 import type { ProcessChannel } from '../channel/channel.js';
+import { reaperAvailable } from '../channel/contain.js';
 import { resolveTransport } from '../channel/target.js';
 import { type LaunchRequest, startChannel, type Transport } from '../channel/transport.js';
 import { checkByteCount, checkDuration, DEFAULT_MAX_BUFFER, hasDeadline } from '../core/limits.js';
@@ -98,6 +99,15 @@ export interface ShellOptions {
    * collected, so not capped. Default `DEFAULT_MAX_BUFFER` (64 MiB); `Infinity`: none.
    */
   maxBuffer?: number;
+  /**
+   * Local transport: contain the shell (see `LocalChannelOptions.contain`), so that every
+   * process it starts — `&` jobs, `set -m` jobs in groups of their own, `setsid` children —
+   * ends with it: at `stop()` (a session ending is a hang-up), `close()`, a timeout, a crash,
+   * and when this process dies. Default true where procsock's reaper is built (with the
+   * native addon); otherwise the shell's process group is all that is stopped. `false` lets
+   * what it started in other groups or sessions, or with its pipes released, live on.
+   */
+  contain?: boolean;
 }
 
 /** `Shell.python`, `Shell.node`, `Shell.sqlite`: their program has a default too. */
@@ -398,7 +408,20 @@ export class Shell {
     const { cwd, env, killTimeout } = this.#options;
     const launch = await this.#transport.prepare();
     const processGroup = launch.honours('processGroup') || undefined;
-    const request: LaunchRequest = { argv: this.#argv, cwd, env, killTimeout, processGroup };
+    // Where the transport can (locally): contained, and a shell's exit ends its session at
+    // once — jobs holding its pipes are not waited for.
+    const local = launch.honours('contain');
+    const contain = local ? (this.#options.contain ?? reaperAvailable()) : undefined;
+    const exitGrace = launch.honours('exitGrace') ? 0 : undefined;
+    const request: LaunchRequest = {
+      argv: this.#argv,
+      cwd,
+      env,
+      killTimeout,
+      processGroup,
+      contain,
+      exitGrace,
+    };
     return startChannel(launch, request, this.#transport);
   }
 

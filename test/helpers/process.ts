@@ -63,9 +63,24 @@ function allProcesses(): ProcessInfo[] {
   return list;
 }
 
-/** Direct children of a process, zombies included (state 'Z'). */
+/**
+ * Children of a process, zombies included (state 'Z'). procsock's reaper (a contained run,
+ * src/channel/contain.ts) is seen through: a live reaper counts as the programs it runs, so
+ * a program started through one is found where an uncontained one would be; a reaper with
+ * no child left, or a zombie one, counts as itself.
+ */
 export function childrenOf(pid: number = process.pid): ProcessInfo[] {
-  return allProcesses().filter((p) => p.ppid === pid);
+  return flatten(allProcesses(), pid);
+}
+
+function flatten(all: ProcessInfo[], pid: number): ProcessInfo[] {
+  return all
+    .filter((p) => p.ppid === pid)
+    .flatMap((child) => {
+      if (child.command !== 'procsock_reaper' || child.state === 'Z') return [child];
+      const below = flatten(all, child.pid);
+      return below.length > 0 ? below : [child];
+    });
 }
 
 /** Every process in a process group (alive or zombie). */

@@ -6,8 +6,9 @@
  * wrote and then `termsig KILL`; the slot frees; the audit record is written; shutdown
  * does not wait for the descendants.
  *
- * (The descendants themselves outlive the connection here unless they share its process
- * group: stopping them is containment's job. The test kills them at the end.)
+ * (These daemons run uncontained, --no-contain: the descendants then outlive the connection
+ * unless they share its process group, and the test kills them at the end. Contained — the
+ * default — they are stopped with it: test/server/containment.test.ts.)
  */
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
@@ -88,6 +89,7 @@ describe('the deadline: TERM, KILL after the kill timeout, then the pipes are cl
       const audit = files.path(`deadline-${processGroup}.audit`);
       const count = files.path(`deadline-${processGroup}.count`);
       const daemon = await startDaemon({
+        contain: false,
         timeout: 500,
         killTimeout: 300,
         maxConnections: 1,
@@ -127,6 +129,7 @@ describe('a hang-up with no deadline (-t 0): the slot frees after the kill timeo
     test(name, async () => {
       const audit = files.path(`hangup-${processGroup}.audit`);
       const daemon = await startDaemon({
+        contain: false,
         timeout: 0,
         killTimeout: 300,
         maxConnections: 1,
@@ -159,7 +162,7 @@ describe('a hang-up with no deadline (-t 0): the slot frees after the kill timeo
 });
 
 test('SIGTERM shutdown does not wait for a daemonised grandchild holding the pipes', async () => {
-  const daemon = await startDaemonProcess(['-t', '0', '-k', '1']);
+  const daemon = await startDaemonProcess(['-t', '0', '-k', '1', '--no-contain']);
   try {
     const client = await RawClient.connect(daemon.path);
     // The subshell exits at once: its setsid child is reparented, a daemon of its own.

@@ -12,6 +12,7 @@
  * (`auto` | `native` | `child_process`); `auto` (the default) takes `native` when it loaded.
  */
 import { SpawnError } from '../../errors.js';
+import type { ChildUsage } from '../usage.js';
 
 export type SpawnBackendName = 'native' | 'child_process';
 export type SpawnBackendChoice = 'auto' | SpawnBackendName;
@@ -60,6 +61,17 @@ export interface SpawnRequest {
    * Default 5000.
    */
   killGrace?: number;
+  /**
+   * A fourth pipe, the child's descriptor 3, read as `SpawnedChild.report`: how procsock's
+   * reaper (src/channel/contain.ts) reports the run.
+   */
+  report?: boolean;
+  /**
+   * Let the child outlive this process. Otherwise the native backend has the kernel KILL it
+   * when the thread that started it ends (PR_SET_PDEATHSIG); child_process cannot (see
+   * src/channel/contain.ts for what is done instead).
+   */
+  detached?: boolean;
 }
 
 /**
@@ -133,6 +145,10 @@ export interface SpawnedChild {
   readonly stdin: ChildInput | null;
   readonly stdout: ChildOutput | null;
   readonly stderr: ChildOutput | null;
+  /** The descriptor-3 pipe when `report` was asked for. */
+  readonly report?: ChildOutput | null;
+  /** Set before `'exit'` when the backend learns it (wait4): the child's CPU and peak RSS. */
+  readonly usage?: ChildUsage | null;
   /** Signals the child itself (not its group) while it is not yet reaped. */
   kill(signal?: NodeJS.Signals): boolean;
   on(event: 'error', listener: (error: Error) => void): this;

@@ -1,9 +1,33 @@
 /** The `child_process` backend: Node's own spawn (a fork of the whole Node process). */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { ArgumentError } from '../../errors.js';
-import type { SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
+import type { ChildOutput, SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
 import { nativeUnavailableReason } from './locate.js';
 import { guardWorkerChild } from './native.js';
+
+/**
+ * Children that must not outlive us. child_process gives no hook between fork and exec, so
+ * no parent-death signal: the best it can do is KILL them when this process exits
+ * normally, by process.exit() or an uncaught exception. A SIGKILLed Node leaves them; a
+ * contained run (LocalChannel `contain`) does not, as procsock's reaper sets the signal.
+ */
+const attached = new Set<ChildProcess>();
+let exitHooked = false;
+
+function killAttached(): void {
+  for (const child of attached) child.kill('SIGKILL');
+}
+
+function attach(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  if (!exitHooked) {
+    process.on('exit', killAttached);
+    exitHooked = true;
+  }
+  attached.add(child);
+  child.once('exit', () => attached.delete(child));
+}
 
 export const childProcessBackend: SpawnBackend = {
   name: 'child_process',
@@ -19,12 +43,16 @@ export const childProcessBackend: SpawnBackend = {
       cwd: request.cwd,
       env: request.env,
       detached: request.processGroup,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: request.report ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
       uid: request.uid,
       gid: request.gid,
     });
     // In a worker, the addon stops and reaps it should the worker be terminated first.
     if (child.pid !== undefined) child.once('exit', guardWorkerChild(child.pid, request));
-    return child;
+    if (!request.detached) attach(child);
+    if (!request.report) return child;
+    return Object.assign(child, {
+      report: child.stdio[3] as Readable | null as unknown as ChildOutput | null,
+    });
   },
 };
