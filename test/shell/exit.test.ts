@@ -30,8 +30,8 @@ for (const kind of ['local', 'daemon'] as const) {
     const shell = () =>
       Shell.posix({
         program: 'bash',
-        killTimeout: KILL_TIMEOUT,
-        transport: daemon ? { socket: daemon.path } : 'local',
+        // Through the daemon its own grace (-k) applies.
+        ...(daemon ? { transport: { socket: daemon.path } } : { killTimeout: KILL_TIMEOUT }),
       });
     const jobPid = async (sh: Shell, command: string) =>
       Number((await sh.run(`${command} & echo $!`)).stdout);
