@@ -273,7 +273,8 @@ export class Connection {
       gid: plan.identity?.gid,
       rlimits: plan.rlimits,
       processGroup: run.processGroup,
-      contain: this.#options.contain,
+      // Resource limits need the native backend, which cannot start the reaper yet (no 4th pipe).
+      contain: this.#options.contain && !(plan.rlimits && Object.keys(plan.rlimits).length > 0),
       killTimeout: run.killTimeout,
       // Output is only relayed: read it into reused buffers (see #send).
       lendOutput: true,
