@@ -40,9 +40,10 @@ shell), streams stdin to it and its stdout/stderr/exit back.
                                 when it is served; then it is closed; 0 = none (default ${SERVE_DEFAULTS.requestTimeout / 1000})
       --kill-group              start each program in its own process group and signal the
                                 whole group, so what it starts dies with it
-      --no-contain              do not contain runs: leave what a program starts in
-                                other groups or sessions (or after its exit) alone, as
-                                sockexec does (default: contained when the reaper is built)
+      --contain                 contain runs: whatever a program starts, in any group or
+                                session, is stopped with it (needs the reaper, built with
+                                the native addon; default: not contained, as sockexec)
+      --no-contain              do not contain runs (the default)
       --max-args N              most arguments per request (default ${DEFAULT_REQUEST_LIMITS.maxArgs})
       --max-arg-length BYTES    longest single argument (default ${DEFAULT_REQUEST_LIMITS.maxArgLength})
       --max-arg-bytes BYTES     most bytes of all arguments together (default ${DEFAULT_REQUEST_LIMITS.maxArgBytes})
@@ -128,6 +129,7 @@ function optionsFrom(parsed: ReturnType<typeof parse>): ServeCommand {
   }
   const options: ServeOptions = { path, limits, processGroup: values['kill-group'] ?? false };
   if (values['no-extension']) options.extension = false;
+  if (values.contain) options.contain = true;
   if (values['no-contain']) options.contain = false;
   if (values.queue !== undefined) options.backlog = count('-q', values.queue);
   if (values['max-connections'] !== undefined) {
@@ -282,6 +284,7 @@ const OPTIONS = {
   'kill-timeout': { type: 'string', short: 'k' },
   'kill-group': { type: 'boolean' },
   'request-timeout': { type: 'string' },
+  contain: { type: 'boolean' },
   'no-contain': { type: 'boolean' },
   'max-args': { type: 'string' },
   'max-arg-length': { type: 'string' },

@@ -7,6 +7,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
+import { reaperAvailable } from '../../src/channel/contain.js';
 import { ShellCrashError } from '../../src/errors.js';
 import { Shell } from '../../src/shell/index.js';
 import { runCli } from '../helpers/cli.js';
@@ -22,7 +23,12 @@ for (const kind of ['local', 'daemon'] as const) {
     let daemon: TestDaemon | undefined;
     before(async () => {
       if (kind === 'daemon')
-        daemon = await startDaemon({ timeout: 0, killTimeout: KILL_TIMEOUT, processGroup: true });
+        daemon = await startDaemon({
+          timeout: 0,
+          killTimeout: KILL_TIMEOUT,
+          processGroup: true,
+          contain: reaperAvailable(),
+        });
     });
     after(async () => {
       await daemon?.close();
