@@ -52,7 +52,7 @@ export const childProcessBackend: SpawnBackend = {
     if (!request.detached) attach(child);
     if (!request.report) return child;
     return Object.assign(child, {
-      report: child.stdio[3] as Readable | null as unknown as ChildOutput | null,
+      report: (child.stdio?.[3] ?? null) as Readable | null as unknown as ChildOutput | null,
     });
   },
 };
