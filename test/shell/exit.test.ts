@@ -37,7 +37,9 @@ for (const kind of ['local', 'daemon'] as const) {
       Shell.posix({
         program: 'bash',
         // Through the daemon its own grace (-k) applies.
-        ...(daemon ? { transport: { socket: daemon.path } } : { killTimeout: KILL_TIMEOUT }),
+        ...(daemon
+          ? { transport: { socket: daemon.path } }
+          : { killTimeout: KILL_TIMEOUT, contain: reaperAvailable() }),
       });
     const jobPid = async (sh: Shell, command: string) =>
       Number((await sh.run(`${command} & echo $!`)).stdout);
