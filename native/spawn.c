@@ -20,7 +20,7 @@
  *   - path candidates, argv, the /bin/sh fallback's argv and the string "/bin/sh" itself;
  *   - envp: the env option's copy, or without one a copy of `environ` made in spawn()
  *     (`environ` is reallocated by the next setenv: a process.env write after the spawn);
- *   - cwd, resource limits, uid/gid, flags, the three descriptor numbers;
+ *   - cwd, resource limits, uid/gid, flags, the descriptor numbers, the parent's pid;
  *   - the signal state: the default sigaction and the empty mask are on the child's stack;
  *   - the child's stack itself, and the plan's `error`, the one thing the child writes.
  * The child makes raw system calls only, so it never writes errno (the parent thread's: it
@@ -36,10 +36,12 @@
  * rule's reach: a thread calling setenv at the very moment the main thread copies (a
  * worker created with env: SHARE_ENV) — no C library makes reading environ safe then.
  *
- * What the child gets, as libuv gives it: fresh pipes on 0, 1, 2 and no other descriptor;
- * every signal disposition reset to default (SIGPIPE included) and an empty signal mask;
- * optionally its own process group, working directory, resource limits, group and user;
- * then argv[0] is looked up in the PATH of the child's environment (execvpe semantics,
+ * What the child gets, as libuv gives it: fresh pipes on 0, 1, 2 (and 3, the report pipe of
+ * procsock's reaper, with FLAG_REPORT_PIPE) and no other descriptor; every signal
+ * disposition reset to default (SIGPIPE included) and an empty signal mask; optionally its
+ * own process group, working directory, resource limits, group and user, and a parent-death
+ * signal (FLAG_DIE_WITH_PARENT: KILL when the thread that spawned it ends — JS asks for it
+ * on the main thread only, see src/channel/spawn/native.ts); then argv[0] is looked up in the PATH of the child's environment (execvpe semantics,
  * including running a script without #! through /bin/sh).
  *
  * An exec failure is reported with the exit: the child writes errno into its plan, then
@@ -48,7 +50,8 @@
  *
  * Exit is learnt without blocking: a pidfd watched by the event loop (Linux >= 5.3), or,
  * where pidfd_open is missing or fails, SIGCHLD through libuv. Either way only our own pids are
- * reaped (waitpid(pid), never waitpid(-1)), so child_process's children are left alone.
+ * reaped (wait4(pid), never of -1), so child_process's children are left alone; what the
+ * child cost (its rusage) is left in the buffer JS gave setUsageBuffer for onExit to read.
  *
  * Worker threads: each environment has its own state (addon_t). When one goes away, an
  * async cleanup hook closes its handles and Node waits for the last close callback; in a
@@ -67,6 +70,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -86,6 +90,10 @@
 #define FLAG_PROCESS_GROUP 1
 #define FLAG_SET_UID 2
 #define FLAG_SET_GID 4
+/* A fourth pipe, the child's descriptor 3 (procsock's reaper reports on it: src/channel/contain.ts). */
+#define FLAG_REPORT_PIPE 8
+/* KILL the child when the thread that started it ends (PR_SET_PDEATHSIG), even by SIGKILL. */
+#define FLAG_DIE_WITH_PARENT 16
 
 /* What spawn() could not do, in out[0] when it fails (JS names the system call). */
 #define STAGE_MEMORY 1
@@ -93,6 +101,7 @@
 #define STAGE_CLONE 3
 
 #define CHILD_STACK_SIZE (64 * 1024)
+#define MAX_CHILD_FDS 4
 
 /*
  * System calls for the child: the result, or -errno — errno itself is never written (see
@@ -180,7 +189,9 @@ typedef struct {
   gid_t gid;
   rlimit_spec rlimits[MAX_RLIMITS];
   int rlimit_count;
-  int fds[3];          /* the child's ends: stdin (read), stdout, stderr (write) */
+  int fds[MAX_CHILD_FDS]; /* the child's ends: stdin (read), stdout, stderr, report (write) */
+  int fd_count;        /* 3, or 4 with FLAG_REPORT_PIPE: they become 0..fd_count-1 */
+  pid_t parent;        /* getpid() at the spawn: FLAG_DIE_WITH_PARENT's check that it still lives */
   char **candidates;   /* the paths to try, in PATH order */
   int candidate_count;
   char **script_argv;  /* shell, <slot>, argv[1..], NULL — for ENOEXEC */
@@ -225,7 +236,7 @@ static void free_job_memory(void *job) {
 
 CHILD_CODE static int child_main(void *arg) {
   spawn_plan *plan = arg;
-  int fds[3];
+  int fds[MAX_CHILD_FDS];
   int i;
   int saw_eacces = 0;
   long r;
@@ -243,19 +254,19 @@ CHILD_CODE static int child_main(void *arg) {
 
   if ((plan->flags & FLAG_PROCESS_GROUP) && (r = sys(SYS_setpgid, 0, 0, 0, 0)) < 0) goto fail;
 
-  /* Move our ends above 2 first, so no dup below overwrites one still to be used. */
-  for (i = 0; i < 3; i++) {
+  /* Move our ends above the targets first, so no dup below overwrites one still to be used. */
+  for (i = 0; i < plan->fd_count; i++) {
     fds[i] = plan->fds[i];
-    if (fds[i] < 3) {
-      if ((r = sys(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, 3, 0)) < 0) goto fail;
+    if (fds[i] < plan->fd_count) {
+      if ((r = sys(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, plan->fd_count, 0)) < 0) goto fail;
       fds[i] = (int)r;
     }
   }
-  for (i = 0; i < 3; i++) {
+  for (i = 0; i < plan->fd_count; i++) {
     if ((r = sys(SYS_dup3, fds[i], i, 0, 0)) < 0) goto fail;
   }
-  /* Inherit nothing but 0, 1, 2, even descriptors someone opened without O_CLOEXEC. */
-  sys(SYS_close_range, 3U, ~0U, 0U, 0);
+  /* Inherit nothing but those, even descriptors someone opened without O_CLOEXEC. */
+  sys(SYS_close_range, (unsigned)plan->fd_count, ~0U, 0U, 0);
 
   if (plan->cwd && (r = sys(SYS_chdir, plan->cwd, 0, 0, 0)) < 0) goto fail;
   for (i = 0; i < plan->rlimit_count; i++) {
@@ -270,6 +281,18 @@ CHILD_CODE static int child_main(void *arg) {
   if (plan->flags & (FLAG_SET_UID | FLAG_SET_GID)) sys(SYS_setgroups, 0, 0, 0, 0);
   if ((plan->flags & FLAG_SET_GID) && (r = sys(SYS_setgid, plan->gid, 0, 0, 0)) < 0) goto fail;
   if ((plan->flags & FLAG_SET_UID) && (r = sys(SYS_setuid, plan->uid, 0, 0, 0)) < 0) goto fail;
+
+  /*
+   * Die with the parent thread: after setuid/setgid, which clear the setting. If the parent
+   * died before this line, nobody would send it: then the parent is no longer ours (we were
+   * re-parented), and the child ends here as if it had been KILLed.
+   */
+  if (plan->flags & FLAG_DIE_WITH_PARENT) {
+    sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0);
+    if (sys(SYS_getppid, 0, 0, 0, 0) != plan->parent) {
+      sys(SYS_kill, sys(SYS_getpid, 0, 0, 0, 0), SIGKILL, 0, 0);
+    }
+  }
 
   for (i = 0; i < plan->candidate_count; i++) {
     r = sys(SYS_execve, plan->candidates[i], plan->argv, plan->envp, 0);
@@ -448,14 +471,28 @@ static void free_child(uv_handle_t *handle) {
   addon_closed(a);
 }
 
+/*
+ * What wait4 said the child cost, for JS to read in onExit (setUsageBuffer): user and system
+ * CPU in µs, then maxRSS in KiB (-1 when unknown: someone else reaped it). The peak RSS of a
+ * CLONE_VM child is Node's own (exec folds the shared memory's peak into it): JS ignores it.
+ */
+static void store_usage(addon_t *a, const struct rusage *usage, int known) {
+  if (!a->usage) return;
+  a->usage[0] = known ? (double)usage->ru_utime.tv_sec * 1e6 + (double)usage->ru_utime.tv_usec : -1;
+  a->usage[1] = known ? (double)usage->ru_stime.tv_sec * 1e6 + (double)usage->ru_stime.tv_usec : -1;
+  a->usage[2] = known ? (double)usage->ru_maxrss : -1;
+}
+
 /* Reaps `c` if it has exited; returns 1 when it is gone (and `c` freed or being freed). */
 static int try_reap(child_t *c) {
   addon_t *a = c->addon;
   int status = 0;
+  struct rusage usage;
   pid_t r;
-  do r = waitpid(c->pid, &status, WNOHANG);
+  do r = wait4(c->pid, &status, WNOHANG, &usage);
   while (r < 0 && errno == EINTR);
   if (r == 0) return 0;
+  store_usage(a, &usage, r > 0);
   LIST_REMOVE(a->children, c);
   {
     pid_t pid = c->pid;
@@ -537,9 +574,10 @@ static int unhold(addon_t *a, int fd) {
  * spawn(fileAndArgv: string (file, then argv; NUL-separated), argc: number, env: string (NUL-separated) | null,
  *       envCount: number, cwd: string | null, flags: number, uid: number, gid: number,
  *       rlimits: number[] | null (resource, soft, hard triples; -1 = unlimited),
- *       out: Int32Array(4), killGraceMs: number)
- *   → errno: 0 when started (out = pid, stdin, stdout, stderr fds), else what failed before
- *     the child existed, with out[0] = STAGE_MEMORY | STAGE_PIPE | STAGE_CLONE.
+ *       out: Int32Array(5), killGraceMs: number)
+ *   → errno: 0 when started (out = pid, stdin, stdout, stderr fds, and with FLAG_REPORT_PIPE the
+ *     report's read end), else what failed before the child existed, with
+ *     out[0] = STAGE_MEMORY | STAGE_PIPE | STAGE_CLONE.
  * env null: the child gets a copy of this process's environ, taken now (see the top).
  * killGraceMs: TERM to KILL, should this environment go away (a worker) before the child.
  * The stdin descriptor is held (closed at teardown) until closeFd or releaseFd.
@@ -558,8 +596,8 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   size_t out_length = 0;
   napi_typedarray_type out_type;
   napi_valuetype type;
-  int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-  int error = 0, stage = STAGE_MEMORY, i;
+  int pipes[MAX_CHILD_FDS][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+  int error = 0, stage = STAGE_MEMORY, i, fd_count;
   pid_t pid = -1;
   sigset_t all, old;
 
@@ -576,7 +614,8 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   napi_get_value_int32(env, args[7], &gid);
   napi_get_typedarray_info(env, args[9], &out_type, &out_length, (void **)&out, NULL, NULL);
   napi_get_value_uint32(env, args[10], &grace);
-  if (!out || out_type != napi_int32_array || out_length < 4 || arg_count == 0) {
+  fd_count = (flags & FLAG_REPORT_PIPE) ? 4 : 3;
+  if (!out || out_type != napi_int32_array || out_length < (size_t)fd_count + 1 || arg_count == 0) {
     napi_throw_type_error(env, NULL, "spawn: bad arguments");
     return NULL;
   }
@@ -607,6 +646,7 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   plan->envp = job->envp;
   plan->cwd = job->cwd;
   plan->flags = flags;
+  plan->parent = getpid();
   plan->uid = (uid_t)uid;
   plan->gid = (gid_t)gid;
   memcpy(plan->shell, "/bin/sh", sizeof plan->shell);
@@ -645,15 +685,15 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   plan->script_argv = job->script_argv;
 
   stage = STAGE_PIPE;
-  for (i = 0; i < 3; i++) {
+  for (i = 0; i < fd_count; i++) {
     if (pipe2(pipes[i], O_CLOEXEC) != 0) {
       error = errno;
       goto done;
     }
+    /* The child reads stdin and writes the others. */
+    plan->fds[i] = i == 0 ? pipes[i][0] : pipes[i][1];
   }
-  plan->fds[0] = pipes[0][0]; /* the child reads stdin */
-  plan->fds[1] = pipes[1][1];
-  plan->fds[2] = pipes[2][1];
+  plan->fd_count = fd_count;
 
   /* The child starts with every signal blocked: no handler of ours may run in it. */
   stage = STAGE_CLONE;
@@ -664,10 +704,10 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   if (pid < 0) error = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* The child has its own copy of the descriptor table: ours of its ends can go now. */
-  close(pipes[0][0]);
-  close(pipes[1][1]);
-  close(pipes[2][1]);
-  pipes[0][0] = pipes[1][1] = pipes[2][1] = -1;
+  for (i = 0; i < fd_count; i++) {
+    close(plan->fds[i]);
+    pipes[i][i == 0 ? 0 : 1] = -1;
+  }
   if (pid < 0) goto done;
 
   c->addon = a;
@@ -693,11 +733,13 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   out[1] = pipes[0][1];
   out[2] = pipes[1][0];
   out[3] = pipes[2][0];
+  if (fd_count > 3) out[4] = pipes[3][0];
   a->held_fds[a->held_count++] = pipes[0][1]; /* room reserved above */
-  pipes[0][1] = pipes[1][0] = pipes[2][0] = -1; /* now owned by JS */
+  pipes[0][1] = -1;
+  for (i = 1; i < fd_count; i++) pipes[i][0] = -1; /* now owned by JS */
 
 done:
-  for (i = 0; i < 3; i++) {
+  for (i = 0; i < MAX_CHILD_FDS; i++) {
     if (pipes[i][0] >= 0) close(pipes[i][0]);
     if (pipes[i][1] >= 0) close(pipes[i][1]);
   }
@@ -706,6 +748,30 @@ done:
   if (error) out[0] = stage;
   napi_create_int32(env, error, &result);
   return result;
+}
+
+/*
+ * setUsageBuffer(usage: Float64Array(3)): where onExit finds the reaped child's usage
+ * (store_usage). Kept referenced until the environment goes away.
+ */
+static napi_value js_set_usage_buffer(napi_env env, napi_callback_info info) {
+  size_t argc = 1, length = 0;
+  napi_value arg;
+  napi_typedarray_type type;
+  void *data = NULL;
+  addon_t *a = NULL;
+  napi_get_instance_data(env, (void **)&a);
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (!a || argc < 1 ||
+      napi_get_typedarray_info(env, arg, &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || length < 3) {
+    napi_throw_type_error(env, NULL, "setUsageBuffer: expected a Float64Array(3), after init");
+    return NULL;
+  }
+  if (a->usage_ref) napi_delete_reference(env, a->usage_ref);
+  napi_create_reference(env, arg, 1, &a->usage_ref);
+  a->usage = data;
+  return NULL;
 }
 
 /* closeFd(fd): closes a descriptor spawn() handed out (stdin), without Node's fs bookkeeping. */
@@ -975,6 +1041,8 @@ static void finalize(napi_env env, void *data, void *hint) {
   napi_delete_reference(env, a->on_read);
   if (a->read_buffer_ref) napi_delete_reference(env, a->read_buffer_ref);
   a->read_buffer = NULL;
+  if (a->usage_ref) napi_delete_reference(env, a->usage_ref);
+  a->usage = NULL;
   napi_delete_reference(env, a->resource);
   napi_async_destroy(env, a->async);
   release_addon(a);
@@ -1069,6 +1137,7 @@ NAPI_MODULE_INIT() {
       {"shutdownWrite", NULL, js_shutdown_write, NULL, NULL, NULL, napi_default, NULL},
       {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_default, NULL},
       {"setReadBuffer", NULL, js_set_read_buffer, NULL, NULL, NULL, napi_default, NULL},
+      {"setUsageBuffer", NULL, js_set_usage_buffer, NULL, NULL, NULL, napi_default, NULL},
       {"pipeOpen", NULL, js_pipe_open, NULL, NULL, NULL, napi_default, NULL},
       {"pipeRead", NULL, js_pipe_read, NULL, NULL, NULL, napi_default, NULL},
       {"pipeClose", NULL, js_pipe_close, NULL, NULL, NULL, napi_default, NULL},
