@@ -201,7 +201,7 @@ const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '—');
 async function driverRole(): Promise<void> {
   let nativeBuilt = false;
   try {
-    nativeBuilt = (await import('../src/channel/spawn/native.js')).nativeAvailable();
+    nativeBuilt = (await import('../src/native/addon.js')).addonAvailable();
   } catch {}
   const daemon = await startDaemon();
   const contenders: Contender[] = [

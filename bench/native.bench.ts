@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { LocalChannel } from '../src/channel/local.js';
-import { nativeAvailable, nativeExitWatch, nativeLoadError } from '../src/channel/spawn/native.js';
+import { addonAvailable, addonExitWatch, addonLoadError } from '../src/native/addon.js';
 import { buildCLoop, cLoopRate as cLoopRatePeer } from './c-loop.js';
 import { ratio, recordGoals } from './goals.js';
 
@@ -19,7 +19,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.6);
 type SpawnOnce = () => Promise<void>;
 
 const contenders: Record<string, SpawnOnce | null> = {
-  'LocalChannel native': nativeAvailable()
+  'LocalChannel native': addonAvailable()
     ? () => new LocalChannel([PROGRAM], { spawnBackend: 'native' }).done().then(() => {})
     : null,
   'LocalChannel child_process': () =>
@@ -76,10 +76,10 @@ async function main(): Promise<void> {
   console.log(
     `spawning ${PROGRAM}: ${ROUNDS} rounds of ~${SECONDS}s per contender, interleaved; median`,
   );
-  if (!nativeAvailable()) {
-    console.log(`native backend: NOT BUILT (${nativeLoadError()?.message.split('\n')[0]})`);
+  if (!addonAvailable()) {
+    console.log(`native backend: NOT BUILT (${addonLoadError()?.message.split('\n')[0]})`);
   } else {
-    console.log(`native backend: built, exits watched by ${nativeExitWatch()}`);
+    console.log(`native backend: built, exits watched by ${addonExitWatch()}`);
   }
   const cLoop = buildCLoop();
   if (!cLoop.path) console.log(`C posix_spawn loop: not available (${cLoop.why})`);
@@ -122,7 +122,7 @@ async function main(): Promise<void> {
   }
 
   const block: Record<string, number> = {};
-  if (nativeAvailable()) {
+  if (addonAvailable()) {
     block.native = await blockPerSpawn(
       () => new LocalChannel([PROGRAM], { spawnBackend: 'native' }),
     );

@@ -1,4 +1,9 @@
-/* State the addon keeps per Node environment, shared by spawn.c and pipe.c. */
+/*
+ * State the addon keeps per Node environment, and the plumbing every part of it shares.
+ * The parts (spawn.c, pipe.c, peercred.c) depend on this, and spawn.c on the orphanage;
+ * none calls back into a part that calls it. module.c, the top, sets the state up, tears it
+ * down and exports every part's calls.
+ */
 #ifndef PROCSOCK_ADDON_H
 #define PROCSOCK_ADDON_H
 #include <node_api.h>
@@ -51,29 +56,15 @@ typedef struct {
     if ((item)->next) (item)->next->prev = (item)->prev;     \
   } while (0)
 
+/* ---- plumbing every part uses (addon.c) ---- */
+
 /* Every uv_close of the addon goes through here, so teardown knows when the last one is done. */
 void addon_close(addon_t *a, uv_handle_t *handle, uv_close_cb done);
 /* Called by each close callback, after it has freed its handle. */
 void addon_closed(addon_t *a);
-
-/*
- * Hands a child over to the process-wide orphanage (orphanage.c): with ORPHAN_STOP, TERM
- * now and KILL after `grace_ms` (to its group with ORPHAN_GROUP); reaped there when it
- * exits; then `free_memory(memory)` (NULL: nothing to free). Takes `pidfd` (or -1).
- */
-#define ORPHAN_GROUP 1
-#define ORPHAN_STOP 2
-void orphan_adopt(pid_t pid, int pidfd, int flags, unsigned grace_ms, void *memory,
-                  void (*free_memory)(void *));
+/* Drops one of the state's two owners (the environment, its teardown); frees it at none. */
+void addon_release(addon_t *a);
 
 /* Calls `fn` (a reference) with int32 arguments, as an async callback of the addon. */
 void addon_call(addon_t *a, napi_ref fn, int argc, const int32_t *args);
-
-/* Stops watching every open pipe and closes it (the environment is going away). */
-void close_all_readers(addon_t *a);
-
-napi_value js_pipe_open(napi_env env, napi_callback_info info);
-napi_value js_pipe_read(napi_env env, napi_callback_info info);
-napi_value js_pipe_close(napi_env env, napi_callback_info info);
-napi_value js_set_read_buffer(napi_env env, napi_callback_info info);
 #endif

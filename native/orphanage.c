@@ -6,7 +6,7 @@
  * in (the child may not have exec'd yet: see the ownership rule in spawn.c).
  *
  * Process-wide, shared by every environment: the module is pinned (RTLD_NODELETE, in
- * spawn.c) so that this thread's code stays mapped after the last environment that loaded
+ * module.c) so that this thread's code stays mapped after the last environment that loaded
  * the addon has unloaded it. The thread is started by the first orphan, runs with every
  * signal blocked, and only ever waits for the pids it was given (never waitpid(-1)).
  */
@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "addon.h"
+#include "orphanage.h"
 
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424

@@ -9,10 +9,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "addon.h"
+#include "pipe.h"
 
 struct reader {
   uv_poll_t poll; /* first: the handle's address is the reader's */
@@ -155,4 +156,50 @@ napi_value js_pipe_close(napi_env env, napi_callback_info info) {
   }
   close_reader(r);
   return NULL;
+}
+
+/*
+ * readAvailable(fd: number, into: Uint8Array) → bytes read (0 at end of file), or -errno
+ * (-EAGAIN: nothing there now). One read(2) on a non-blocking descriptor: what is in a pipe
+ * now, without waiting and without an exception per empty read.
+ */
+napi_value js_read_available(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], result;
+  int32_t fd = -1;
+  void *data = NULL;
+  size_t length = 0;
+  napi_typedarray_type type;
+  ssize_t n;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
+      napi_get_typedarray_info(env, args[1], &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "readAvailable: expected (fd, Uint8Array)");
+    return NULL;
+  }
+  do n = read(fd, data, length);
+  while (n < 0 && errno == EINTR);
+  napi_create_int32(env, n < 0 ? -errno : (int32_t)n, &result);
+  return result;
+}
+
+/*
+ * setPipeSize(fd: number, bytes: number) → the new capacity, or -errno. Best effort for the
+ * caller: beyond the user's pipe quota or pipe-max-size the pipe keeps its size.
+ */
+napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], result;
+  int32_t fd = -1, bytes = 0;
+  int r;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, args[1], &bytes) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setPipeSize: expected (fd, bytes)");
+    return NULL;
+  }
+  r = fcntl(fd, F_SETPIPE_SZ, bytes);
+  napi_create_int32(env, r < 0 ? -errno : r, &result);
+  return result;
 }

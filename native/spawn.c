@@ -60,7 +60,6 @@
  * thread's environment ends with the process: its children are left as they are.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
@@ -78,7 +77,8 @@
 #include <uv.h>
 
 #include "addon.h"
-#include "peercred.h"
+#include "orphanage.h"
+#include "spawn.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -436,23 +436,6 @@ static char **exec_candidates(const char *file, char *const *envp, int *count) {
 
 /* ---- exit notification ----------------------------------------------------------------- */
 
-void addon_call(addon_t *a, napi_ref fn_ref, int argc, const int32_t *values) {
-  napi_env env = a->env;
-  napi_handle_scope scope;
-  napi_value fn, recv, args[4], result;
-  int i;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_get_reference_value(env, fn_ref, &fn);
-  napi_get_reference_value(env, a->resource, &recv);
-  for (i = 0; i < argc && i < 4; i++) napi_create_int32(env, values[i], &args[i]);
-  if (napi_make_callback(env, a->async, recv, fn, (size_t)i, args, &result) == napi_pending_exception) {
-    napi_value error;
-    napi_get_and_clear_last_exception(env, &error);
-    napi_fatal_exception(env, error);
-  }
-  napi_close_handle_scope(env, scope);
-}
-
 /* onExit(pid, code, signal, execErrno): execErrno when the child could not exec. */
 static void call_on_exit(addon_t *a, pid_t pid, int status, int reaped, int exec_error) {
   int32_t args[4] = {pid, -1, 0, exec_error};
@@ -582,7 +565,7 @@ static int unhold(addon_t *a, int fd) {
  * killGraceMs: TERM to KILL, should this environment go away (a worker) before the child.
  * The stdin descriptor is held (closed at teardown) until closeFd or releaseFd.
  */
-static napi_value js_spawn(napi_env env, napi_callback_info info) {
+napi_value js_spawn(napi_env env, napi_callback_info info) {
   size_t argc = 11;
   napi_value args[11], result;
   addon_t *a = NULL;
@@ -754,7 +737,7 @@ done:
  * setUsageBuffer(usage: Float64Array(3)): where onExit finds the reaped child's usage
  * (store_usage). Kept referenced until the environment goes away.
  */
-static napi_value js_set_usage_buffer(napi_env env, napi_callback_info info) {
+napi_value js_set_usage_buffer(napi_env env, napi_callback_info info) {
   size_t argc = 1, length = 0;
   napi_value arg;
   napi_typedarray_type type;
@@ -775,7 +758,7 @@ static napi_value js_set_usage_buffer(napi_env env, napi_callback_info info) {
 }
 
 /* closeFd(fd): closes a descriptor spawn() handed out (stdin), without Node's fs bookkeeping. */
-static napi_value js_close_fd(napi_env env, napi_callback_info info) {
+napi_value js_close_fd(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value arg;
   addon_t *a = NULL;
@@ -791,7 +774,7 @@ static napi_value js_close_fd(napi_env env, napi_callback_info info) {
 }
 
 /* releaseFd(fd): JS takes a held descriptor over (a net.Socket will own and close it). */
-static napi_value js_release_fd(napi_env env, napi_callback_info info) {
+napi_value js_release_fd(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value arg;
   addon_t *a = NULL;
@@ -811,7 +794,7 @@ static napi_value js_release_fd(napi_env env, napi_callback_info info) {
  * should the worker go away before unguard(pid) (called at its exit). A pidfd, so a pid
  * recycled meanwhile is never signalled; without pidfd support nothing is guarded.
  */
-static napi_value js_guard(napi_env env, napi_callback_info info) {
+napi_value js_guard(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value args[3], result;
   addon_t *a = NULL;
@@ -844,7 +827,7 @@ static napi_value js_guard(napi_env env, napi_callback_info info) {
 }
 
 /* unguard(pid): the child_process child has exited (Node reaped it). */
-static napi_value js_unguard(napi_env env, napi_callback_info info) {
+napi_value js_unguard(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value arg;
   addon_t *a = NULL;
@@ -866,73 +849,21 @@ static napi_value js_unguard(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/*
- * readAvailable(fd: number, into: Uint8Array) → bytes read (0 at end of file), or -errno
- * (-EAGAIN: nothing there now). One read(2) on a non-blocking descriptor: what is in a pipe
- * now, without waiting and without an exception per empty read.
- */
-static napi_value js_read_available(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2], result;
-  int32_t fd = -1;
-  void *data = NULL;
-  size_t length = 0;
-  napi_typedarray_type type;
-  ssize_t n;
-  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (argc < 2 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
-      napi_get_typedarray_info(env, args[1], &type, &length, &data, NULL, NULL) != napi_ok ||
-      type != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "readAvailable: expected (fd, Uint8Array)");
-    return NULL;
+/* ---- setup and teardown (called by module.c) ------------------------------------------ */
+
+int spawn_init(addon_t *a, int want_pidfd) {
+  if (uv_signal_init(a->loop, &a->sigchld) != 0) return -1;
+  a->sigchld.data = a;
+  uv_unref((uv_handle_t *)&a->sigchld); /* referenced only while a child waits for it */
+  a->use_pidfd = 0;
+  if (want_pidfd) {
+    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (fd >= 0) {
+      close(fd);
+      a->use_pidfd = 1;
+    }
   }
-  do n = read(fd, data, length);
-  while (n < 0 && errno == EINTR);
-  napi_create_int32(env, n < 0 ? -errno : (int32_t)n, &result);
-  return result;
-}
-
-/*
- * setPipeSize(fd: number, bytes: number) → the new capacity, or -errno. Best effort for the
- * caller: beyond the user's pipe quota or pipe-max-size the pipe keeps its size.
- */
-static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2], result;
-  int32_t fd = -1, bytes = 0;
-  int r;
-  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (argc < 2 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
-      napi_get_value_int32(env, args[1], &bytes) != napi_ok) {
-    napi_throw_type_error(env, NULL, "setPipeSize: expected (fd, bytes)");
-    return NULL;
-  }
-  r = fcntl(fd, F_SETPIPE_SZ, bytes);
-  napi_create_int32(env, r < 0 ? -errno : r, &result);
-  return result;
-}
-
-/* ---- module ---------------------------------------------------------------------------- */
-
-static void release_addon(addon_t *a) {
-  if (--a->owners > 0) return;
-  free(a->held_fds);
-  free(a);
-}
-
-void addon_close(addon_t *a, uv_handle_t *handle, uv_close_cb done) {
-  a->closing++;
-  uv_close(handle, done);
-}
-
-void addon_closed(addon_t *a) {
-  a->closing--;
-  /* Tearing down, and this was the last handle: Node may now go on and free the loop. */
-  if (a->cleanup_handle && a->closing == 0) {
-    napi_remove_async_cleanup_hook(a->cleanup_handle);
-    a->cleanup_handle = NULL;
-    release_addon(a);
-  }
+  return 0;
 }
 
 static void sigchld_closed(uv_handle_t *handle) {
@@ -940,16 +871,13 @@ static void sigchld_closed(uv_handle_t *handle) {
 }
 
 /*
- * The environment is going away (a worker terminated, or the process exits). An async
- * cleanup hook, because closing libuv handles is asynchronous: Node keeps the loop (and
- * this module) until addon_closed sees the last close callback — a plain cleanup hook
- * returned at once, Node unloaded the module, and the callbacks then ran on unmapped code.
- * In a worker, the children still running are stopped as an aborted run stops them (TERM,
- * KILL after their kill timeout) and reaped by the orphanage, which also frees their plans;
- * child_process children of the worker that JS asked us to guard go there too, and any
- * other child of the worker's thread is reaped there when it exits. The main
- * thread's environment ends with the process: its children are left as they are, and the
- * plans of those not yet exec'd are left allocated.
+ * The environment is going away (module.c's cleanup hook runs this). In a worker, the
+ * children still running are stopped as an aborted run stops them (TERM, KILL after their
+ * kill timeout) and reaped by the orphanage, which also frees their plans; child_process
+ * children of the worker that JS asked us to guard go there too, and any other child of the
+ * worker's thread is reaped there when it exits. The main thread's environment ends with the
+ * process: its children are left as they are, and the plans of those not yet exec'd are left
+ * allocated.
  */
 static int contains(const pid_t *list, size_t count, pid_t pid) {
   size_t i;
@@ -985,14 +913,11 @@ static void adopt_thread_children(const pid_t *adopted, size_t count) {
   }
 }
 
-static void cleanup(napi_async_cleanup_hook_handle handle, void *data) {
-  addon_t *a = data;
+void spawn_teardown(addon_t *a) {
   pid_t *adopted = NULL;
   size_t count = 0, capacity = 0, i;
   child_t *c;
   guarded_t *g;
-  a->cleanup_handle = handle;
-  a->closing++; /* this function's own hold, dropped at the end */
   if (a->is_worker) {
     for (c = a->children; c; c = c->next) capacity++;
     for (g = a->guarded; g; g = g->next) capacity++;
@@ -1030,118 +955,4 @@ static void cleanup(napi_async_cleanup_hook_handle handle, void *data) {
   for (i = 0; i < a->held_count; i++) close(a->held_fds[i]);
   a->held_count = 0;
   addon_close(a, (uv_handle_t *)&a->sigchld, sigchld_closed);
-  close_all_readers(a);
-  addon_closed(a);
-}
-
-static void finalize(napi_env env, void *data, void *hint) {
-  addon_t *a = data;
-  (void)hint;
-  napi_delete_reference(env, a->on_exit);
-  napi_delete_reference(env, a->on_read);
-  if (a->read_buffer_ref) napi_delete_reference(env, a->read_buffer_ref);
-  a->read_buffer = NULL;
-  if (a->usage_ref) napi_delete_reference(env, a->usage_ref);
-  a->usage = NULL;
-  napi_delete_reference(env, a->resource);
-  napi_async_destroy(env, a->async);
-  release_addon(a);
-}
-
-/*
- * Keeps this module mapped for the life of the process. Node unloads an addon with the
- * last environment that loaded it (a worker's), but a child of that worker may still be
- * running child_main, and the orphanage thread runs code of this module.
- */
-static void pin_module_once(void) {
-  Dl_info info;
-  /* RTLD_NOLOAD: this very file, already loaded; RTLD_NODELETE: never unmap it. */
-  if (dladdr((void *)child_main, &info) && info.dli_fname) {
-    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-  }
-}
-
-static void pin_module(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, pin_module_once);
-}
-/*
- * init(onExit: (pid, code, signal, execErrno) => void, onRead: (token, bytes | 0 | -errno) => void,
- *      usePidfd: boolean, isWorker: boolean) → 'pidfd' | 'sigchld'
- */
-static napi_value js_init(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value args[4], resource, name, result;
-  addon_t *a;
-  bool want_pidfd = true, is_worker = false;
-  napi_get_instance_data(env, (void **)&a);
-  if (a) {
-    napi_throw_error(env, NULL, "procsock_spawn: init called twice");
-    return NULL;
-  }
-  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (argc < 2) {
-    napi_throw_type_error(env, NULL, "init: expected (onExit, onRead, usePidfd, isWorker)");
-    return NULL;
-  }
-  if (argc >= 3) napi_get_value_bool(env, args[2], &want_pidfd);
-  if (argc >= 4) napi_get_value_bool(env, args[3], &is_worker);
-  a = calloc(1, sizeof *a);
-  if (!a) {
-    napi_throw_error(env, "ENOMEM", "procsock_spawn: out of memory");
-    return NULL;
-  }
-  pin_module();
-  a->env = env;
-  a->is_worker = is_worker;
-  a->owners = 2;
-  napi_get_uv_event_loop(env, &a->loop);
-  if (uv_signal_init(a->loop, &a->sigchld) != 0) {
-    free(a);
-    napi_throw_error(env, NULL, "procsock_spawn: cannot watch SIGCHLD (out of descriptors?)");
-    return NULL;
-  }
-  a->sigchld.data = a;
-  uv_unref((uv_handle_t *)&a->sigchld); /* referenced only while a child waits for it */
-  napi_create_reference(env, args[0], 1, &a->on_exit);
-  napi_create_reference(env, args[1], 1, &a->on_read);
-  napi_create_object(env, &resource);
-  napi_create_reference(env, resource, 1, &a->resource);
-  napi_create_string_utf8(env, "procsock:spawn", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, resource, name, &a->async);
-
-  a->use_pidfd = 0;
-  if (want_pidfd) {
-    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-    if (fd >= 0) {
-      close(fd);
-      a->use_pidfd = 1;
-    }
-  }
-  napi_set_instance_data(env, a, finalize, NULL);
-  napi_add_async_cleanup_hook(env, cleanup, a, NULL);
-  napi_create_string_utf8(env, a->use_pidfd ? "pidfd" : "sigchld", NAPI_AUTO_LENGTH, &result);
-  return result;
-}
-
-NAPI_MODULE_INIT() {
-  napi_property_descriptor props[] = {
-      {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
-      {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_default, NULL},
-      {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
-      {"releaseFd", NULL, js_release_fd, NULL, NULL, NULL, napi_default, NULL},
-      {"guard", NULL, js_guard, NULL, NULL, NULL, napi_default, NULL},
-      {"unguard", NULL, js_unguard, NULL, NULL, NULL, napi_default, NULL},
-      {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_default, NULL},
-      {"readAvailable", NULL, js_read_available, NULL, NULL, NULL, napi_default, NULL},
-      {"shutdownWrite", NULL, js_shutdown_write, NULL, NULL, NULL, napi_default, NULL},
-      {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_default, NULL},
-      {"setReadBuffer", NULL, js_set_read_buffer, NULL, NULL, NULL, napi_default, NULL},
-      {"setUsageBuffer", NULL, js_set_usage_buffer, NULL, NULL, NULL, napi_default, NULL},
-      {"pipeOpen", NULL, js_pipe_open, NULL, NULL, NULL, napi_default, NULL},
-      {"pipeRead", NULL, js_pipe_read, NULL, NULL, NULL, napi_default, NULL},
-      {"pipeClose", NULL, js_pipe_close, NULL, NULL, NULL, napi_default, NULL},
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  return exports;
 }

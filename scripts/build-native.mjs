@@ -20,7 +20,7 @@ const { requirements } = JSON.parse(
 
 /** The prebuilt addon that loads here, found as the runtime finds it (dist/…/locate.js); or null. */
 async function loadablePrebuild() {
-  const locate = join(root, 'dist', 'channel', 'spawn', 'locate.js');
+  const locate = join(root, 'dist', 'native', 'locate.js');
   if (process.env.npm_config_build_from_source === 'true' || !existsSync(locate)) return null;
   delete process.env.PROCSOCK_NATIVE_PATH;
   const { requireAddon, addonReport } = await import(pathToFileURL(locate).href);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds the prebuilt native addons that ship inside the npm package, in prebuildify's layout
-// (what node-gyp-build and src/channel/spawn/locate.ts look for):
+// (what node-gyp-build and src/native/locate.ts look for):
 //   prebuilds/linux-x64/procsock_spawn.napi.glibc.node    prebuilds/linux-x64/procsock_spawn.napi.musl.node
 //   prebuilds/linux-arm64/procsock_spawn.napi.glibc.node  prebuilds/linux-arm64/procsock_spawn.napi.musl.node
 // Node-API 8 (binding.gyp's NAPI_VERSION) makes one binary per platform serve every Node version.

@@ -21,7 +21,7 @@ const files = named.length > 0 ? named : findTests('test').sort();
 // PROCSOCK_SPAWN set by the caller, run once.
 function backends() {
   if (named.length > 0 || process.env.PROCSOCK_SPAWN) return [process.env.PROCSOCK_SPAWN];
-  // Compiled here, or prebuilt for this platform (src/channel/spawn/locate.ts loads either).
+  // Compiled here, or prebuilt for this platform (src/native/locate.ts loads either).
   const prebuilds = join('prebuilds', `${process.platform}-${process.arch}`);
   const built =
     existsSync('build/Release/procsock_spawn.node') ||

@@ -4,9 +4,14 @@
  * programs are spawned natively, 1 when procsock fell back to child_process (or was told
  * to), so a deployment script can insist on the fast path.
  */
-import { addonReport, nativeUnavailableReason, spawnBackendInUse } from '../channel/spawn/index.js';
-import { runtimeLibc } from '../channel/spawn/locate.js';
-import { nativeAvailable, nativeExitWatch } from '../channel/spawn/native.js';
+import { spawnBackendInUse } from '../channel/spawn/index.js';
+import {
+  addonAvailable,
+  addonExitWatch,
+  addonReport,
+  nativeUnavailableReason,
+  runtimeLibc,
+} from '../native/addon.js';
 import { parseCommandLine, UsageError } from './usage.js';
 
 const USAGE = 'usage: procsock doctor';
@@ -44,7 +49,7 @@ export async function main(args: string[], version: string): Promise<number> {
     return 0;
   }
   // Tried even when child_process is chosen, so the report says whether native would load.
-  nativeAvailable();
+  addonAvailable();
   const line = backendLine();
   const report = addonReport();
   const lines = [
@@ -55,7 +60,7 @@ export async function main(args: string[], version: string): Promise<number> {
   for (const { candidate, error } of report?.tried ?? []) {
     lines.push(`  ${candidate.origin}: ${candidate.path}: ${error ?? 'loaded'}`);
   }
-  if (line.startsWith('spawn backend: native')) lines.push(`exit watch: ${nativeExitWatch()}`);
+  if (line.startsWith('spawn backend: native')) lines.push(`exit watch: ${addonExitWatch()}`);
   for (const name of ['PROCSOCK_SPAWN', 'PROCSOCK_NATIVE_PATH']) {
     lines.push(`${name}=${process.env[name] || '(unset)'}`);
   }

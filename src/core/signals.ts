@@ -21,3 +21,9 @@ export function signalNumber(name: string): number | undefined {
   const full = (name.startsWith('SIG') ? name : `SIG${name}`) as NodeJS.Signals;
   return constants.signals[full];
 }
+
+/** 15 → `SIGTERM` (Node's name, as `'exit'` events carry it); undefined for an unknown number. */
+export function signalName(signal: number): NodeJS.Signals | undefined {
+  const name = byNumber.get(signal);
+  return name === undefined ? undefined : (`SIG${name}` as NodeJS.Signals);
+}

@@ -1,16 +1,126 @@
 /**
- * The one front door to the native addon (`native/*.c`, built at install into
- * build/Release/procsock_spawn.node): whether it loaded, and the calls that are not about
- * spawning — a socket peer's credentials (the daemon's audit log) and a synchronous read of
- * a pipe (the Shell's stderr at its stdout marker). Callers import these from here, never
- * from a spawn backend. The loader itself still lives with the native spawn backend
- * (channel/spawn/native.ts) until that file is split by job.
+ * The one front door to the native addon (`native/*.c`, found by locate.ts): it loads the
+ * addon once per thread, wires the addon's two callbacks (a child reaped, an output pipe
+ * read) to their registries (exits.ts, reads.ts), and holds the calls that are not about
+ * spawning — a socket peer's credentials (the daemon's audit log), a synchronous read of a
+ * pipe (the Shell's stderr at its stdout marker), an immediate shutdown. Callers import
+ * these from here, never from a spawn backend; the native spawn backend
+ * (channel/spawn/native.ts) gets the loaded addon from `loadAddon()`.
  */
-export {
-  nativeAvailable as addonAvailable,
-  nativeLoadError as addonLoadError,
-  type PeerCredentials,
-  peerCredentials,
-  readAvailable,
-  shutdownWrite,
-} from '../channel/spawn/native.js';
+import { isMainThread } from 'node:worker_threads';
+import { dispatchExit } from './exits.js';
+import { requireAddon } from './locate.js';
+import { dispatchRead, initialReadBuffer } from './reads.js';
+
+export { addonReport, nativeUnavailableReason, runtimeLibc } from './locate.js';
+
+/** The addon's handle of an open output pipe (native/pipe.c). */
+export type PipeHandle = { readonly __pipe: unique symbol };
+
+/** Every call the addon exports (native/module.c's table). */
+export interface Addon {
+  init(
+    onExit: (pid: number, code: number, signal: number, execErrno: number) => void,
+    onRead: (token: number, result: number) => void,
+    usePidfd: boolean,
+    isWorker: boolean,
+  ): string;
+  spawn(
+    fileAndArgv: string,
+    argc: number,
+    env: string | null,
+    envCount: number,
+    cwd: string | null,
+    flags: number,
+    uid: number,
+    gid: number,
+    rlimits: number[] | null,
+    out: Int32Array,
+    killGraceMs: number,
+  ): number;
+  closeFd(fd: number): void;
+  releaseFd(fd: number): void;
+  guard(pid: number, processGroup: boolean, killGraceMs: number): boolean;
+  unguard(pid: number): void;
+  peerCredentials(fd: number): PeerCredentials | null;
+  readAvailable(fd: number, into: Uint8Array): number;
+  shutdownWrite(fd: number): number;
+  setPipeSize(fd: number, bytes: number): number;
+  setReadBuffer(buffer: Uint8Array): void;
+  pipeOpen(fd: number, token: number): PipeHandle;
+  pipeRead(handle: PipeHandle, on: boolean): void;
+  pipeClose(handle: PipeHandle): void;
+}
+
+/** The process on the other end of a Unix socket, as the kernel recorded it at connect. */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+let addon: Addon | null = null;
+let loadError: Error | null = null;
+/** How exits are learnt: 'pidfd', or 'sigchld' on kernels without pidfd_open. */
+let exitWatch = '';
+
+/** The addon, loaded and initialised on first use; null when it does not load. */
+export function loadAddon(): Addon | null {
+  if (addon || loadError) return addon;
+  try {
+    const required = requireAddon() as Addon;
+    exitWatch = required.init(
+      dispatchExit,
+      dispatchRead,
+      process.env.PROCSOCK_NATIVE_PIDFD !== '0',
+      !isMainThread,
+    );
+    required.setReadBuffer(initialReadBuffer());
+    addon = required;
+  } catch (error) {
+    loadError = error as Error;
+  }
+  return addon;
+}
+
+export function addonAvailable(): boolean {
+  return loadAddon() !== null;
+}
+
+/** Why the addon is not available (null when it is, or was never tried). */
+export function addonLoadError(): Error | null {
+  loadAddon();
+  return loadError;
+}
+
+/** 'pidfd' or 'sigchld' once the addon is loaded; '' when it is not. */
+export function addonExitWatch(): string {
+  loadAddon();
+  return exitWatch;
+}
+
+/**
+ * SO_PEERCRED of a connected Unix socket descriptor; null when the addon is not built or
+ * the descriptor is not such a socket.
+ */
+export function peerCredentials(fd: number): PeerCredentials | null {
+  return loadAddon()?.peerCredentials(fd) ?? null;
+}
+
+/**
+ * One non-blocking read of `fd` into `into`: the bytes read (0 at end of file), -EAGAIN when
+ * nothing is there now, another -errno on failure; null when the addon is not built.
+ */
+export function readAvailable(fd: number, into: Uint8Array): number | null {
+  return loadAddon()?.readAvailable(fd, into) ?? null;
+}
+
+/**
+ * shutdown(fd, SHUT_WR) at once: 0, or -errno; null when the addon is not built. (Node's
+ * socket.end() shuts down a loop turn or two after the last write.)
+ */
+export function shutdownWrite(fd: number): number | null {
+  const native = loadAddon();
+  // An addon built before shutdownWrite existed (a stale build) has none.
+  return typeof native?.shutdownWrite === 'function' ? native.shutdownWrite(fd) : null;
+}

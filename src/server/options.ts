@@ -5,9 +5,9 @@
 import { statSync } from 'node:fs';
 import { REAPER_MISSING, reaperAvailable } from '../channel/contain.js';
 import { spawnBackendInUse } from '../channel/local.js';
-import { nativeUnavailableReason } from '../channel/spawn/locate.js';
 import { MAX_TIMER } from '../core/limits.js';
 import { ArgumentError } from '../errors.js';
+import { nativeUnavailableReason } from '../native/locate.js';
 import { Policy, type PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../protocol/request.js';
 

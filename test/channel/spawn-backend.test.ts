@@ -11,8 +11,8 @@ import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { LocalChannel, type LocalChannelOptions } from '../../src/channel/local.js';
 import { resolveSpawnBackend, spawnBackendInUse } from '../../src/channel/spawn/index.js';
-import { nativeAvailable, nativeLoadError } from '../../src/channel/spawn/native.js';
 import { ArgumentError } from '../../src/errors.js';
+import { addonAvailable, addonLoadError } from '../../src/native/addon.js';
 import type { ExitStatus } from '../../src/protocol/reply.js';
 import {
   childrenOf,
@@ -25,7 +25,7 @@ import {
 
 const requireNative = process.env.PROCSOCK_REQUIRE_NATIVE === '1';
 const nativeSkip =
-  !requireNative && !nativeAvailable() && `native addon not built: ${nativeLoadError()?.message}`;
+  !requireNative && !addonAvailable() && `native addon not built: ${addonLoadError()?.message}`;
 
 interface Run {
   status: ExitStatus | null;
@@ -412,7 +412,7 @@ describe('choosing the backend', () => {
   });
 
   test('auto takes native when the addon is built', () => {
-    assert.equal(spawnBackendInUse('auto'), nativeAvailable() ? 'native' : 'child_process');
+    assert.equal(spawnBackendInUse('auto'), addonAvailable() ? 'native' : 'child_process');
   });
 
   test('resource limits, user and group (native backend)', { skip: nativeSkip }, async () => {
@@ -440,7 +440,7 @@ describe('choosing the backend', () => {
     // The exit watch is chosen when the addon loads, so this needs a process of its own.
     const script = `
       import { LocalChannel } from './src/channel/local.js';
-      import { nativeExitWatch } from './src/channel/spawn/native.js';
+      import { addonExitWatch } from './src/native/addon.js';
       import { spawn } from 'node:child_process';
       const statuses = await Promise.all(
         ['true', 'false', 'no-such-program-xyz'].map((p) =>
@@ -448,7 +448,7 @@ describe('choosing the backend', () => {
       );
       const spawnedByChildProcess = new Promise((resolve) =>
         spawn('true').on('exit', resolve));
-      console.log(JSON.stringify([nativeExitWatch(), statuses, await spawnedByChildProcess]));
+      console.log(JSON.stringify([addonExitWatch(), statuses, await spawnedByChildProcess]));
     `;
     const result = spawnSync(
       process.execPath,

@@ -6,12 +6,12 @@
  */
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
-import { nativeAvailable, nativeLoadError } from '../../src/channel/spawn/native.js';
+import { addonAvailable, addonLoadError } from '../../src/native/addon.js';
 import { backendsToRun, fixture, report, scenario } from '../helpers/scenario.js';
 
 const requireNative = process.env.PROCSOCK_REQUIRE_NATIVE === '1';
 const nativeSkip =
-  !requireNative && !nativeAvailable() && `native addon not built: ${nativeLoadError()?.message}`;
+  !requireNative && !addonAvailable() && `native addon not built: ${addonLoadError()?.message}`;
 
 for (const backend of backendsToRun()) {
   describe(`spawn without descriptors: ${backend}`, {

@@ -7,13 +7,13 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { LocalChannel } from '../../src/channel/local.js';
-import { nativeAvailable, nativeLoadError } from '../../src/channel/spawn/native.js';
+import { addonAvailable, addonLoadError } from '../../src/native/addon.js';
 import { childrenOf } from '../helpers/process.js';
 import { backendsToRun } from '../helpers/scenario.js';
 
 const requireNative = process.env.PROCSOCK_REQUIRE_NATIVE === '1';
 const nativeSkip =
-  !requireNative && !nativeAvailable() && `native addon not built: ${nativeLoadError()?.message}`;
+  !requireNative && !addonAvailable() && `native addon not built: ${addonLoadError()?.message}`;
 
 const STORM_SPAWNS = 1500;
 const STORM_IN_FLIGHT = 32;

@@ -7,13 +7,13 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { nativeAvailable, nativeLoadError } from '../../src/channel/spawn/native.js';
+import { addonAvailable, addonLoadError } from '../../src/native/addon.js';
 import { tempDir } from '../helpers/process.js';
 import { backendsToRun, fixture, report, scenario } from '../helpers/scenario.js';
 
 const requireNative = process.env.PROCSOCK_REQUIRE_NATIVE === '1';
 const nativeSkip =
-  !requireNative && !nativeAvailable() && `native addon not built: ${nativeLoadError()?.message}`;
+  !requireNative && !addonAvailable() && `native addon not built: ${addonLoadError()?.message}`;
 
 for (const backend of backendsToRun()) {
   describe(`worker threads: ${backend}`, { skip: backend === 'native' && nativeSkip }, () => {

@@ -2,8 +2,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { ArgumentError } from '../../errors.js';
+import { nativeUnavailableReason } from '../../native/locate.js';
 import type { ChildOutput, SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
-import { nativeUnavailableReason } from './locate.js';
 import { guardWorkerChild } from './native.js';
 
 /**

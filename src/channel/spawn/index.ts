@@ -1,5 +1,6 @@
 /** Picks the spawn backend: the `spawnBackend` option, else `PROCSOCK_SPAWN`, else `auto`. */
 import { ArgumentError } from '../../errors.js';
+import { addonAvailable, addonLoadError } from '../../native/addon.js';
 import {
   SPAWN_BACKEND_CHOICES,
   type SpawnBackend,
@@ -7,7 +8,7 @@ import {
   type SpawnBackendName,
 } from './backend.js';
 import { childProcessBackend } from './child-process.js';
-import { nativeAvailable, nativeBackend, nativeLoadError } from './native.js';
+import { nativeBackend } from './native.js';
 
 export type {
   SpawnBackend,
@@ -18,7 +19,6 @@ export type {
   SpawnRequest,
 } from './backend.js';
 export { asSpawnError, isSpawnFailure } from './backend.js';
-export { addonReport, NATIVE_REQUIREMENTS, nativeUnavailableReason } from './locate.js';
 
 /**
  * The backend a choice resolves to. Throws `ArgumentError` for an unknown choice, or for
@@ -35,10 +35,10 @@ export function resolveSpawnBackend(
     );
   }
   if (wanted === 'child_process') return childProcessBackend;
-  if (nativeAvailable()) return nativeBackend;
+  if (addonAvailable()) return nativeBackend;
   if (wanted === 'auto') return childProcessBackend;
   throw new ArgumentError(
-    `the native spawn backend was asked for, but ${nativeLoadError()?.message ?? 'it did not load'}; or use spawnBackend "auto"`,
+    `the native spawn backend was asked for, but ${addonLoadError()?.message ?? 'it did not load'}; or use spawnBackend "auto"`,
   );
 }
 

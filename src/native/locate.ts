@@ -20,13 +20,13 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The package root: the same three levels up from src/channel/spawn and dist/channel/spawn. */
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** The package root: the same two levels up from src/native and dist/native. */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(import.meta.url);
 
 /** What building the addon needs, in every message that says so (scripts/native-build.json). */
 export const NATIVE_REQUIREMENTS: string = (
-  require('../../../scripts/native-build.json') as { requirements: string }
+  require('../../scripts/native-build.json') as { requirements: string }
 ).requirements;
 
 export type AddonOrigin = 'PROCSOCK_NATIVE_PATH' | 'compiled' | 'prebuilt';

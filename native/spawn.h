@@ -1,0 +1,17 @@
+/* Starting, watching and reaping children (spawn.c). */
+#ifndef PROCSOCK_SPAWN_H
+#define PROCSOCK_SPAWN_H
+#include "addon.h"
+
+/* Prepares `a` for spawning (the SIGCHLD handle, pidfd support): 0, or -1 (no descriptors). */
+int spawn_init(addon_t *a, int want_pidfd);
+/* The environment is going away: children to the orphanage (in a worker), handles closed. */
+void spawn_teardown(addon_t *a);
+
+napi_value js_spawn(napi_env env, napi_callback_info info);
+napi_value js_set_usage_buffer(napi_env env, napi_callback_info info);
+napi_value js_close_fd(napi_env env, napi_callback_info info);
+napi_value js_release_fd(napi_env env, napi_callback_info info);
+napi_value js_guard(napi_env env, napi_callback_info info);
+napi_value js_unguard(napi_env env, napi_callback_info info);
+#endif

@@ -1,0 +1,58 @@
+/** A child the addon started: its pid, its three pipes, and its exit as child_process has it. */
+import { EventEmitter } from 'node:events';
+import type { ExitListener } from '../../../native/exits.js';
+import type { SpawnedChild } from '../backend.js';
+import { execError, startError } from './errors.js';
+import type { NativeInput } from './input.js';
+import type { NativeOutput } from './output.js';
+
+export class NativeChild extends EventEmitter implements SpawnedChild, ExitListener {
+  pid: number | undefined;
+  stdin: NativeInput | null = null;
+  stdout: NativeOutput | null = null;
+  stderr: NativeOutput | null = null;
+  #file: string;
+  #args: readonly string[];
+  #reaped = false;
+
+  constructor(pid: number | undefined, file: string, args: readonly string[]) {
+    super();
+    this.pid = pid;
+    this.#file = file;
+    this.#args = args;
+  }
+
+  exited(code: number | null, signal: NodeJS.Signals | null): void {
+    this.#reaped = true;
+    // As child_process does: nobody is left to read stdin, so release it now.
+    this.stdin?.destroy();
+    this.emit('exit', code, signal);
+  }
+
+  /**
+   * The child could not exec (`errno` negative): an 'error' as child_process has it, no
+   * 'exit'; or, with `syscall`, there never was a child (no descriptors, no memory):
+   * a `SpawnError`.
+   */
+  failed(errno: number, syscall?: string): void {
+    this.#reaped = true;
+    this.stdin?.destroy();
+    this.emit(
+      'error',
+      syscall
+        ? startError(errno, syscall, this.#file, this.#args)
+        : execError(errno, this.#file, this.#args),
+    );
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
+    // Once reaped the pid may belong to someone else.
+    if (this.pid === undefined || this.#reaped) return false;
+    try {
+      process.kill(this.pid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The child's stdin: a bare descriptor until the first write, then a `net.Socket` (for its
+ * back-pressure and 'drain'). Most programs run from a daemon get no input at all, and
+ * closing a descriptor is all their stdin then costs. The addon holds the bare descriptor
+ * (it closes it if the environment goes away first) and closes it — `fs.closeSync` would
+ * make a worker warn "closed but not opened in unmanaged mode".
+ */
+import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
+import type { Addon } from '../../../native/addon.js';
+import type { ChildInput } from '../backend.js';
+
+export class NativeInput extends EventEmitter implements ChildInput {
+  writableEnded = false;
+  #native: Addon;
+  #fd: number;
+  #socket: Socket | null = null;
+  #destroyed = false;
+
+  constructor(native: Addon, fd: number) {
+    super();
+    this.#native = native;
+    this.#fd = fd;
+  }
+
+  write(data: Buffer | string): boolean {
+    if (this.#destroyed) return true; // nobody reads it any more: dropped, as after EPIPE
+    return this.#open().write(data);
+  }
+
+  end(): this {
+    if (this.writableEnded) return this;
+    this.writableEnded = true;
+    if (this.#socket) this.#socket.end();
+    else this.#closeDescriptor();
+    return this;
+  }
+
+  destroy(): this {
+    this.#destroyed = true;
+    if (this.#socket) this.#socket.destroy();
+    else this.#closeDescriptor();
+    return this;
+  }
+
+  #open(): Socket {
+    if (!this.#socket) {
+      this.#native.releaseFd(this.#fd); // the Socket owns it from now on
+      const socket = new Socket({ fd: this.#fd, readable: false, writable: true });
+      this.#fd = -1;
+      socket.on('drain', () => this.emit('drain'));
+      socket.on('error', (error) => this.emit('error', error));
+      this.#socket = socket;
+    }
+    return this.#socket;
+  }
+
+  #closeDescriptor(): void {
+    if (this.#fd >= 0) this.#native.closeFd(this.#fd);
+    this.#fd = -1;
+  }
+}
