@@ -14,6 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import fc from 'fast-check';
+import type { ExitStatus } from '../src/core/output.js';
 import { Shell, ShellCrashError } from '../src/index.js';
 import {
   encodeExtendedRequest,
@@ -21,7 +22,7 @@ import {
   STDIN_END_MESSAGE,
   type WireReason,
 } from '../src/protocol/extension.js';
-import { type ExitStatus, ReplyDecoder } from '../src/protocol/reply.js';
+import { ReplyDecoder } from '../src/protocol/reply.js';
 import { encodeArgs, encodeStdin, STDIN_END } from '../src/protocol/request.js';
 import { fuzzPolicyFlags, fuzzScenario, playFuzzScenario } from '../test/helpers/fuzz-cases.js';
 import { childrenOf, openFdCount, tempDir } from '../test/helpers/process.js';

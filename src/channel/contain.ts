@@ -12,8 +12,8 @@
  */
 import { accessSync, constants } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type ExitStatus, exitedWith, killedBy } from '../protocol/reply.js';
-import { wireSignalName } from '../protocol/signals.js';
+import { type ExitStatus, exitedWith, killedBy } from '../core/output.js';
+import { wireSignalName } from '../core/signals.js';
 import type { ChildUsage } from './usage.js';
 
 // The same relative path from src/channel and from dist/channel.

@@ -16,8 +16,8 @@
 import { createReadStream, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { run } from '../client/index.js';
+import { signalNumber } from '../core/signals.js';
 import { describeError, TimeoutError } from '../errors.js';
-import { signalNumber } from '../protocol/signals.js';
 import { drainOrClose } from '../util/drain.js';
 import {
   EXIT_CONNECT,

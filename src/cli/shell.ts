@@ -20,8 +20,8 @@
  */
 import { basename } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
+import { signalNumber } from '../core/signals.js';
 import { describeError, ShellCrashError, ShellExitError, ShellTimeoutError } from '../errors.js';
-import { signalNumber } from '../protocol/signals.js';
 import { PassThroughCommander, Shell, type ShellOptions } from '../shell/index.js';
 import { canJudgeCompleteness, isCompleteCommand } from './complete.js';
 import {

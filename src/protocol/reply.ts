@@ -20,15 +20,6 @@ import {
 } from './extension.js';
 import { encodeNetstring, NetstringDecoder, netstringParts } from './netstring.js';
 
-// The frames carry the core output types; re-exported for the protocol's users.
-export {
-  type ExitStatus,
-  exitedWith,
-  killedBy,
-  type OutputChunk,
-  type OutputType,
-} from '../core/output.js';
-
 const TYPE_PREFIX: Record<OutputType, Buffer> = {
   stdout: encodeNetstring('stdout'),
   stderr: encodeNetstring('stderr'),

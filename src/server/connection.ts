@@ -26,6 +26,8 @@
  */
 import type { Socket } from 'node:net';
 import { LocalChannel } from '../channel/local.js';
+import type { ExitStatus, OutputChunk } from '../core/output.js';
+import { signalNumber } from '../core/signals.js';
 import {
   describeError,
   type ProcsockError,
@@ -42,9 +44,8 @@ import {
   encodeRunEnd,
   type WireReason,
 } from '../protocol/extension.js';
-import { type ExitStatus, encodeExit, encodeOutput, type OutputChunk } from '../protocol/reply.js';
+import { encodeExit, encodeOutput } from '../protocol/reply.js';
 import { RequestDecoder } from '../protocol/request.js';
-import { signalNumber } from '../protocol/signals.js';
 import { isExtendedRefusal, planExtendedRun } from './extension.js';
 import type { ResolvedServeOptions } from './options.js';
 

@@ -8,7 +8,7 @@
  * - The REPL presets (repl.ts): Python, Node and SQLite.
  */
 import { randomBytes } from 'node:crypto';
-import type { ExitStatus } from '../protocol/reply.js';
+import type { ExitStatus } from '../core/output.js';
 import type { Sentinel, SentinelFactory } from './sentinel.js';
 import { SentinelScanner, validateSentinel } from './sentinel.js';
 

@@ -26,8 +26,9 @@
  * string, a quoted name or a block comment would swallow the marker, so it is refused before
  * it is sent (ArgumentError).
  */
+
+import type { ExitStatus } from '../core/output.js';
 import { ArgumentError } from '../errors.js';
-import type { ExitStatus } from '../protocol/reply.js';
 import type { Frame, Framing } from './framing.js';
 import { freshMarker } from './framing.js';
 import { SentinelScanner } from './sentinel.js';

@@ -11,9 +11,9 @@ import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { LocalChannel, type LocalChannelOptions } from '../../src/channel/local.js';
 import { resolveSpawnBackend, spawnBackendInUse } from '../../src/channel/spawn/index.js';
+import type { ExitStatus } from '../../src/core/output.js';
 import { ArgumentError } from '../../src/errors.js';
 import { addonAvailable, addonLoadError } from '../../src/native/addon.js';
-import type { ExitStatus } from '../../src/protocol/reply.js';
 import {
   childrenOf,
   isAlive,

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import type { ExitStatus } from '../../src/core/output.js';
 import { LimitError, ProtocolError } from '../../src/errors.js';
 import {
   type ExtendedRequest,
@@ -14,12 +15,7 @@ import {
   type WireReason,
   type WireUsage,
 } from '../../src/protocol/extension.js';
-import {
-  type ExitStatus,
-  encodeExit,
-  encodeOutput,
-  ReplyDecoder,
-} from '../../src/protocol/reply.js';
+import { encodeExit, encodeOutput, ReplyDecoder } from '../../src/protocol/reply.js';
 import { RequestDecoder, type RequestLimits } from '../../src/protocol/request.js';
 import { args, extendedRequest, ns } from '../helpers/raw-client.js';
 
