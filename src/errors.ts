@@ -93,16 +93,31 @@ export class LimitError extends ProcsockError {
   }
 }
 
-/** `reason` is the system error code (ENOENT: no socket file, ECONNREFUSED: nobody listening, EACCES…). */
-export class ConnectError extends ProcsockError {
-  readonly code = 'PROCSOCK_CONNECT' as const;
+/**
+ * What the two errors about a daemon's Unix socket share: `path` is the socket's. The client
+ * that cannot connect to it is a `ConnectError`; the daemon that cannot use it, a
+ * `SocketPathError`.
+ */
+export abstract class SocketError extends ProcsockError {
   constructor(
     message: string,
     readonly path: string,
-    readonly reason: string,
     options?: { cause?: unknown },
   ) {
     super(message, options);
+  }
+}
+
+/** `reason` is the system error code (ENOENT: no socket file, ECONNREFUSED: nobody listening, EACCES…). */
+export class ConnectError extends SocketError {
+  readonly code = 'PROCSOCK_CONNECT' as const;
+  constructor(
+    message: string,
+    path: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, path, options);
   }
 }
 
@@ -140,15 +155,8 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal);
 }
 
-export class SocketPathError extends ProcsockError {
+export class SocketPathError extends SocketError {
   readonly code = 'PROCSOCK_SOCKET_PATH' as const;
-  constructor(
-    message: string,
-    readonly path: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 export class ShellTimeoutError extends ProcsockError {

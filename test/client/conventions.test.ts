@@ -17,9 +17,12 @@ import { connect } from '../../src/client/session.js';
 import { DEFAULT_MAX_BUFFER } from '../../src/core/limits.js';
 import {
   ArgumentError,
+  ConnectError,
   LimitError,
   PolicyError,
   ProcsockError,
+  SocketError,
+  SocketPathError,
   StateError,
   TimeoutError,
   UnsupportedOptionError,
@@ -352,5 +355,30 @@ describe('every error is a ProcsockError with a stable code', () => {
       () => parseRunArgs(['--timeout', 'soon', '--', 'true']),
       (error: UsageError) => error instanceof ProcsockError && error.code === 'PROCSOCK_USAGE',
     );
+  });
+
+  test('the two socket errors share one base and keep their names, codes and fields', () => {
+    const cause = new Error('underlying');
+    const cases = [
+      [
+        new ConnectError('no daemon', '/run/x.sock', 'ENOENT', { cause }),
+        'ConnectError',
+        'PROCSOCK_CONNECT',
+      ],
+      [
+        new SocketPathError('in use', '/run/x.sock', { cause }),
+        'SocketPathError',
+        'PROCSOCK_SOCKET_PATH',
+      ],
+    ] as const;
+    for (const [error, name, code] of cases) {
+      assert.ok(error instanceof SocketError && error instanceof ProcsockError, name);
+      assert.equal(error.name, name);
+      assert.equal(error.code, code);
+      assert.equal(error.path, '/run/x.sock');
+      assert.equal(error.cause, cause);
+    }
+    assert.equal(cases[0][0].reason, 'ENOENT');
+    assert.ok(!(cases[1][0] instanceof ConnectError) && !(cases[0][0] instanceof SocketPathError));
   });
 });
