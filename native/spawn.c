@@ -757,8 +757,11 @@ napi_value js_set_usage_buffer(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* closeFd(fd): closes a descriptor spawn() handed out (stdin), without Node's fs bookkeeping. */
-napi_value js_close_fd(napi_env env, napi_callback_info info) {
+/*
+ * The descriptor a closeFd/releaseFd call names, no longer held; -1, with a TypeError thrown
+ * (`usage`), when it names no descriptor spawn() handed out and JS still holds.
+ */
+static int take_held_fd(napi_env env, napi_callback_info info, const char *usage) {
   size_t argc = 1;
   napi_value arg;
   addon_t *a = NULL;
@@ -766,25 +769,22 @@ napi_value js_close_fd(napi_env env, napi_callback_info info) {
   napi_get_instance_data(env, (void **)&a);
   napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
   if (!a || argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || !unhold(a, fd)) {
-    napi_throw_type_error(env, NULL, "closeFd: expected a descriptor from spawn");
-    return NULL;
+    napi_throw_type_error(env, NULL, usage);
+    return -1;
   }
-  close(fd);
+  return fd;
+}
+
+/* closeFd(fd): closes a descriptor spawn() handed out (stdin), without Node's fs bookkeeping. */
+napi_value js_close_fd(napi_env env, napi_callback_info info) {
+  int fd = take_held_fd(env, info, "closeFd: expected a descriptor from spawn");
+  if (fd >= 0) close(fd);
   return NULL;
 }
 
 /* releaseFd(fd): JS takes a held descriptor over (a net.Socket will own and close it). */
 napi_value js_release_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg;
-  addon_t *a = NULL;
-  int32_t fd = -1;
-  napi_get_instance_data(env, (void **)&a);
-  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (!a || argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || !unhold(a, fd)) {
-    napi_throw_type_error(env, NULL, "releaseFd: expected a descriptor from spawn");
-    return NULL;
-  }
+  take_held_fd(env, info, "releaseFd: expected a descriptor from spawn");
   return NULL;
 }
 
