@@ -24,6 +24,7 @@ export PROCSOCK_SPAWN=native
 status=0
 node scripts/run-tests.mjs \
   test/channel/channel.test.ts \
+  test/channel/containment.test.ts \
   test/channel/spawn-environ.test.ts \
   test/channel/spawn-workers.test.ts \
   test/channel/spawn-emfile.test.ts \

@@ -70,9 +70,12 @@ export interface LocalChannelOptions {
    */
   contain?: boolean;
   /**
-   * Let the program outlive this process. Otherwise it is killed when this process (with
-   * the native backend: the thread that started it) ends — even by SIGKILL on the native
-   * backend or when contained; child_process alone covers only a normal exit. Default false.
+   * Let the program outlive this process. Otherwise it is killed when this process ends,
+   * even by SIGKILL, on the native backend (a parent-death signal) or when contained (the
+   * reaper's); child_process alone covers only a normal exit (exit, process.exit(), an
+   * uncaught exception). A worker thread's programs end with the worker (TERM, KILL after
+   * `killTimeout`); if the whole process is SIGKILLed first, only contained ones do.
+   * Default false.
    */
   detached?: boolean;
   /**
@@ -181,8 +184,9 @@ export class LocalChannel extends ProcessChannel {
   /**
    * What the run cost, once it has exited (null before, and after an exec failure): CPU and
    * peak RSS from wait4 — of the program and every descendant the reaper reaped when
-   * contained; of the program and the children it waited for otherwise (native backend);
-   * unknown (null) with child_process uncontained — and the wall time.
+   * contained; uncontained, the CPU of the program and the children it waited for (native
+   * backend: its peak RSS would be this process's, see src/native/exits.ts) or nothing
+   * (child_process: null) — and the wall time.
    */
   get usage(): ResourceUsage | null {
     return this.#usage;
@@ -194,8 +198,7 @@ export class LocalChannel extends ProcessChannel {
   }
 
   #spawn(options: LocalChannelOptions): SpawnedChild | null {
-    // The reaper reports on a fourth pipe, which only child_process gives it for now.
-    const backend = resolveSpawnBackend(this.#contained ? 'child_process' : options.spawnBackend);
+    const backend = resolveSpawnBackend(options.spawnBackend);
     let child: SpawnedChild;
     const started = this.#contained
       ? reaperArgv(options.file ?? this.argv[0]!, this.argv, {

@@ -8,7 +8,7 @@
  * (channel/spawn/native.ts) gets the loaded addon from `loadAddon()`.
  */
 import { isMainThread } from 'node:worker_threads';
-import { dispatchExit } from './exits.js';
+import { dispatchExit, usageBuffer } from './exits.js';
 import { requireAddon } from './locate.js';
 import { dispatchRead, initialReadBuffer } from './reads.js';
 
@@ -47,6 +47,7 @@ export interface Addon {
   shutdownWrite(fd: number): number;
   setPipeSize(fd: number, bytes: number): number;
   setReadBuffer(buffer: Uint8Array): void;
+  setUsageBuffer(usage: Float64Array): void;
   pipeOpen(fd: number, token: number): PipeHandle;
   pipeRead(handle: PipeHandle, on: boolean): void;
   pipeClose(handle: PipeHandle): void;
@@ -76,6 +77,7 @@ export function loadAddon(): Addon | null {
       !isMainThread,
     );
     required.setReadBuffer(initialReadBuffer());
+    required.setUsageBuffer(usageBuffer());
     addon = required;
   } catch (error) {
     loadError = error as Error;

@@ -147,7 +147,7 @@ export interface SpawnedChild {
   readonly stderr: ChildOutput | null;
   /** The descriptor-3 pipe when `report` was asked for. */
   readonly report?: ChildOutput | null;
-  /** Set before `'exit'` when the backend learns it (wait4): the child's CPU and peak RSS. */
+  /** Set before `'exit'` when the backend learns it (wait4): the child's CPU (and peak RSS, when it is the child's). */
   readonly usage?: ChildUsage | null;
   /** Signals the child itself (not its group) while it is not yet reaped. */
   kill(signal?: NodeJS.Signals): boolean;

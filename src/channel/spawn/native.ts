@@ -1,7 +1,7 @@
 /**
  * The `native` backend: `native/spawn.c` (loaded through the front door, src/native/addon.ts)
  * starts the child sharing our memory until it execs, hands back its pid and three pipe
- * descriptors, and calls back when the child has exited and been reaped. The addon also
+ * descriptors (four with `report`), and calls back when the child has exited and been reaped. The addon also
  * reads the output pipes (`NativeOutput`: a poll and one read per wake-up, into one shared
  * buffer), which costs a fraction of a `net.Socket` per pipe; stdin becomes a `net.Socket`
  * only when something is written to it (`NativeInput`).
@@ -21,8 +21,8 @@ import { failedSyscall } from './native/errors.js';
 import { NativeInput } from './native/input.js';
 import { NativeOutput } from './native/output.js';
 
-/** spawn()'s `out`: pid, stdin, stdout, stderr; or, when it failed, the stage in [0]. */
-const spawned = new Int32Array(4);
+/** spawn()'s `out`: pid, stdin, stdout, stderr, report; or, when it failed, the stage in [0]. */
+const spawned = new Int32Array(5);
 
 /**
  * In a worker thread, makes the addon stop and reap a child started by someone else
@@ -60,6 +60,8 @@ export const nativeBackend: SpawnBackend = {
     child.stdin = new NativeInput(native, spawned[1]!);
     child.stdout = new NativeOutput(native, spawned[2]!, lend);
     child.stderr = new NativeOutput(native, spawned[3]!, lend);
+    // The reaper's few bytes: always copied (the channel keeps them).
+    if (request.report) child.report = new NativeOutput(native, spawned[4]!, false);
     watchExit(spawned[0]!, child);
     return child;
   },

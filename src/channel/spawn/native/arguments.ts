@@ -7,6 +7,10 @@ import { invalidArgument } from './errors.js';
 const FLAG_PROCESS_GROUP = 1;
 const FLAG_SET_UID = 2;
 const FLAG_SET_GID = 4;
+/** A fourth pipe, the child's descriptor 3 (`SpawnRequest.report`). */
+const FLAG_REPORT_PIPE = 8;
+/** The kernel KILLs the child when the thread that started it ends (PR_SET_PDEATHSIG). */
+const FLAG_DIE_WITH_PARENT = 16;
 
 /** Linux resource numbers (the same on every architecture Node runs on). */
 const RLIMIT = { cpuSeconds: 0, processes: 6, openFiles: 7, addressSpace: 9 } as const;
@@ -67,7 +71,11 @@ export function packSpawn(request: SpawnRequest, file: string): PackedSpawn {
   const flags =
     (request.processGroup ? FLAG_PROCESS_GROUP : 0) |
     (request.uid !== undefined ? FLAG_SET_UID : 0) |
-    (request.gid !== undefined ? FLAG_SET_GID : 0);
+    (request.gid !== undefined ? FLAG_SET_GID : 0) |
+    (request.report ? FLAG_REPORT_PIPE : 0) |
+    // The death signal follows the thread that started the child: a worker's children are
+    // stopped by the addon's orphanage when the worker ends instead (TERM, KILL after killGrace).
+    (request.detached || !isMainThread ? 0 : FLAG_DIE_WITH_PARENT);
   return [
     fileAndArgv,
     argv.length,

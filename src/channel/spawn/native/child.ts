@@ -1,6 +1,10 @@
-/** A child the addon started: its pid, its three pipes, and its exit as child_process has it. */
+/**
+ * A child the addon started: its pid, its pipes (three, or four with the report pipe), its
+ * exit as child_process has it, and what it cost.
+ */
 import { EventEmitter } from 'node:events';
 import type { ExitListener } from '../../../native/exits.js';
+import type { ChildUsage } from '../../usage.js';
 import type { SpawnedChild } from '../backend.js';
 import { execError, startError } from './errors.js';
 import type { NativeInput } from './input.js';
@@ -11,6 +15,9 @@ export class NativeChild extends EventEmitter implements SpawnedChild, ExitListe
   stdin: NativeInput | null = null;
   stdout: NativeOutput | null = null;
   stderr: NativeOutput | null = null;
+  report: NativeOutput | null = null;
+  /** wait4's CPU figures, set at the reap (see exits.ts for why not the peak RSS). */
+  usage: ChildUsage | null = null;
   #file: string;
   #args: readonly string[];
   #reaped = false;
@@ -22,8 +29,9 @@ export class NativeChild extends EventEmitter implements SpawnedChild, ExitListe
     this.#args = args;
   }
 
-  exited(code: number | null, signal: NodeJS.Signals | null): void {
+  exited(code: number | null, signal: NodeJS.Signals | null, usage: ChildUsage): void {
     this.#reaped = true;
+    this.usage = usage;
     // As child_process does: nobody is left to read stdin, so release it now.
     this.stdin?.destroy();
     this.emit('exit', code, signal);
