@@ -15,7 +15,7 @@ const result = await exec({
   stderr: (data) => console.log('error:', data),
 });
 // fun!
-console.log(result); // stdout and stderr are '' (they went to the callbacks), exitCode 0
+console.log(result); // stdout and stderr are '' (they went to the callbacks), exitCode 0, reason 'exit'
 
 // The same with a program that writes to both streams:
 await exec({

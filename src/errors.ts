@@ -23,6 +23,7 @@
  */
 
 import { getSystemErrorMap } from 'node:util';
+import type { ExecResult } from './client/execute.js';
 
 export type ProcsockErrorCode =
   | 'PROCSOCK_ARGUMENT'
@@ -44,6 +45,14 @@ export type ProcsockErrorCode =
 
 export abstract class ProcsockError extends Error {
   abstract readonly code: ProcsockErrorCode;
+  /**
+   * Set on the error that ended a run of `run()` or an exec — its `timeout` or `idleTimeout`
+   * (`TimeoutError`), `maxBuffer` (`LimitError`), AbortSignal (`AbortError`): the result of
+   * the run until then, the output collected before it was stopped included; its `reason`
+   * names the cause and its status says how the program then ended (both null when that was
+   * not learnt: a daemon that was hung up on). Undefined on every other error.
+   */
+  declare result?: ExecResult<string | Buffer>;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -27,6 +27,7 @@ export type {
   ProgramOptions,
   Transport,
 } from './channel/transport.js';
+export type { EndReason, ResourceUsage, RunOutcome } from './channel/usage.js';
 // Client
 export {
   type ConnectOptions,
@@ -39,6 +40,7 @@ export {
   type ExecOptions,
   type ExecResult,
   type OutputCallback,
+  type Protocol,
   type Received,
   type ReceivedExit,
   type ReceivedOutput,

@@ -29,7 +29,7 @@ const EXPECTED: Record<string, Expectation> = {
   'stdin-beforehand.ts': { stdout: 'this is neat!\n' },
   'explicit-options.ts': {
     stdout:
-      /^fun!\n\{\n {2}argv: \[ 'cat' \],\n {2}stdout: '',\n {2}stderr: '',\n {2}unknown: '',\n {2}exitCode: 0,\n {2}termSignal: null\n\}\nto stdout\nerror: to stderr\n$/,
+      /^fun!\n\{\n {2}argv: \[ 'cat' \],\n {2}stdout: '',\n {2}stderr: '',\n {2}unknown: '',\n {2}exitCode: 0,\n {2}termSignal: null,\n {2}reason: 'exit',\n {2}usage: (null|\{[^}]*\}),\n {2}descendantsStopped: null\n\}\nto stdout\nerror: to stderr\n$/,
   },
   'stdout-callback.ts': {
     stdout:

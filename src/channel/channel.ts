@@ -25,6 +25,7 @@
 import { EventEmitter } from 'node:events';
 import type { ExitStatus, OutputChunk, OutputType } from '../core/output.js';
 import type { ProcsockError } from '../errors.js';
+import { type EndReason, naturalEnd, type ResourceUsage, type RunOutcome } from './usage.js';
 
 export interface ProcessChannelEvents {
   output: [chunk: OutputChunk];
@@ -38,6 +39,8 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
   /** What carries the program (`'local'`, `'socket'`…), for messages and logs: branch on members, not on this. */
   abstract readonly kind: string;
   #exitStatus: ExitStatus | null = null;
+  /** The status also when destroyed (the exit is then not emitted, but a local child is still reaped). */
+  #finalStatus: ExitStatus | null = null;
   #error: ProcsockError | null = null;
   #destroyed = false;
   #closed = false;
@@ -93,6 +96,48 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
     return this.#exitStatus;
   }
 
+  /**
+   * How the program ended — also when the channel was destroyed, where this channel still
+   * learnt it (a local child is always reaped; a daemon that was hung up on says nothing).
+   */
+  get finalStatus(): ExitStatus | null {
+    return this.#finalStatus;
+  }
+
+  /**
+   * Why the run ended (see `EndReason`), from the exit on: a channel reports what it knows —
+   * `exit`/`signal`, `spawn-failure` for a program that could not be executed, and through a
+   * procsock daemon the daemon's own causes (`deadline`, `output-limit`…). A cause of the
+   * owner (its timeout, an abort) is the owner's to report. null before the end.
+   */
+  get reason(): EndReason | null {
+    return this.#finalStatus === null ? null : naturalEnd(this.#finalStatus);
+  }
+
+  /** What the run cost, where this channel knows it (see `ResourceUsage`); null otherwise. */
+  get usage(): ResourceUsage | null {
+    return null;
+  }
+
+  /** Descendants procsock had to stop when the run ended (contained runs); null where not tracked. */
+  get descendantsStopped(): number | null {
+    return null;
+  }
+
+  /** Status, reason, usage and descendantsStopped together, from the exit on; null before. */
+  get outcome(): RunOutcome | null {
+    const status = this.#finalStatus;
+    const reason = this.reason;
+    if (status === null || reason === null) return null;
+    return {
+      exitCode: status.exitCode,
+      termSignal: status.termSignal,
+      reason,
+      usage: this.usage,
+      descendantsStopped: this.descendantsStopped,
+    };
+  }
+
   get destroyed(): boolean {
     return this.#destroyed;
   }
@@ -129,7 +174,9 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
   }
 
   protected emitExit(status: ExitStatus): void {
-    if (this.#destroyed || this.#exitStatus !== null || this.#error) return;
+    if (this.#finalStatus !== null || this.#error) return;
+    this.#finalStatus = status;
+    if (this.#destroyed) return;
     this.#exitStatus = status;
     this.emit('exit', status);
   }

@@ -31,7 +31,13 @@ import {
   type SpawnLimits,
 } from './spawn/index.js';
 import type { Launch, LaunchRequest, Transport } from './transport.js';
-import { type ChildUsage, type ResourceUsage, UNKNOWN_CHILD_USAGE } from './usage.js';
+import {
+  type ChildUsage,
+  type EndReason,
+  naturalEnd,
+  type ResourceUsage,
+  UNKNOWN_CHILD_USAGE,
+} from './usage.js';
 
 export {
   type SpawnBackendChoice,
@@ -188,13 +194,23 @@ export class LocalChannel extends ProcessChannel {
    * backend: its peak RSS would be this process's, see src/native/exits.ts) or nothing
    * (child_process: null) — and the wall time.
    */
-  get usage(): ResourceUsage | null {
-    return this.#usage;
+  override get usage(): ResourceUsage | null {
+    return this.#execFailed ? null : this.#usage;
   }
 
-  /** How many processes besides the program had to be stopped when the run ended (contained runs). */
-  get descendantsStopped(): number {
-    return this.#descendantsStopped;
+  /**
+   * How many processes besides the program had to be stopped when the run ended: contained
+   * runs only (the reaper counts them); null uncontained, where nobody tracks descendants.
+   */
+  override get descendantsStopped(): number | null {
+    return this.#contained ? this.#descendantsStopped : null;
+  }
+
+  /** `spawn-failure` for a program that could not be executed (its 126/127), as the daemon says. */
+  override get reason(): Extract<EndReason, 'exit' | 'signal' | 'spawn-failure'> | null {
+    const status = this.finalStatus;
+    if (status === null) return null;
+    return this.#execFailed ? 'spawn-failure' : naturalEnd(status);
   }
 
   #spawn(options: LocalChannelOptions): SpawnedChild | null {

@@ -39,7 +39,17 @@ import {
   extensionNotSpoken,
   optionRefused,
 } from './daemon-extension.js';
-import type { Launch, LaunchRequest, Transport } from './transport.js';
+import type { Launch, LaunchRequest, ProgramOptionName, Transport } from './transport.js';
+import type { EndReason, ResourceUsage } from './usage.js';
+
+/** Every reason the daemon sends a client is an `EndReason` (or ends the call with an error). */
+type ReasonsEndingWithAnError = 'unsupported' | 'protocol-violation';
+const WIRE_REASONS_ARE_END_REASONS: [
+  Exclude<WireReason, EndReason | ReasonsEndingWithAnError>,
+] extends [never]
+  ? true
+  : never = true;
+void WIRE_REASONS_ARE_END_REASONS;
 
 /**
  * Longest output netstring a client accepts from a daemon (16 MiB). Output is streamed,
@@ -123,14 +133,29 @@ export class SocketChannel extends ProcessChannel {
     socket.write(extension ? encodeExtendedRequest(extension.fields) : encodeArgs(argv));
   }
 
-  /** Extended sessions: why the daemon says the run ended (null before the end, or when plain). */
-  get reason(): WireReason | null {
-    return this.#reason;
+  /**
+   * Extended: why the daemon says the run ended. Plain: only `exit` or `signal` — the plain
+   * protocol does not tell a deadline's TERM from any other.
+   */
+  override get reason(): EndReason | null {
+    if (this.exitStatus === null || this.#reason === null) return super.reason;
+    return this.#reason as EndReason;
   }
 
-  /** Extended sessions: what the daemon says the run cost (null before the end, or when plain). */
-  get usage(): WireUsage | null {
-    return this.#usage;
+  /** Extended: what the daemon says the run cost (its `usage`); null when plain, or when nothing ran. */
+  override get usage(): ResourceUsage | null {
+    const usage = this.#usage;
+    if (usage?.wallTime === undefined) return null;
+    return {
+      userCPUTime: usage.userCPUTime ?? null,
+      systemCPUTime: usage.systemCPUTime ?? null,
+      maxRSS: usage.maxRSS ?? null,
+      wallTime: usage.wallTime,
+    };
+  }
+
+  override get descendantsStopped(): number | null {
+    return this.#usage?.descendantsStopped ?? null;
   }
 
   override signal(name: string): boolean {
@@ -255,9 +280,10 @@ class DaemonLaunch implements Launch {
     socket.on('error', this.#onError).on('data', this.#onData);
   }
 
-  honours(): boolean {
-    // Through the protocol extension, when the daemon speaks it; if not, the channel says so.
-    return true;
+  honours(option: ProgramOptionName): boolean {
+    // Through the protocol extension, when the daemon speaks it (if not, the channel says
+    // so) — but containment and the exit grace are the daemon's own decisions, not a client's.
+    return option !== 'contain' && option !== 'exitGrace';
   }
 
   start(request: LaunchRequest): ProcessChannel {

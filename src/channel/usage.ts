@@ -24,9 +24,14 @@ export const UNKNOWN_CHILD_USAGE: ChildUsage = Object.freeze({
 });
 
 /**
- * Why a run ended. `exit`/`signal`: by itself; the others: procsock stopped it (or, for
- * `spawn-failure`, it never ran). `timeout`, `idle-timeout` and `abort` are the client's
- * limits; `deadline`, `hangup` and `shutdown` the daemon's; `output-limit` either's.
+ * Why a run ended — the same words locally, through the daemon (the protocol extension's
+ * `reason`) and in the daemon's audit log. `exit`/`signal`: by itself; `spawn-failure`: it
+ * never ran (no such program, cannot execute, no such cwd); `policy-refused`: the daemon's
+ * policy refused it, nothing ran; the others: procsock stopped it, and that cause is the
+ * reason even if the program then exited with a status of its own. `timeout` (the run's
+ * own wall-clock limit), `idle-timeout` and `abort` are the client's; `deadline` (the
+ * daemon's `-t`), `stdin-limit`, `hangup` and `shutdown` the daemon's; `output-limit`
+ * either's (`maxBuffer`, or the daemon's output cap).
  */
 export type EndReason =
   | 'exit'
@@ -35,7 +40,36 @@ export type EndReason =
   | 'idle-timeout'
   | 'abort'
   | 'output-limit'
+  | 'stdin-limit'
   | 'deadline'
   | 'hangup'
   | 'shutdown'
-  | 'spawn-failure';
+  | 'spawn-failure'
+  | 'policy-refused';
+
+/**
+ * How a run ended, as every result reports it (ExecResult, a Session's exit, the daemon's
+ * audit record): the status, why, and what it cost.
+ */
+export interface RunOutcome {
+  /** Exit status when the program exited by itself, else null. */
+  readonly exitCode: number | null;
+  /**
+   * The signal that killed it (`'TERM'`, `'KILL'`…), else null. Both are null only in the
+   * result of a call that failed where the end was not learnt (a daemon that was hung up on).
+   */
+  readonly termSignal: string | null;
+  readonly reason: EndReason;
+  /** null where nothing ran or the transport cannot know (a plain sockexec daemon). */
+  readonly usage: ResourceUsage | null;
+  /**
+   * How many processes besides the program procsock had to stop when the run ended (a
+   * contained run); null where that is not tracked (an uncontained run, a plain daemon).
+   */
+  readonly descendantsStopped: number | null;
+}
+
+/** `exit` or `signal`: how a program that nothing stopped ended. */
+export function naturalEnd(status: { termSignal: string | null }): 'exit' | 'signal' {
+  return status.termSignal === null ? 'exit' : 'signal';
+}

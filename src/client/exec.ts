@@ -124,7 +124,11 @@ async function invoke(
   const launch = await transport.prepare({ signal });
   // Started and given its stdin in one synchronous step: for a daemon, argv and the stdin
   // known up front leave in one write.
-  const channel = startChannel(launch, { argv, ...programOptions(resolved) }, transport);
+  const channel = startChannel(
+    launch,
+    { argv, ...programOptions(resolved), protocol: resolved.protocol },
+    transport,
+  );
   return execute(channel, { ...resolved, argv, signal });
 }
 

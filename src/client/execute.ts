@@ -8,9 +8,10 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import type { ProcessChannel } from '../channel/channel.js';
+import { type EndReason, naturalEnd, type ResourceUsage } from '../channel/usage.js';
 import { hasDeadline } from '../core/limits.js';
 import type { OutputChunk, OutputType } from '../core/output.js';
-import { abortError, LimitError, TimeoutError } from '../errors.js';
+import { abortError, LimitError, type ProcsockError, TimeoutError } from '../errors.js';
 import { drainOrClose } from '../util/drain.js';
 
 export type Encoding = 'utf8' | 'buffer';
@@ -41,6 +42,22 @@ export interface ExecResult<T extends string | Buffer = string> {
   exitCode: number | null;
   /** Name of the signal that killed the program (`'TERM'`, `'KILL'`…), else null. */
   termSignal: string | null;
+  /**
+   * Why the run ended (`EndReason`): `exit` or `signal` by itself, `spawn-failure` when the
+   * program could not be executed (its 127/126); through a procsock daemon also the daemon's
+   * causes (`deadline`, `output-limit`, `stdin-limit`, `shutdown`, `policy-refused`…), which a
+   * plain sockexec daemon cannot tell (there: `exit` or `signal` only). In an error's
+   * `result`: the call's own cause (`timeout`, `idle-timeout`, `abort`, `output-limit`).
+   */
+  reason: EndReason;
+  /**
+   * What the run cost, in `process.resourceUsage()` units (`userCPUTime`/`systemCPUTime` µs,
+   * `maxRSS` KiB) plus `wallTime` ms; a field is null where the backend cannot know it, and
+   * the whole is null where nothing ran or nothing is known (a plain sockexec daemon).
+   */
+  usage: ResourceUsage | null;
+  /** Descendants procsock had to stop when the run ended (contained runs); null where not tracked. */
+  descendantsStopped: number | null;
 }
 
 /** A call's options, checked and merged (see options.ts for their meaning). */
@@ -78,6 +95,8 @@ class Execution {
   readonly #maxBuffer: number;
   readonly #decoders: Partial<Record<OutputType, StringDecoder>> = {};
   #failure: Error | null = null;
+  /** Set when the call itself stopped the program (its own error, which gets the result). */
+  #stopReason: EndReason | null = null;
   /** The idle timer: refreshed by every piece of data. */
   #timer: NodeJS.Timeout | null = null;
   #wallTimer: NodeJS.Timeout | null = null;
@@ -92,11 +111,14 @@ class Execution {
       plan.encoding === 'buffer' ? bufferConstants.MAX_LENGTH : bufferConstants.MAX_STRING_LENGTH,
     );
     channel.on('output', (chunk) => this.#onOutput(chunk));
-    const onAbort = () => this.#fail(abortError(plan.signal!));
+    const onAbort = () => this.#fail(abortError(plan.signal!), 'abort');
     plan.signal?.addEventListener('abort', onAbort, { once: true });
     if (plan.signal?.aborted) onAbort();
     if (hasDeadline(plan.timeout)) {
-      this.#wallTimer = setTimeout(() => this.#fail(this.#timeoutError('timeout')), plan.timeout);
+      this.#wallTimer = setTimeout(
+        () => this.#fail(this.#timeoutError('timeout'), 'timeout'),
+        plan.timeout,
+      );
     }
     this.#armTimer();
     this.#feedStdin();
@@ -108,16 +130,28 @@ class Execution {
   }
 
   async #settle(): Promise<ExecResult<string | Buffer>> {
-    let status: Awaited<ReturnType<ProcessChannel['done']>>;
     try {
-      status = await this.#channel.done();
+      await this.#channel.done();
     } catch (error) {
-      throw this.#failure ?? error;
+      throw this.#withResult(this.#failure) ?? error;
     }
     this.#flushDecoders();
     // The call is done when the consumer is too: wait for callbacks still working.
     while (this.#callbacksSettled.size > 0) await Promise.all(this.#callbacksSettled);
-    if (this.#failure) throw this.#failure;
+    if (this.#failure) throw this.#withResult(this.#failure);
+    return this.#result();
+  }
+
+  /** The call's own error (a limit, an abort) carries the result; a callback's error is the caller's. */
+  #withResult(failure: Error | null): Error | null {
+    if (failure && this.#stopReason !== null) (failure as ProcsockError).result = this.#result();
+    return failure;
+  }
+
+  /** The result as the channel reports the end, with the call's own cause winning. */
+  #result(): ExecResult<string | Buffer> {
+    const channel = this.#channel;
+    const status = channel.finalStatus;
     const pick = (type: OutputType): string | Buffer => {
       const data = Buffer.concat(this.#collected[type]);
       return this.#plan.encoding === 'buffer' ? data : data.toString('utf8');
@@ -129,6 +163,9 @@ class Execution {
       unknown: pick('unknown'),
       exitCode: status?.exitCode ?? null,
       termSignal: status?.termSignal ?? null,
+      reason: this.#stopReason ?? channel.reason ?? naturalEnd({ termSignal: null }),
+      usage: channel.usage,
+      descendantsStopped: channel.descendantsStopped,
     };
   }
 
@@ -154,6 +191,7 @@ class Execution {
             `(raise maxBuffer, or pass a ${type === 'unknown' ? 'stderr' : type} callback to stream the output)`,
           'maxBuffer',
         ),
+        'output-limit',
       );
       return;
     }
@@ -234,7 +272,10 @@ class Execution {
       this.#timer.refresh();
       return;
     }
-    this.#timer = setTimeout(() => this.#fail(this.#timeoutError('idleTimeout')), idleTimeout);
+    this.#timer = setTimeout(
+      () => this.#fail(this.#timeoutError('idleTimeout'), 'idle-timeout'),
+      idleTimeout,
+    );
   }
 
   #timeoutError(option: 'timeout' | 'idleTimeout'): TimeoutError {
@@ -254,14 +295,17 @@ class Execution {
     this.#timer = null;
   }
 
-  /** The first failure wins; the program is stopped and the call rejects once it is gone. */
-  #fail(error: Error): void {
+  /**
+   * The first failure wins; the program is stopped and the call rejects once it is gone.
+   * `reason`: the call's own cause, for the error's result (output collected so far is kept
+   * for it: at most `maxBuffer` per stream).
+   */
+  #fail(error: Error, reason: EndReason | null = null): void {
     if (this.#failure) return;
     this.#failure = error;
+    this.#stopReason = reason;
     this.#disarmTimer();
     if (this.#wallTimer) clearTimeout(this.#wallTimer);
-    // What was collected is not needed any more: let it go while the program is stopped.
-    for (const type of ['stdout', 'stderr', 'unknown'] as const) this.#collected[type] = [];
     this.#channel.destroy();
   }
 }

@@ -3,7 +3,7 @@
 export type { Target } from '../channel/target.js';
 export { createExec, type Exec, type ExecDefaults, type RunOptions, run } from './exec.js';
 export type { Encoding, ExecResult, Output, OutputCallback, StdinSource } from './execute.js';
-export { DEFAULT_IDLE_TIMEOUT, EXEC_OPTIONS, type ExecOptions } from './options.js';
+export { DEFAULT_IDLE_TIMEOUT, EXEC_OPTIONS, type ExecOptions, type Protocol } from './options.js';
 export {
   type ConnectOptions,
   connect,

@@ -13,7 +13,7 @@
  * - `timeoutFatal: false`: lua-resty-exec's "a timeout just means keep waiting": turns the
  *   idle limit off. The wall-clock `timeout` is always fatal, so asking for both is refused.
  */
-import type { ProgramOptions } from '../channel/transport.js';
+import { PROGRAM_OPTION_NAMES, type ProgramOptions } from '../channel/transport.js';
 import {
   checkByteCount,
   checkDuration,
@@ -56,7 +56,19 @@ export interface ExecOptions<E extends Encoding = 'utf8'> extends ProgramOptions
   maxBuffer?: number;
   /** `'utf8'` (default): output as strings. `'buffer'`: output as Buffers, byte for byte. */
   encoding?: E;
+  /**
+   * Through a daemon, which wire protocol the call speaks: `'auto'` (default) the plain
+   * sockexec protocol unless an option needs the procsock extension (cwd, env…), so plain
+   * calls keep working against the C sockexec; `'procsock'` always the extension, so the
+   * result has the daemon's `reason` and `usage` — a daemon that does not speak it makes the
+   * call reject with `UnsupportedOptionError` (`option: 'protocol'`), nothing run. A local
+   * program has no wire: its result is complete either way.
+   */
+  protocol?: Protocol;
 }
+
+/** The wire protocol of a daemon call: see `ExecOptions.protocol`. */
+export type Protocol = 'auto' | 'procsock';
 
 export type ExecOptionName = keyof ExecOptions<Encoding>;
 
@@ -82,6 +94,7 @@ export const EXEC_OPTIONS: Readonly<Record<ExecOptionName, OptionSpec>> = {
   timeoutFatal: { default: true, check: checkBoolean },
   maxBuffer: { default: DEFAULT_MAX_BUFFER, check: (value, name) => checkByteCount(name, value) },
   encoding: { default: 'utf8', check: checkEncoding },
+  protocol: { default: 'auto', check: checkProtocol },
   cwd: { default: undefined, check: checkString, program: true },
   env: { default: undefined, check: checkEnv, program: true },
   killTimeout: { default: undefined, check: duration, program: true },
@@ -127,10 +140,11 @@ export function resolveExecOptions(
   return result;
 }
 
-/** Only the program options that are set, for the transport. */
-export function programOptions(options: ResolvedExecOptions): ProgramOptions {
-  const { cwd, env, killTimeout, processGroup } = options;
-  return { cwd, env, killTimeout, processGroup };
+/** The program options (every one: a transport honours or refuses each), for the transport. */
+export function programOptions(options: Partial<ResolvedExecOptions>): ProgramOptions {
+  const program: Record<string, unknown> = {};
+  for (const name of PROGRAM_OPTION_NAMES) program[name] = options[name];
+  return program as ProgramOptions;
 }
 
 export function refuseUnknownKeys(options: object, extra: readonly string[], what: string): void {
@@ -181,6 +195,12 @@ function checkBoolean(value: unknown, name: string): void {
 function checkEncoding(value: unknown, name: string): void {
   if (value !== 'utf8' && value !== 'buffer') {
     throw new ArgumentError(`${name} must be 'utf8' or 'buffer'; got ${describeValue(value)}`);
+  }
+}
+
+export function checkProtocol(value: unknown, name: string): void {
+  if (value !== 'auto' && value !== 'procsock') {
+    throw new ArgumentError(`${name} must be 'auto' or 'procsock'; got ${describeValue(value)}`);
   }
 }
 

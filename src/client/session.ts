@@ -40,13 +40,15 @@ import type { ProcessChannel } from '../channel/channel.js';
 import { resolveTransport, type Target } from '../channel/target.js';
 import {
   type Launch,
+  PROGRAM_OPTION_NAMES,
   type ProgramOptions,
   refuseUnhonoured,
   startChannel,
   type Transport,
 } from '../channel/transport.js';
+import type { RunOutcome } from '../channel/usage.js';
 import { checkByteCount, checkDuration, describeValue, hasDeadline } from '../core/limits.js';
-import type { ExitStatus, OutputChunk, OutputType } from '../core/output.js';
+import type { OutputChunk, OutputType } from '../core/output.js';
 import { signalNumber, wireSignalName } from '../core/signals.js';
 import {
   ArgumentError,
@@ -57,7 +59,14 @@ import {
   UnsupportedOptionError,
 } from '../errors.js';
 import { drained, toBuffer } from './execute.js';
-import { checkArgv, DEFAULT_IDLE_TIMEOUT, EXEC_OPTIONS, refuseUnknownKeys } from './options.js';
+import {
+  checkArgv,
+  checkProtocol,
+  DEFAULT_IDLE_TIMEOUT,
+  EXEC_OPTIONS,
+  type Protocol,
+  programOptions,
+} from './options.js';
 import { ByteQueue, FlowGate, outputReadables, stdinWritable } from './streams.js';
 
 export type SessionState = 'connected' | 'running' | 'finished' | 'closed';
@@ -68,11 +77,12 @@ export interface ReceivedOutput {
   data: Buffer;
 }
 
-/** How the program ended; always after all of its output. */
-export interface ReceivedExit {
+/**
+ * How the program ended, always after all of its output: its status, and the run's
+ * `reason`, `usage` and `descendantsStopped`, as in an `ExecResult` (`RunOutcome`).
+ */
+export interface ReceivedExit extends RunOutcome {
   type: 'exit';
-  exitCode: number | null;
-  termSignal: string | null;
 }
 
 /** What `receive()` resolves with: output, the exit, or one of the two outcomes without data. */
@@ -101,7 +111,7 @@ export interface ConnectOptions extends ProgramOptions {
    * the session fail with `UnsupportedOptionError`, nothing run); `'auto'` (default) uses it
    * only for cwd, env, processGroup or killTimeout. A local program needs no protocol.
    */
-  protocol?: 'auto' | 'procsock';
+  protocol?: Protocol;
 }
 
 export interface ReceiveOptions {
@@ -111,6 +121,8 @@ export interface ReceiveOptions {
 
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 const SESSION_KEYS = ['timeout', 'highWaterMark', 'signal', 'protocol'];
+/** What connect() takes: the program's options and the session's (not ez-mode's stdin, maxBuffer…). */
+const CONNECT_KEYS: readonly string[] = [...PROGRAM_OPTION_NAMES, ...SESSION_KEYS];
 
 /**
  * Opens a session: connects to the daemon at `target` (or gets a transport of the user's
@@ -140,9 +152,15 @@ function checkConnectOptions(options: ConnectOptions): ProgramOptions {
   if (typeof options !== 'object' || options === null) {
     throw new ArgumentError(`options must be an object; got ${describeValue(options)}`);
   }
-  refuseUnknownKeys(options, SESSION_KEYS, 'connect() option');
-  const { cwd, env, killTimeout, processGroup, timeout, highWaterMark, signal } = options;
-  const program: ProgramOptions = { cwd, env, killTimeout, processGroup };
+  for (const key of Object.keys(options)) {
+    if (!CONNECT_KEYS.includes(key)) {
+      throw new ArgumentError(
+        `unknown connect() option ${JSON.stringify(key)}${key in EXEC_OPTIONS ? ' (an option of run() and exec calls, not of a session)' : ''}`,
+      );
+    }
+  }
+  const { timeout, highWaterMark, signal } = options;
+  const program = programOptions(options);
   for (const [name, value] of Object.entries(program)) {
     if (value !== undefined) EXEC_OPTIONS[name as keyof ProgramOptions].check(value, name);
   }
@@ -151,12 +169,7 @@ function checkConnectOptions(options: ConnectOptions): ProgramOptions {
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new ArgumentError(`signal must be an AbortSignal; got ${describeValue(signal)}`);
   }
-  const { protocol } = options;
-  if (protocol !== undefined && protocol !== 'auto' && protocol !== 'procsock') {
-    throw new ArgumentError(
-      `protocol must be 'auto' or 'procsock'; got ${describeValue(protocol)}`,
-    );
-  }
+  if (options.protocol !== undefined) checkProtocol(options.protocol, 'protocol');
   return program;
 }
 
@@ -244,7 +257,8 @@ export class Session {
     );
     this.#state = 'running';
     channel.on('output', (chunk) => this.#onOutput(chunk));
-    channel.on('exit', (status) => this.#enqueue({ type: 'exit', ...status }));
+    // The channel knows the whole outcome by its exit (a daemon sends reason and usage first).
+    channel.on('exit', () => this.#enqueue({ type: 'exit', ...channel.outcome! }));
     channel.on('error', (error) => {
       this.#channelError = error;
     });
@@ -397,15 +411,16 @@ export class Session {
   }
 
   /**
-   * Resolves with the exit status once the program is done and the session released
+   * Resolves with how the program ended — `{ exitCode, termSignal, reason, usage,
+   * descendantsStopped }`, as the exit item — once it is done and the session released
    * everything, or null when the session was closed first. Rejects with the connection's
    * error, or `StateError` before `sendArgs`.
    */
-  async wait(): Promise<ExitStatus | null> {
+  async wait(): Promise<RunOutcome | null> {
     const channel = this.#channel;
     if (!channel)
       throw new StateError('cannot wait before the program is started: call sendArgs first');
-    return channel.done();
+    return (await channel.done()) === null ? null : channel.outcome;
   }
 
   /** Stops the program if it still runs, waits until it is gone, releases everything. Idempotent. */

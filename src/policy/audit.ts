@@ -3,6 +3,7 @@
  * file, so it can be shipped and queried as it is. `-d` keeps its own human-readable log.
  */
 import { constants, createWriteStream, openSync, type WriteStream } from 'node:fs';
+import type { ResourceUsage } from '../channel/usage.js';
 import type { PeerCredentials } from '../native/addon.js';
 
 export type { PeerCredentials };
@@ -13,9 +14,12 @@ export interface AuditRecord {
   /** The connecting process, where the OS tells it (SO_PEERCRED); null otherwise. */
   peer: PeerCredentials | null;
   argv: string[];
-  /** pid of the program, null when it did not start. */
+  /** pid of the program (not of its reaper, when contained), null when it did not start. */
   pid: number | null;
-  /** How it ended: exit code, signal name, or why it never ran or was cut short. */
+  /**
+   * How it ended: its exit code or the signal that killed it — also after a hang-up or a
+   * protocol violation, when no client was left to tell — or both null when it never ran.
+   */
   exitCode: number | null;
   termSignal: string | null;
   refused: string | null;
@@ -26,6 +30,15 @@ export interface AuditRecord {
    * request came.
    */
   reason: string | null;
+  /**
+   * What the run cost, as the client of an extended connection is told (`ResourceUsage`: CPU
+   * µs and maxRSS KiB where the spawn backend measures them, else null; wall time ms); null
+   * when nothing ran.
+   */
+  usage: ResourceUsage | null;
+  /** Descendants stopped with the run (contained runs); null where not tracked. */
+  descendantsStopped: number | null;
+  /** From accept to close, ms. */
   durationMs: number;
   bytesIn: number;
   bytesOut: number;

@@ -26,6 +26,7 @@
  */
 import type { Socket } from 'node:net';
 import { LocalChannel } from '../channel/local.js';
+import { naturalEnd } from '../channel/usage.js';
 import type { ExitStatus, OutputChunk } from '../core/output.js';
 import { signalNumber } from '../core/signals.js';
 import {
@@ -43,6 +44,7 @@ import {
   encodeHello,
   encodeRunEnd,
   type WireReason,
+  type WireUsage,
 } from '../protocol/extension.js';
 import { encodeExit, encodeOutput } from '../protocol/reply.js';
 import { RequestDecoder } from '../protocol/request.js';
@@ -80,7 +82,6 @@ export class Connection {
   /** Why procsock stopped the run (the first cause wins), or why it never ran. */
   #stopReason: WireReason | null = null;
   #runTimer: NodeJS.Timeout | null = null;
-  #spawnedAt = 0;
   /** The header field an extended run was refused for. */
   #refusedField: string | undefined;
 
@@ -103,6 +104,8 @@ export class Connection {
       termSignal: null,
       refused: null,
       reason: null,
+      usage: null,
+      descendantsStopped: null,
       error: null,
       durationMs: 0,
       bytesIn: 0,
@@ -265,7 +268,6 @@ export class Connection {
   }
 
   #spawn(plan: LaunchPlan, run: { processGroup: boolean; killTimeout: number }): void {
-    this.#spawnedAt = performance.now();
     const channel = new LocalChannel(plan.argv, {
       file: plan.file,
       env: plan.env,
@@ -428,14 +430,24 @@ export class Connection {
 
   /** The first cause procsock stopped the run for; else how the program ended by itself. */
   #endReason(status: ExitStatus): WireReason {
-    if (this.#stopReason !== null) return this.#stopReason;
-    if (this.#channel !== null && this.#channel.pid === undefined) return 'spawn-failure';
-    return status.termSignal === null ? 'exit' : 'signal';
+    return this.#stopReason ?? this.#channel?.reason ?? naturalEnd(status);
   }
 
-  /** What the run cost, as far as the daemon knows: wall time from the spawn (none if it never ran). */
-  #usage(): { wallTime?: number } {
-    return this.#channel === null ? {} : { wallTime: performance.now() - this.#spawnedAt };
+  /**
+   * What the run cost, as the channel measured it (CPU and peak RSS where the spawn backend
+   * or the reaper reports them; see LocalChannel.usage), and how many descendants had to be
+   * stopped (contained runs): nothing for a run that never started.
+   */
+  #usage(): WireUsage {
+    const usage = this.#channel?.usage;
+    if (!usage) return {};
+    const known: WireUsage = { wallTime: usage.wallTime };
+    if (usage.userCPUTime !== null) known.userCPUTime = usage.userCPUTime;
+    if (usage.systemCPUTime !== null) known.systemCPUTime = usage.systemCPUTime;
+    if (usage.maxRSS !== null) known.maxRSS = usage.maxRSS;
+    const stopped = this.#channel?.descendantsStopped ?? null;
+    if (stopped !== null) known.descendantsStopped = stopped;
+    return known;
   }
 
   /**
@@ -565,11 +577,30 @@ export class Connection {
     this.#state = 'closed';
     this.#log('closed');
     if (this.#audit) {
+      this.#recordEnd();
       this.#record.reason ??= this.#stopReason;
       this.#record.durationMs = Math.round(performance.now() - this.#startedAt);
       this.#audit.write(this.#record);
     }
     this.#resolveClosed();
+  }
+
+  /**
+   * The audit record learns how the program ended from the channel, which knows it even when
+   * no reply was sent (a hang-up: the client is gone, the program was still reaped).
+   */
+  #recordEnd(): void {
+    const channel = this.#channel;
+    const status = channel?.finalStatus;
+    if (!channel || !status) return;
+    const record = this.#record;
+    record.pid = channel.programPid ?? record.pid;
+    if (record.exitCode === null && record.termSignal === null) {
+      record.exitCode = status.exitCode;
+      record.termSignal = status.termSignal;
+    }
+    record.usage = channel.usage;
+    record.descendantsStopped = channel.descendantsStopped;
   }
 
   /** A bug in one connection must not take the daemon down: log it and drop that connection. */

@@ -32,6 +32,7 @@ import { Policy } from '../../src/policy/policy.js';
 import { Shell } from '../../src/shell/shell.js';
 import { childrenNamed, openTarget, TARGET_KINDS, type TestTarget } from '../channel/targets.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { withoutUsage } from '../helpers/outcome.js';
 import { tempDir, waitUntil } from '../helpers/process.js';
 
 const MiB = 1024 * 1024;
@@ -230,7 +231,12 @@ describe('a transport of your own', () => {
     assert.equal((await createExec(transport)('echo', 'b')).stdout, 'b\n');
     const session = await connect(transport);
     session.sendArgs(['true']);
-    assert.deepEqual(await session.wait(), { exitCode: 0, termSignal: null });
+    assert.deepEqual(withoutUsage(await session.wait()), {
+      exitCode: 0,
+      termSignal: null,
+      reason: 'exit',
+      descendantsStopped: null,
+    });
     await session.close();
     const shell = Shell.posix({ transport });
     await shell.start(5000);

@@ -130,7 +130,15 @@ describe('a misbehaving daemon', () => {
     assert.deepEqual(received, [
       { type: 'unknown', data: Buffer.from('abc') },
       { type: 'stdout', data: Buffer.from('hi') },
-      { type: 'exit', exitCode: 0, termSignal: null },
+      // A plain daemon tells no more than the status.
+      {
+        type: 'exit',
+        exitCode: 0,
+        termSignal: null,
+        reason: 'exit',
+        usage: null,
+        descendantsStopped: null,
+      },
     ]);
     await session.close();
   });

@@ -8,11 +8,13 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { reaperAvailable } from '../../src/channel/contain.js';
 import { createExec, run } from '../../src/client/exec.js';
 import { connect } from '../../src/client/session.js';
 import { UnsupportedOptionError } from '../../src/errors.js';
 import { Shell } from '../../src/shell/shell.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { withoutUsage } from '../helpers/outcome.js';
 import { tempDir } from '../helpers/process.js';
 
 let daemon: TestDaemon;
@@ -70,7 +72,13 @@ test('Session.signal(INT) reaches the program through the daemon', async () => {
   let stdout = '';
   for await (const item of session) {
     if (item.type === 'exit')
-      assert.deepEqual(item, { type: 'exit', exitCode: 7, termSignal: null });
+      assert.deepEqual(withoutUsage(item), {
+        type: 'exit',
+        exitCode: 7,
+        termSignal: null,
+        reason: 'exit',
+        descendantsStopped: null,
+      });
     else stdout += item.data.toString();
   }
   assert.equal(stdout, 'got INT\n');
@@ -83,7 +91,12 @@ test('Session.signal works locally too, by name or number; an unknown one is an 
   assert.equal((await session.receive()).type, 'stdout');
   assert.throws(() => session.signal('NOSUCHSIGNAL'), { code: 'PROCSOCK_ARGUMENT' });
   session.signal('SIGUSR1');
-  assert.deepEqual(await session.wait(), { exitCode: null, termSignal: 'USR1' });
+  assert.deepEqual(withoutUsage(await session.wait()), {
+    exitCode: null,
+    termSignal: 'USR1',
+    reason: 'signal',
+    descendantsStopped: null,
+  });
   await session.close();
 });
 
@@ -98,7 +111,12 @@ test('Session.signal on a plain daemon session says how to get it', async () => 
       /protocol: 'procsock'/.test(error.message),
   );
   session.sendClose();
-  assert.deepEqual(await session.wait(), { exitCode: 0, termSignal: null });
+  assert.deepEqual(withoutUsage(await session.wait()), {
+    exitCode: 0,
+    termSignal: null,
+    reason: 'exit',
+    descendantsStopped: null,
+  });
   await session.close();
 });
 
@@ -211,4 +229,21 @@ describe('calls that need nothing extra stay plain sockexec requests, byte for b
       ['1:2,4:echo,2:hi,0:,', '1:1,5:uname,0:,', '1:1,4:true,'],
     );
   });
+});
+
+test('contain and exitGrace through a daemon are refused, never ignored: the daemon decides them', async () => {
+  const marker = files.path('contained-must-not-exist');
+  for (const options of [{ contain: true }, { contain: false }, { exitGrace: 0 }]) {
+    const [option] = Object.keys(options);
+    await assert.rejects(run(['touch', marker], { socket: daemon.path, ...options }), {
+      code: 'PROCSOCK_UNSUPPORTED',
+      option,
+    });
+    await assert.rejects(connect(daemon.path, options), { code: 'PROCSOCK_UNSUPPORTED', option });
+  }
+  assert.equal(existsSync(marker), false, 'nothing ran');
+  // Locally they are carried out (before, run() dropped them on the way to the transport).
+  if (!reaperAvailable()) return;
+  const local = await run(['sh', '-c', 'sleep 300 & exit 0'], { contain: true, exitGrace: 0 });
+  assert.equal(local.descendantsStopped, 1);
 });

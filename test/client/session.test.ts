@@ -9,7 +9,7 @@ import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { connect, type Session } from '../../src/client/session.js';
+import { connect, type ReceivedExit, type Session } from '../../src/client/session.js';
 import { AbortError, ArgumentError, StateError } from '../../src/errors.js';
 import {
   childrenNamed,
@@ -18,9 +18,20 @@ import {
   TARGET_KINDS,
   type TestTarget,
 } from '../channel/targets.js';
+import { withoutUsage } from '../helpers/outcome.js';
 import { openFdCount, waitUntil } from '../helpers/process.js';
 
 const MiB = 1024 * 1024;
+/** `true`'s end, on every target here: uncontained, so descendants are not counted. */
+const OUTCOME_0 = { exitCode: 0, termSignal: null, reason: 'exit', descendantsStopped: null };
+const EXIT_0 = { type: 'exit', ...OUTCOME_0 };
+
+/** The next item, which must be the exit. */
+async function receiveExit(session: Session): Promise<ReceivedExit> {
+  const item = await session.receive();
+  assert.equal(item.type, 'exit', `expected the exit, got ${JSON.stringify(item)}`);
+  return item as ReceivedExit;
+}
 
 /** Receives stdout until `length` bytes came (chunk boundaries carry no meaning). */
 async function receiveStdout(session: Session, length: number): Promise<string> {
@@ -62,7 +73,7 @@ for (const kind of TARGET_KINDS) {
       await session.sendData(Buffer.from('hey this cat process is still running'));
       assert.equal(await receiveStdout(session, 37), 'hey this cat process is still running');
       session.sendClose();
-      assert.deepEqual(await session.receive(), { type: 'exit', exitCode: 0, termSignal: null });
+      assert.deepEqual(withoutUsage(await receiveExit(session)), EXIT_0);
       assert.deepEqual(await session.receive(), { type: 'closed' });
       assert.deepEqual(await session.receive(), { type: 'closed' });
       assert.equal(session.state, 'finished');
@@ -94,7 +105,7 @@ for (const kind of TARGET_KINDS) {
       session.sendClose();
       session.sendClose();
       await assert.rejects(session.send('after close'), StateError);
-      assert.deepEqual(await session.receive(), { type: 'exit', exitCode: 0, termSignal: null });
+      assert.deepEqual(withoutUsage(await receiveExit(session)), EXIT_0);
       await session.close();
       await session.close();
       assert.throws(() => session.sendArgs(['cat']), StateError);
@@ -112,7 +123,15 @@ for (const kind of TARGET_KINDS) {
           type: 'stderr',
           data: Buffer.from('procsock: procsock-no-such-program: command not found\n'),
         },
-        { type: 'exit', exitCode: 127, termSignal: null },
+        {
+          type: 'exit',
+          exitCode: 127,
+          termSignal: null,
+          // The plain sockexec protocol cannot tell an exec failure from an exit.
+          reason: kind === 'local' ? 'spawn-failure' : 'exit',
+          usage: null,
+          descendantsStopped: null,
+        },
       ]);
     });
 
@@ -137,8 +156,9 @@ for (const kind of TARGET_KINDS) {
         else texts[item.type] += item.data.toString();
       }
       assert.deepEqual(texts, { stdout: 'out\n', stderr: 'err\n', unknown: '' });
-      assert.deepEqual(exit, { type: 'exit', exitCode: 4, termSignal: null });
-      assert.deepEqual(await session.wait(), { exitCode: 4, termSignal: null });
+      const outcome = { exitCode: 4, termSignal: null, reason: 'exit', descendantsStopped: null };
+      assert.deepEqual(withoutUsage(exit as ReceivedExit), { type: 'exit', ...outcome });
+      assert.deepEqual(withoutUsage(await session.wait()), outcome);
       await session.close();
     });
 
@@ -169,7 +189,7 @@ for (const kind of TARGET_KINDS) {
     test('data for a program that has already ended is dropped, not an error', async () => {
       const session = await open();
       session.sendArgs(['true']);
-      assert.deepEqual(await session.receive(), { type: 'exit', exitCode: 0, termSignal: null });
+      assert.deepEqual(withoutUsage(await receiveExit(session)), EXIT_0);
       assert.deepEqual(await session.receive(), { type: 'closed' });
       await session.send('nobody reads this');
       session.sendClose();
@@ -225,7 +245,7 @@ for (const kind of TARGET_KINDS) {
       ]);
       assert.equal(bytes, 32 * MiB);
       assert.equal(received.digest('hex'), sent.digest('hex'));
-      assert.deepEqual(await session.wait(), { exitCode: 0, termSignal: null });
+      assert.deepEqual(withoutUsage(await session.wait()), OUTCOME_0);
       await assert.rejects(session.receive(), StateError, 'streams and receive() do not mix');
       await session.close();
     });
@@ -240,7 +260,7 @@ for (const kind of TARGET_KINDS) {
       let bytes = 0;
       for await (const chunk of stdout) bytes += chunk.length;
       assert.equal(bytes, total);
-      assert.deepEqual(await session.wait(), { exitCode: 0, termSignal: null });
+      assert.deepEqual(withoutUsage(await session.wait()), OUTCOME_0);
       await session.close();
     });
 

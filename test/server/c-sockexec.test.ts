@@ -89,6 +89,12 @@ test(
       return true;
     });
     assert.equal(existsSync(marker), false, 'the C daemon ran nothing');
+    // ez-mode asking for the extension (for reason and usage) without any option needing it.
+    await assert.rejects(run(['touch', marker], { socket: path, protocol: 'procsock' }), {
+      code: 'PROCSOCK_UNSUPPORTED',
+      option: 'protocol',
+    });
+    assert.equal(existsSync(marker), false, 'the C daemon ran nothing');
     const session = await connect(path, { protocol: 'procsock' });
     session.sendArgs(['cat']);
     await assert.rejects(session.wait(), { code: 'PROCSOCK_UNSUPPORTED', option: 'protocol' });

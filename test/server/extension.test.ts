@@ -194,7 +194,8 @@ test('reason spawn-failure: no such program, and no such cwd', async () => {
   assert.deepEqual(shape(missing), [
     ['stderr', 'procsock: procsock-no-such-program-16: command not found\n'],
     ['reason', 'spawn-failure'],
-    ['usage', 'wallTime'],
+    // It never ran: no usage, as for a local run (and as for the missing cwd below).
+    ['usage', ''],
     ['exitcode', '127'],
   ]);
   const noCwd = await exchange(

@@ -1,0 +1,30 @@
+/**
+ * The outcome fields every result carries (`reason`, `usage`, `descendantsStopped`), for
+ * tests that compare whole results: `withoutUsage(x)` checks that `usage` has its shape —
+ * null, or CPU and memory fields that are null or whole non-negative numbers and a wall
+ * time — and returns the rest, which is deterministic, for a `deepEqual`.
+ */
+import { strict as assert } from 'node:assert';
+import type { ResourceUsage } from '../../src/channel/usage.js';
+
+export function withoutUsage<T extends { usage: ResourceUsage | null }>(
+  value: T | null | undefined,
+): Omit<T, 'usage'> {
+  assert.ok(value, 'an outcome');
+  const { usage, ...rest } = value;
+  if (usage !== null) assertUsageShape(usage);
+  return rest;
+}
+
+export function assertUsageShape(usage: ResourceUsage): void {
+  assert.deepEqual(Object.keys(usage).sort(), [
+    'maxRSS',
+    'systemCPUTime',
+    'userCPUTime',
+    'wallTime',
+  ]);
+  for (const [key, value] of Object.entries(usage)) {
+    if (value === null && key !== 'wallTime') continue;
+    assert.ok(Number.isInteger(value) && value >= 0, `usage.${key} is ${value}`);
+  }
+}
