@@ -12,6 +12,7 @@
 typedef struct child child_t;
 typedef struct reader reader_t;
 typedef struct guarded guarded_t;
+typedef struct tty_writer tty_writer_t;
 
 typedef struct {
   napi_env env;
@@ -26,6 +27,7 @@ typedef struct {
   child_t *children;         /* live (unreaped) children, a doubly linked list */
   int sigchld_live;          /* how many of them wait for SIGCHLD (no pidfd) */
   reader_t *readers;         /* open output pipes, a doubly linked list */
+  tty_writer_t *writers;     /* open pty masters written to (pty.c), a doubly linked list */
   napi_ref usage_ref;        /* Float64Array(3) the exit callback finds the child's rusage in */
   double *usage;
   napi_ref read_buffer_ref;  /* the one buffer every output pipe is read into */

@@ -1,6 +1,6 @@
 /*
  * The addon module: sets up each Node environment's state (init), tears it down when the
- * environment goes away, and exports the calls of every part (spawn.c, pipe.c,
+ * environment goes away, and exports the calls of every part (spawn.c, pipe.c, pty.c,
  * peercred.c). The only file that knows all of them; none of them knows it.
  */
 #define _GNU_SOURCE
@@ -14,6 +14,7 @@
 #include "addon.h"
 #include "peercred.h"
 #include "pipe.h"
+#include "pty.h"
 #include "spawn.h"
 
 /*
@@ -29,6 +30,7 @@ static void cleanup(napi_async_cleanup_hook_handle handle, void *data) {
   a->closing++; /* this function's own hold, dropped at the end */
   spawn_teardown(a);
   close_all_readers(a);
+  close_all_tty_writers(a);
   addon_closed(a);
 }
 
@@ -129,6 +131,12 @@ NAPI_MODULE_INIT() {
       {"pipeOpen", NULL, js_pipe_open, NULL, NULL, NULL, napi_default, NULL},
       {"pipeRead", NULL, js_pipe_read, NULL, NULL, NULL, napi_default, NULL},
       {"pipeClose", NULL, js_pipe_close, NULL, NULL, NULL, napi_default, NULL},
+      {"ttyWriterOpen", NULL, js_tty_writer_open, NULL, NULL, NULL, napi_default, NULL},
+      {"ttyWrite", NULL, js_tty_write, NULL, NULL, NULL, napi_default, NULL},
+      {"ttyWaitWritable", NULL, js_tty_wait_writable, NULL, NULL, NULL, napi_default, NULL},
+      {"ttyWriterClose", NULL, js_tty_writer_close, NULL, NULL, NULL, napi_default, NULL},
+      {"ttyResize", NULL, js_tty_resize, NULL, NULL, NULL, napi_default, NULL},
+      {"ttyEofChar", NULL, js_tty_eof_char, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -10,7 +10,8 @@
  * returns as soon as the child exists, and the event loop goes on while the child sets
  * itself up and execs — under load that wait was half of the daemon's time. On an
  * architecture without the raw system calls below, the parent waits for the exec as
- * posix_spawn does.
+ * posix_spawn does. So does PTY mode: once spawn() returns, the terminal is the program's
+ * controlling terminal, so what is typed at once (^C included) reaches the program's session.
  *
  * THE OWNERSHIP RULE. Between clone and exec the child runs in our address space while
  * JavaScript, libuv and other threads go on changing it. So the child reads nothing but
@@ -41,8 +42,11 @@
  * disposition reset to default (SIGPIPE included) and an empty signal mask; optionally its
  * own process group, working directory, resource limits, group and user, and a parent-death
  * signal (FLAG_DIE_WITH_PARENT: KILL when the thread that spawned it ends — JS asks for it
- * on the main thread only, see src/channel/spawn/native.ts); then argv[0] is looked up in the PATH of the child's environment (execvpe semantics,
- * including running a script without #! through /bin/sh).
+ * on the main thread only, see src/channel/spawn/native.ts); or, in PTY mode
+ * (FLAG_TERMINAL), a session of its own whose controlling terminal is a new pseudo-terminal's
+ * slave, on 0 and 1 (and 2 with FLAG_TERMINAL_STDERR; see pty.c); then argv[0] is looked up
+ * in the PATH of the child's environment (execvpe semantics, including running a script
+ * without #! through /bin/sh).
  *
  * An exec failure is reported with the exit: the child writes errno into its plan, then
  * exits; the reaper finds it there. A failure before the child exists (no descriptors for
@@ -69,6 +73,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -78,6 +83,7 @@
 
 #include "addon.h"
 #include "orphanage.h"
+#include "pty.h"
 #include "spawn.h"
 
 #ifndef SYS_pidfd_open
@@ -94,11 +100,16 @@
 #define FLAG_REPORT_PIPE 8
 /* KILL the child when the thread that started it ends (PR_SET_PDEATHSIG), even by SIGKILL. */
 #define FLAG_DIE_WITH_PARENT 16
+/* PTY mode: a new session, the slave of a new pty as controlling terminal on 0 and 1… */
+#define FLAG_TERMINAL 32
+/* …and on 2 as well (else stderr stays a pipe). */
+#define FLAG_TERMINAL_STDERR 64
 
 /* What spawn() could not do, in out[0] when it fails (JS names the system call). */
 #define STAGE_MEMORY 1
 #define STAGE_PIPE 2
 #define STAGE_CLONE 3
+#define STAGE_TERMINAL 4
 
 #define CHILD_STACK_SIZE (64 * 1024)
 #define MAX_CHILD_FDS 4
@@ -252,7 +263,12 @@ CHILD_CODE static int child_main(void *arg) {
   }
   sys(SYS_rt_sigprocmask, SIG_SETMASK, &empty_mask, 0, sizeof empty_mask);
 
-  if ((plan->flags & FLAG_PROCESS_GROUP) && (r = sys(SYS_setpgid, 0, 0, 0, 0)) < 0) goto fail;
+  /* A terminal's program leads a session (and so a process group) of its own. */
+  if (plan->flags & FLAG_TERMINAL) {
+    if ((r = sys(SYS_setsid, 0, 0, 0, 0)) < 0) goto fail;
+  } else if ((plan->flags & FLAG_PROCESS_GROUP) && (r = sys(SYS_setpgid, 0, 0, 0, 0)) < 0) {
+    goto fail;
+  }
 
   /* Move our ends above the targets first, so no dup below overwrites one still to be used. */
   for (i = 0; i < plan->fd_count; i++) {
@@ -265,6 +281,8 @@ CHILD_CODE static int child_main(void *arg) {
   for (i = 0; i < plan->fd_count; i++) {
     if ((r = sys(SYS_dup3, fds[i], i, 0, 0)) < 0) goto fail;
   }
+  /* Stdin is the slave: it becomes the session's controlling terminal (and its foreground group). */
+  if ((plan->flags & FLAG_TERMINAL) && (r = sys(SYS_ioctl, 0, TIOCSCTTY, 0, 0)) < 0) goto fail;
   /* Inherit nothing but those, even descriptors someone opened without O_CLOEXEC. */
   sys(SYS_close_range, (unsigned)plan->fd_count, ~0U, 0U, 0);
 
@@ -554,26 +572,49 @@ static int unhold(addon_t *a, int fd) {
 }
 
 /*
+ * PTY mode: the pairs of descriptors spawn() otherwise makes pipes of — the child's end, and
+ * ours — are the slave and the master of one new pty, each end a descriptor of its own (the
+ * same open file), so they are closed like pipes. Stderr stays a pipe unless
+ * FLAG_TERMINAL_STDERR. Returns 0, or -1 with errno (what was opened is in `pipes`).
+ */
+static int open_terminal(int pipes[][2], int flags, int columns, int rows) {
+  int master, slave;
+  if (pty_open(columns, rows, &master, &slave) != 0) return -1;
+  pipes[0][0] = slave;  /* the child reads stdin… */
+  pipes[1][0] = master; /* …we read its output */
+  if ((pipes[0][1] = fcntl(master, F_DUPFD_CLOEXEC, 0)) < 0) return -1;
+  if ((pipes[1][1] = fcntl(slave, F_DUPFD_CLOEXEC, 0)) < 0) return -1;
+  if ((flags & FLAG_TERMINAL_STDERR) && (pipes[2][1] = fcntl(slave, F_DUPFD_CLOEXEC, 0)) < 0) {
+    return -1;
+  }
+  return 0;
+}
+
+/*
  * spawn(fileAndArgv: string (file, then argv; NUL-separated), argc: number, env: string (NUL-separated) | null,
  *       envCount: number, cwd: string | null, flags: number, uid: number, gid: number,
  *       rlimits: number[] | null (resource, soft, hard triples; -1 = unlimited),
- *       out: Int32Array(5), killGraceMs: number)
+ *       out: Int32Array(5), killGraceMs: number, window: [columns, rows] | undefined)
  *   → errno: 0 when started (out = pid, stdin, stdout, stderr fds, and with FLAG_REPORT_PIPE the
  *     report's read end), else what failed before the child existed, with
- *     out[0] = STAGE_MEMORY | STAGE_PIPE | STAGE_CLONE.
+ *     out[0] = STAGE_MEMORY | STAGE_PIPE | STAGE_CLONE | STAGE_TERMINAL.
+ * FLAG_TERMINAL: stdin and stdout are a new pty's master, twice (two descriptors, one to
+ * write and one to read), sized `window` (default 80 x 24); with FLAG_TERMINAL_STDERR there
+ * is no stderr pipe (out[3] = -1).
  * env null: the child gets a copy of this process's environ, taken now (see the top).
  * killGraceMs: TERM to KILL, should this environment go away (a worker) before the child.
  * The stdin descriptor is held (closed at teardown) until closeFd or releaseFd.
  */
 napi_value js_spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value args[11], result;
+  size_t argc = 12;
+  napi_value args[12], result;
   addon_t *a = NULL;
   spawn_job *job = NULL;
   spawn_plan *plan;
   child_t *c = NULL;
   size_t argv_len = 0, env_len = 0;
   uint32_t arg_count = 0, env_count = 0, grace = 0;
+  int32_t columns = 80, rows = 24;
   int32_t flags = 0, uid = -1, gid = -1;
   int32_t *out = NULL;
   size_t out_length = 0;
@@ -597,6 +638,13 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
   napi_get_value_int32(env, args[7], &gid);
   napi_get_typedarray_info(env, args[9], &out_type, &out_length, (void **)&out, NULL, NULL);
   napi_get_value_uint32(env, args[10], &grace);
+  if (argc >= 12 && napi_typeof(env, args[11], &type) == napi_ok && type == napi_object) {
+    napi_value v;
+    napi_get_element(env, args[11], 0, &v);
+    napi_get_value_int32(env, v, &columns);
+    napi_get_element(env, args[11], 1, &v);
+    napi_get_value_int32(env, v, &rows);
+  }
   fd_count = (flags & FLAG_REPORT_PIPE) ? 4 : 3;
   if (!out || out_type != napi_int32_array || out_length < (size_t)fd_count + 1 || arg_count == 0) {
     napi_throw_type_error(env, NULL, "spawn: bad arguments");
@@ -667,9 +715,15 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
   plan->candidates = job->candidates;
   plan->script_argv = job->script_argv;
 
+  stage = STAGE_TERMINAL;
+  if ((flags & FLAG_TERMINAL) && open_terminal(pipes, flags, columns, rows) != 0) {
+    error = errno;
+    goto done;
+  }
   stage = STAGE_PIPE;
   for (i = 0; i < fd_count; i++) {
-    if (pipe2(pipes[i], O_CLOEXEC) != 0) {
+    /* (In PTY mode stdin, stdout and maybe stderr are the terminal's already.) */
+    if (pipes[i][0] < 0 && pipes[i][1] < 0 && pipe2(pipes[i], O_CLOEXEC) != 0) {
       error = errno;
       goto done;
     }
@@ -683,7 +737,8 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid = clone(child_main, job->stack + CHILD_STACK_SIZE,
-              CLONE_VM | (CHILD_RUNS_ALONE ? 0 : CLONE_VFORK) | SIGCHLD, plan);
+              CLONE_VM | (CHILD_RUNS_ALONE && !(flags & FLAG_TERMINAL) ? 0 : CLONE_VFORK) | SIGCHLD,
+              plan);
   if (pid < 0) error = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* The child has its own copy of the descriptor table: ours of its ends can go now. */

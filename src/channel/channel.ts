@@ -92,6 +92,21 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
     return false;
   }
 
+  /** Whether the program runs in a terminal (PTY mode: the `pty` option). */
+  get terminal(): boolean {
+    return false;
+  }
+
+  /**
+   * PTY mode: sets the program's terminal window size, in character cells (the program gets
+   * SIGWINCH); true when this channel did, false when it cannot (no terminal, a plain
+   * sockexec session) or the program has ended. Throws `ArgumentError` for a size that is
+   * not from 1 to 65535.
+   */
+  resize(_columns: number, _rows: number): boolean {
+    return false;
+  }
+
   get exitStatus(): ExitStatus | null {
     return this.#exitStatus;
   }

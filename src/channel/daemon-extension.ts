@@ -7,10 +7,12 @@
  */
 import { resolve } from 'node:path';
 import { MAX_TIMER } from '../core/limits.js';
+import { resolveTerminal } from '../core/terminal.js';
 import { ArgumentError, UnsupportedOptionError } from '../errors.js';
 import type { ExtendedRequestFields } from '../protocol/extension.js';
 import {
   HOW_INSTEAD,
+  isSet,
   type LaunchRequest,
   PROGRAM_OPTION_NAMES,
   type ProgramOptionName,
@@ -25,7 +27,7 @@ export interface ExtendedLaunch {
 /** The extension's fields for `request`, or null when a plain request carries all of it. */
 export function extendedLaunch(request: LaunchRequest): ExtendedLaunch | null {
   const option =
-    PROGRAM_OPTION_NAMES.find((name) => request[name] !== undefined) ??
+    PROGRAM_OPTION_NAMES.find((name) => isSet(request, name)) ??
     (request.protocol === 'procsock' ? 'protocol' : undefined);
   if (option === undefined) return null;
   const fields: ExtendedRequestFields = { argv: [...request.argv] };
@@ -33,6 +35,9 @@ export function extendedLaunch(request: LaunchRequest): ExtendedLaunch | null {
   if (request.cwd !== undefined) fields.cwd = resolve(request.cwd);
   if (request.env !== undefined) fields.env = { mode: 'replace', vars: environment(request.env) };
   if (request.processGroup !== undefined) fields.killGroup = request.processGroup;
+  // The whole terminal, decided here: the daemon's defaults are procsock's own anyway.
+  const terminal = resolveTerminal(request.pty);
+  if (terminal) fields.pty = terminal;
   if (request.killTimeout !== undefined) {
     // The wire takes whole milliseconds from 1; 0 means "at once" and Infinity "the longest".
     fields.killTimeout = Math.min(MAX_TIMER, Math.max(1, Math.ceil(request.killTimeout)));
@@ -63,6 +68,10 @@ const OPTION_OF_FIELD: Record<string, string> = {
   'env-mode': 'env',
   'kill-group': 'processGroup',
   'kill-timeout': 'killTimeout',
+  pty: 'pty',
+  'pty-columns': 'pty',
+  'pty-rows': 'pty',
+  'pty-stderr': 'pty',
 };
 
 /** The daemon refused the run for one of its options (`field`): its policy, or a field it lacks. */

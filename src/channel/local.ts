@@ -11,7 +11,19 @@ import { getSystemErrorName } from 'node:util';
 import { DEFAULT_KILL_TIMEOUT } from '../core/limits.js';
 import { type ExitStatus, exitedWith, killedBy } from '../core/output.js';
 import { wireSignalName } from '../core/signals.js';
-import { ArgumentError, type SpawnError, throwIfAborted } from '../errors.js';
+import {
+  checkWindowSide,
+  type PtyOption,
+  resolveTerminal,
+  type Terminal,
+} from '../core/terminal.js';
+import {
+  ArgumentError,
+  ProcsockError,
+  type SpawnError,
+  throwIfAborted,
+  UnsupportedOptionError,
+} from '../errors.js';
 import { addonAvailable, readAvailable } from '../native/addon.js';
 import { printable } from '../util/printable.js';
 import { ProcessChannel } from './channel.js';
@@ -98,6 +110,13 @@ export interface LocalChannelOptions {
   /** Resource limits set in the child before exec (soft = hard). Native backend only. */
   rlimits?: SpawnLimits;
   /**
+   * PTY mode: the program gets a terminal on stdin and stdout (`true`: 80 x 24; or
+   * `{ columns, rows, stderr }`), in a session of its own; stderr stays a pipe unless
+   * `stderr: 'pty'`. See `resize()`, and `end()` (which types the end-of-file character).
+   * Native backend only: child_process refuses it with `UnsupportedOptionError`.
+   */
+  pty?: PtyOption;
+  /**
    * Lend output instead of giving it: each `'output'` chunk may be a view of a buffer that the
    * next read of the same pipe reuses, so it is valid only until the listener returns. A
    * listener that keeps a chunk (or hands it to a write that may complete later) must copy it,
@@ -119,6 +138,7 @@ const PENDING_READ_SIZE = 64 * 1024;
 /** The largest pipe the backends make (native enlarges a busy one to 1 MiB). */
 const MAX_PIPE_SIZE = 1024 * 1024;
 const EAGAIN = osConstants.errno.EAGAIN;
+const EIO = osConstants.errno.EIO;
 /** Scratch space of readPendingOutput (pieces are copied out of it). */
 let pendingBuffer: Buffer | null = null;
 
@@ -147,6 +167,7 @@ export class LocalChannel extends ProcessChannel {
   #usage: ResourceUsage | null = null;
   #descendantsStopped = 0;
   #programPid: number | undefined;
+  readonly #terminal: Terminal | null;
 
   /** Starts the program at once. Throws `ArgumentError` only for an empty argv. */
   constructor(argv: readonly string[], options: LocalChannelOptions = {}) {
@@ -159,7 +180,10 @@ export class LocalChannel extends ProcessChannel {
     this.#killTimeout = options.killTimeout ?? DEFAULT_KILL_TIMEOUT;
     this.#exitGrace = options.exitGrace ?? DEFAULT_EXIT_GRACE;
     this.#contained = options.contain ?? false;
+    this.#terminal = resolveTerminal(options.pty);
     if (this.#contained && !reaperAvailable()) throw new ArgumentError(REAPER_MISSING);
+    if (this.#contained && this.#terminal) throw containedTerminal();
+    if (this.#terminal?.stderr === 'pty') this.#openStreams = 1; // the terminal carries stderr
     if (this.#contained) this.#openStreams = 3; // and the reaper's report
     this.#child = this.#spawn(options);
   }
@@ -239,9 +263,11 @@ export class LocalChannel extends ProcessChannel {
         rlimits: options.rlimits,
         lendOutput: options.lendOutput,
         killGrace: this.#killTimeout,
+        terminal: this.#terminal ?? undefined,
       });
     } catch (error) {
-      if (error instanceof ArgumentError) throw error;
+      // Misuse (an option the backend cannot honour): the caller's error, nothing started.
+      if (error instanceof ProcsockError) throw error;
       // Invalid arguments (a NUL byte, say) throw synchronously; report them like any exec failure.
       queueMicrotask(() => this.#failExec(error));
       return null;
@@ -415,8 +441,10 @@ export class LocalChannel extends ProcessChannel {
       pendingBuffer ??= Buffer.allocUnsafeSlow(PENDING_READ_SIZE);
       const length = readAvailable(fd, pendingBuffer);
       if (length === null) return false;
-      // 0 (end of file) and errors are left to the stream, which sees them on its next read.
-      if (length <= 0) return length === -EAGAIN || length === 0;
+      // 0 (end of file) and errors are left to the stream, which sees them on its next read;
+      // a terminal reads EIO once its last holder closed it: its end of file.
+      if (length <= 0)
+        return length === -EAGAIN || length === 0 || (this.#terminal !== null && length === -EIO);
       taken += length;
       this.emitOutput(type, Buffer.from(pendingBuffer.subarray(0, length)));
       if (stream.isPaused()) return false;
@@ -468,6 +496,22 @@ export class LocalChannel extends ProcessChannel {
   override signal(name: string): boolean {
     this.kill(`SIG${name}` as NodeJS.Signals);
     return true;
+  }
+
+  /** Whether the program runs in a terminal (PTY mode). */
+  override get terminal(): boolean {
+    return this.#terminal !== null;
+  }
+
+  /**
+   * PTY mode: the terminal's new window size; the kernel sends SIGWINCH to its foreground
+   * process group. False without a terminal, or once the program has ended.
+   */
+  override resize(columns: number, rows: number): boolean {
+    checkWindowSide('columns', columns);
+    checkWindowSide('rows', rows);
+    if (this.#terminal === null || this.closed || this.#reaped !== null) return false;
+    return this.#child?.resize?.(columns, rows) ?? false;
   }
 
   /**
@@ -560,6 +604,17 @@ function merge(defaults: LocalChannelOptions, request: LaunchRequest): LocalChan
     if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
   }
   return merged;
+}
+
+/** A contained run starts its reaper through child_process, which cannot give it a terminal. */
+function containedTerminal(): UnsupportedOptionError {
+  return new UnsupportedOptionError(
+    'pty cannot be honoured together with contain by a local child process: a contained run ' +
+      'starts its reaper through child_process, which cannot give it a terminal. Drop contain ' +
+      "(the terminal's session ends with the program: its processes get SIGHUP), or drop pty",
+    'pty',
+    'a local child process',
+  );
 }
 
 function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {

@@ -12,6 +12,7 @@
 import { connect, type Socket } from 'node:net';
 import { checkByteCount } from '../core/limits.js';
 import type { ExitStatus } from '../core/output.js';
+import { checkWindowSide } from '../core/terminal.js';
 import {
   ArgumentError,
   abortError,
@@ -26,6 +27,7 @@ import {
   encodeExtendedRequest,
   encodeSignalMessage,
   encodeStdinMessage,
+  encodeWindowMessage,
   STDIN_END_MESSAGE,
   type WireReason,
   type WireUsage,
@@ -163,6 +165,19 @@ export class SocketChannel extends ProcessChannel {
     if (this.socket.writable && this.exitStatus === null) {
       this.socket.write(encodeSignalMessage(name));
     }
+    return true;
+  }
+
+  /** Whether the program was started in a terminal (the header's `pty` field). */
+  override get terminal(): boolean {
+    return this.#extension?.fields.pty !== undefined;
+  }
+
+  override resize(columns: number, rows: number): boolean {
+    checkWindowSide('columns', columns);
+    checkWindowSide('rows', rows);
+    if (!this.terminal || !this.socket.writable || this.exitStatus !== null) return false;
+    this.socket.write(encodeWindowMessage(columns, rows));
     return true;
   }
 

@@ -16,6 +16,7 @@
  * `UnsupportedOptionError` before anything is sent — an option is never silently dropped.
  */
 import type { Socket } from 'node:net';
+import type { PtyOption } from '../core/terminal.js';
 import { UnsupportedOptionError } from '../errors.js';
 import type { ProcessChannel } from './channel.js';
 
@@ -33,6 +34,8 @@ export interface ProgramOptions {
   contain?: boolean;
   /** Milliseconds pipes held by descendants may outlive the program (LocalChannelOptions.exitGrace). */
   exitGrace?: number;
+  /** A terminal on the program's stdin and stdout (LocalChannelOptions.pty). */
+  pty?: PtyOption;
 }
 
 export type ProgramOptionName = keyof ProgramOptions;
@@ -105,13 +108,18 @@ export function refuseUnhonoured(
   transport: Transport,
 ): void {
   for (const option of PROGRAM_OPTION_NAMES) {
-    if (options[option] === undefined || launch.honours(option)) continue;
+    if (!isSet(options, option) || launch.honours(option)) continue;
     throw new UnsupportedOptionError(
       `${option} cannot be honoured by ${transport.description}: ${HOW_INSTEAD[option]}`,
       option,
       transport.description,
     );
   }
+}
+
+/** Whether `options` asks for `option` (`pty: false`, no terminal, asks for nothing). */
+export function isSet(options: ProgramOptions, option: ProgramOptionName): boolean {
+  return options[option] !== undefined && !(option === 'pty' && options[option] === false);
 }
 
 export const PROGRAM_OPTION_NAMES = [
@@ -121,6 +129,7 @@ export const PROGRAM_OPTION_NAMES = [
   'killTimeout',
   'contain',
   'exitGrace',
+  'pty',
 ] as const satisfies readonly ProgramOptionName[];
 
 /** What to do instead, for each option a plain sockexec daemon cannot be told. */
@@ -137,4 +146,7 @@ export const HOW_INSTEAD: Record<ProgramOptionName, string> = {
   contain:
     'a procsock daemon contains its runs itself (unless started with --no-contain); drop the option',
   exitGrace: "the daemon's own exit grace applies; drop the option",
+  pty:
+    'a terminal needs the procsock protocol extension: use a procsock daemon (its native ' +
+    'spawn backend), or run the program locally with the native backend',
 };

@@ -20,6 +20,7 @@ import {
   DEFAULT_MAX_BUFFER,
   describeValue,
 } from '../core/limits.js';
+import { resolveTerminal } from '../core/terminal.js';
 import { ArgumentError } from '../errors.js';
 import type { Encoding, OutputCallback, StdinSource } from './execute.js';
 
@@ -101,6 +102,7 @@ export const EXEC_OPTIONS: Readonly<Record<ExecOptionName, OptionSpec>> = {
   processGroup: { default: undefined, check: checkBoolean, program: true },
   contain: { default: undefined, check: checkBoolean, program: true },
   exitGrace: { default: undefined, check: duration, program: true },
+  pty: { default: undefined, check: (value, name) => resolveTerminal(value, name), program: true },
 };
 
 export const EXEC_OPTION_NAMES = Object.keys(EXEC_OPTIONS) as ExecOptionName[];

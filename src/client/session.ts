@@ -50,6 +50,7 @@ import type { RunOutcome } from '../channel/usage.js';
 import { checkByteCount, checkDuration, describeValue, hasDeadline } from '../core/limits.js';
 import type { OutputChunk, OutputType } from '../core/output.js';
 import { signalNumber, wireSignalName } from '../core/signals.js';
+import { checkWindowSide } from '../core/terminal.js';
 import {
   ArgumentError,
   abortError,
@@ -316,6 +317,27 @@ export class Session {
         this.transport.description,
       );
     }
+  }
+
+  /**
+   * PTY mode (`pty` option): sets the terminal's window size in character cells, 1 to 65535;
+   * the program gets SIGWINCH. Locally it is done at once; through a procsock daemon it is
+   * one more message. Throws `UnsupportedOptionError` when the session has no terminal,
+   * `ArgumentError` for a bad size, `StateError` before `sendArgs` or after `close`. A program
+   * that has already ended gets nothing.
+   */
+  resize(columns: number, rows: number): void {
+    const channel = this.#runningChannel('resize the terminal');
+    checkWindowSide('columns', columns);
+    checkWindowSide('rows', rows);
+    if (!channel.terminal) {
+      throw new UnsupportedOptionError(
+        'resize() needs a terminal: connect with { pty: true } (or { pty: { columns, rows } })',
+        'pty',
+        this.transport.description,
+      );
+    }
+    channel.resize(columns, rows);
   }
 
   /** Closes the program's stdin. Idempotent while running; `StateError` before `sendArgs` or after `close`. */

@@ -52,6 +52,8 @@ export interface PolicyOptions {
    * or directories (each with everything below it). Default as for `clientEnv`.
    */
   clientCwd?: ClientRule;
+  /** Whether a client may ask for a terminal for its run (protocol extension `pty`). Default true. */
+  clientPty?: boolean;
 }
 
 /** What the protocol extension's per-run options replace in a plan. */

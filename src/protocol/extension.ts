@@ -5,8 +5,10 @@
  *
  *   client → opening   `12:1;procsock/1,` `0:,`
  *            header    (name, value) netstring pairs: arg (repeated), cwd, env (repeated),
- *                      env-mode, timeout, kill-timeout, max-output, kill-group; then `0:,`
- *            messages  (type, data) pairs: `stdin` DATA (empty data closes stdin), `signal` NAME
+ *                      env-mode, timeout, kill-timeout, max-output, kill-group, pty,
+ *                      pty-columns, pty-rows, pty-stderr; then `0:,`
+ *            messages  (type, data) pairs: `stdin` DATA (empty data closes stdin), `signal` NAME,
+ *                      `window` COLUMNSxROWS
  *   server → hello     `8:procsock,1:1,`, at once
  *            output    `stdout`/`stderr` pairs, as in the plain protocol
  *            end       [`refused` FIELD], `reason` REASON, `usage` "key=value …", the exit pair; close
@@ -24,6 +26,7 @@
  * (src/server/extension.ts) and its policy.
  */
 import { MAX_TIMER } from '../core/limits.js';
+import { MAX_WINDOW_SIDE, type PtyStderr } from '../core/terminal.js';
 import { LimitError, ProtocolError } from '../errors.js';
 import { ARG_OVERHEAD } from './argv-collector.js';
 import { encodeNetstring, netstringParts } from './netstring.js';
@@ -90,7 +93,9 @@ export interface ExtendedRequest {
   maxOutput?: number;
   /** Run in a process group of its own and signal the whole group. */
   killGroup?: boolean;
-  /** Fields this daemon does not implement (reserved pty fields, newer versions' fields), in order. */
+  /** PTY mode (`pty 1`): a terminal on stdin and stdout; absent sides are the daemon's defaults. */
+  pty?: { columns?: number; rows?: number; stderr?: PtyStderr };
+  /** Fields this daemon does not implement (newer versions' fields), in order. */
   unsupported: string[];
 }
 
@@ -103,6 +108,8 @@ export interface ExtendedRequestHandler {
   onStdinEnd(): void;
   /** A signal name without `SIG`, checked for form only (`[A-Z][A-Z0-9+-]*`). */
   onSignal(name: string): void;
+  /** A new window size for the program's terminal, each side from 1 to 65535. */
+  onWindow(columns: number, rows: number): void;
 }
 
 /** Limits of the fields that the plain request's limits do not already cover. */
@@ -121,6 +128,8 @@ export const EXTENSION_LIMITS = Object.freeze({
   maxNumber: 16,
   /** Longest signal name. */
   maxSignal: 16,
+  /** Longest window size, `65535x65535`. */
+  maxWindow: 11,
 });
 
 const SINGLE_FIELDS = new Set([
@@ -130,9 +139,13 @@ const SINGLE_FIELDS = new Set([
   'kill-timeout',
   'max-output',
   'kill-group',
+  'pty',
+  'pty-columns',
+  'pty-rows',
+  'pty-stderr',
 ]);
 
-type Phase = 'guard' | 'name' | 'value' | 'type' | 'stdin' | 'signal';
+type Phase = 'guard' | 'name' | 'value' | 'type' | 'stdin' | 'signal' | 'window';
 
 /**
  * The extended request after its opening, as a consumer of netstring pieces: the plain
@@ -154,6 +167,8 @@ export class ExtendedRequestParser {
   #envCount = 0;
   #stdinPieceSeen = false;
   #stdinEnded = false;
+  /** The `pty` field's value, if given (its other fields are checked against it at the end). */
+  #ptyFlag: boolean | undefined;
 
   constructor(
     handler: ExtendedRequestHandler,
@@ -168,7 +183,12 @@ export class ExtendedRequestParser {
 
   /** True once the header is complete (the program is started or refused). */
   get started(): boolean {
-    return this.#phase === 'type' || this.#phase === 'stdin' || this.#phase === 'signal';
+    return (
+      this.#phase === 'type' ||
+      this.#phase === 'stdin' ||
+      this.#phase === 'signal' ||
+      this.#phase === 'window'
+    );
   }
 
   onPiece(piece: Buffer, last: boolean): void {
@@ -198,6 +218,9 @@ export class ExtendedRequestParser {
       case 'signal':
         this.#onSignal(payload.toString('latin1'));
         return;
+      case 'window':
+        this.#onWindow(payload.toString('latin1'));
+        return;
     }
   }
 
@@ -226,10 +249,14 @@ export class ExtendedRequestParser {
         return EXTENSION_LIMITS.maxPath;
       case 'env-mode':
       case 'kill-group':
+      case 'pty':
+      case 'pty-stderr':
         return EXTENSION_LIMITS.maxName;
       case 'timeout':
       case 'kill-timeout':
       case 'max-output':
+      case 'pty-columns':
+      case 'pty-rows':
         return EXTENSION_LIMITS.maxNumber;
       default:
         if (this.#request.unsupported.length >= EXTENSION_LIMITS.maxUnsupported) {
@@ -292,9 +319,26 @@ export class ExtendedRequestParser {
         request.killGroup = flag === '1';
         return;
       }
+      case 'pty': {
+        const flag = value.toString('latin1');
+        if (flag !== '0' && flag !== '1') throw violation('pty must be 0 or 1');
+        this.#ptyFlag = flag === '1';
+        return;
+      }
+      case 'pty-columns':
+        this.#terminalFields().columns = windowSide(name, value.toString('latin1'));
+        return;
+      case 'pty-rows':
+        this.#terminalFields().rows = windowSide(name, value.toString('latin1'));
+        return;
+      case 'pty-stderr': {
+        const where = value.toString('latin1');
+        if (where !== 'pipe' && where !== 'pty') throw violation('pty-stderr must be pipe or pty');
+        this.#terminalFields().stderr = where;
+        return;
+      }
       default:
-        // Unknown fields, and those reserved for pty mode (pty, pty-columns, pty-rows,
-        // pty-stderr): the daemon answers them as unsupported, naming them.
+        // Unknown fields (a later version's): the daemon answers them as unsupported, naming them.
         request.unsupported.push(name);
         return;
     }
@@ -325,9 +369,19 @@ export class ExtendedRequestParser {
     }
   }
 
+  #terminalFields(): NonNullable<ExtendedRequest['pty']> {
+    this.#request.pty ??= {};
+    return this.#request.pty;
+  }
+
   #endHeader(): void {
     const request = this.#request;
     if (request.argv.length === 0) throw violation('the header has no arg field');
+    if (this.#ptyFlag !== true && request.pty !== undefined) {
+      throw violation('pty-columns, pty-rows and pty-stderr need pty 1');
+    }
+    if (this.#ptyFlag === true) request.pty ??= {};
+    this.#ptyFlag = undefined;
     this.#request = { argv: [], unsupported: [] };
     this.#phase = 'type';
     this.#handler.onHeader(request);
@@ -341,6 +395,9 @@ export class ExtendedRequestParser {
     } else if (type === 'signal') {
       this.#phase = 'signal';
       this.#setMaxLength(EXTENSION_LIMITS.maxSignal);
+    } else if (type === 'window') {
+      this.#phase = 'window';
+      this.#setMaxLength(EXTENSION_LIMITS.maxWindow);
     } else {
       throw violation(`unknown message type ${JSON.stringify(type)}`);
     }
@@ -370,6 +427,14 @@ export class ExtendedRequestParser {
     this.#handler.onSignal(name);
   }
 
+  #onWindow(size: string): void {
+    const match = /^([0-9]+)x([0-9]+)$/.exec(size);
+    if (!match) throw violation(`bad window size ${JSON.stringify(size)} (COLUMNSxROWS)`);
+    this.#phase = 'type';
+    this.#setMaxLength(EXTENSION_LIMITS.maxName);
+    this.#handler.onWindow(windowSide('window', match[1]!), windowSide('window', match[2]!));
+  }
+
   #take(): Buffer {
     const pieces = this.#pieces;
     this.#pieces = [];
@@ -388,6 +453,16 @@ function duration(name: string, value: Buffer): number {
     throw violation(`${name} must be from 1 to ${MAX_TIMER} ms, not ${ms}`);
   }
   return ms;
+}
+
+function windowSide(name: string, text: string): number {
+  const side = /^[1-9][0-9]{0,4}$/.test(text) ? Number(text) : 0;
+  if (side < 1 || side > MAX_WINDOW_SIDE) {
+    throw violation(
+      `${name}: a window side is from 1 to ${MAX_WINDOW_SIDE}, not ${JSON.stringify(text)}`,
+    );
+  }
+  return side;
 }
 
 function count(name: string, value: Buffer): number {
@@ -425,6 +500,13 @@ export function encodeExtendedRequest(
   if (request.killTimeout !== undefined) field('kill-timeout', String(request.killTimeout));
   if (request.maxOutput !== undefined) field('max-output', String(request.maxOutput));
   if (request.killGroup !== undefined) field('kill-group', request.killGroup ? '1' : '0');
+  if (request.pty !== undefined) {
+    field('pty', '1');
+    const { columns, rows, stderr } = request.pty;
+    if (columns !== undefined) field('pty-columns', String(columns));
+    if (rows !== undefined) field('pty-rows', String(rows));
+    if (stderr !== undefined) field('pty-stderr', stderr);
+  }
   for (const [name, value] of request.extra ?? []) field(name, value);
   parts.push(GUARD);
   return Buffer.concat(parts);
@@ -439,6 +521,11 @@ export function encodeStdinMessage(data: Buffer): Buffer[] {
 
 /** Closes the program's stdin. */
 export const STDIN_END_MESSAGE: Buffer = Buffer.concat([STDIN_TYPE, GUARD]);
+
+/** A new window size for the program's terminal. */
+export function encodeWindowMessage(columns: number, rows: number): Buffer {
+  return Buffer.concat([encodeNetstring('window'), encodeNetstring(`${columns}x${rows}`)]);
+}
 
 /** A signal for the program, by name without `SIG`. */
 export function encodeSignalMessage(name: string): Buffer {

@@ -29,6 +29,7 @@ import { LocalChannel } from '../channel/local.js';
 import { naturalEnd } from '../channel/usage.js';
 import type { ExitStatus, OutputChunk } from '../core/output.js';
 import { signalNumber } from '../core/signals.js';
+import type { Terminal } from '../core/terminal.js';
 import {
   describeError,
   type ProcsockError,
@@ -230,6 +231,7 @@ export class Connection {
       onStdin: (data) => this.#writeStdin(data),
       onStdinEnd: () => this.#channel?.end(),
       onSignal: (name) => this.#signal(name),
+      onWindow: (columns, rows) => this.#resize(columns, rows),
     };
   }
 
@@ -259,6 +261,20 @@ export class Connection {
     channel.kill(`SIG${name}` as NodeJS.Signals);
   }
 
+  /** A window size from an extended client, for its program's terminal (none: nothing to do). */
+  #resize(columns: number, rows: number): void {
+    const channel = this.#channel;
+    if (this.#state !== 'running' || channel === null || channel.closed) return;
+    if (!channel.terminal) {
+      this.#log(
+        `window ${columns}x${rows} from the client ignored: pid ${channel.pid} has no terminal`,
+      );
+      return;
+    }
+    this.#log(`window of pid ${channel.pid} set to ${columns}x${rows} at the client's request`);
+    channel.resize(columns, rows);
+  }
+
   #onRunTimeout(): void {
     this.#runTimer = null;
     if (this.#state !== 'running') return;
@@ -267,7 +283,10 @@ export class Connection {
     this.#dropAfter(2 * this.#options.killTimeout);
   }
 
-  #spawn(plan: LaunchPlan, run: { processGroup: boolean; killTimeout: number }): void {
+  #spawn(
+    plan: LaunchPlan,
+    run: { processGroup: boolean; killTimeout: number; terminal?: Terminal | undefined },
+  ): void {
     const channel = new LocalChannel(plan.argv, {
       file: plan.file,
       env: plan.env,
@@ -279,6 +298,7 @@ export class Connection {
       // Resource limits need the native backend, which cannot start the reaper yet (no 4th pipe).
       contain: this.#options.contain && !(plan.rlimits && Object.keys(plan.rlimits).length > 0),
       killTimeout: run.killTimeout,
+      pty: run.terminal,
       // Output is only relayed: read it into reused buffers (see #send).
       lendOutput: true,
     });

@@ -4,6 +4,9 @@
  * honour is refused — one stderr line, a `reason`, exit 126 — never replaced by a default.
  * The codec is src/protocol/extension.ts; the connection (./connection.ts) calls in here.
  */
+import { spawnBackendInUse } from '../channel/local.js';
+import { nativeUnavailableReason } from '../native/locate.js';
+import { DEFAULT_COLUMNS, DEFAULT_ROWS, type Terminal } from '../core/terminal.js';
 import { checkClientCwd, refusedEnvNames } from '../policy/client-options.js';
 import { isRefusal, type LaunchPlan } from '../policy/policy.js';
 import { EXTENSION_VERSION, type ExtendedRequest, type WireReason } from '../protocol/extension.js';
@@ -19,6 +22,8 @@ export interface ExtendedRun {
   processGroup: boolean;
   /** Most output bytes, or undefined for no limit. */
   maxOutput: number | undefined;
+  /** PTY mode: the program's terminal; undefined for pipes. */
+  terminal: Terminal | undefined;
 }
 
 export interface ExtendedRefusal {
@@ -112,6 +117,10 @@ export function planExtendedRun(
   if (request.killGroup === false && options.processGroup) {
     return refuse('kill-group', 'kill-group 0: this daemon always signals the whole process group');
   }
+  if (request.pty !== undefined) {
+    const why = terminalRefusal(options);
+    if (why) return refuse('pty', `pty: ${why.what}`, why.reason);
+  }
   const plan = policy.plan(request.argv, daemonEnv, { cwd, env });
   if (isRefusal(plan)) {
     return {
@@ -127,5 +136,32 @@ export function planExtendedRun(
     killTimeout: request.killTimeout ?? options.killTimeout,
     processGroup: request.killGroup ?? options.processGroup,
     maxOutput: request.maxOutput ?? policyMax,
+    terminal: request.pty && {
+      columns: request.pty.columns ?? DEFAULT_COLUMNS,
+      rows: request.pty.rows ?? DEFAULT_ROWS,
+      stderr: request.pty.stderr ?? 'pipe',
+    },
   };
+}
+
+/** Why this daemon cannot give a client's program a terminal; null when it can. */
+function terminalRefusal(
+  options: ResolvedServeOptions,
+): { what: string; reason: WireReason } | null {
+  if (options.policy.options.clientPty === false) {
+    return { what: 'clients may not have a terminal on this daemon', reason: 'policy-refused' };
+  }
+  if (spawnBackendInUse() !== 'native') {
+    return {
+      what: `this daemon cannot give a program a terminal: it needs the native spawn backend, and ${nativeUnavailableReason()}`,
+      reason: 'unsupported',
+    };
+  }
+  if (options.contain) {
+    return {
+      what: 'this daemon contains its runs (--contain), and a contained run cannot have a terminal yet',
+      reason: 'unsupported',
+    };
+  }
+  return null;
 }

@@ -10,6 +10,7 @@ import {
   encodeRunEnd,
   encodeSignalMessage,
   encodeStdinMessage,
+  encodeWindowMessage,
   openingVersion,
   STDIN_END_MESSAGE,
   type WireReason,
@@ -57,6 +58,7 @@ function decoder(limits: Partial<RequestLimits> = {}): { decoder: RequestDecoder
           },
           onStdinEnd: () => seen.events.push('end'),
           onSignal: (name) => seen.events.push(`signal ${name}`),
+          onWindow: (columns, rows) => seen.events.push(`window ${columns}x${rows}`),
         };
       },
     },
@@ -141,20 +143,107 @@ test('one byte at a time, and at any split, it parses the same', () => {
 test('the client encoder writes what the parser reads', () => {
   const { decoder: d, seen } = decoder();
   const { unsupported: _, ...fields } = FULL_REQUEST;
-  d.push(encodeExtendedRequest({ ...fields, extra: [['pty', '1']] }));
+  d.push(encodeExtendedRequest({ ...fields, extra: [['x-new', '1']] }));
   d.push(Buffer.concat([...encodeStdinMessage(Buffer.from('abc')), encodeSignalMessage('INT')]));
   d.push(Buffer.concat(encodeStdinMessage(Buffer.alloc(10_000, 'x'))));
   assert.deepEqual(encodeStdinMessage(Buffer.alloc(0)), [], 'empty data would close stdin');
   d.push(STDIN_END_MESSAGE);
-  assert.deepEqual(seen.request, { ...FULL_REQUEST, unsupported: ['pty'] });
+  assert.deepEqual(seen.request, { ...FULL_REQUEST, unsupported: ['x-new'] });
   assert.deepEqual(seen.events, ['hello', 'header', 'stdin', 'signal INT', 'stdin', 'end']);
   assert.equal(seen.stdin.length, 10_003);
 });
 
-test('fields a daemon does not know (pty, a later version) are collected, not fatal', () => {
+test('fields a daemon does not know (a later version) are collected, not fatal', () => {
   const { decoder: d, seen } = decoder();
-  d.push(extendedRequest([...args(['cat']), ['pty', '1'], ['pty-columns', '80'], ['x-new', 'v']]));
-  assert.deepEqual(seen.request?.unsupported, ['pty', 'pty-columns', 'x-new']);
+  d.push(extendedRequest([...args(['cat']), ['x-new', 'v'], ['x-newer', '']]));
+  assert.deepEqual(seen.request?.unsupported, ['x-new', 'x-newer']);
+});
+
+test('pty fields: a terminal, its size and stderr; then window messages', () => {
+  const { decoder: d, seen } = decoder();
+  d.push(
+    extendedRequest([
+      ...args(['tty']),
+      ['pty', '1'],
+      ['pty-columns', '132'],
+      ['pty-rows', '43'],
+      ['pty-stderr', 'pty'],
+    ]),
+  );
+  d.push(Buffer.concat([encodeWindowMessage(100, 30), encodeWindowMessage(65535, 1)]));
+  assert.deepEqual(seen.request?.pty, { columns: 132, rows: 43, stderr: 'pty' });
+  assert.deepEqual(seen.request?.unsupported, []);
+  assert.deepEqual(seen.events, ['hello', 'header', 'end', 'window 100x30', 'window 65535x1']);
+  // pty 1 alone: the daemon's defaults; pty 0: none.
+  const alone = decoder();
+  alone.decoder.push(extendedRequest([...args(['tty']), ['pty', '1']]));
+  assert.deepEqual(alone.seen.request?.pty, {});
+  const off = decoder();
+  off.decoder.push(extendedRequest([...args(['tty']), ['pty', '0']]));
+  assert.equal(off.seen.request?.pty, undefined);
+  // The encoder writes what the parser reads.
+  const encoded = decoder();
+  encoded.decoder.push(
+    encodeExtendedRequest({ argv: ['tty'], pty: { columns: 10, rows: 5, stderr: 'pipe' } }),
+  );
+  assert.deepEqual(encoded.seen.request?.pty, { columns: 10, rows: 5, stderr: 'pipe' });
+});
+
+test('malformed pty fields and window messages are protocol violations', () => {
+  const header = (fields: [string, string][]) => extendedRequest([...args(['tty']), ...fields]);
+  const cases: [Buffer, RegExp][] = [
+    [header([['pty', 'yes']]), /pty must be 0 or 1/],
+    [header([['pty-columns', '80']]), /need pty 1/],
+    [
+      header([
+        ['pty', '0'],
+        ['pty-rows', '24'],
+      ]),
+      /need pty 1/,
+    ],
+    [
+      header([
+        ['pty', '1'],
+        ['pty-columns', '0'],
+      ]),
+      /from 1 to 65535/,
+    ],
+    [
+      header([
+        ['pty', '1'],
+        ['pty-rows', '65536'],
+      ]),
+      /from 1 to 65535/,
+    ],
+    [
+      header([
+        ['pty', '1'],
+        ['pty-rows', '024'],
+      ]),
+      /from 1 to 65535/,
+    ],
+    [
+      header([
+        ['pty', '1'],
+        ['pty-stderr', 'both'],
+      ]),
+      /pipe or pty/,
+    ],
+    [
+      header([
+        ['pty', '1'],
+        ['pty', '1'],
+      ]),
+      /given twice/,
+    ],
+    [Buffer.concat([header([['pty', '1']]), ns('window'), ns('80 24')]), /bad window size/],
+    [Buffer.concat([header([['pty', '1']]), ns('window'), ns('0x24')]), /from 1 to 65535/],
+    [Buffer.concat([header([['pty', '1']]), ns('window'), Buffer.from('12:')]), /limit of 11/],
+  ];
+  for (const [bytes, expected] of cases) {
+    const { decoder: d } = decoder();
+    assert.throws(() => d.push(bytes), expected, bytes.toString('latin1'));
+  }
 });
 
 test('an opening offering a later version is answered in this one', () => {
@@ -237,7 +326,8 @@ test('every field is bounded before a byte of it is buffered', () => {
     [Buffer.concat([opening, ns('cwd'), Buffer.from('4097:')]), /exceeds the limit of 4096/],
     [Buffer.concat([opening, ns('timeout'), Buffer.from('17:')]), /exceeds the limit of 16/],
     [Buffer.concat([opening, ns('arg'), Buffer.from('131073:')]), /exceeds the limit of 131072/],
-    [Buffer.concat([opening, ns('pty'), Buffer.from('257:')]), /exceeds the limit of 256/],
+    [Buffer.concat([opening, ns('x-new'), Buffer.from('257:')]), /exceeds the limit of 256/],
+    [Buffer.concat([opening, ns('pty'), Buffer.from('17:')]), /exceeds the limit of 16/],
     [
       Buffer.concat([opening, ns('arg'), ns('cat'), ns(''), ns('signal'), Buffer.from('17:')]),
       /exceeds the limit of 16/,

@@ -11,6 +11,7 @@
  * Choose with the `spawnBackend` option or the `PROCSOCK_SPAWN` environment variable
  * (`auto` | `native` | `child_process`); `auto` (the default) takes `native` when it loaded.
  */
+import type { Terminal } from '../../core/terminal.js';
 import { SpawnError } from '../../errors.js';
 import type { ChildUsage } from '../usage.js';
 
@@ -72,6 +73,14 @@ export interface SpawnRequest {
    * src/channel/contain.ts for what is done instead).
    */
   detached?: boolean;
+  /**
+   * PTY mode (native backend only; child_process refuses it with `UnsupportedOptionError`):
+   * the child leads a new session whose controlling terminal is a new pseudo-terminal, on
+   * stdin and stdout (and stderr with `stderr: 'pty'`, when `SpawnedChild.stderr` is null).
+   * `stdin` writes to the terminal and its `end()` types the end-of-file character;
+   * `stdout` reads the terminal, and ends (not fails) when its last holder closes it.
+   */
+  terminal?: Terminal;
 }
 
 /**
@@ -151,6 +160,11 @@ export interface SpawnedChild {
   readonly usage?: ChildUsage | null;
   /** Signals the child itself (not its group) while it is not yet reaped. */
   kill(signal?: NodeJS.Signals): boolean;
+  /**
+   * PTY mode: sets the terminal's window size (the kernel sends SIGWINCH to its foreground
+   * group); false once the terminal is closed. Absent without a terminal.
+   */
+  resize?(columns: number, rows: number): boolean;
   on(event: 'error', listener: (error: Error) => void): this;
   on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
 }

@@ -1,7 +1,7 @@
 /** The `child_process` backend: Node's own spawn (a fork of the whole Node process). */
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { ArgumentError } from '../../errors.js';
+import { ArgumentError, UnsupportedOptionError } from '../../errors.js';
 import { nativeUnavailableReason } from '../../native/locate.js';
 import type { ChildOutput, SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
 import { guardWorkerChild } from './native.js';
@@ -35,6 +35,14 @@ export const childProcessBackend: SpawnBackend = {
     if (request.rlimits && Object.keys(request.rlimits).length > 0) {
       throw new ArgumentError(
         `resource limits need the native spawn backend: ${nativeUnavailableReason()}`,
+      );
+    }
+    if (request.terminal) {
+      // Node's spawn has no hook between fork and exec: no setsid + TIOCSCTTY for the child.
+      throw new UnsupportedOptionError(
+        `pty cannot be honoured by a local child process on the child_process spawn backend: a terminal needs the native backend (${nativeUnavailableReason()}); or run it through a procsock daemon that has it`,
+        'pty',
+        'a local child process',
       );
     }
     const [program, ...args] = request.argv as [string, ...string[]];
