@@ -583,7 +583,8 @@ export class LocalChannel extends ProcessChannel {
  */
 export function localTransport(defaults: LocalChannelOptions = {}): Transport {
   const launch: Launch = {
-    honours: () => true,
+    // A terminal needs the native backend (child_process would refuse it at the spawn).
+    honours: (option) => option !== 'pty' || terminalsHere(defaults.spawnBackend),
     start: (request: LaunchRequest) => new LocalChannel(request.argv, merge(defaults, request)),
     cancel: () => Promise.resolve(),
   };
@@ -604,6 +605,14 @@ function merge(defaults: LocalChannelOptions, request: LaunchRequest): LocalChan
     if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
   }
   return merged;
+}
+
+function terminalsHere(choice: SpawnBackendChoice | undefined): boolean {
+  try {
+    return resolveSpawnBackend(choice).name === 'native';
+  } catch {
+    return false; // a bad choice: LocalChannel says so when it starts
+  }
 }
 
 /** A contained run starts its reaper through child_process, which cannot give it a terminal. */

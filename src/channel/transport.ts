@@ -147,6 +147,7 @@ export const HOW_INSTEAD: Record<ProgramOptionName, string> = {
     'a procsock daemon contains its runs itself (unless started with --no-contain); drop the option',
   exitGrace: "the daemon's own exit grace applies; drop the option",
   pty:
-    'a terminal needs the procsock protocol extension: use a procsock daemon (its native ' +
-    'spawn backend), or run the program locally with the native backend',
+    "a terminal needs procsock's native spawn backend where the program starts: run it " +
+    'locally with the addon built (python3, make and a C compiler at install; then npm ' +
+    'rebuild procsock), or through a procsock daemon that has it (the protocol extension)',
 };
