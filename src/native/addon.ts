@@ -37,6 +37,7 @@ export interface Addon {
     rlimits: number[] | null,
     out: Int32Array,
     killGraceMs: number,
+    window?: [columns: number, rows: number],
   ): number;
   closeFd(fd: number): void;
   releaseFd(fd: number): void;
@@ -51,7 +52,17 @@ export interface Addon {
   pipeOpen(fd: number, token: number): PipeHandle;
   pipeRead(handle: PipeHandle, on: boolean): void;
   pipeClose(handle: PipeHandle): void;
+  /** PTY mode (native/pty.c): stdin's writer on a pty master, and the terminal's settings. */
+  ttyWriterOpen(fd: number, onWritable: () => void): TtyHandle;
+  ttyWrite(handle: TtyHandle, data: Uint8Array, offset: number): number;
+  ttyWaitWritable(handle: TtyHandle): void;
+  ttyWriterClose(handle: TtyHandle): void;
+  ttyResize(handle: TtyHandle, columns: number, rows: number): number;
+  ttyEofChar(handle: TtyHandle): number;
 }
+
+/** The addon's handle of a pty master's writer (native/pty.c). */
+export type TtyHandle = { readonly __tty: unique symbol };
 
 /** The process on the other end of a Unix socket, as the kernel recorded it at connect. */
 export interface PeerCredentials {

@@ -5,8 +5,8 @@
  * The codec is src/protocol/extension.ts; the connection (./connection.ts) calls in here.
  */
 import { spawnBackendInUse } from '../channel/local.js';
-import { nativeUnavailableReason } from '../native/locate.js';
 import { DEFAULT_COLUMNS, DEFAULT_ROWS, type Terminal } from '../core/terminal.js';
+import { nativeUnavailableReason } from '../native/locate.js';
 import { checkClientCwd, refusedEnvNames } from '../policy/client-options.js';
 import { isRefusal, type LaunchPlan } from '../policy/policy.js';
 import { EXTENSION_VERSION, type ExtendedRequest, type WireReason } from '../protocol/extension.js';

@@ -52,6 +52,7 @@ export const wellFormedExtendedRequest = fc
       ['env-mode', 'merge'],
       ['cwd', '/'],
       ['pty', '1'],
+      ['x-later', '1'],
     ]),
     messages: fc.array(
       fc.oneof(
@@ -62,6 +63,7 @@ export const wellFormedExtendedRequest = fc
           ['signal', 'TERM'],
           ['signal', 'INT'],
           ['signal', 'USR1'],
+          ['window', '100x30'],
         ),
       ),
       { maxLength: 4 },

@@ -217,16 +217,16 @@ test('reason spawn-failure: no such program, and no such cwd', async () => {
   ]);
 });
 
-test('reason unsupported: pty fields are named in the refusal', async () => {
+test('reason unsupported: fields of a later version are named in the refusal', async () => {
   const reply = await exchange(
-    extendedRequest([...args(['cat']), ['pty', '1'], ['pty-rows', '24']]),
+    extendedRequest([...args(['cat']), ['x-later', '1'], ['x-later-too', '24']]),
   );
   assert.deepEqual(shape(reply), [
     [
       'stderr',
-      "procsock: this daemon does not support 'pty', 'pty-rows' (protocol extension version 1)\n",
+      "procsock: this daemon does not support 'x-later', 'x-later-too' (protocol extension version 1)\n",
     ],
-    ['refused', 'pty'],
+    ['refused', 'x-later'],
     ['reason', 'unsupported'],
     ['usage', ''],
     ['exitcode', '126'],

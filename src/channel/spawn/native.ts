@@ -4,10 +4,12 @@
  * descriptors (four with `report`), and calls back when the child has exited and been reaped. The addon also
  * reads the output pipes (`NativeOutput`: a poll and one read per wake-up, into one shared
  * buffer), which costs a fraction of a `net.Socket` per pipe; stdin becomes a `net.Socket`
- * only when something is written to it (`NativeInput`).
+ * only when something is written to it (`NativeInput`). In PTY mode stdin and stdout are a
+ * pseudo-terminal's master (`TerminalInput` writes it; see native/pty.c).
  *
  * The parts, one job each: native/arguments.ts packs a request into spawn()'s arguments,
- * native/child.ts is the child, native/output.ts and native/input.ts its pipes,
+ * native/child.ts is the child, native/output.ts and native/input.ts its pipes (and
+ * native/terminal.ts stdin in PTY mode),
  * native/errors.ts maps errno to the errors child_process would give; src/native/exits.ts
  * and src/native/reads.ts are the registries the addon calls back into.
  */
@@ -15,11 +17,12 @@ import { isMainThread } from 'node:worker_threads';
 import { addonLoadError, loadAddon } from '../../native/addon.js';
 import { watchExit } from '../../native/exits.js';
 import type { SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
-import { killGrace, packSpawn } from './native/arguments.js';
+import { killGrace, packSpawn, windowSize } from './native/arguments.js';
 import { NativeChild } from './native/child.js';
 import { failedSyscall } from './native/errors.js';
 import { NativeInput } from './native/input.js';
 import { NativeOutput } from './native/output.js';
+import { TerminalInput } from './native/terminal.js';
 
 /** spawn()'s `out`: pid, stdin, stdout, stderr, report; or, when it failed, the stage in [0]. */
 const spawned = new Int32Array(5);
@@ -46,7 +49,12 @@ export const nativeBackend: SpawnBackend = {
     if (!native) throw addonLoadError() ?? new Error('the native spawn addon is not available');
     const { argv } = request;
     const file = request.file ?? argv[0]!;
-    const errno = native.spawn(...packSpawn(request, file), spawned, killGrace(request));
+    const errno = native.spawn(
+      ...packSpawn(request, file),
+      spawned,
+      killGrace(request),
+      windowSize(request),
+    );
     if (errno !== 0) {
       // Nothing was started: out of descriptors for the pipes, of memory, of processes.
       const child = new NativeChild(undefined, file, argv);
@@ -57,9 +65,13 @@ export const nativeBackend: SpawnBackend = {
     // Started; whether it could exec is known when it is reaped (see native/spawn.c).
     const child = new NativeChild(spawned[0]!, file, argv);
     const lend = request.lendOutput ?? false;
-    child.stdin = new NativeInput(native, spawned[1]!);
-    child.stdout = new NativeOutput(native, spawned[2]!, lend);
-    child.stderr = new NativeOutput(native, spawned[3]!, lend);
+    const terminal = request.terminal !== undefined;
+    // PTY mode: stdin and stdout are the terminal's master; stderr too, then with no pipe (-1).
+    child.stdin = terminal
+      ? new TerminalInput(native, spawned[1]!)
+      : new NativeInput(native, spawned[1]!);
+    child.stdout = new NativeOutput(native, spawned[2]!, lend, terminal);
+    child.stderr = spawned[3]! >= 0 ? new NativeOutput(native, spawned[3]!, lend) : null;
     // The reaper's few bytes: always copied (the channel keeps them).
     if (request.report) child.report = new NativeOutput(native, spawned[4]!, false);
     watchExit(spawned[0]!, child);

@@ -11,6 +11,9 @@ const FLAG_SET_GID = 4;
 const FLAG_REPORT_PIPE = 8;
 /** The kernel KILLs the child when the thread that started it ends (PR_SET_PDEATHSIG). */
 const FLAG_DIE_WITH_PARENT = 16;
+/** PTY mode: a terminal on stdin and stdout, and on stderr too (native/spawn.c). */
+const FLAG_TERMINAL = 32;
+const FLAG_TERMINAL_STDERR = 64;
 
 /** Linux resource numbers (the same on every architecture Node runs on). */
 const RLIMIT = { cpuSeconds: 0, processes: 6, openFiles: 7, addressSpace: 9 } as const;
@@ -73,6 +76,8 @@ export function packSpawn(request: SpawnRequest, file: string): PackedSpawn {
     (request.uid !== undefined ? FLAG_SET_UID : 0) |
     (request.gid !== undefined ? FLAG_SET_GID : 0) |
     (request.report ? FLAG_REPORT_PIPE : 0) |
+    (request.terminal ? FLAG_TERMINAL : 0) |
+    (request.terminal?.stderr === 'pty' ? FLAG_TERMINAL_STDERR : 0) |
     // The death signal follows the thread that started the child: a worker's children are
     // stopped by the addon's orphanage when the worker ends instead (TERM, KILL after killGrace).
     (request.detached || !isMainThread ? 0 : FLAG_DIE_WITH_PARENT);
@@ -87,6 +92,11 @@ export function packSpawn(request: SpawnRequest, file: string): PackedSpawn {
     request.gid ?? -1,
     rlimitTriples(request.rlimits),
   ];
+}
+
+/** spawn()'s last argument: the terminal's window size, in PTY mode. */
+export function windowSize(request: SpawnRequest): [columns: number, rows: number] | undefined {
+  return request.terminal ? [request.terminal.columns, request.terminal.rows] : undefined;
 }
 
 /** The request's kill grace for the addon (an unsigned 32-bit count of milliseconds). */

@@ -9,10 +9,11 @@ import type { SpawnedChild } from '../backend.js';
 import { execError, startError } from './errors.js';
 import type { NativeInput } from './input.js';
 import type { NativeOutput } from './output.js';
+import { TerminalInput } from './terminal.js';
 
 export class NativeChild extends EventEmitter implements SpawnedChild, ExitListener {
   pid: number | undefined;
-  stdin: NativeInput | null = null;
+  stdin: NativeInput | TerminalInput | null = null;
   stdout: NativeOutput | null = null;
   stderr: NativeOutput | null = null;
   report: NativeOutput | null = null;
@@ -51,6 +52,11 @@ export class NativeChild extends EventEmitter implements SpawnedChild, ExitListe
         ? startError(errno, syscall, this.#file, this.#args)
         : execError(errno, this.#file, this.#args),
     );
+  }
+
+  /** PTY mode: the terminal's window size (through stdin's writer, which holds the master). */
+  resize(columns: number, rows: number): boolean {
+    return this.stdin instanceof TerminalInput && this.stdin.resize(columns, rows);
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {

@@ -3,7 +3,7 @@ import { getSystemErrorName } from 'node:util';
 import { SpawnError } from '../../../errors.js';
 
 /** What the addon's spawn() could not do before the child existed (`out[0]` then). */
-const FAILED_SYSCALL = ['', 'malloc', 'pipe2', 'clone'] as const;
+const FAILED_SYSCALL = ['', 'malloc', 'pipe2', 'clone', 'openpty'] as const;
 
 /** The system call a failed spawn() names in `out[0]`. */
 export function failedSyscall(stage: number): string {

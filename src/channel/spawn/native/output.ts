@@ -9,6 +9,7 @@
  * copy.
  */
 import { EventEmitter } from 'node:events';
+import { constants } from 'node:os';
 import type { Addon, PipeHandle } from '../../../native/addon.js';
 import {
   addReader,
@@ -22,6 +23,9 @@ import {
 import type { ChildOutput } from '../backend.js';
 import { errnoError } from './errors.js';
 
+/** A pty master reads EIO once the slave's last holder closed it: that is its end of file. */
+const EIO = -constants.errno.EIO;
+
 /** A read this long filled a default pipe: lent output then enlarges the pipe to LENT_PIPE_SIZE. */
 const PIPE_FILLED = 64 * 1024;
 const LENT_PIPE_SIZE = 1024 * 1024;
@@ -34,16 +38,20 @@ export class NativeOutput extends EventEmitter implements ChildOutput, PipeReade
   #handle: PipeHandle | null;
   #token: number;
   #lend: boolean;
+  /** A pty's master (PTY mode), not a pipe. */
+  #terminal: boolean;
   #enlarged = false;
   #paused = false;
   /** The read buffer, taken out of the addon's hands while a paused listener keeps a chunk. */
   #held: Buffer | null = null;
 
-  constructor(native: Addon, fd: number, lend: boolean) {
+  constructor(native: Addon, fd: number, lend: boolean, terminal = false) {
     super();
     this.#native = native;
     this.#fd = fd;
     this.#lend = lend;
+    this.#terminal = terminal;
+    this.#enlarged = terminal; // a terminal's buffer is the kernel's: no pipe to enlarge
     this.#token = newReaderToken();
     this.#handle = native.pipeOpen(fd, this.#token);
     addReader(this.#token, this);
@@ -75,7 +83,7 @@ export class NativeOutput extends EventEmitter implements ChildOutput, PipeReade
       if (this.#paused && this.#handle) this.#held = keepReadBuffer(this.#native);
       return;
     }
-    if (result === 0) this.readableEnded = true;
+    if (result === 0 || (result === EIO && this.#terminal)) this.readableEnded = true;
     else this.emit('error', errnoError(result, 'read'));
     this.destroy();
   }

@@ -15,21 +15,8 @@
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import type { ChildInput } from './backend.js';
-
-/** The addon's handle of a tty writer (native/pty.c). */
-export type TtyHandle = { readonly __tty: unique symbol };
-
-/** The addon's calls this file uses. */
-export interface TerminalAddon {
-  ttyWriterOpen(fd: number, onWritable: () => void): TtyHandle;
-  ttyWrite(handle: TtyHandle, data: Uint8Array, offset: number): number;
-  ttyWaitWritable(handle: TtyHandle): void;
-  ttyWriterClose(handle: TtyHandle): void;
-  ttyResize(handle: TtyHandle, columns: number, rows: number): number;
-  ttyEofChar(handle: TtyHandle): number;
-  releaseFd(fd: number): void;
-}
+import type { Addon, TtyHandle } from '../../../native/addon.js';
+import type { ChildInput } from '../backend.js';
 
 const EAGAIN = constants.errno.EAGAIN;
 const NEWLINE = 0x0a;
@@ -37,7 +24,7 @@ const CARRIAGE_RETURN = 0x0d;
 
 export class TerminalInput extends EventEmitter implements ChildInput {
   writableEnded = false;
-  readonly #native: TerminalAddon;
+  readonly #native: Addon;
   #handle: TtyHandle | null;
   /** What the terminal has not taken yet, in order; the first is written from `#offset`. */
   readonly #queue: Buffer[] = [];
@@ -48,7 +35,7 @@ export class TerminalInput extends EventEmitter implements ChildInput {
   #atLineStart = true;
 
   /** Takes over `fd`, a descriptor of the master that spawn() holds for us. */
-  constructor(native: TerminalAddon, fd: number) {
+  constructor(native: Addon, fd: number) {
     super();
     this.#native = native;
     this.#handle = native.ttyWriterOpen(fd, () => {
