@@ -28,7 +28,9 @@ node scripts/run-tests.mjs \
   test/channel/spawn-environ.test.ts \
   test/channel/spawn-workers.test.ts \
   test/channel/spawn-emfile.test.ts \
-  test/server/spawn-failure.test.ts || status=$?
+  test/server/spawn-failure.test.ts \
+  test/client/pty.test.ts \
+  test/server/pty.test.ts || status=$?
 unset LD_PRELOAD
 if [ -n "$(ls -A "$report_dir")" ]; then
   echo "sanitizer reports:" >&2

@@ -615,12 +615,12 @@ function terminalsHere(choice: SpawnBackendChoice | undefined): boolean {
   }
 }
 
-/** A contained run starts its reaper through child_process, which cannot give it a terminal. */
+/** What a contained run cannot do yet with a terminal (procsock_reaper does not hand it over). */
 function containedTerminal(): UnsupportedOptionError {
   return new UnsupportedOptionError(
-    'pty cannot be honoured together with contain by a local child process: a contained run ' +
-      'starts its reaper through child_process, which cannot give it a terminal. Drop contain ' +
-      "(the terminal's session ends with the program: its processes get SIGHUP), or drop pty",
+    'pty cannot be honoured together with contain by a local child process yet: the reaper ' +
+      "would hold the terminal's foreground process group, not the program. Drop contain (the " +
+      "terminal's session ends with the program: the kernel hangs it up, SIGHUP), or drop pty",
     'pty',
     'a local child process',
   );

@@ -64,6 +64,8 @@ Policy — who may run what (none given: sockexec's behaviour, but see --user):
                                 default: all with no other policy flag, else none)
       --client-cwd all|none|D,E working directories a client may choose (D, E and below;
                                 default as for --client-env)
+      --no-client-pty           refuse clients a terminal for their runs (protocol
+                                extension's pty; default: allowed)
       --max-output-bytes N      most output per connection; then TERM (KILL after -k)
       --max-stdin-bytes N       most stdin per connection; then TERM (KILL after -k)
       --rlimit-cpu SECONDS      RLIMIT_CPU of each program (needs the native spawn backend;
@@ -163,6 +165,7 @@ function policyOptions(values: ParsedValues): PolicyOptions {
   if (envPass !== undefined) policy.envPass = nameList(envPass);
   if (values['client-env'] !== undefined) policy.clientEnv = nameList(values['client-env']);
   if (values['client-cwd'] !== undefined) policy.clientCwd = nameList(values['client-cwd']);
+  if (values['no-client-pty']) policy.clientPty = false;
   if (values['env-set'] !== undefined) {
     policy.envSet = {};
     for (const pair of values['env-set']) {
@@ -298,6 +301,7 @@ const OPTIONS = {
   'client-env': { type: 'string' },
   'no-extension': { type: 'boolean' },
   'client-cwd': { type: 'string' },
+  'no-client-pty': { type: 'boolean' },
   'max-output-bytes': { type: 'string' },
   'max-stdin-bytes': { type: 'string' },
   'rlimit-cpu': { type: 'string' },
