@@ -80,7 +80,9 @@ for (const where of ['local', 'daemon'] as const) {
       await session.send('end\n');
       const rest = await until(session, /bye end\r\n/);
       assert.equal(rest, 'end\r\nbye end\r\n', 'the input echoed, then the output');
-      assert.deepEqual(await session.wait(), { exitCode: 0, termSignal: null });
+      const exit = await session.wait();
+      assert.deepEqual([exit.exitCode, exit.termSignal, exit.reason], [0, null, 'exit']);
+      assert.ok(exit.usage !== null && exit.usage.wallTime >= 0, 'accounted as on pipes');
       assert.throws(() => session.resize(0, 10), { code: 'PROCSOCK_ARGUMENT' });
       await session.close();
     });
@@ -103,7 +105,7 @@ for (const where of ['local', 'daemon'] as const) {
       assert.equal(result.stdout.length, 10_000_003);
       assert.equal(result.stdout.subarray(-3).toString(), 'end');
       assert.equal(result.stdout.indexOf('end'), 10_000_000, 'nothing but x before it');
-      assert.deepEqual([result.exitCode, result.termSignal], [7, null]);
+      assert.deepEqual([result.exitCode, result.termSignal, result.reason], [7, null, 'exit']);
     });
 
     test('a signal ends it with that signal; ^C typed on the terminal is SIGINT', async () => {
