@@ -29,6 +29,7 @@ node scripts/run-tests.mjs \
   test/channel/spawn-workers.test.ts \
   test/channel/spawn-emfile.test.ts \
   test/server/spawn-failure.test.ts \
+  test/channel/pty.test.ts \
   test/client/pty.test.ts \
   test/server/pty.test.ts || status=$?
 unset LD_PRELOAD

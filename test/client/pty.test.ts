@@ -81,6 +81,7 @@ for (const where of ['local', 'daemon'] as const) {
       const rest = await until(session, /bye end\r\n/);
       assert.equal(rest, 'end\r\nbye end\r\n', 'the input echoed, then the output');
       const exit = await session.wait();
+      assert.ok(exit, 'the program exited');
       assert.deepEqual([exit.exitCode, exit.termSignal, exit.reason], [0, null, 'exit']);
       assert.ok(exit.usage !== null && exit.usage.wallTime >= 0, 'accounted as on pipes');
       assert.throws(() => session.resize(0, 10), { code: 'PROCSOCK_ARGUMENT' });

@@ -1,0 +1,85 @@
+/**
+ * PTY mode at the channel (LocalChannel, native backend): stdin has a pipe's back-pressure on
+ * a terminal (write() says when it is full, 'drain' when it took everything), a job left
+ * holding the terminal gets the hang-up a closed terminal gives (the run ends; nothing is
+ * waited for), a terminal's session and process group are the program's own, and a worker
+ * terminated mid-run (its tty writer waiting) stops its programs and crashes nothing.
+ */
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { LocalChannel, spawnBackendInUse } from '../../src/channel/local.js';
+import { isAlive, processInfo, tempDir, waitUntil } from '../helpers/process.js';
+import { fixture, scenario } from '../helpers/scenario.js';
+
+const native = spawnBackendInUse() === 'native';
+const files = tempDir('procsock-channel-pty-');
+
+function collect(channel: LocalChannel): { stdout: () => string } {
+  const chunks: Buffer[] = [];
+  channel.on('output', ({ type, data }) => type === 'stdout' && chunks.push(Buffer.from(data)));
+  return { stdout: () => Buffer.concat(chunks).toString() };
+}
+
+describe('PTY mode on a LocalChannel', { skip: !native }, () => {
+  test('stdin: write() returns false once the terminal is full; drain once the program reads', async () => {
+    // The program reads nothing until USR1, then everything.
+    const channel = new LocalChannel(
+      ['sh', '-c', 'trap "exec cat >/dev/null" USR1; echo ready; while :; do sleep 0.05; done'],
+      { pty: true },
+    );
+    const out = collect(channel);
+    await new Promise<void>((resolve) => {
+      channel.on('output', () => out.stdout().includes('ready') && resolve());
+    });
+    const line = Buffer.from(`${'x'.repeat(63)}\n`);
+    let writes = 0;
+    // The kernel's terminal buffers hold tens of KiB: a few MiB is far beyond them.
+    while (channel.write(line) && writes < 65_536) writes++;
+    assert.ok(writes < 65_536, 'write() said the terminal is full');
+    const drained = new Promise<void>((resolve) => channel.once('drain', resolve));
+    channel.signal('USR1');
+    await drained;
+    channel.terminate();
+    await channel.done();
+  });
+
+  test('the program leads its own session and process group, and the terminal is its controlling one', async () => {
+    const channel = new LocalChannel(['sh', '-c', 'echo ready; exec sleep 30'], { pty: true });
+    const out = collect(channel);
+    await new Promise<void>((resolve) => {
+      channel.on('output', () => out.stdout().includes('ready') && resolve());
+    });
+    const stat = readFileSync(`/proc/${channel.pid}/stat`, 'utf8');
+    const [, , pgrp, session, ttyNr, tpgid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    assert.equal(Number(pgrp), channel.pid);
+    assert.equal(Number(session), channel.pid);
+    assert.notEqual(Number(ttyNr), 0, 'it has a controlling terminal');
+    assert.equal(Number(tpgid), channel.pid, 'its group is the foreground group');
+    channel.terminate();
+    assert.deepEqual(await channel.done(), { exitCode: null, termSignal: 'TERM' });
+  });
+
+  test('a job left holding the terminal gets the hang-up (SIGHUP) and the run ends', async () => {
+    const pidFile = files.path('job.pid');
+    const channel = new LocalChannel(['sh', '-c', `sleep 30 & echo $! > ${pidFile}; echo done`], {
+      pty: true,
+      exitGrace: 60_000,
+    });
+    const out = collect(channel);
+    assert.deepEqual(await channel.done(), { exitCode: 0, termSignal: null });
+    assert.equal(out.stdout(), 'done\r\n');
+    const job = Number(readFileSync(pidFile, 'utf8'));
+    await waitUntil(() => !isAlive(job), 'the job is gone', 10_000);
+    assert.ok(processInfo(job) === undefined || processInfo(job)?.state === 'Z');
+  });
+
+  test('a worker terminated mid-run (its tty writer waiting) stops its programs; nothing crashes', async () => {
+    const result = await scenario([fixture('pty-worker.mjs')]);
+    assert.equal(result.stderr, '');
+    assert.equal(result.status, 0);
+    const said = JSON.parse(result.stdout) as { tty: string; left: string[] };
+    assert.match(said.tty, /^\/dev\/pts\/\d+\r\n$/);
+    assert.deepEqual(said.left, [], 'no child left');
+  });
+});
