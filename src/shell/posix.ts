@@ -10,7 +10,15 @@
  * /dev/fd/3 cannot open one) it reads stdin, and each command gets `</dev/null`. The launcher
  * always sets `__procsock_fd3` (1 or 0), so a value inherited from the environment cannot lie.
  *
- * Each run is one line, with a fresh random marker M = P1P2 (two 8-character pieces):
+ * bash runs a read–eval loop of ours instead (see bashLoop): each run is only the data
+ * `P1 P2 SSS <command> NUL` (marker pieces, the status to restore as `$?`, the command), read
+ * with `read -N 19` and `read -d ''`. The loop is parsed once, at start-up and on the first
+ * line of the script, so its `eval` numbers the user's lines from 1 as `bash -c` would
+ * (`bash: line 2: …` for an error on the command's second line, in functions it defines
+ * too, and in syntax errors), and no alias defined later can reach it; per run bash reads
+ * 20-odd bytes instead of parsing a 100-byte frame (bench/README.md, Shell). dash and zsh
+ * number their lines per `eval` already and get one line per run, with a fresh random
+ * marker M = P1P2 (two 8-character pieces):
  *
  *     [R N||]E '<command>
  *     __pss=$?';P "$__psf" P1 P2 "$?" "$__pss"[;P "$__psg" P1 P2 >&7]
@@ -36,9 +44,11 @@
  *   swallow it. Run locally, the driver reads the rest of the stderr pipe when the stdout
  *   marker arrives instead.
  *
- * Reserved names: `__procsock_status`, `__procsock_fd3`, `__pss`, `__psf`, `__psg`; and
- * descriptor 7 when stderr has a marker.
+ * Reserved names: `__procsock_status`, `__procsock_fd3`, `__pss`, `__psf`, `__psg`, and in
+ * bash `__psi`, `__psl`, `__psh`, `__psc`, `__psfd`, `__psn`; and descriptor 7 when stderr
+ * has a marker.
  */
+import { ArgumentError } from '../errors.js';
 import type { Frame, Framing } from './framing.js';
 import { freshMarker, quote } from './framing.js';
 import { SentinelScanner } from './sentinel.js';
@@ -62,6 +72,64 @@ const LAUNCHER =
   `if [ -p /dev/fd/0 ]; then export ${FD3_VARIABLE}=1; ` +
   `exec "$0" "$@" /dev/fd/3 3<&0 </dev/null; fi; export ${FD3_VARIABLE}=0; exec "$0" "$@"`;
 
+/** Characters per marker piece (base64 of PIECE_BYTES). */
+const PIECE_CHARS = (PIECE_BYTES * 4) / 3;
+/** A bash run's header, read with `read -N`: the marker's two pieces, then a 3-digit status. */
+const BASH_HEADER = 2 * PIECE_CHARS + 3;
+
+/**
+ * bash's read–eval loop. Per run: print the last run's report (nothing before the first), read
+ * the header (one `read` system call: `-N` reads what it needs at once) and the command up to
+ * its NUL (IFS empty: nothing trimmed), restore the last status as `$?` (`false`, or the
+ * function for other statuses, each on the left of `&&`, so neither `set -e` nor an ERR trap
+ * sees it; no function call for 0 or 1, so a RETURN trap under `set -T` stays quiet), then
+ * `eval` the command with `__pss=$?` as its last line (eval returns 0: see the top).
+ * Every word that names a builtin is `\builtin`: a function of the user's cannot capture it;
+ * aliases never reach the loop, which is parsed before any exists.
+ *
+ * The report is in the inner loop's condition, so a `continue` in a command still reports;
+ * a `break` ends the inner loop, the outer one starts it again (the report follows); a
+ * `break N` that ends both starts the loop anew through `eval`. At end of input (stop())
+ * the shell exits with the last command's status.
+ */
+function bashLoop(stderrMarker: boolean, commandStdin: string): string {
+  const pieces = `"\${__psh:0:${PIECE_CHARS}}" "\${__psh:${PIECE_CHARS}:${PIECE_CHARS}}"`;
+  const toStderr = stderrMarker
+    ? `\\builtin printf "\${__psh:+$__psg}" ${pieces} "$?" >&${STDERR_COPY}; `
+    : '';
+  const evalStatus = stderrMarker ? '' : ' "$?"';
+  const closeCopy = stderrMarker ? ` ${STDERR_COPY}>&-` : '';
+  const status = `\${__psh:${2 * PIECE_CHARS}:3}`;
+  return (
+    `while while ${toStderr}\\builtin printf "\${__psh:+$__psf}" ${pieces}${evalStatus} "$__pss"; ` +
+    `\\builtin read -r -N ${BASH_HEADER} -u "$__psfd" __psh && ` +
+    `IFS= \\builtin read -r -d '' -u "$__psfd" __psc; do __pss=-; ` +
+    `case ${status} in 000) ;; 001) \\builtin false && \\builtin :;; ` +
+    `*) \\${RESTORE_FUNCTION} "${status}" && \\builtin :;; esac; ` +
+    `\\builtin eval "$__psc\${__psn}__pss=\\$?"${commandStdin}${closeCopy}; done; ` +
+    `\\builtin [ -n "$__psh" ]; do \\builtin :; done; ` +
+    // After a `break N` that ended both loops; `&&`, so the report's `$?` is 0.
+    `\\builtin [ -n "$__psh" ] && \\builtin eval "$__psl"; \\builtin exit "$__pss"`
+  );
+}
+
+/**
+ * bash's start-up, `eval`ed on the first line of the script (after the probe): finds the
+ * descriptor bash reads its script on (moved high, close-on-exec: commands do not inherit
+ * it; 255 unless the descriptor limit is lower) and closes the launcher's copy, or, reading
+ * stdin (a socket), reads that with `</dev/null` for each command; then starts the loop.
+ */
+function bashStart(stderrMarker: boolean): string {
+  return (
+    `case \${${FD3_VARIABLE}-0} in 1) __psfd=255; ` +
+    'while \\builtin [ "$__psfd" -gt 3 ] && ! \\builtin [ /dev/fd/$__psfd -ef /dev/fd/3 ]; ' +
+    'do __psfd=$((__psfd - 1)); done; ' +
+    `\\builtin [ "$__psfd" -gt 3 ] && exec 3<&-; __psl=${quote(bashLoop(stderrMarker, ''))};; ` +
+    `*) __psfd=0; __psl=${quote(bashLoop(stderrMarker, STDIN_REDIRECT))};; esac; ` +
+    `\\builtin unset ${FD3_VARIABLE}; __psh= __psc= __psn=$'\\n'; \\builtin eval "$__psl"`
+  );
+}
+
 /**
  * How the framing names `eval`, `printf` and `false` so that no alias or function captures
  * them. Both words are quoted in bash and zsh: zsh's global aliases expand in any position.
@@ -77,7 +145,7 @@ const BUILTIN_DIALECT: Dialect = {
   false: '\\builtin \\false',
 };
 const POSIX_DIALECT: Dialect = {
-  eval: '\\eval',
+  eval: '\\command \\eval',
   printf: '\\command \\printf',
   false: '\\command \\false',
 };
@@ -96,6 +164,8 @@ export class PosixFraming implements Framing {
   /** Commands need `</dev/null` unless the start-up probe says the shell reads fd 3. */
   #redirect = STDIN_REDIRECT;
   #dialect: Dialect = POSIX_DIALECT;
+  /** bash (the probe says): runs are data for its read–eval loop (BASH_LOOP). */
+  #loop = false;
   #probe: SentinelScanner | null = null;
 
   constructor(stderr: PosixStderr = 'capture') {
@@ -110,14 +180,13 @@ export class PosixFraming implements Framing {
    */
   setup(pendingReads: boolean): string {
     this.#stderrMarker = this.#stderr === 'capture' && !pendingReads;
+    // One line with the probe (frame(null)), which starts bash's loop: its first line.
     return (
-      // The launcher's copy of the driver's pipe: commands must not inherit it.
-      'exec 3<&-\n' +
-      (this.#stderr === 'merge' ? 'exec 2>&1\n' : '') +
-      (this.#stderrMarker ? `exec ${STDERR_COPY}>&2\n` : '') +
+      (this.#stderr === 'merge' ? 'exec 2>&1;' : '') +
+      (this.#stderrMarker ? `exec ${STDERR_COPY}>&2;` : '') +
       // `builtin` where there is one: bash and zsh let a function be called `return`.
-      `${RESTORE_FUNCTION}() { \${BASH_VERSION+builtin}\${ZSH_VERSION+builtin} \\return "$1"; }\n` +
-      "__pss=0 __psf='%s%s %s %s\\n' __psg='%s%s %s\\n'\n"
+      `${RESTORE_FUNCTION}() { \${BASH_VERSION+builtin}\${ZSH_VERSION+builtin} \\return "$1"; };` +
+      "__pss=0 __psf='%s%s %s %s\\n' __psg='%s%s %s\\n';"
     );
   }
 
@@ -132,12 +201,26 @@ export class PosixFraming implements Framing {
    * so a healthy shell stopped after `false` exits 0 (at end-of-file a shell exits with `$?`).
    */
   finalInput(command: string | undefined): string {
+    if (this.#probe) this.#readProbe(this.#probe.payload);
+    if (this.#loop)
+      return this.#bashRun(freshMarker(PIECE_BYTES), freshMarker(PIECE_BYTES), command ?? 'true');
     if (command === undefined) return 'true\n';
     return `${this.#restore()}${command.endsWith('\n') ? command : `${command}\n`}`;
   }
 
+  /** A run of bash's loop: the header (marker pieces, the status to restore), the command, NUL. */
+  #bashRun(p1: string, p2: string, command: string): string {
+    const status = Math.min(Math.max(this.#lastStatus() ?? 0, 0), 255);
+    return `${p1}${p2}${String(status).padStart(3, '0')}${command}\0`;
+  }
+
   frame(command: string | null): Frame {
     if (this.#probe) this.#readProbe(this.#probe.payload);
+    if (command?.includes('\0')) {
+      throw new ArgumentError(
+        'a shell command cannot contain a NUL byte (no shell can pass one on)',
+      );
+    }
     const p1 = freshMarker(PIECE_BYTES);
     const p2 = freshMarker(PIECE_BYTES);
     const { printf } = command === null ? POSIX_DIALECT : this.#dialect;
@@ -149,13 +232,18 @@ export class PosixFraming implements Framing {
     const evalStatus = this.#stderrMarker ? '' : ' "$?"';
     const input =
       command === null
-        ? // The probe: whether fd 3 is read, and which shell this is.
+        ? // The probe: whether fd 3 is read, and which shell this is; then bash starts its loop,
+          // other shells close the launcher's copy of the driver's pipe (commands must not inherit it).
           `${toStderr}${printf} '%s%s %s %s %s\\n' ${p1} ${p2} ` +
-          `"\${${FD3_VARIABLE}-0}" "\${BASH_VERSION+bash}\${ZSH_VERSION+zsh}" 0;\\unset ${FD3_VARIABLE}\n`
-        : `${this.#restore()}${this.#dialect.eval} ${quote(`${command}\n__pss=$?`)}${this.#redirect}` +
-          // The copy of stderr is the driver's: the command does not inherit it.
-          `${this.#stderrMarker ? ` ${STDERR_COPY}>&-` : ''};` +
-          `${toStderr}${printf} "$__psf" ${p1} ${p2}${evalStatus} "$__pss"\n`;
+          `"\${${FD3_VARIABLE}-0}" "\${BASH_VERSION+bash}\${ZSH_VERSION+zsh}" 0;` +
+          `case \${BASH_VERSION-} in ?*) \\builtin eval ${quote(bashStart(this.#stderrMarker))};; ` +
+          `*) \\unset ${FD3_VARIABLE}; exec 3<&-;; esac\n`
+        : this.#loop
+          ? this.#bashRun(p1, p2, command)
+          : `${this.#restore()}${this.#dialect.eval} ${quote(`${command}\n__pss=$?`)}${this.#redirect}` +
+            // The copy of stderr is the driver's: the command does not inherit it.
+            `${this.#stderrMarker ? ` ${STDERR_COPY}>&-` : ''};` +
+            `${toStderr}${printf} "$__psf" ${p1} ${p2}${evalStatus} "$__pss"\n`;
     const marker = p1 + p2;
     const stdout = new SentinelScanner(`${marker} `, { trailer: true });
     const stderr = this.#stderrMarker ? new SentinelScanner(`${marker} `, { trailer: true }) : null;
@@ -167,6 +255,7 @@ export class PosixFraming implements Framing {
       this.#probe = stdout;
       this.#redirect = STDIN_REDIRECT;
       this.#dialect = POSIX_DIALECT;
+      this.#loop = false;
     }
     return {
       input,
@@ -182,6 +271,7 @@ export class PosixFraming implements Framing {
     const [fd3, kind] = payload.split(' ');
     this.#redirect = fd3 === '1' ? '' : STDIN_REDIRECT;
     this.#dialect = kind === 'bash' || kind === 'zsh' ? BUILTIN_DIALECT : POSIX_DIALECT;
+    this.#loop = kind === 'bash';
     this.#probe = null;
   }
 

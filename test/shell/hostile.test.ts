@@ -208,6 +208,71 @@ for (const kind of ['local', 'local with a stderr marker', 'daemon'] as const) {
         await shell.stop(5000); // exits 0: the EXIT trap's output belongs to no run
       });
 
+      test(`${program}: error messages count the command's own lines, in functions it defines and in syntax errors`, async () => {
+        const { shell, run } = await open(program);
+        const missing = 'procsock-no-such-command';
+        // What the shell says for an error on a command's line N (zsh numbers a function's
+        // lines from the function's start, as it does in a script). bash names the script it
+        // reads: /dev/fd/3 where it reads the driver's pipe on fd 3, else itself (and `main`
+        // in a function), as for `bash < script`.
+        const expected = {
+          bash: (n: number) => new RegExp(`^[^:\n]+: line ${n}: ${missing}: command not found\n$`),
+          dash: (n: number) => new RegExp(`: ${n}: eval: ${missing}: not found\n$`),
+          // zsh reading stdin (a socket: the child_process backend) gives no line, as for `zsh < script`.
+          zsh: (n: number) =>
+            new RegExp(`^(\\(eval\\):${n}|zsh): command not found: ${missing}\n$`),
+        }[program]!;
+        for (let round = 0; round < 2; round++) {
+          // The same lines, later in the session, still count from 1.
+          const second = await run(`true\n${missing}`);
+          assert.equal(second.exitCode, 127);
+          assert.match(second.stderr, expected(2));
+          assert.match((await run(`  ${missing}`)).stderr, expected(1));
+        }
+        await run(`f() {\n  true\n  ${missing}\n}`);
+        const inFunction = await run('true\nf');
+        assert.equal(inFunction.exitCode, 127);
+        const functionLine = program === 'zsh' ? /^f:2: command not found/ : expected(3);
+        assert.match(inFunction.stderr, functionLine);
+        if (program !== 'dash') {
+          // dash has no LINENO.
+          assert.equal((await run('echo "$LINENO"\n\necho "$LINENO"')).stdout, '1\n3\n');
+        }
+        const syntax = await run('true\n\ndone');
+        assert.notEqual(syntax.exitCode, 0);
+        const syntaxLine = {
+          bash: /^[^:\n]+: eval: line 3: syntax error near unexpected token `done'\n/,
+          dash: /: 3: eval: Syntax error: "done" unexpected\n$/,
+          zsh: /^(\(eval\):3|zsh): parse error near `done'\n$/,
+        }[program]!;
+        assert.match(syntax.stderr, syntaxLine);
+        // The syntax error ended only its run (dash too: `command eval` keeps it in the shell).
+        assert.equal((await run('echo still here')).stdout, 'still here\n');
+        await shell.stop(5000);
+      });
+
+      if (program === 'bash') {
+        test('bash: break and continue at the top of a command end that run only', async () => {
+          const { shell, run } = await open(program);
+          for (const command of ['echo a; break; echo b', 'continue', 'break 9', 'continue 3']) {
+            const result = await run(command);
+            assert.equal(result.stderr, '');
+            assert.ok(!result.stdout.includes('b'));
+            // Its status is unknown (the loop never recorded it); the shell goes on.
+            assert.equal(result.exitCode, null);
+            assert.deepEqual(
+              [(await run('echo "$LINENO"; false')).stdout, (await run('echo "$?"')).stdout],
+              ['1\n', '1\n'],
+            );
+          }
+          assert.equal(
+            (await run('for i in 1 2 3; do [ $i = 2 ] && break; echo $i; done')).stdout,
+            '1\n',
+          );
+          await shell.stop(5000);
+        });
+      }
+
       test(`${program}: exec 2>/dev/null and exec 2>&1 in a run keep later runs working`, async () => {
         const { shell, run } = await open(program);
         await run('exec 2>/dev/null');

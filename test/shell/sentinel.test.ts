@@ -162,7 +162,7 @@ describe('sentinels and framing', () => {
 
   test('POSIX frames: the command quoted for eval, the marker in two pieces, statuses carried over', () => {
     const framing = new PosixFraming();
-    assert.match(framing.setup(false), /^exec 3<&-\nexec 7>&2\n/);
+    assert.match(framing.setup(false), /^exec 7>&2;__procsock_status\(\) \{/);
     // Given a pipe, the shell reads these lines on fd 3 and stdin is /dev/null; until the
     // start-up probe says so, commands are sent with </dev/null (as on a socket).
     const launched = framing.launch(['bash', '--norc']);
@@ -173,8 +173,14 @@ describe('sentinels and framing', () => {
     const probe = framing.frame(null);
     const [, p1, p2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(probe.input)!;
     assert.ok(!probe.input.includes(p1! + p2!), 'the marker is never written whole');
-    probe.stdout.push(Buffer.from(`${p1}${p2} 1 bash 0\n`), () => {});
-    // bash: `\builtin`, so no alias or function named eval/printf can capture the framing.
+    // Other shells close the launcher's copy of the pipe; bash starts its loop, on this line.
+    assert.match(
+      probe.input,
+      /;case \$\{BASH_VERSION-\} in \?\*\) \\builtin eval '.*;; \*\) \\unset __procsock_fd3; exec 3<&-;; esac\n$/,
+    );
+    assert.equal(probe.input.split('\n').length, 2, 'one line');
+    probe.stdout.push(Buffer.from(`${p1}${p2} 1 zsh 0\n`), () => {});
+    // zsh: `\builtin`, so no alias or function named eval/printf can capture the framing.
     const frame = framing.frame("echo 'it''s'\nfalse");
     const run =
       /^\\builtin \\eval 'echo '\\''it'\\'''\\''s'\\''\nfalse\n__pss=\$\?' 7>&-;\\builtin \\printf "\$__psg" (\S+) (\S+) "\$\?" >&7;\\builtin \\printf "\$__psf" \1 \2 "\$__pss"\n$/;
@@ -202,8 +208,31 @@ describe('sentinels and framing', () => {
     dashProbe.stdout.push(Buffer.from(`${d1}${d2} 0  0\n`), () => {});
     assert.match(
       dash.frame('true').input,
-      /^\\eval 'true\n__pss=\$\?' <\/dev\/null;\\command \\printf "\$__psf" \S+ \S+ "\$\?" "\$__pss"\n$/,
+      /^\\command \\eval 'true\n__pss=\$\?' <\/dev\/null;\\command \\printf "\$__psf" \S+ \S+ "\$\?" "\$__pss"\n$/,
     );
     assert.equal(dash.finalInput(undefined), 'true\n');
+  });
+
+  test("bash's loop: a run is data (marker pieces, the status to restore, the command, NUL)", () => {
+    const framing = new PosixFraming();
+    framing.setup(true);
+    const probe = framing.frame(null);
+    const [, p1, p2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(probe.input)!;
+    probe.stdout.push(Buffer.from(`${p1}${p2} 1 bash 0\n`), () => {});
+    const frame = framing.frame("echo 'it''s'\nfalse");
+    const [, marker] = /^([\w-]{16})000echo 'it''s'\nfalse\0$/.exec(frame.input)!;
+    assert.equal(frame.stderr, null);
+    frame.stdout.push(Buffer.from(`${marker} 0 1\n`), () => {});
+    assert.equal(frame.exitCode(), 1);
+    assert.match(framing.frame('echo $?').input, /^[\w-]{16}001echo \$\?\0$/);
+    // A status the loop could not record ('-': a `continue` or `break` in the command) is unknown.
+    const broken = framing.frame('continue');
+    const [, b] = /^([\w-]{16})/.exec(broken.input)!;
+    broken.stdout.push(Buffer.from(`${b} 0 -\n`), () => {});
+    assert.equal(broken.exitCode(), null);
+    // stop(): the final command (or `true`) goes through the loop too, then end-of-file.
+    assert.match(framing.finalInput('exit 4'), /^[\w-]{16}000exit 4\0$/);
+    assert.match(framing.finalInput(undefined), /^[\w-]{16}000true\0$/);
+    assert.throws(() => framing.frame('echo a\0b'), /cannot contain a NUL byte/);
   });
 });
