@@ -19,7 +19,13 @@ import type { Transport } from '../channel/transport.js';
 import { startChannel } from '../channel/transport.js';
 import { describeValue } from '../core/limits.js';
 import { ArgumentError } from '../errors.js';
-import { type Encoding, type ExecResult, execute, type Output } from './execute.js';
+import {
+  type Encoding,
+  type ExecResult,
+  type ExecutionPlan,
+  execute,
+  type Output,
+} from './execute.js';
 import {
   checkArgv,
   EXEC_OPTION_NAMES,
@@ -27,6 +33,7 @@ import {
   type ExecOptionName,
   type ExecOptions,
   programOptions,
+  type ResolvedExecOptions,
   resolveExecOptions,
 } from './options.js';
 
@@ -129,7 +136,29 @@ async function invoke(
     { argv, ...programOptions(resolved), protocol: resolved.protocol },
     transport,
   );
-  return execute(channel, { ...resolved, argv, signal });
+  return execute(channel, executionPlan(argv, resolved, signal));
+}
+
+/** What `execute` needs of a call, in one object of a fixed shape (not a copy of every option). */
+function executionPlan(
+  argv: readonly string[],
+  options: ResolvedExecOptions,
+  signal: AbortSignal | undefined,
+): ExecutionPlan {
+  const { stdin, stdout, stderr, timeout, idleTimeout, timeoutFatal, maxBuffer, encoding } =
+    options;
+  return {
+    argv,
+    stdin,
+    stdout,
+    stderr,
+    timeout,
+    idleTimeout,
+    timeoutFatal,
+    maxBuffer,
+    encoding,
+    signal,
+  };
 }
 
 /** The call's own `socket` or `transport`, else the exec's target, else a local child. */

@@ -114,9 +114,15 @@ export type ResolvedExecOptions = {
     : Exclude<ExecOptions<Encoding>[K], undefined>;
 };
 
+/** The table's defaults, as one object: each call's resolution starts from a copy of it. */
+const TABLE_DEFAULTS: Readonly<Record<string, unknown>> = Object.fromEntries(
+  EXEC_OPTION_NAMES.map((name) => [name, EXEC_OPTIONS[name].default]),
+);
+
 /**
  * Merges a call's options over an exec's defaults, checks every value, and refuses unknown
- * keys (`extra` names what the caller takes besides the table, such as `signal`).
+ * keys (`extra` names what the caller takes besides the table, such as `signal`). Only the
+ * keys that are there are visited: a call usually sets one or two of the table's options.
  */
 export function resolveExecOptions(
   defaults: Partial<Record<ExecOptionName, unknown>>,
@@ -124,14 +130,13 @@ export function resolveExecOptions(
   extra: readonly string[] = [],
 ): ResolvedExecOptions {
   refuseUnknownKeys(options, extra, 'option');
-  const resolved: Record<string, unknown> = {};
-  for (const name of EXEC_OPTION_NAMES) {
-    const spec = EXEC_OPTIONS[name];
-    const given = (options as Record<string, unknown>)[name];
-    const value = given !== undefined ? given : defaults[name];
-    if (value !== undefined) spec.check(value, name);
-    resolved[name] = value !== undefined ? value : spec.default;
+  const given = options as Record<string, unknown>;
+  const resolved: Record<string, unknown> = { ...TABLE_DEFAULTS };
+  for (const name of Object.keys(defaults)) {
+    if (given[name] === undefined)
+      take(resolved, name, (defaults as Record<string, unknown>)[name]);
   }
+  for (const name of Object.keys(given)) take(resolved, name, given[name]);
   const result = resolved as ResolvedExecOptions;
   if (result.timeoutFatal === false && result.timeout !== 0 && result.timeout !== Infinity) {
     throw new ArgumentError(
@@ -140,6 +145,17 @@ export function resolveExecOptions(
     );
   }
   return result;
+}
+
+/** Checks and keeps a set value of a table option (anything else is not the table's). */
+function take(resolved: Record<string, unknown>, name: string, value: unknown): void {
+  if (value === undefined || !isExecOption(name)) return;
+  EXEC_OPTIONS[name].check(value, name);
+  resolved[name] = value;
+}
+
+export function isExecOption(name: string): name is ExecOptionName {
+  return Object.hasOwn(EXEC_OPTIONS, name);
 }
 
 /** The program options (every one: a transport honours or refuses each), for the transport. */
@@ -151,7 +167,7 @@ export function programOptions(options: Partial<ResolvedExecOptions>): ProgramOp
 
 export function refuseUnknownKeys(options: object, extra: readonly string[], what: string): void {
   for (const key of Object.keys(options)) {
-    if (!(key in EXEC_OPTIONS) && !extra.includes(key)) {
+    if (!isExecOption(key) && !extra.includes(key)) {
       throw new ArgumentError(`unknown ${what} ${JSON.stringify(key)}`);
     }
   }

@@ -65,6 +65,7 @@ import {
   checkProtocol,
   DEFAULT_IDLE_TIMEOUT,
   EXEC_OPTIONS,
+  isExecOption,
   type Protocol,
   programOptions,
 } from './options.js';
@@ -156,7 +157,7 @@ function checkConnectOptions(options: ConnectOptions): ProgramOptions {
   for (const key of Object.keys(options)) {
     if (!CONNECT_KEYS.includes(key)) {
       throw new ArgumentError(
-        `unknown connect() option ${JSON.stringify(key)}${key in EXEC_OPTIONS ? ' (an option of run() and exec calls, not of a session)' : ''}`,
+        `unknown connect() option ${JSON.stringify(key)}${isExecOption(key) ? ' (an option of run() and exec calls, not of a session)' : ''}`,
       );
     }
   }
