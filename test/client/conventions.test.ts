@@ -308,6 +308,9 @@ describe('promise-returning calls never throw', () => {
       ['run(bad env)', () => run('true', { env: 'PATH=/' as unknown as NodeJS.ProcessEnv })],
       ['run(bad signal)', () => run('true', { signal: {} as AbortSignal })],
       ['run(unknown option)', () => run('true', { nope: 1 } as never)],
+      // Names every object inherits are not options either (they passed as table keys once).
+      ['run(constructor option)', () => run('true', { constructor: 1 } as never)],
+      ['run(__proto__ option)', () => run('true', JSON.parse('{"__proto__": 1}'))],
       ['exec()', () => exec()],
       ['exec(1, 2)', () => (exec as unknown as (...a: unknown[]) => Promise<unknown>)(1, 2)],
       ['connect(42)', () => connect(42 as unknown as string)],
