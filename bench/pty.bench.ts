@@ -133,11 +133,15 @@ async function main(): Promise<void> {
       for (const [name, once] of Object.entries(spawners)) {
         if (!once) continue;
         spawns[name] ??= {};
-        (spawns[name][concurrency] ??= []).push(await rate(once, concurrency));
+        const byConcurrency = spawns[name];
+        byConcurrency[concurrency] ??= [];
+        byConcurrency[concurrency].push(await rate(once, concurrency));
       }
     }
     for (const [name, once] of Object.entries(streamers)) {
-      if (once) (mbps[name] ??= []).push(await throughput(name, once));
+      if (!once) continue;
+      mbps[name] ??= [];
+      mbps[name].push(await throughput(name, once));
     }
   }
   const spawnRate = (name: string, c: number) =>
