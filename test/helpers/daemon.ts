@@ -77,8 +77,14 @@ export const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.ur
  * `inheritedFd` hands it one more descriptor at that number, not close-on-exec, as a
  * careless parent would (Node itself marks low numbers close-on-exec at start-up).
  * `maxFiles` runs it with that descriptor limit (soft and hard: Node raises the soft one).
+ * `prefix` is a command that execs the rest (e.g. `unshare -m sh -c '…; exec "$0" "$@"'`).
  */
-export function runCli(args: string[], inheritedFd?: number, maxFiles?: number): ChildProcess {
+export function runCli(
+  args: string[],
+  inheritedFd?: number,
+  maxFiles?: number,
+  prefix: readonly string[] = [],
+): ChildProcess {
   const stdio: ('ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe'];
   if (inheritedFd !== undefined) {
     while (stdio.length < inheritedFd) stdio.push('ignore');
@@ -86,7 +92,9 @@ export function runCli(args: string[], inheritedFd?: number, maxFiles?: number):
   }
   const node = [process.execPath, '--import', 'tsx', CLI, ...args];
   // prlimit sets the limit on itself and execs node: the pid is the daemon's.
-  const command = maxFiles === undefined ? node : ['prlimit', `--nofile=${maxFiles}`, ...node];
+  const limited = maxFiles === undefined ? node : ['prlimit', `--nofile=${maxFiles}`, ...node];
+  // A prefix that execs its arguments (unshare, env…) keeps the pid the daemon's too.
+  const command = [...prefix, ...limited];
   return spawn(command[0]!, command.slice(1), { stdio });
 }
 
@@ -96,7 +104,7 @@ export function runCli(args: string[], inheritedFd?: number, maxFiles?: number):
  */
 export async function startDaemonProcess(
   flags: string[] = [],
-  options: { inheritedFd?: number; path?: string; maxFiles?: number } = {},
+  options: { inheritedFd?: number; path?: string; maxFiles?: number; prefix?: string[] } = {},
 ): Promise<DaemonProcess> {
   const dir = tempDir('procsock-daemon-process-');
   const path = options.path ?? dir.path('daemon.sock');
@@ -104,6 +112,7 @@ export async function startDaemonProcess(
     ['serve', '--allow-root', ...flags, path],
     options.inheritedFd,
     options.maxFiles,
+    options.prefix,
   );
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
