@@ -205,7 +205,8 @@ typedef struct {
   pid_t parent;        /* getpid() at the spawn: FLAG_DIE_WITH_PARENT's check that it still lives */
   char **candidates;   /* the paths to try, in PATH order */
   int candidate_count;
-  char **script_argv;  /* shell, <slot>, argv[1..], NULL — for ENOEXEC */
+  char **script_argv;  /* shell, <slot>, argv[1..], NULL — for ENOEXEC: argv's own array, one
+                          slot before it (the child fills <slot>, argv[0]'s, at the fallback) */
   char shell[sizeof "/bin/sh"]; /* a copy: the module's constants are not the plan's */
   volatile int error;  /* written by the child before it exits, read once it is reaped */
 } spawn_plan;
@@ -214,14 +215,13 @@ typedef struct {
 struct spawn_job {
   spawn_plan plan;
   char *argv_text, *env_text, *cwd;
-  char **file_and_argv, **envp, **candidates, **script_argv;
+  char **file_and_argv, **envp, **candidates; /* file_and_argv[0]: the file, then the shell */
   char *stack;
 };
 
 static void free_job(spawn_job *job) {
   if (!job) return;
   free(job->stack);
-  free(job->script_argv);
   free(job->candidates);
   free(job->file_and_argv);
   free(job->envp);
@@ -703,17 +703,20 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
   }
 
   job->candidates = exec_candidates(job->file_and_argv[0], plan->envp, &plan->candidate_count);
-  job->script_argv = malloc((arg_count + 2) * sizeof(char *));
   job->stack = malloc(CHILD_STACK_SIZE);
-  if (!job->candidates || !job->script_argv || !job->stack) {
+  if (!job->candidates || !job->stack) {
     error = ENOMEM;
     goto done;
   }
-  job->script_argv[0] = plan->shell;
-  job->script_argv[1] = NULL;
-  memcpy(job->script_argv + 2, plan->argv + 1, arg_count * sizeof(char *)); /* argv[1..], NULL */
+  /*
+   * The script fallback's argv is argv's own array, from the slot before it: the file's, done
+   * with now that the candidates are copied, becomes the shell, and argv[0]'s is the one the
+   * child sets to the script's path — after which it only execs the shell or exits. A second
+   * array of pointers would hold 8 more bytes per argument until the reap.
+   */
+  job->file_and_argv[0] = plan->shell;
   plan->candidates = job->candidates;
-  plan->script_argv = job->script_argv;
+  plan->script_argv = job->file_and_argv;
 
   stage = STAGE_TERMINAL;
   if ((flags & FLAG_TERMINAL) && open_terminal(pipes, flags, columns, rows) != 0) {

@@ -6,11 +6,15 @@
  * argument is in (`strings()`).
  */
 /**
- * What each argument counts against `maxArgBytes` besides its bytes: about what the daemon
- * holds per argument once it runs the program (a string and its slot in the argv array; the
- * kernel itself counts 9 per argument of execve: a pointer and the NUL).
+ * What each argument counts against `maxArgBytes` besides its bytes: what the daemon holds
+ * per argument while the program runs — its slot in the argv array (8 bytes) and, with the
+ * native backend, the spawn plan's pointer to it and its NUL (9) until the reap, plus
+ * allocator slack. Measured with 65,535 empty arguments (bench/argv-memory.ts): 1.45 MB per
+ * running connection natively, 0.85 MB with child_process — under the 1.5 MiB they count. So
+ * `maxArgBytes` bounds a connection's memory however the request is split, running or not,
+ * and 65,536 arguments (`maxArgs`) still fit the default with 512 KiB of text.
  */
-export const ARG_OVERHEAD = 16;
+export const ARG_OVERHEAD = 24;
 
 export class ArgvCollector {
   #bytes: Buffer;

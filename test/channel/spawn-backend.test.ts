@@ -113,11 +113,12 @@ for (const backend of ['native', 'child_process'] as const) {
 
     test('a script without #! runs through /bin/sh, as execvp does', async () => {
       const script = scratch.path(`plain-${backend}`);
-      writeFileSync(script, 'echo plain script "$1"\n');
+      writeFileSync(script, 'echo "$0" plain script "$#" "$1" "$2"\n');
       chmodSync(script, 0o755);
-      const { status, stdout } = await run([script, 'ok'], opts());
+      // sh gets the script's path as $0 and the arguments after argv[0] as they were.
+      const { status, stdout } = await run([script, 'ok', 'two words'], opts());
       assert.deepEqual(status, { exitCode: 0, termSignal: null });
-      assert.equal(stdout.toString(), 'plain script ok\n');
+      assert.equal(stdout.toString(), `${script} plain script 2 ok two words\n`);
     });
 
     test('file: executes that file, with argv[0] passed as given', async () => {

@@ -55,6 +55,10 @@ export const childProcessBackend: SpawnBackend = {
       uid: request.uid,
       gid: request.gid,
     });
+    // Node keeps a copy of the whole argv as `spawnargs` for the child's life (it only puts it
+    // on spawn errors, which procsock reports from its own argv): a daemon running programs
+    // with 65,536 arguments would hold 512 KB more per connection until the reap.
+    (child as { spawnargs: string[] }).spawnargs = [];
     // In a worker, the addon stops and reaps it should the worker be terminated first.
     if (child.pid !== undefined) child.once('exit', guardWorkerChild(child.pid, request));
     if (!request.detached) attach(child);
