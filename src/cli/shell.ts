@@ -8,9 +8,10 @@
  * Any other program needs a sentinel: a cheap command of its own and the line it prints
  * (`--sentinel-command`, `--sentinel-value`, `--terminator`); its statuses print `[done]`.
  *
- * A line ending with `\` continues on the next line. In the POSIX preset lines are gathered
- * into whole commands (a loop, a function, a here-document with its body: see complete.ts),
- * and a command that is just `exit [N]` ends the shell, as typed into one. Each command's stdin is empty (`/dev/null`):
+ * Lines are gathered into whole commands (see complete.ts): for sh, bash, dash and zsh a
+ * loop, a function, a here-document with its body (and a line ending with `\` continues);
+ * for python3 and node a block, a function, a bracket or string left open, a method chain.
+ * In the POSIX preset a command that is just `exit [N]` ends the shell, as typed into one. Each command's stdin is empty (`/dev/null`):
  * the lines on stdin are commands, never data.
  *
  * Exit status: at end of input, the last command's status (as `sh < script` does), 0 when it
@@ -23,7 +24,7 @@ import { createInterface, type Interface } from 'node:readline';
 import { signalNumber } from '../core/signals.js';
 import { describeError, ShellCrashError, ShellExitError, ShellTimeoutError } from '../errors.js';
 import { PassThroughCommander, Shell, type ShellOptions } from '../shell/index.js';
-import { canJudgeCompleteness, isCompleteCommand } from './complete.js';
+import { gatherer } from './complete.js';
 import {
   EXIT_CONNECT,
   EXIT_FAILURE,
@@ -57,9 +58,11 @@ Starts PROG once (through the procsock daemon on PATH or, without a socket, as a
 this process) and runs each line of stdin as one command in it: the command's output is
 printed as it comes, then its exit status as "[exit N]". State (cwd, variables, logins…)
 carries over from one command to the next. From a terminal it prompts; from a pipe it runs
-the lines as a script. For sh, bash, dash and zsh, lines are gathered into whole commands
-(a loop, a function, a here-document with its body: bash -n judges); a line ending with \\
-continues on the next one; "exit [N]" ends the shell. Commands get an empty stdin: the lines are commands, never data.
+the lines as a script. Lines are gathered into whole commands: for sh, bash, dash and zsh
+a loop, a function, a here-document with its body (bash -n judges; a line ending with \\
+continues on the next one; "exit [N]" ends the shell); for python3 and node a block (it
+ends where the next statement starts, or at a blank line at a terminal), a function, an open
+bracket or string, a method chain. Commands get an empty stdin: the lines are commands, never data.
 
 PROG sh, bash, dash or zsh (the POSIX preset), python3, node or sqlite3 (their presets)
 needs nothing more. Any other program needs a sentinel: a cheap command it understands and
@@ -233,32 +236,30 @@ class ShellSession {
       return this.#fail(error);
     }
     let lastStatus: number | null = null;
-    let pending = '';
     this.#prompt();
-    // POSIX: lines are gathered into whole commands (complete.ts); a trailing \ always continues.
-    const whole = this.#command.preset === 'posix' && canJudgeCompleteness();
+    // Lines are gathered into whole commands (complete.ts): a loop, a function, a block.
+    const { preset } = this.#command;
+    const commands = gatherer(
+      preset === 'posix' || preset === 'python' || preset === 'node' ? preset : null,
+      this.#interactive,
+    );
+    const runAll = async (texts: string[]): Promise<number | null | 'end'> => {
+      for (const text of texts) {
+        if (this.#stopStatus !== null) return null;
+        const status = await this.#runText(text, lastStatus);
+        if (status === 'end') return 'end';
+        if (status !== 'blank') lastStatus = status;
+      }
+      return null;
+    };
     for await (const line of { [Symbol.asyncIterator]: () => this.#lineIterator }) {
       if (this.#stopStatus !== null) break;
-      const text = pending + line;
-      if (
-        line.endsWith('\\') ||
-        (whole && text.trim() !== '' && !(await isCompleteCommand(text)))
-      ) {
-        pending = `${text}\n`;
-        this.#prompt('> ');
-        continue;
-      }
-      pending = '';
-      const status = await this.#runText(text, lastStatus);
-      if (status === 'end') return this.#ended!;
-      if (status !== 'blank') lastStatus = status;
-      this.#prompt();
+      if ((await runAll(await commands.line(line))) === 'end') return this.#ended!;
+      this.#prompt(commands.pending ? '> ' : undefined);
     }
-    if (pending.trim() !== '' && this.#stopStatus === null) {
-      // Input ended inside a command: the shell reports what is wrong with it.
-      const status = await this.#runText(pending, lastStatus);
-      if (status === 'end') return this.#ended!;
-      if (status !== 'blank') lastStatus = status;
+    // Input ended inside a command: the program reports what is wrong with it.
+    if (this.#stopStatus === null && (await runAll(commands.end())) === 'end') {
+      return this.#ended!;
     }
     if (this.#stopStatus !== null) return this.#stopStatus;
     if (this.#interactive) process.stdout.write('\n');

@@ -175,6 +175,72 @@ for (const where of ['local', 'daemon'] as const) {
       }
     });
 
+    test('python3 and node get whole statements: a block, a function, an open bracket, a chain', async () => {
+      const python = [
+        'for i in range(2):',
+        '    print(i)',
+        '',
+        '    print("in")',
+        'class A:',
+        '    def f(self):',
+        '        return 2',
+        '',
+        '    def g(self):',
+        '        return 3',
+        'A().g()',
+        'def h(',
+        '    a):',
+        '    return a + 1',
+        'if h(1) > 5:',
+        '    print("big")',
+        'else:',
+        '    print("small")',
+        's = """a',
+        'b"""',
+        'raise ValueError("bad")',
+        'print(len(s))',
+      ].join('\n');
+      const node = [
+        'const x = 1',
+        'function f(a) {',
+        '  return a + 1',
+        '}',
+        'Promise.resolve(f(x))',
+        '  .then((v) => v * 2)',
+        'if (x > 5) {',
+        "  console.log('big')",
+        '}',
+        'else {',
+        "  console.log('small')",
+        '}',
+        'const s = `a',
+        'b`',
+        "throw new Error('bad')",
+        's.length',
+      ].join('\n');
+      for (const [program, script, expected, error] of [
+        [
+          'python3',
+          python,
+          '0\nin\n1\nin\n[exit 0]\n[exit 0]\n3\n[exit 0]\n[exit 0]\nsmall\n[exit 0]\n[exit 0]\n[exit 1]\n3\n[exit 0]\n',
+          /^Traceback \(most recent call last\):\n {2}File "<procsock>", line 1, in <module>\nValueError: bad\n$/,
+        ],
+        [
+          'node',
+          node,
+          '[exit 0]\n[exit 0]\n4\n[exit 0]\nsmall\n[exit 0]\n[exit 0]\n[exit 1]\n3\n[exit 0]\n',
+          /^<procsock>:1\nthrow new Error\('bad'\)\n\^\n\nError: bad\n/,
+        ],
+      ] as const) {
+        const { status, stdout, stderr } = await runCli(['shell', ...target, '--', program], {
+          input: `${script}\n`,
+        });
+        assert.equal(stdout, expected, `${program}: ${stderr}`);
+        assert.match(stderr, error);
+        assert.equal(status, 0);
+      }
+    });
+
     test('sqlite3 gets its preset: statements, dot-commands, errors on stderr', async () => {
       const { status, stdout, stderr } = await runCli(['shell', ...target, '--', 'sqlite3'], {
         input:
