@@ -41,9 +41,9 @@ shell), streams stdin to it and its stdout/stderr/exit back.
       --kill-group              start each program in its own process group and signal the
                                 whole group, so what it starts dies with it
       --contain                 contain runs: whatever a program starts, in any group or
-                                session, is stopped with it (needs the reaper, built with
-                                the native addon; default: not contained, as sockexec)
-      --no-contain              do not contain runs (the default)
+                                session, is stopped with it (the default where the reaper
+                                is built, with the native addon; an error without it)
+      --no-contain              do not contain runs: sockexec's process handling
       --max-args N              most arguments per request (default ${DEFAULT_REQUEST_LIMITS.maxArgs})
       --max-arg-length BYTES    longest single argument (default ${DEFAULT_REQUEST_LIMITS.maxArgLength})
       --max-arg-bytes BYTES     most bytes of all arguments together (default ${DEFAULT_REQUEST_LIMITS.maxArgBytes})

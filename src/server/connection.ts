@@ -295,7 +295,8 @@ export class Connection {
       gid: plan.identity?.gid,
       rlimits: plan.rlimits,
       processGroup: run.processGroup,
-      // Resource limits need the native backend, which cannot start the reaper yet (no 4th pipe).
+      // Resource limits are set on the process spawned: the reaper would count against
+      // RLIMIT_NPROC and RLIMIT_NOFILE meant for the program. Such runs are not contained.
       contain: this.#options.contain && !(plan.rlimits && Object.keys(plan.rlimits).length > 0),
       killTimeout: run.killTimeout,
       pty: run.terminal,

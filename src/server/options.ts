@@ -48,9 +48,11 @@ export interface ServeOptions {
    * Contain each run (see `LocalChannelOptions.contain`): whatever a program starts, in any
    * process group or session, is stopped with it — at its exit (after a 1 s grace for output
    * still being written), at the deadline, a hang-up, a limit and shutdown — and the audit
-   * record counts them. The wire replies are sockexec's either way. Default false: a
-   * contained run starts procsock's reaper through child_process today, which costs several
-   * milliseconds per connection; true without the reaper built is an error.
+   * record counts them. The wire replies are sockexec's either way. Default: true where
+   * procsock's reaper is built (with the native addon), else false (the process group, with
+   * `processGroup`, is then what is stopped); true without the reaper is an error. It costs a
+   * run an exec and a fork more (bench/README.md, "Containment"); false gives sockexec's
+   * process handling back.
    */
   contain?: boolean;
   /** Limits on each request (argc, argument length, netstring length). */
@@ -149,7 +151,7 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
 }
 
 function resolveContain(contain: boolean | undefined): boolean {
-  if (contain === undefined) return false;
+  if (contain === undefined) return reaperAvailable();
   if (contain && !reaperAvailable()) throw new ArgumentError(`serve(): contain: ${REAPER_MISSING}`);
   return Boolean(contain);
 }

@@ -30,6 +30,7 @@
  */
 
 import type { ProcessChannel } from '../channel/channel.js';
+import { reaperAvailable } from '../channel/contain.js';
 import { resolveTransport } from '../channel/target.js';
 import { type LaunchRequest, startChannel, type Transport } from '../channel/transport.js';
 import { checkByteCount, checkDuration, DEFAULT_MAX_BUFFER, hasDeadline } from '../core/limits.js';
@@ -103,9 +104,9 @@ export interface ShellOptions {
    * process it starts — `&` jobs, `set -m` jobs in groups of their own, `setsid` children —
    * ends with it: at `stop()` (a session ending is a hang-up), `close()`, a timeout, a crash,
    * and when this process dies. Needs procsock's reaper (built with the native addon).
-   * Default false for now: the reaper is started through child_process, whose socket stdin
-   * costs the POSIX preset its fd-3 mode (commands would get `</dev/null` per run and bash's
-   * fd 251). Without it, the shell's process group is what is stopped.
+   * Default: true where the reaper is built (a shell pays its exec and fork once); `false`
+   * is how jobs are explicitly detached. Without it, the shell's process group is what is
+   * stopped.
    */
   contain?: boolean;
 }
@@ -411,7 +412,7 @@ export class Shell {
     // Where the transport can (locally): contained, and a shell's exit ends its session at
     // once — jobs holding its pipes are not waited for.
     const local = launch.honours('contain');
-    const contain = local ? (this.#options.contain ?? false) : undefined;
+    const contain = local ? (this.#options.contain ?? reaperAvailable()) : undefined;
     const exitGrace = launch.honours('exitGrace') ? 0 : undefined;
     const request: LaunchRequest = {
       argv: this.#argv,

@@ -27,7 +27,6 @@ for (const kind of ['local', 'daemon'] as const) {
           timeout: 0,
           killTimeout: KILL_TIMEOUT,
           processGroup: true,
-          contain: reaperAvailable(),
         });
     });
     after(async () => {
@@ -39,7 +38,7 @@ for (const kind of ['local', 'daemon'] as const) {
         // Through the daemon its own grace (-k) applies.
         ...(daemon
           ? { transport: { socket: daemon.path } }
-          : { killTimeout: KILL_TIMEOUT, contain: reaperAvailable() }),
+          : { killTimeout: KILL_TIMEOUT }),
       });
     const jobPid = async (sh: Shell, command: string) =>
       Number((await sh.run(`${command} & echo $!`)).stdout);
@@ -80,6 +79,22 @@ for (const kind of ['local', 'daemon'] as const) {
         const job = await jobPid(sh, 'sleep 300 >/dev/null 2>&1');
         await sh.stop(0);
         await waitUntil(() => !isAlive(job), 'the job is gone');
+      },
+    );
+
+    test(
+      'by default, jobs in a session or group of their own (setsid, set -m) end at stop() too',
+      { ...BOUNDED, skip: !reaperAvailable() && 'procsock_reaper is not built' },
+      async () => {
+        const sh = shell();
+        await sh.start(10_000);
+        const jobs = [
+          await jobPid(sh, 'setsid sleep 300'),
+          Number((await sh.run('set -m; sleep 300 & echo $!; set +m')).stdout),
+        ];
+        assert.ok(jobs.every(isAlive));
+        await sh.stop(0);
+        await waitUntil(() => !jobs.some(isAlive), 'the jobs are gone');
       },
     );
 
