@@ -36,6 +36,8 @@ export interface ProgramOptions {
   exitGrace?: number;
   /** A terminal on the program's stdin and stdout (LocalChannelOptions.pty). */
   pty?: PtyOption;
+  /** Let the program outlive this process (LocalChannelOptions.detached). */
+  detached?: boolean;
 }
 
 export type ProgramOptionName = keyof ProgramOptions;
@@ -130,6 +132,7 @@ export const PROGRAM_OPTION_NAMES = [
   'contain',
   'exitGrace',
   'pty',
+  'detached',
 ] as const satisfies readonly ProgramOptionName[];
 
 /** What to do instead, for each option a plain sockexec daemon cannot be told. */
@@ -150,4 +153,7 @@ export const HOW_INSTEAD: Record<ProgramOptionName, string> = {
     "a terminal needs procsock's native spawn backend where the program starts: run it " +
     'locally with the addon built (python3, make and a C compiler at install; then npm ' +
     'rebuild procsock), or through a procsock daemon that has it (the protocol extension)',
+  detached:
+    "a daemon's programs end with their connection, not with this process; drop the option " +
+    '(or run the program locally)',
 };
