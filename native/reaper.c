@@ -22,7 +22,8 @@
  * - when the process that started it dies (PR_SET_PDEATHSIG: a TERM to the reaper), the
  *   same. PARENT_PID 0 (a detached run) sets no such signal.
  * Any other signal sent to the reaper (INT, HUP, USR1, WINCH…) is passed on to the program.
- * On descriptor 3 it writes `pid=<program's pid>` as soon as the program is forked; once the
+ * On descriptor 3 it writes `pid=<program's pid>` as soon as the program is forked (the
+ * program writes it, before its exec, so nothing it prints can come before); once the
  * tree is empty, it writes one more line and exits as the program did (the same code, or the
  * same signal):
  *
@@ -215,6 +216,12 @@ static void write_report(const char *line, int length) {
   }
 }
 
+static void report_pid(pid_t pid) {
+  char line[32];
+  int length = snprintf(line, sizeof line, "pid=%d\n", (int)pid);
+  if (length > 0) write_report(line, length);
+}
+
 static void report(int status, int exec_error) {
   struct rusage usage;
   char line[256];
@@ -304,6 +311,8 @@ int main(int argc, char **argv) {
   }
   if (program == 0) {
     int error;
+    /* The program's pid, from the program's side: in the pipe before it can print anything. */
+    report_pid(getpid());
     if (own_group) setpgid(0, 0);
     sigprocmask(SIG_SETMASK, &old, NULL);
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
@@ -315,11 +324,6 @@ int main(int argc, char **argv) {
   }
   if (own_group) setpgid(program, program); /* as the child does: whichever runs first */
   close(exec_pipe[1]);
-  {
-    char line[32];
-    int length = snprintf(line, sizeof line, "pid=%d\n", (int)program);
-    if (length > 0) write_report(line, length);
-  }
   do n = read(exec_pipe[0], &exec_error, sizeof exec_error);
   while (n < 0 && errno == EINTR);
   close(exec_pipe[0]);

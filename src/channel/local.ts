@@ -36,6 +36,7 @@ import {
 } from './contain.js';
 import {
   asSpawnError,
+  type ChildOutput,
   isSpawnFailure,
   resolveSpawnBackend,
   type SpawnBackendChoice,
@@ -198,10 +199,15 @@ export class LocalChannel extends ProcessChannel {
 
   /**
    * The program's own pid: `pid`, or when contained the pid the reaper reports (undefined
-   * until that line has been read).
+   * until that line has been read, or cannot be read at once).
    */
   get programPid(): number | undefined {
     if (!this.#contained) return this.pid;
+    if (this.#programPid === undefined && this.#report.length === 0) {
+      // The reaper writes the line before the program can run: once anything of the program
+      // has been seen, it is in the pipe. Read it now, not when the event loop gets to it.
+      readNow(this.#child?.report, PENDING_READ_SIZE, (data) => this.#report.push(data));
+    }
     this.#programPid ??= reportedPid(Buffer.concat(this.#report).toString('latin1')) ?? undefined;
     return this.#programPid;
   }
@@ -433,23 +439,13 @@ export class LocalChannel extends ProcessChannel {
   /** `readPendingOutput`, stopping after about `maxBytes` or when a listener pauses the channel. */
   #readPending(type: 'stdout' | 'stderr', maxBytes: number): boolean {
     const stream = type === 'stdout' ? this.#child?.stdout : this.#child?.stderr;
-    if (!stream || stream.destroyed || stream.readableEnded) return true; // nothing more comes
-    if (stream.isPaused() || stream.readableLength > 0) return false;
-    const fd = stream.fd ?? (stream as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) return false;
-    for (let taken = 0; taken < maxBytes; ) {
-      pendingBuffer ??= Buffer.allocUnsafeSlow(PENDING_READ_SIZE);
-      const length = readAvailable(fd, pendingBuffer);
-      if (length === null) return false;
-      // 0 (end of file) and errors are left to the stream, which sees them on its next read;
-      // a terminal reads EIO once its last holder closed it: its end of file.
-      if (length <= 0)
-        return length === -EAGAIN || length === 0 || (this.#terminal !== null && length === -EIO);
-      taken += length;
-      this.emitOutput(type, Buffer.from(pendingBuffer.subarray(0, length)));
-      if (stream.isPaused()) return false;
-    }
-    return true;
+    // A terminal reads EIO once its last holder closed it: its end of file.
+    return readNow(
+      stream,
+      maxBytes,
+      (data) => this.emitOutput(type, data),
+      this.#terminal !== null,
+    );
   }
 
   pause(): void {
@@ -624,6 +620,35 @@ function containedTerminal(): UnsupportedOptionError {
     'pty',
     'a local child process',
   );
+}
+
+/**
+ * Delivers what `stream`'s pipe holds now, read synchronously behind the stream's back (the
+ * addon's readAvailable), about `maxBytes` at most, stopping when a listener pauses the
+ * stream. Returns false when that cannot be done: no addon, the stream is paused or holds
+ * data not yet emitted.
+ */
+function readNow(
+  stream: ChildOutput | null | undefined,
+  maxBytes: number,
+  deliver: (data: Buffer) => void,
+  eioIsEnd = false,
+): boolean {
+  if (!stream || stream.destroyed || stream.readableEnded) return true; // nothing more comes
+  if (stream.isPaused() || stream.readableLength > 0) return false;
+  const fd = stream.fd ?? (stream as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return false;
+  for (let taken = 0; taken < maxBytes; ) {
+    pendingBuffer ??= Buffer.allocUnsafeSlow(PENDING_READ_SIZE);
+    const length = readAvailable(fd, pendingBuffer);
+    if (length === null) return false;
+    // 0 (end of file) and errors are left to the stream, which sees them on its next read.
+    if (length <= 0) return length === -EAGAIN || length === 0 || (eioIsEnd && length === -EIO);
+    taken += length;
+    deliver(Buffer.from(pendingBuffer.subarray(0, length)));
+    if (stream.isPaused()) return false;
+  }
+  return true;
 }
 
 function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {

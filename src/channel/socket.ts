@@ -297,8 +297,9 @@ class DaemonLaunch implements Launch {
 
   honours(option: ProgramOptionName): boolean {
     // Through the protocol extension, when the daemon speaks it (if not, the channel says
-    // so) — but containment and the exit grace are the daemon's own decisions, not a client's.
-    return option !== 'contain' && option !== 'exitGrace';
+    // so) — but containment, the exit grace and that a run ends with its connection are the
+    // daemon's own decisions, not a client's.
+    return option !== 'contain' && option !== 'exitGrace' && option !== 'detached';
   }
 
   start(request: LaunchRequest): ProcessChannel {

@@ -36,9 +36,7 @@ for (const kind of ['local', 'daemon'] as const) {
       Shell.posix({
         program: 'bash',
         // Through the daemon its own grace (-k) applies.
-        ...(daemon
-          ? { transport: { socket: daemon.path } }
-          : { killTimeout: KILL_TIMEOUT }),
+        ...(daemon ? { transport: { socket: daemon.path } } : { killTimeout: KILL_TIMEOUT }),
       });
     const jobPid = async (sh: Shell, command: string) =>
       Number((await sh.run(`${command} & echo $!`)).stdout);
@@ -82,21 +80,20 @@ for (const kind of ['local', 'daemon'] as const) {
       },
     );
 
-    test(
-      'by default, jobs in a session or group of their own (setsid, set -m) end at stop() too',
-      { ...BOUNDED, skip: !reaperAvailable() && 'procsock_reaper is not built' },
-      async () => {
-        const sh = shell();
-        await sh.start(10_000);
-        const jobs = [
-          await jobPid(sh, 'setsid sleep 300'),
-          Number((await sh.run('set -m; sleep 300 & echo $!; set +m')).stdout),
-        ];
-        assert.ok(jobs.every(isAlive));
-        await sh.stop(0);
-        await waitUntil(() => !jobs.some(isAlive), 'the jobs are gone');
-      },
-    );
+    test('by default, jobs in a session or group of their own (setsid, set -m) end at stop() too', {
+      ...BOUNDED,
+      skip: !reaperAvailable() && 'procsock_reaper is not built',
+    }, async () => {
+      const sh = shell();
+      await sh.start(10_000);
+      const jobs = [
+        await jobPid(sh, 'setsid sleep 300'),
+        Number((await sh.run('set -m; sleep 300 & echo $!; set +m')).stdout),
+      ];
+      assert.ok(jobs.every(isAlive));
+      await sh.stop(0);
+      await waitUntil(() => !jobs.some(isAlive), 'the jobs are gone');
+    });
 
     test(
       'procsock shell: a script ending in a & job exits at once with the shell status',

@@ -132,7 +132,12 @@ const LAUNCH_FAILURES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
  * it is; child_process reports those as a spawn failure with that errno); null otherwise.
  */
 export function asSpawnError(error: unknown, program: string): SpawnError | null {
-  if (error instanceof SpawnError) return error;
+  if (error instanceof SpawnError) {
+    // Named after what was started, which may be procsock's reaper in front of `program`.
+    return error.program === program
+      ? error
+      : new SpawnError(program, error.reason, error.syscall, error.errno, { cause: error.cause });
+  }
   const { code, errno } = (error as NodeJS.ErrnoException | null) ?? {};
   if (!isSpawnFailure(error) || code === undefined || !LAUNCH_FAILURES.has(code)) return null;
   return new SpawnError(program, code, 'spawn', typeof errno === 'number' ? errno : 0, {

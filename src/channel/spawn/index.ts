@@ -11,6 +11,7 @@ import { childProcessBackend } from './child-process.js';
 import { nativeBackend } from './native.js';
 
 export type {
+  ChildOutput,
   SpawnBackend,
   SpawnBackendChoice,
   SpawnBackendName,
