@@ -295,9 +295,13 @@ export class Connection {
       gid: plan.identity?.gid,
       rlimits: plan.rlimits,
       processGroup: run.processGroup,
-      // Resource limits are set on the process spawned: the reaper would count against
-      // RLIMIT_NPROC and RLIMIT_NOFILE meant for the program. Such runs are not contained.
-      contain: this.#options.contain && !(plan.rlimits && Object.keys(plan.rlimits).length > 0),
+      // Not contained: with resource limits (set on the process spawned, the reaper would
+      // count against RLIMIT_NPROC and RLIMIT_NOFILE meant for the program), nor in a
+      // terminal (the reaper cannot hand it over; its session is hung up with the program).
+      contain:
+        this.#options.contain &&
+        !(plan.rlimits && Object.keys(plan.rlimits).length > 0) &&
+        run.terminal === undefined,
       killTimeout: run.killTimeout,
       pty: run.terminal,
       // Output is only relayed: read it into reused buffers (see #send).

@@ -157,11 +157,7 @@ function terminalRefusal(
       reason: 'unsupported',
     };
   }
-  if (options.contain) {
-    return {
-      what: 'this daemon contains its runs (--contain), and a contained run cannot have a terminal yet',
-      reason: 'unsupported',
-    };
-  }
+  // A contained daemon runs a terminal's program uncontained (connection.ts): the reaper
+  // cannot hand the terminal over, and the kernel hangs up its session when the program ends.
   return null;
 }
