@@ -14,7 +14,7 @@ import { connect } from '../../src/client/session.js';
 import { UnsupportedOptionError } from '../../src/errors.js';
 import { Shell } from '../../src/shell/shell.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { withoutUsage } from '../helpers/outcome.js';
+import { DAEMON_DESCENDANTS_STOPPED, withoutUsage } from '../helpers/outcome.js';
 import { tempDir } from '../helpers/process.js';
 
 let daemon: TestDaemon;
@@ -77,7 +77,7 @@ test('Session.signal(INT) reaches the program through the daemon', async () => {
         exitCode: 7,
         termSignal: null,
         reason: 'exit',
-        descendantsStopped: null,
+        descendantsStopped: DAEMON_DESCENDANTS_STOPPED,
       });
     else stdout += item.data.toString();
   }

@@ -5,7 +5,14 @@
  * time — and returns the rest, which is deterministic, for a `deepEqual`.
  */
 import { strict as assert } from 'node:assert';
+import { reaperAvailable } from '../../src/channel/contain.js';
 import type { ResourceUsage } from '../../src/channel/usage.js';
+
+/**
+ * `descendantsStopped` of a run through a daemon with its default options: contained where
+ * procsock_reaper is built (0 when nothing had to be stopped), else null.
+ */
+export const DAEMON_DESCENDANTS_STOPPED: number | null = reaperAvailable() ? 0 : null;
 
 export function withoutUsage<T extends { usage: ResourceUsage | null }>(
   value: T | null | undefined,

@@ -8,6 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+import { reaperAvailable } from '../../src/channel/contain.js';
 import { spawnBackendInUse } from '../../src/channel/local.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { childrenOf, tempDir, waitUntil } from '../helpers/process.js';
@@ -47,11 +48,16 @@ function shape(reply: Reply): Pair[] {
 }
 
 /**
- * The usage keys of an uncontained run: the native spawn reaps with wait4, so CPU times (its
- * maxRSS would include this process's, so none); child_process's waitpid gives nothing.
+ * The usage keys of a run of a daemon with default options. Contained (where the reaper is
+ * built): the reaper's wait4 of the whole tree, and how many descendants it stopped.
+ * Uncontained: the native spawn reaps with wait4, so CPU times (its maxRSS would include
+ * this process's, so none); child_process's waitpid gives nothing.
  */
-const USAGE_OF_A_RUN =
-  spawnBackendInUse() === 'native' ? 'userCPUTime systemCPUTime wallTime' : 'wallTime';
+const USAGE_OF_A_RUN = reaperAvailable()
+  ? 'userCPUTime systemCPUTime maxRSS wallTime descendantsStopped'
+  : spawnBackendInUse() === 'native'
+    ? 'userCPUTime systemCPUTime wallTime'
+    : 'wallTime';
 
 function reasonOf(reply: Reply): string | undefined {
   return reply.pairs.find(([type]) => type === 'reason')?.[1];
