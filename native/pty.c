@@ -63,19 +63,22 @@ static int set_window(int fd, int columns, int rows) {
  * Opens a pseudo-terminal pair sized `columns` x `rows`, both ends close-on-exec and neither
  * our controlling terminal. The line discipline is the kernel's default for a new terminal
  * (echo, canonical input, ^C/^D/^Z, output \n as \r\n), plus IUTF8 so that erasing a
- * character in canonical mode erases a whole UTF-8 character. Returns 0, or -1 with errno.
+ * character in canonical mode erases a whole UTF-8 character; or, with `raw`, raw mode
+ * (cfmakeraw: no echo, no lines, no signal characters, no translation of \r or \n), set
+ * before the child runs so that not one byte goes through the other discipline first.
+ * Returns 0, or -1 with errno.
  */
-int pty_open(int columns, int rows, int *master_out, int *slave_out) {
+int pty_open(int columns, int rows, int raw, int *master_out, int *slave_out) {
   struct termios modes;
   int saved;
   int slave = -1;
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) return -1;
   if (unlockpt(master) != 0 || (slave = open_slave(master)) < 0) goto fail;
-  if (tcgetattr(slave, &modes) == 0) {
-    modes.c_iflag |= IUTF8;
-    tcsetattr(slave, TCSANOW, &modes);
-  }
+  if (tcgetattr(slave, &modes) != 0) goto fail;
+  if (raw) cfmakeraw(&modes);
+  modes.c_iflag |= IUTF8;
+  if (tcsetattr(slave, TCSANOW, &modes) != 0) goto fail;
   if (set_window(master, columns, rows) != 0) goto fail;
   *master_out = master;
   *slave_out = slave;

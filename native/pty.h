@@ -3,8 +3,8 @@
 #define PROCSOCK_PTY_H
 #include "addon.h"
 
-/* Opens a new pair sized columns x rows, both ends O_NOCTTY | O_CLOEXEC: 0, or -1 with errno. */
-int pty_open(int columns, int rows, int *master, int *slave);
+/* Opens a new pair sized columns x rows (raw: in raw mode), both ends O_NOCTTY | O_CLOEXEC: 0, or -1 with errno. */
+int pty_open(int columns, int rows, int raw, int *master, int *slave);
 /* Stops watching every tty writer and closes it (the environment is going away). */
 void close_all_tty_writers(addon_t *a);
 

@@ -104,6 +104,8 @@
 #define FLAG_TERMINAL 32
 /* …and on 2 as well (else stderr stays a pipe). */
 #define FLAG_TERMINAL_STDERR 64
+/* …in raw mode from the start (pty.c). */
+#define FLAG_TERMINAL_RAW 128
 
 /* What spawn() could not do, in out[0] when it fails (JS names the system call). */
 #define STAGE_MEMORY 1
@@ -579,7 +581,7 @@ static int unhold(addon_t *a, int fd) {
  */
 static int open_terminal(int pipes[][2], int flags, int columns, int rows) {
   int master, slave;
-  if (pty_open(columns, rows, &master, &slave) != 0) return -1;
+  if (pty_open(columns, rows, (flags & FLAG_TERMINAL_RAW) != 0, &master, &slave) != 0) return -1;
   pipes[0][0] = slave;  /* the child reads stdin… */
   pipes[1][0] = master; /* …we read its output */
   if ((pipes[0][1] = fcntl(master, F_DUPFD_CLOEXEC, 0)) < 0) return -1;

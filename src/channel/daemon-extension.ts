@@ -72,6 +72,7 @@ const OPTION_OF_FIELD: Record<string, string> = {
   'pty-columns': 'pty',
   'pty-rows': 'pty',
   'pty-stderr': 'pty',
+  'pty-raw': 'pty',
 };
 
 /** The daemon refused the run for one of its options (`field`): its policy, or a field it lacks. */

@@ -21,6 +21,13 @@ export interface PtyOptions {
    * `'pty'`: stderr is the terminal too, so it comes mixed into `stdout`, as on a screen.
    */
   stderr?: PtyStderr;
+  /**
+   * Start the terminal in raw mode (as `stty raw -echo`, set before the program runs): no
+   * echo, no line editing, no signal characters, no `\r`/`\n` translation — bytes pass
+   * unchanged both ways. The program may change the modes. Default false: the kernel's
+   * usual terminal (echo, lines, ^C, `\n` shown as `\r\n`).
+   */
+  raw?: boolean;
 }
 
 /** The `pty` option as callers give it. */
@@ -31,6 +38,7 @@ export interface Terminal {
   columns: number;
   rows: number;
   stderr: PtyStderr;
+  raw: boolean;
 }
 
 export const DEFAULT_COLUMNS = 80;
@@ -48,7 +56,7 @@ export function checkWindowSide(name: string, value: unknown): number {
   return value as number;
 }
 
-const PTY_KEYS = new Set(['columns', 'rows', 'stderr']);
+const PTY_KEYS = new Set(['columns', 'rows', 'stderr', 'raw']);
 
 /**
  * The terminal a `pty` option asks for, or null for none (`false`, `undefined`). Throws
@@ -56,20 +64,25 @@ const PTY_KEYS = new Set(['columns', 'rows', 'stderr']);
  */
 export function resolveTerminal(value: unknown, name = 'pty'): Terminal | null {
   if (value === undefined || value === false) return null;
-  if (value === true) return { columns: DEFAULT_COLUMNS, rows: DEFAULT_ROWS, stderr: 'pipe' };
+  if (value === true) {
+    return { columns: DEFAULT_COLUMNS, rows: DEFAULT_ROWS, stderr: 'pipe', raw: false };
+  }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ArgumentError(
-      `${name} must be true, false or { columns, rows, stderr }; got ${describeValue(value)}`,
+      `${name} must be true, false or { columns, rows, stderr, raw }; got ${describeValue(value)}`,
     );
   }
   for (const key of Object.keys(value)) {
     if (!PTY_KEYS.has(key)) {
       throw new ArgumentError(
-        `unknown ${name} option ${JSON.stringify(key)} (use columns, rows, stderr)`,
+        `unknown ${name} option ${JSON.stringify(key)} (use columns, rows, stderr, raw)`,
       );
     }
   }
-  const { columns, rows, stderr } = value as PtyOptions;
+  const { columns, rows, stderr, raw } = value as PtyOptions;
+  if (raw !== undefined && typeof raw !== 'boolean') {
+    throw new ArgumentError(`${name}.raw must be a boolean; got ${describeValue(raw)}`);
+  }
   if (stderr !== undefined && stderr !== 'pipe' && stderr !== 'pty') {
     throw new ArgumentError(`${name}.stderr must be 'pipe' or 'pty'; got ${describeValue(stderr)}`);
   }
@@ -77,5 +90,6 @@ export function resolveTerminal(value: unknown, name = 'pty'): Terminal | null {
     columns: columns === undefined ? DEFAULT_COLUMNS : checkWindowSide(`${name}.columns`, columns),
     rows: rows === undefined ? DEFAULT_ROWS : checkWindowSide(`${name}.rows`, rows),
     stderr: stderr ?? 'pipe',
+    raw: raw ?? false,
   };
 }

@@ -6,7 +6,7 @@
  *   client → opening   `12:1;procsock/1,` `0:,`
  *            header    (name, value) netstring pairs: arg (repeated), cwd, env (repeated),
  *                      env-mode, timeout, kill-timeout, max-output, kill-group, pty,
- *                      pty-columns, pty-rows, pty-stderr; then `0:,`
+ *                      pty-columns, pty-rows, pty-stderr, pty-raw; then `0:,`
  *            messages  (type, data) pairs: `stdin` DATA (empty data closes stdin), `signal` NAME,
  *                      `window` COLUMNSxROWS
  *   server → hello     `8:procsock,1:1,`, at once
@@ -94,7 +94,7 @@ export interface ExtendedRequest {
   /** Run in a process group of its own and signal the whole group. */
   killGroup?: boolean;
   /** PTY mode (`pty 1`): a terminal on stdin and stdout; absent sides are the daemon's defaults. */
-  pty?: { columns?: number; rows?: number; stderr?: PtyStderr };
+  pty?: { columns?: number; rows?: number; stderr?: PtyStderr; raw?: boolean };
   /** Fields this daemon does not implement (newer versions' fields), in order. */
   unsupported: string[];
 }
@@ -143,6 +143,7 @@ const SINGLE_FIELDS = new Set([
   'pty-columns',
   'pty-rows',
   'pty-stderr',
+  'pty-raw',
 ]);
 
 type Phase = 'guard' | 'name' | 'value' | 'type' | 'stdin' | 'signal' | 'window';
@@ -251,6 +252,7 @@ export class ExtendedRequestParser {
       case 'kill-group':
       case 'pty':
       case 'pty-stderr':
+      case 'pty-raw':
         return EXTENSION_LIMITS.maxName;
       case 'timeout':
       case 'kill-timeout':
@@ -337,6 +339,12 @@ export class ExtendedRequestParser {
         this.#terminalFields().stderr = where;
         return;
       }
+      case 'pty-raw': {
+        const flag = value.toString('latin1');
+        if (flag !== '0' && flag !== '1') throw violation('pty-raw must be 0 or 1');
+        this.#terminalFields().raw = flag === '1';
+        return;
+      }
       default:
         // Unknown fields (a later version's): the daemon answers them as unsupported, naming them.
         request.unsupported.push(name);
@@ -378,7 +386,7 @@ export class ExtendedRequestParser {
     const request = this.#request;
     if (request.argv.length === 0) throw violation('the header has no arg field');
     if (this.#ptyFlag !== true && request.pty !== undefined) {
-      throw violation('pty-columns, pty-rows and pty-stderr need pty 1');
+      throw violation('pty-columns, pty-rows, pty-stderr and pty-raw need pty 1');
     }
     if (this.#ptyFlag === true) request.pty ??= {};
     this.#ptyFlag = undefined;
@@ -502,10 +510,12 @@ export function encodeExtendedRequest(
   if (request.killGroup !== undefined) field('kill-group', request.killGroup ? '1' : '0');
   if (request.pty !== undefined) {
     field('pty', '1');
-    const { columns, rows, stderr } = request.pty;
+    const { columns, rows, stderr, raw } = request.pty;
     if (columns !== undefined) field('pty-columns', String(columns));
     if (rows !== undefined) field('pty-rows', String(rows));
     if (stderr !== undefined) field('pty-stderr', stderr);
+    // Only when asked: a daemon of an earlier procsock/1 answers an unknown field unsupported.
+    if (raw) field('pty-raw', '1');
   }
   for (const [name, value] of request.extra ?? []) field(name, value);
   parts.push(GUARD);

@@ -140,6 +140,7 @@ export function planExtendedRun(
       columns: request.pty.columns ?? DEFAULT_COLUMNS,
       rows: request.pty.rows ?? DEFAULT_ROWS,
       stderr: request.pty.stderr ?? 'pipe',
+      raw: request.pty.raw ?? false,
     },
   };
 }

@@ -88,6 +88,19 @@ for (const where of ['local', 'daemon'] as const) {
       await session.close();
     });
 
+    test('raw: bytes pass unchanged both ways (no echo, no \\r\\n), set before the program runs', async () => {
+      const result = await run(['sh', '-c', 'read -r x; printf "got %s\\nb\\r" "$x"; stty -a'], {
+        ...target(),
+        pty: { raw: true },
+        stdin: 'hi\n',
+      });
+      assert.match(result.stdout, /^got hi\nb\r/, 'no echo of the input, no \\n to \\r\\n');
+      assert.match(result.stdout, /-icanon/);
+      assert.match(result.stdout, / -echo /);
+      assert.match(result.stdout, /-isig/);
+      assert.equal(result.exitCode, 0);
+    });
+
     test('python3 sees a terminal on stdout', async () => {
       const result = await run(['python3', '-c', 'import sys; print(sys.stdout.isatty())'], {
         ...target(),
@@ -193,7 +206,14 @@ describe('PTY mode on the child_process backend', { skip: native }, () => {
 });
 
 test('bad pty options are ArgumentErrors, on any backend', async () => {
-  for (const pty of [{ columns: 0 }, { rows: 70_000 }, { stderr: 'both' }, { colums: 80 }, 'yes']) {
+  for (const pty of [
+    { columns: 0 },
+    { rows: 70_000 },
+    { stderr: 'both' },
+    { colums: 80 },
+    { raw: 'yes' },
+    'yes',
+  ]) {
     await assert.rejects(run(['true'], { pty: pty as never }), { code: 'PROCSOCK_ARGUMENT' });
   }
 });

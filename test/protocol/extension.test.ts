@@ -168,10 +168,11 @@ test('pty fields: a terminal, its size and stderr; then window messages', () => 
       ['pty-columns', '132'],
       ['pty-rows', '43'],
       ['pty-stderr', 'pty'],
+      ['pty-raw', '1'],
     ]),
   );
   d.push(Buffer.concat([encodeWindowMessage(100, 30), encodeWindowMessage(65535, 1)]));
-  assert.deepEqual(seen.request?.pty, { columns: 132, rows: 43, stderr: 'pty' });
+  assert.deepEqual(seen.request?.pty, { columns: 132, rows: 43, stderr: 'pty', raw: true });
   assert.deepEqual(seen.request?.unsupported, []);
   assert.deepEqual(seen.events, ['hello', 'header', 'end', 'window 100x30', 'window 65535x1']);
   // pty 1 alone: the daemon's defaults; pty 0: none.
@@ -184,9 +185,12 @@ test('pty fields: a terminal, its size and stderr; then window messages', () => 
   // The encoder writes what the parser reads.
   const encoded = decoder();
   encoded.decoder.push(
-    encodeExtendedRequest({ argv: ['tty'], pty: { columns: 10, rows: 5, stderr: 'pipe' } }),
+    encodeExtendedRequest({
+      argv: ['tty'],
+      pty: { columns: 10, rows: 5, stderr: 'pipe', raw: true },
+    }),
   );
-  assert.deepEqual(encoded.seen.request?.pty, { columns: 10, rows: 5, stderr: 'pipe' });
+  assert.deepEqual(encoded.seen.request?.pty, { columns: 10, rows: 5, stderr: 'pipe', raw: true });
 });
 
 test('malformed pty fields and window messages are protocol violations', () => {
@@ -229,6 +233,14 @@ test('malformed pty fields and window messages are protocol violations', () => {
       ]),
       /pipe or pty/,
     ],
+    [
+      header([
+        ['pty', '1'],
+        ['pty-raw', 'yes'],
+      ]),
+      /pty-raw must be 0 or 1/,
+    ],
+    [header([['pty-raw', '1']]), /need pty 1/],
     [
       header([
         ['pty', '1'],

@@ -51,6 +51,25 @@ describe('a daemon that gives terminals', { skip: !native }, () => {
     ]);
   });
 
+  test('pty-raw 1: the terminal starts raw (no \\r\\n, no echo of stdin)', async () => {
+    const reply = await RawClient.exchange(
+      daemon.path,
+      extendedRequest(
+        [
+          ...args(['sh', '-c', 'read -r x; printf "got %s\\n" "$x"']),
+          ['pty', '1'],
+          ['pty-raw', '1'],
+        ],
+        [
+          ['stdin', 'hi\n'],
+          ['stdin', ''],
+        ],
+      ),
+    );
+    assert.equal(reply.stdout, 'got hi\n');
+    assert.deepEqual(reply.exit, ['exitcode', '0']);
+  });
+
   test('pty-stderr pty: stderr is the terminal too (it comes as stdout)', async () => {
     const reply = await RawClient.exchange(
       daemon.path,

@@ -14,6 +14,7 @@ const FLAG_DIE_WITH_PARENT = 16;
 /** PTY mode: a terminal on stdin and stdout, and on stderr too (native/spawn.c). */
 const FLAG_TERMINAL = 32;
 const FLAG_TERMINAL_STDERR = 64;
+const FLAG_TERMINAL_RAW = 128;
 
 /** Linux resource numbers (the same on every architecture Node runs on). */
 const RLIMIT = { cpuSeconds: 0, processes: 6, openFiles: 7, addressSpace: 9 } as const;
@@ -78,6 +79,7 @@ export function packSpawn(request: SpawnRequest, file: string): PackedSpawn {
     (request.report ? FLAG_REPORT_PIPE : 0) |
     (request.terminal ? FLAG_TERMINAL : 0) |
     (request.terminal?.stderr === 'pty' ? FLAG_TERMINAL_STDERR : 0) |
+    (request.terminal?.raw ? FLAG_TERMINAL_RAW : 0) |
     // The death signal follows the thread that started the child: a worker's children are
     // stopped by the addon's orphanage when the worker ends instead (TERM, KILL after killGrace).
     (request.detached || !isMainThread ? 0 : FLAG_DIE_WITH_PARENT);
