@@ -69,7 +69,9 @@ const PIECE_BYTES = 6;
  * stdin; otherwise it reads them on stdin and each command gets `</dev/null`.
  */
 const LAUNCHER =
-  `if [ -p /dev/fd/0 ]; then export ${FD3_VARIABLE}=1; ` +
+  // A terminal (PTY mode) is read through /dev/fd/3 too: a shell reading stdin from one would
+  // be interactive (dash: prompts on stderr).
+  `if [ -p /dev/fd/0 ] || [ -t 0 ]; then export ${FD3_VARIABLE}=1; ` +
   `exec "$0" "$@" /dev/fd/3 3<&0 </dev/null; fi; export ${FD3_VARIABLE}=0; exec "$0" "$@"`;
 
 /** Characters per marker piece (base64 of PIECE_BYTES). */

@@ -35,6 +35,7 @@ import { resolveTransport } from '../channel/target.js';
 import { type LaunchRequest, startChannel, type Transport } from '../channel/transport.js';
 import { checkByteCount, checkDuration, DEFAULT_MAX_BUFFER, hasDeadline } from '../core/limits.js';
 import type { ExitStatus, OutputChunk } from '../core/output.js';
+import { type PtyOptions, resolveTerminal, type Terminal } from '../core/terminal.js';
 import {
   ArgumentError,
   describeError,
@@ -109,6 +110,15 @@ export interface ShellOptions {
    * stopped.
    */
   contain?: boolean;
+  /**
+   * Run the program on a terminal (PTY mode: `true`, or `{ columns, rows }`): it and its
+   * commands write to a terminal (`isatty(1)`, `stty size`, colours, line-buffered output)
+   * while each run's stdout, stderr and status are framed as usual. The terminal is raw
+   * (`pty.raw`: bytes unchanged, no echo of the commands sent) and stderr stays a pipe (the
+   * runs' stderr); commands still read /dev/null, so none can swallow the next. Needs the
+   * native backend locally, or a procsock daemon.
+   */
+  pty?: boolean | Omit<PtyOptions, 'stderr' | 'raw'>;
 }
 
 /** `Shell.python`, `Shell.node`, `Shell.sqlite`: their program has a default too. */
@@ -177,6 +187,8 @@ export class Shell {
   readonly #framing: Framing;
   readonly #transport: Transport;
   readonly #maxBuffer: number;
+  /** PTY mode: the terminal asked for (raw, stderr on its pipe), or undefined. */
+  readonly #terminal: Terminal | undefined;
   /** The last channel's kind and when start() was called: for what error messages say. */
   #channelKind = 'local';
   #startedAt = 0;
@@ -272,6 +284,13 @@ export class Shell {
     }
     const maxBuffer = checkByteCount('maxBuffer', options.maxBuffer ?? DEFAULT_MAX_BUFFER);
     this.#maxBuffer = maxBuffer;
+    this.#terminal = shellTerminal(options.pty);
+    if (this.#terminal && preset !== 'posix' && preset !== 'python' && preset !== 'node') {
+      // sqlite3 prompts on a terminal; a sentinel of the user's has no way to end on a raw one.
+      throw new ArgumentError(
+        'pty: a Shell runs on a terminal with the posix, python and node presets',
+      );
+    }
     this.#program = options.program;
     this.#argv = this.#framing.launch([options.program, ...(options.args ?? [])]);
     this.#options = options;
@@ -379,9 +398,28 @@ export class Shell {
           )
         : null;
       this.#stopRequest = { resolve, reject, timer };
-      channel.write(this.#framing.finalInput(command));
+      channel.write(
+        channel.terminal ? this.#terminalFinalInput(command) : this.#framing.finalInput(command),
+      );
       channel.end();
     });
+  }
+
+  /**
+   * stop()'s input on a terminal, which is raw: there, ending stdin is no end of file, so the
+   * final input ends the program itself — `exit` after the command (the shell exits with its
+   * status, as at end of file), or one more request for the driver (`SystemExit`, `exit()`).
+   */
+  #terminalFinalInput(command: string | undefined): string {
+    const framing = this.#framing;
+    switch (this.#options.sentinel) {
+      case 'posix':
+        return framing.finalInput(`${command ?? 'true'}\nexit`);
+      case 'python':
+        return framing.finalInput(command) + framing.finalInput('raise SystemExit');
+      default:
+        return framing.finalInput(command) + framing.finalInput('process.exit()');
+    }
   }
 
   /**
@@ -422,6 +460,7 @@ export class Shell {
       processGroup,
       contain,
       exitGrace,
+      pty: this.#terminal,
     };
     return startChannel(launch, request, this.#transport);
   }
@@ -713,4 +752,22 @@ function preview(command: string): string {
   const line = command.trim().split('\n')[0] ?? '';
   const short = line.length > 60 ? `${line.slice(0, 57)}...` : line;
   return JSON.stringify(command.includes('\n') ? `${short} …` : short);
+}
+
+/**
+ * The Shell's terminal: raw, so that what the framing sends arrives unchanged and unechoed,
+ * with stderr on its own pipe, so that each run's stderr stays its own.
+ */
+function shellTerminal(pty: ShellOptions['pty']): Terminal | undefined {
+  if (pty !== undefined && pty !== false && typeof pty === 'object') {
+    for (const key of ['stderr', 'raw']) {
+      if (key in pty) {
+        throw new ArgumentError(
+          `pty.${key}: a Shell's terminal is always raw with stderr on its own pipe (each run's stderr is its own)`,
+        );
+      }
+    }
+  }
+  const terminal = resolveTerminal(pty);
+  return terminal ? { ...terminal, raw: true, stderr: 'pipe' } : undefined;
 }
