@@ -4,7 +4,10 @@
  * client; see the README's "lua-resty-exec outside nginx"). Rounds interleave the daemons,
  * so load on the machine falls on all of them alike.
  *
- *   node --import tsx bench/lua-timing.ts [calls=5000]     (SOCKEXEC=/path/to/sockexec to add it)
+ *   node --import tsx bench/lua-timing.ts [calls=5000]
+ *
+ * SOCKEXEC=/path/to/sockexec adds the C daemon; PROCSOCK_BEFORE=/path/to/dist/cli/main.js adds
+ * another procsock build (say, from before a change), run by this same node.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,6 +36,9 @@ function start(name: string, command: string, args: string[]): void {
   });
 }
 start('procsock', process.execPath, [join(root, 'dist/cli/main.js'), 'serve', '--allow-root']);
+if (process.env.PROCSOCK_BEFORE) {
+  start('before', process.execPath, [process.env.PROCSOCK_BEFORE, 'serve', '--allow-root']);
+}
 if (process.env.SOCKEXEC) start('sockexec', process.env.SOCKEXEC, []);
 try {
   for (const daemon of daemons) {
