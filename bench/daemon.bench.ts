@@ -1,7 +1,8 @@
 /**
  * The daemon's throughput, through a minimal raw client (its cost is small and the same
  * for every daemon measured):
- *   - connections per second running /bin/true, 1 and 8 connections in flight;
+ *   - connections per second running /bin/true, 1 and 8 connections in flight, and the
+ *     daemon's CPU per connection (its utime + stime over the round, all threads);
  *   - MB/s streaming 1 GiB of `head -c 1073741824 /dev/zero` to a fast reader, and the
  *     daemon's peak RSS (VmHWM), also after a slow reader streamed 256 MiB.
  * The C sockexec is measured too, in the same run, when env SOCKEXEC names its binary.
@@ -23,6 +24,11 @@ const ROUNDS = 5;
 /** Reference figures of the C daemon (sockexec 3.1.1; see bench/README.md), used when SOCKEXEC is not set. */
 const SOCKEXEC_REFERENCE = { 1: 1760, 8: 2714, streamMBps: 694 } as const;
 const RSS_GOAL_MB = 99; // "tens of MB"
+/**
+ * Both daemons run without their default 60 s deadline (`-t 0`, the same flag for both): on a
+ * loaded machine the slow reader's 256 MiB can take longer, and the deadline then ends it.
+ */
+const NO_DEADLINE = ['-t', '0'];
 
 const ROUND_MS = 1000;
 const STREAM_BYTES = 1024 * 1024 * 1024;
@@ -96,7 +102,22 @@ function exchange(
 const TRUE_REQUEST = requestBytes(['/bin/true']);
 const TRUE_REPLY = Buffer.from('8:exitcode,1:0,');
 
-async function connectionsPerSecond(daemon: Daemon, concurrency: number, ms: number) {
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ: 100 on every Linux Node runs on). */
+const USER_HZ = 100;
+
+/** CPU seconds the process has used so far, all its threads (not its children). */
+function cpuSeconds(pid: number): number {
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+}
+
+/** Connections per second, and the daemon's CPU µs per connection, over one round. */
+async function connectionsPerSecond(
+  daemon: Daemon,
+  concurrency: number,
+  ms: number,
+): Promise<{ rate: number; cpuPerConnection: number }> {
   let done = 0;
   const stopAt = performance.now() + ms;
   const worker = async () => {
@@ -109,8 +130,13 @@ async function connectionsPerSecond(daemon: Daemon, concurrency: number, ms: num
     }
   };
   const start = performance.now();
+  const cpuBefore = cpuSeconds(daemon.process.pid!);
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return (done * 1000) / (performance.now() - start);
+  const cpu = cpuSeconds(daemon.process.pid!) - cpuBefore;
+  return {
+    rate: (done * 1000) / (performance.now() - start),
+    cpuPerConnection: (cpu * 1e6) / Math.max(done, 1),
+  };
 }
 
 async function streamMBps(daemon: Daemon, bytes: number, slow: boolean): Promise<number> {
@@ -160,19 +186,21 @@ async function main(): Promise<void> {
   // through tsx (same code; tsx only adds start-up time and some resident memory).
   const built = join(root, 'dist/cli/main.js');
   const procsockArgs = isFresh(built, join(root, 'src'))
-    ? [built, 'serve', '--allow-root']
-    : ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', '--allow-root'];
+    ? [built, 'serve', '--allow-root', ...NO_DEADLINE]
+    : ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', '--allow-root', ...NO_DEADLINE];
   const daemons: Daemon[] = [await startDaemon('procsock', process.execPath, procsockArgs)];
   const sockexec = process.env.SOCKEXEC;
-  if (sockexec) daemons.push(await startDaemon('sockexec', sockexec, []));
+  if (sockexec) daemons.push(await startDaemon('sockexec', sockexec, NO_DEADLINE));
   else console.log('C sockexec: not installed (set SOCKEXEC=/path/to/sockexec to measure it too)');
   console.log(`procsock daemon: node ${procsockArgs.slice(0, -1).join(' ')}`);
 
   const rssStart: Record<string, number> = {};
   for (const daemon of daemons) rssStart[daemon.name] = peakRssMB(daemon.process.pid!);
   const rates: Record<string, Record<number, number[]>> = {};
+  const cpu: Record<string, Record<number, number[]>> = {};
   for (const daemon of daemons) {
     rates[daemon.name] = { 1: [], 8: [] };
+    cpu[daemon.name] = { 1: [], 8: [] };
     await connectionsPerSecond(daemon, 8, 300); // warm up
   }
   // The floor: a C loop of posix_spawn + waitpid, interleaved with the daemons.
@@ -182,9 +210,13 @@ async function main(): Promise<void> {
   for (let round = 0; round < ROUNDS; round++) {
     for (const concurrency of [1, 8]) {
       for (const daemon of daemons) {
-        rates[daemon.name]![concurrency]!.push(
-          await connectionsPerSecond(daemon, concurrency, ROUND_MS),
+        const { rate, cpuPerConnection } = await connectionsPerSecond(
+          daemon,
+          concurrency,
+          ROUND_MS,
         );
+        rates[daemon.name]![concurrency]!.push(rate);
+        cpu[daemon.name]![concurrency]!.push(cpuPerConnection);
       }
       if (cLoop.path) {
         const count = Math.max(
@@ -243,6 +275,17 @@ async function main(): Promise<void> {
       ratio: ratioOf(mine, peer),
       goal: '≥ 1.0×',
       met: mine >= peer,
+    });
+    const mineCpu = median(cpu[p]![concurrency]!);
+    const peerCpu = s ? median(cpu[s]![concurrency]!) : undefined;
+    rows.push({
+      figure: `daemon CPU per connection, ${concurrency} in flight`,
+      procsock: `${fmt(mineCpu)} µs`,
+      peer: s ? 'C sockexec (same run)' : 'C sockexec',
+      peerValue: peerCpu === undefined ? 'not installed' : `${fmt(peerCpu)} µs`,
+      ratio: ratioOf(mineCpu, peerCpu),
+      goal: '≤ 1.0× (the C daemon’s)',
+      ...(peerCpu === undefined ? {} : { met: mineCpu <= peerCpu }),
     });
   }
   const mineStream = median(streams[p]!);
