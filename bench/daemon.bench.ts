@@ -11,7 +11,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -80,6 +80,17 @@ async function stopDaemon(daemon: Daemon): Promise<void> {
   await exited;
 }
 
+/** Longest silence of a daemon connection: past it the daemon is stuck, and the bench says so. */
+const STALL_MS = 30_000;
+
+/** Fails a connection that has been silent for STALL_MS, instead of waiting for ever. */
+function failOnStall(socket: Socket, path: string, reject: (error: Error) => void): void {
+  socket.setTimeout(STALL_MS, () => {
+    socket.destroy();
+    reject(new Error(`the daemon at ${path} sent nothing for ${STALL_MS / 1000} s: it is stuck`));
+  });
+}
+
 /** One connection: send the request, read until the daemon closes, return the bytes received. */
 function exchange(
   path: string,
@@ -95,6 +106,7 @@ function exchange(
     });
     socket.on('error', reject);
     socket.on('close', () => resolve(last));
+    failOnStall(socket, path, reject);
     socket.write(request);
   });
 }
@@ -157,6 +169,7 @@ async function streamMBps(daemon: Daemon, bytes: number, slow: boolean): Promise
     });
     socket.on('error', reject);
     socket.on('close', () => resolve(last));
+    failOnStall(socket, daemon.path, reject);
     socket.write(request);
   });
   const seconds = (performance.now() - start) / 1000;
@@ -192,7 +205,7 @@ async function main(): Promise<void> {
   const sockexec = process.env.SOCKEXEC;
   if (sockexec) daemons.push(await startDaemon('sockexec', sockexec, NO_DEADLINE));
   else console.log('C sockexec: not installed (set SOCKEXEC=/path/to/sockexec to measure it too)');
-  console.log(`procsock daemon: node ${procsockArgs.slice(0, -1).join(' ')}`);
+  console.log(`procsock daemon: node ${procsockArgs.join(' ')} SOCKET`);
 
   const rssStart: Record<string, number> = {};
   for (const daemon of daemons) rssStart[daemon.name] = peakRssMB(daemon.process.pid!);
