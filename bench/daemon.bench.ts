@@ -58,6 +58,8 @@ async function startDaemon(name: string, command: string, args: string[]): Promi
     await delay(10);
   }
   child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  // A bench that fails (a stuck peer) must not leave its daemons running.
+  process.once('exit', () => child.kill());
   return { name, path, process: child };
 }
 
@@ -84,21 +86,21 @@ async function stopDaemon(daemon: Daemon): Promise<void> {
 const STALL_MS = 30_000;
 
 /** Fails a connection that has been silent for STALL_MS, instead of waiting for ever. */
-function failOnStall(socket: Socket, path: string, reject: (error: Error) => void): void {
+function failOnStall(socket: Socket, daemon: Daemon, reject: (error: Error) => void): void {
   socket.setTimeout(STALL_MS, () => {
     socket.destroy();
-    reject(new Error(`the daemon at ${path} sent nothing for ${STALL_MS / 1000} s: it is stuck`));
+    reject(new Error(`${daemon.name} sent nothing for ${STALL_MS / 1000} s: it is stuck`));
   });
 }
 
 /** One connection: send the request, read until the daemon closes, return the bytes received. */
 function exchange(
-  path: string,
+  daemon: Daemon,
   request: Buffer,
   onData?: (chunk: Buffer) => void,
 ): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ path });
+    const socket = connect({ path: daemon.path });
     let last: Buffer = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       onData?.(chunk);
@@ -106,7 +108,7 @@ function exchange(
     });
     socket.on('error', reject);
     socket.on('close', () => resolve(last));
-    failOnStall(socket, path, reject);
+    failOnStall(socket, daemon, reject);
     socket.write(request);
   });
 }
@@ -134,7 +136,7 @@ async function connectionsPerSecond(
   const stopAt = performance.now() + ms;
   const worker = async () => {
     while (performance.now() < stopAt) {
-      const tail = await exchange(daemon.path, TRUE_REQUEST);
+      const tail = await exchange(daemon, TRUE_REQUEST);
       if (!tail.subarray(-TRUE_REPLY.length).equals(TRUE_REPLY)) {
         throw new Error(`${daemon.name}: unexpected reply ${tail.toString('latin1')}`);
       }
@@ -169,7 +171,7 @@ async function streamMBps(daemon: Daemon, bytes: number, slow: boolean): Promise
     });
     socket.on('error', reject);
     socket.on('close', () => resolve(last));
-    failOnStall(socket, daemon.path, reject);
+    failOnStall(socket, daemon, reject);
     socket.write(request);
   });
   const seconds = (performance.now() - start) / 1000;
