@@ -131,6 +131,8 @@ NAPI_MODULE_INIT() {
       {"pipeOpen", NULL, js_pipe_open, NULL, NULL, NULL, napi_default, NULL},
       {"pipeRead", NULL, js_pipe_read, NULL, NULL, NULL, napi_default, NULL},
       {"pipeClose", NULL, js_pipe_close, NULL, NULL, NULL, napi_default, NULL},
+      {"pipeRef", NULL, js_pipe_ref, NULL, NULL, NULL, napi_default, NULL},
+      {"childRef", NULL, js_child_ref, NULL, NULL, NULL, napi_default, NULL},
       {"ttyWriterOpen", NULL, js_tty_writer_open, NULL, NULL, NULL, napi_default, NULL},
       {"ttyWrite", NULL, js_tty_write, NULL, NULL, NULL, napi_default, NULL},
       {"ttyWaitWritable", NULL, js_tty_wait_writable, NULL, NULL, NULL, napi_default, NULL},

@@ -144,6 +144,23 @@ napi_value js_pipe_read(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* pipeRef(handle, on: boolean): whether this pipe keeps the event loop alive (as a socket's ref()). */
+napi_value js_pipe_ref(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  bool on = true;
+  reader_t *r;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 2 || !(r = reader_of(env, args[0]))) {
+    napi_throw_type_error(env, NULL, "pipeRef: expected (handle, on)");
+    return NULL;
+  }
+  napi_get_value_bool(env, args[1], &on);
+  if (on) uv_ref((uv_handle_t *)&r->poll);
+  else uv_unref((uv_handle_t *)&r->poll);
+  return NULL;
+}
+
 /* pipeClose(handle): stops reading and closes the descriptor; the handle is dead after it. */
 napi_value js_pipe_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;

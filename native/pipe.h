@@ -9,6 +9,7 @@ void close_all_readers(addon_t *a);
 napi_value js_pipe_open(napi_env env, napi_callback_info info);
 napi_value js_pipe_read(napi_env env, napi_callback_info info);
 napi_value js_pipe_close(napi_env env, napi_callback_info info);
+napi_value js_pipe_ref(napi_env env, napi_callback_info info);
 napi_value js_set_read_buffer(napi_env env, napi_callback_info info);
 napi_value js_read_available(napi_env env, napi_callback_info info);
 napi_value js_set_pipe_size(napi_env env, napi_callback_info info);

@@ -171,6 +171,7 @@ struct child {
   pid_t pid;
   int pidfd;
   int polled;     /* `poll` watches pidfd (else SIGCHLD tells of the exit) */
+  int unreferenced; /* childRef(pid, false): waiting for it does not keep the loop alive */
   int group;      /* leads its own process group */
   unsigned grace_ms; /* TERM to KILL, should its environment go away first */
   spawn_job *job; /* what the child may still be reading (until it execs): freed at reap */
@@ -506,7 +507,7 @@ static int try_reap(child_t *c) {
     if (c->polled) {
       addon_close(a, (uv_handle_t *)&c->poll, free_child);
     } else {
-      if (--a->sigchld_live == 0) uv_unref((uv_handle_t *)&a->sigchld);
+      if (!c->unreferenced && --a->sigchld_live == 0) uv_unref((uv_handle_t *)&a->sigchld);
       free(c);
     }
     /* r < 0 (ECHILD) means someone else reaped it: report an unknown status. */
@@ -887,6 +888,39 @@ napi_value js_guard(napi_env env, napi_callback_info info) {
 }
 
 /* unguard(pid): the child_process child has exited (Node reaped it). */
+/*
+ * childRef(pid, on: boolean): whether waiting for the exit of our child `pid` keeps the event
+ * loop alive (as a ChildProcess's ref()/unref()). A child already reaped: nothing to do.
+ */
+napi_value js_child_ref(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  addon_t *a = NULL;
+  int32_t pid = 0;
+  bool on = true;
+  child_t *c;
+  napi_get_instance_data(env, (void **)&a);
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (!a || argc < 2 || napi_get_value_int32(env, args[0], &pid) != napi_ok ||
+      napi_get_value_bool(env, args[1], &on) != napi_ok) {
+    napi_throw_type_error(env, NULL, "childRef: expected (pid, on)");
+    return NULL;
+  }
+  c = a->children;
+  while (c && c->pid != pid) c = c->next;
+  if (!c || c->unreferenced == !on) return NULL;
+  c->unreferenced = !on;
+  if (c->polled) {
+    if (on) uv_ref((uv_handle_t *)&c->poll);
+    else uv_unref((uv_handle_t *)&c->poll);
+  } else if (on) {
+    if (a->sigchld_live++ == 0) uv_ref((uv_handle_t *)&a->sigchld);
+  } else if (--a->sigchld_live == 0) {
+    uv_unref((uv_handle_t *)&a->sigchld);
+  }
+  return NULL;
+}
+
 napi_value js_unguard(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value arg;

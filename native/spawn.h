@@ -14,4 +14,5 @@ napi_value js_close_fd(napi_env env, napi_callback_info info);
 napi_value js_release_fd(napi_env env, napi_callback_info info);
 napi_value js_guard(napi_env env, napi_callback_info info);
 napi_value js_unguard(napi_env env, napi_callback_info info);
+napi_value js_child_ref(napi_env env, napi_callback_info info);
 #endif

@@ -25,6 +25,7 @@ status=0
 node scripts/run-tests.mjs \
   test/channel/channel.test.ts \
   test/channel/containment.test.ts \
+  test/shell/idle.test.ts \
   test/channel/spawn-environ.test.ts \
   test/channel/spawn-workers.test.ts \
   test/channel/spawn-emfile.test.ts \

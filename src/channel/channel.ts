@@ -107,6 +107,15 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
     return false;
   }
 
+  /**
+   * Whether the running program keeps this process's event loop alive, as a socket's or a
+   * ChildProcess's `ref()`/`unref()`: unref'd, the process may exit while it runs (and then
+   * stops it, see `detached`). Referenced by default. A no-op where nothing is held.
+   */
+  ref(): void {}
+
+  unref(): void {}
+
   get exitStatus(): ExitStatus | null {
     return this.#exitStatus;
   }

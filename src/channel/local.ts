@@ -489,6 +489,24 @@ export class LocalChannel extends ProcessChannel {
     }
   }
 
+  override ref(): void {
+    this.#setReferenced(true);
+  }
+
+  override unref(): void {
+    this.#setReferenced(false);
+  }
+
+  /** The child and each of its pipes: all of them hold the loop, Node's and the native ones. */
+  #setReferenced(on: boolean): void {
+    const child = this.#child;
+    if (!child) return;
+    for (const handle of [child, child.stdin, child.stdout, child.stderr, child.report]) {
+      if (on) handle?.ref?.();
+      else handle?.unref?.();
+    }
+  }
+
   override signal(name: string): boolean {
     this.kill(`SIG${name}` as NodeJS.Signals);
     return true;

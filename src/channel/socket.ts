@@ -181,6 +181,14 @@ export class SocketChannel extends ProcessChannel {
     return true;
   }
 
+  override ref(): void {
+    this.socket.ref();
+  }
+
+  override unref(): void {
+    this.socket.unref();
+  }
+
   #onData(chunk: Buffer): void {
     try {
       this.#decoder.push(chunk);

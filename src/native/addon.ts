@@ -52,6 +52,8 @@ export interface Addon {
   pipeOpen(fd: number, token: number): PipeHandle;
   pipeRead(handle: PipeHandle, on: boolean): void;
   pipeClose(handle: PipeHandle): void;
+  pipeRef(handle: PipeHandle, on: boolean): void;
+  childRef(pid: number, on: boolean): void;
   /** PTY mode (native/pty.c): stdin's writer on a pty master, and the terminal's settings. */
   ttyWriterOpen(fd: number, onWritable: () => void): TtyHandle;
   ttyWrite(handle: TtyHandle, data: Uint8Array, offset: number): number;

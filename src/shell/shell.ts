@@ -385,6 +385,7 @@ export class Shell {
     if (this.#state !== 'idle') return this.#wrongState('stop()', 'idle');
     this.#state = 'stopping';
     const channel = this.#channel!;
+    channel.ref();
     return new Promise((resolve, reject) => {
       const timer = hasDeadline(timeout)
         ? setTimeout(
@@ -508,7 +509,13 @@ export class Shell {
   #next(): void {
     if (this.#state !== 'idle') return;
     const job = this.#queue.shift();
-    if (!job) return;
+    // Idle, an unstopped shell does not keep this process alive (as an unref'd socket); a
+    // run, a start and a stop do.
+    if (!job) {
+      this.#channel?.unref();
+      return;
+    }
+    this.#channel?.ref();
     this.#state = 'running';
     if (this.#begin(job, false)) this.#channel!.write(this.#exchange!.frame.input);
   }

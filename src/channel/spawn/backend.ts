@@ -98,6 +98,9 @@ export interface ChildOutput {
   pause(): this;
   resume(): this;
   destroy(): this;
+  /** Whether the pipe keeps the event loop alive (Node's streams and the native ones have it). */
+  ref?(): unknown;
+  unref?(): unknown;
   on(event: 'data', listener: (chunk: Buffer) => void): this;
   on(event: 'error', listener: (error: Error) => void): this;
   /** Emitted once, after the last 'data', at end of file, error or destroy. */
@@ -110,6 +113,8 @@ export interface ChildInput {
   write(data: Buffer | string): boolean;
   end(): this;
   destroy(): this;
+  ref?(): unknown;
+  unref?(): unknown;
   on(event: 'drain', listener: () => void): this;
   on(event: 'error', listener: (error: Error) => void): this;
 }
@@ -163,6 +168,9 @@ export interface SpawnedChild {
   readonly report?: ChildOutput | null;
   /** Set before `'exit'` when the backend learns it (wait4): the child's CPU (and peak RSS, when it is the child's). */
   readonly usage?: ChildUsage | null;
+  /** Whether waiting for its exit keeps the event loop alive. */
+  ref?(): void;
+  unref?(): void;
   /** Signals the child itself (not its group) while it is not yet reaped. */
   kill(signal?: NodeJS.Signals): boolean;
   /**

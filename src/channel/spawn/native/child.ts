@@ -3,6 +3,7 @@
  * exit as child_process has it, and what it cost.
  */
 import { EventEmitter } from 'node:events';
+import { loadAddon } from '../../../native/addon.js';
 import type { ExitListener } from '../../../native/exits.js';
 import type { ChildUsage } from '../../usage.js';
 import type { SpawnedChild } from '../backend.js';
@@ -57,6 +58,15 @@ export class NativeChild extends EventEmitter implements SpawnedChild, ExitListe
   /** PTY mode: the terminal's window size (through stdin's writer, which holds the master). */
   resize(columns: number, rows: number): boolean {
     return this.stdin instanceof TerminalInput && this.stdin.resize(columns, rows);
+  }
+
+  /** Whether waiting for its exit keeps the event loop alive (as ChildProcess ref()/unref()). */
+  ref(): void {
+    if (this.pid !== undefined && !this.#reaped) loadAddon()?.childRef(this.pid, true);
+  }
+
+  unref(): void {
+    if (this.pid !== undefined && !this.#reaped) loadAddon()?.childRef(this.pid, false);
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {

@@ -16,6 +16,7 @@ export class NativeInput extends EventEmitter implements ChildInput {
   #fd: number;
   #socket: Socket | null = null;
   #destroyed = false;
+  #referenced = true;
 
   constructor(native: Addon, fd: number) {
     super();
@@ -43,6 +44,19 @@ export class NativeInput extends EventEmitter implements ChildInput {
     return this;
   }
 
+  /** A bare descriptor holds nothing open; the Socket, once there, follows this. */
+  ref(): this {
+    this.#referenced = true;
+    this.#socket?.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.#referenced = false;
+    this.#socket?.unref();
+    return this;
+  }
+
   #open(): Socket {
     if (!this.#socket) {
       this.#native.releaseFd(this.#fd); // the Socket owns it from now on
@@ -50,6 +64,7 @@ export class NativeInput extends EventEmitter implements ChildInput {
       this.#fd = -1;
       socket.on('drain', () => this.emit('drain'));
       socket.on('error', (error) => this.emit('error', error));
+      if (!this.#referenced) socket.unref();
       this.#socket = socket;
     }
     return this.#socket;

@@ -108,6 +108,17 @@ export class NativeOutput extends EventEmitter implements ChildOutput, PipeReade
   }
 
   /** Stops reading and closes the pipe; 'close' follows on the next tick. */
+  /** Whether this pipe keeps the event loop alive (as a socket's ref()/unref()). */
+  ref(): this {
+    if (this.#handle) this.#native.pipeRef(this.#handle, true);
+    return this;
+  }
+
+  unref(): this {
+    if (this.#handle) this.#native.pipeRef(this.#handle, false);
+    return this;
+  }
+
   destroy(): this {
     if (!this.#handle) return this;
     this.#native.pipeClose(this.#handle);
