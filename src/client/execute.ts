@@ -8,7 +8,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import type { ProcessChannel } from '../channel/channel.js';
-import { type EndReason, naturalEnd, type ResourceUsage } from '../channel/usage.js';
+import type { EndReason, ResourceUsage } from '../channel/usage.js';
 import { hasDeadline } from '../core/limits.js';
 import type { OutputChunk, OutputType } from '../core/output.js';
 import { abortError, LimitError, type ProcsockError, TimeoutError } from '../errors.js';
@@ -163,7 +163,8 @@ class Execution {
       unknown: pick('unknown'),
       exitCode: status?.exitCode ?? null,
       termSignal: status?.termSignal ?? null,
-      reason: this.#stopReason ?? channel.reason ?? naturalEnd({ termSignal: null }),
+      // The channel knows its reason from its exit on, and a call that stopped it has its own.
+      reason: this.#stopReason ?? channel.reason ?? 'exit',
       usage: channel.usage,
       descendantsStopped: channel.descendantsStopped,
     };
