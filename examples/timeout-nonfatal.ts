@@ -26,8 +26,9 @@ console.log((await exec(slow)).stdout.trim()); // finally
 exec.timeoutFatal = true;
 console.log((await exec({ argv: slow, timeoutFatal: false })).stdout.trim()); // finally
 
-// A chatty program is stopped by the wall-clock timeout, whatever it prints.
+// A chatty program is stopped by the wall-clock timeout, whatever it prints (idleTimeout: 0
+// turns the idle limit off for this call, so only the wall clock can end it).
 const chatty = ['sh', '-c', 'while :; do echo tick; sleep 0.05; done'];
-await exec({ argv: chatty, timeout: 300 }).catch((error: TimeoutError) => {
+await exec({ argv: chatty, timeout: 300, idleTimeout: 0 }).catch((error: TimeoutError) => {
   console.log(`fatal: ${error.option} after ${error.timeout} ms`); // fatal: timeout after 300 ms
 });
