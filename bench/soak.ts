@@ -311,8 +311,23 @@ function clientProcess(argv: string[]): { child: ChildProcess; firstData: Promis
   return { child, firstData };
 }
 
+/**
+ * Waits for the processes a fault scenario started (TOKEN in argv) to be gone — their
+ * connection's end stops them, with their descendants — and records how many were left.
+ */
+async function descendantsLeft(scenario: string, counts: string[]): Promise<void> {
+  await settle(() => survivors().length === 0, 5000 + 2 * KILL_TIMEOUT_S * 1000);
+  const left = survivors();
+  check(
+    left.length === 0,
+    `after ${scenario}: ${left.length} programs or descendants left: ${left.join(' ')}`,
+  );
+  counts.push(`${scenario} ${left.length}`);
+}
+
 async function faultsPhase(): Promise<void> {
   let survived = 0;
+  const left: string[] = [];
   const background = (async () => {
     let served = 0;
     const until = Date.now() + 8000;
@@ -331,6 +346,7 @@ async function faultsPhase(): Promise<void> {
     child.kill('SIGKILL');
   }
   survived += 5;
+  await descendantsLeft('killed clients', left);
 
   // 2. Clients that stop reading: the program blocks, the daemon does not buffer it all.
   const rssBefore = daemonStatus('VmRSS');
@@ -347,6 +363,7 @@ async function faultsPhase(): Promise<void> {
   );
   for (const s of stopped) s.child.kill('SIGKILL');
   survived += 4;
+  await descendantsLeft('stalled readers', left);
   rows.push({
     figure: 'faults: RSS growth with 4 stalled readers of 10 GB',
     value: `${((rssStalled - rssBefore) / 2 ** 20).toFixed(1)} MiB`,
@@ -365,6 +382,7 @@ async function faultsPhase(): Promise<void> {
     }),
   );
   survived += 4;
+  await descendantsLeft('TERM-ignoring', left);
 
   // 4. Programs that start grandchildren and exit; the client leaves: the group is killed.
   await Promise.all(
@@ -375,6 +393,24 @@ async function faultsPhase(): Promise<void> {
     }),
   );
   survived += 4;
+  await descendantsLeft('grandchildren', left);
+
+  // 4b. Descendants out of the group's reach — a setsid session, a set -m job, one ignoring
+  // TERM — and the client leaves: containment (the daemon's default) stops them all.
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      const { child, firstData } = clientProcess([
+        'sh',
+        '-c',
+        `setsid sleep 60 ${TOKEN} & set -m; sleep 60 ${TOKEN} & ` +
+          `setsid sh -c "trap '' TERM; exec sleep 60 ${TOKEN}" & echo started; wait`,
+      ]);
+      await firstData;
+      child.kill('SIGKILL');
+    }),
+  );
+  survived += 4;
+  await descendantsLeft('setsid and set -m escapers', left);
 
   // 5. Programs killed by -9.
   for (let i = 0; i < 4; i++) {
@@ -385,15 +421,14 @@ async function faultsPhase(): Promise<void> {
     );
   }
   survived += 4;
+  await descendantsLeft('killed by -9', left);
 
   const served = await background;
-  check(
-    await settle(() => survivors().length === 0, 5000 + 2 * KILL_TIMEOUT_S * 1000),
-    `programs outlived their connection: ${survivors().join(' ')}`,
-  );
   rows.push(
+    { figure: 'faults: programs and descendants left, per scenario', value: left.join(', ') },
     {
-      figure: 'faults survived (killed/stalled clients, TERM-ignoring, grandchildren, -9)',
+      figure:
+        'faults survived (killed/stalled clients, TERM-ignoring, grandchildren, escapers, -9)',
       value: String(survived),
     },
     { figure: 'faults: well-behaved requests served meanwhile', value: String(served) },
