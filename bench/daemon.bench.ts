@@ -31,6 +31,7 @@ const RSS_GOAL_MB = 99; // "tens of MB"
 const NO_DEADLINE = ['-t', '0'];
 
 const ROUND_MS = 1000;
+const CONTAINED = 'procsock contained';
 const STREAM_BYTES = 1024 * 1024 * 1024;
 const SLOW_BYTES = 256 * 1024 * 1024;
 
@@ -203,17 +204,22 @@ async function main(): Promise<void> {
   const procsockArgs = isFresh(built, join(root, 'src'))
     ? [built, 'serve', '--allow-root', ...NO_DEADLINE]
     : ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', '--allow-root', ...NO_DEADLINE];
-  const daemons: Daemon[] = [await startDaemon('procsock', process.execPath, procsockArgs)];
+  // Like for like with sockexec, which contains nothing: the compared daemon runs uncontained
+  // (--no-contain). Its default, contained, is measured alongside for what containment costs.
+  const daemons: Daemon[] = [
+    await startDaemon('procsock', process.execPath, [...procsockArgs, '--no-contain']),
+  ];
   const sockexec = process.env.SOCKEXEC;
   if (sockexec) daemons.push(await startDaemon('sockexec', sockexec, NO_DEADLINE));
   else console.log('C sockexec: not installed (set SOCKEXEC=/path/to/sockexec to measure it too)');
-  console.log(`procsock daemon: node ${procsockArgs.join(' ')} SOCKET`);
+  console.log(`procsock daemon: node ${procsockArgs.join(' ')} --no-contain SOCKET`);
+  const contained = await startDaemon(CONTAINED, process.execPath, procsockArgs);
 
   const rssStart: Record<string, number> = {};
   for (const daemon of daemons) rssStart[daemon.name] = peakRssMB(daemon.process.pid!);
   const rates: Record<string, Record<number, number[]>> = {};
   const cpu: Record<string, Record<number, number[]>> = {};
-  for (const daemon of daemons) {
+  for (const daemon of [...daemons, contained]) {
     rates[daemon.name] = { 1: [], 8: [] };
     cpu[daemon.name] = { 1: [], 8: [] };
     await connectionsPerSecond(daemon, 8, 300); // warm up
@@ -224,7 +230,7 @@ async function main(): Promise<void> {
   const cRates: Record<number, number[]> = { 1: [], 8: [] };
   for (let round = 0; round < ROUNDS; round++) {
     for (const concurrency of [1, 8]) {
-      for (const daemon of daemons) {
+      for (const daemon of [...daemons, contained]) {
         const { rate, cpuPerConnection } = await connectionsPerSecond(
           daemon,
           concurrency,
@@ -243,6 +249,7 @@ async function main(): Promise<void> {
     }
   }
   cLoop.cleanup();
+  await stopDaemon(contained);
 
   const rssConnections: Record<string, number> = {};
   for (const daemon of daemons) rssConnections[daemon.name] = peakRssMB(daemon.process.pid!);
@@ -290,6 +297,15 @@ async function main(): Promise<void> {
       ratio: ratioOf(mine, peer),
       goal: '≥ 1.0×',
       met: mine >= peer,
+    });
+    const inside = median(rates[CONTAINED]![concurrency]!);
+    rows.push({
+      figure: `${figure}, contained (the default)`,
+      procsock: `${fmt(inside)}/s`,
+      peer: 'procsock --no-contain (same run)',
+      peerValue: `${fmt(mine)}/s`,
+      ratio: ratioOf(inside, mine),
+      goal: 'what containment costs',
     });
     const mineCpu = median(cpu[p]![concurrency]!);
     const peerCpu = s ? median(cpu[s]![concurrency]!) : undefined;
