@@ -100,6 +100,16 @@ static tty_writer_t *writer_of(napi_env env, napi_value value) {
   return data;
 }
 
+/* The writer named by a call's only argument; NULL (a TypeError thrown) when there is none. */
+static tty_writer_t *only_writer_arg(napi_env env, napi_callback_info info, const char *usage) {
+  size_t argc = 1;
+  napi_value arg;
+  tty_writer_t *w = NULL;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (argc < 1 || !(w = writer_of(env, arg))) napi_throw_type_error(env, NULL, usage);
+  return w;
+}
+
 static void on_writable(uv_poll_t *handle, int status, int events) {
   tty_writer_t *w = (tty_writer_t *)handle;
   (void)status;
@@ -196,28 +206,16 @@ napi_value js_tty_write(napi_env env, napi_callback_info info) {
 
 /* ttyWaitWritable(handle): calls onWritable once the descriptor can be written again. */
 napi_value js_tty_wait_writable(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg;
-  tty_writer_t *w;
-  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (argc < 1 || !(w = writer_of(env, arg))) {
-    napi_throw_type_error(env, NULL, "ttyWaitWritable: expected (handle)");
-    return NULL;
-  }
+  tty_writer_t *w = only_writer_arg(env, info, "ttyWaitWritable: expected (handle)");
+  if (!w) return NULL;
   uv_poll_start(&w->poll, UV_WRITABLE, on_writable);
   return NULL;
 }
 
 /* ttyWriterClose(handle): stops watching and closes the descriptor; the handle is dead after it. */
 napi_value js_tty_writer_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg;
-  tty_writer_t *w;
-  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (argc < 1 || !(w = writer_of(env, arg))) {
-    napi_throw_type_error(env, NULL, "ttyWriterClose: expected (handle)");
-    return NULL;
-  }
+  tty_writer_t *w = only_writer_arg(env, info, "ttyWriterClose: expected (handle)");
+  if (!w) return NULL;
   close_writer(w);
   return NULL;
 }
@@ -247,15 +245,10 @@ napi_value js_tty_resize(napi_env env, napi_callback_info info) {
  * program changed it), or -errno when the modes cannot be read.
  */
 napi_value js_tty_eof_char(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg, result;
-  tty_writer_t *w;
+  napi_value result;
   struct termios modes;
-  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (argc < 1 || !(w = writer_of(env, arg))) {
-    napi_throw_type_error(env, NULL, "ttyEofChar: expected (handle)");
-    return NULL;
-  }
+  tty_writer_t *w = only_writer_arg(env, info, "ttyEofChar: expected (handle)");
+  if (!w) return NULL;
   napi_create_int32(env, tcgetattr(w->fd, &modes) == 0 ? (int32_t)modes.c_cc[VEOF] : -errno,
                     &result);
   return result;

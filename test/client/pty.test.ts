@@ -138,6 +138,13 @@ for (const where of ['local', 'daemon'] as const) {
       assert.deepEqual([none.stdout, none.exitCode], ['', 0]);
     });
 
+    test('limits as on pipes: past maxBuffer the program is stopped and the call rejects', async () => {
+      await assert.rejects(run(['yes'], { ...target(), pty: true, maxBuffer: 1 << 20 }), {
+        code: 'PROCSOCK_LIMIT',
+      });
+      await waitUntil(() => programs().length === 0, 'yes is gone', 10_000);
+    });
+
     test('a program that cannot be started: 127 and the usual line, on the stderr pipe', async () => {
       const result = await run(['procsock-no-such-program'], { ...target(), pty: true });
       assert.equal(result.exitCode, 127);

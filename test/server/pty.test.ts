@@ -84,6 +84,15 @@ describe('a daemon that gives terminals', { skip: !native }, () => {
     assert.deepEqual(reply.exit, ['exitcode', '0']);
   });
 
+  test('max-output counts a terminal as it counts pipes', async () => {
+    const reply = await RawClient.exchange(
+      daemon.path,
+      extendedRequest([...args(['yes']), ['pty', '1'], ['max-output', '100000']]),
+    );
+    assert.ok(reply.stdout.length >= 100_000, 'at least the limit arrived');
+    assert.equal(reply.pairs.find(([type]) => type === 'reason')?.[1], 'output-limit');
+  });
+
   test('a window message resizes the terminal; the program sees SIGWINCH', async () => {
     const client = await RawClient.connect(daemon.path);
     const script =
