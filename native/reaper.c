@@ -6,6 +6,9 @@
  *   procsock_reaper PARENT_PID EXIT_GRACE_MS KILL_TIMEOUT_MS GROUP FILE ARGV0 [ARG...]
  *
  * GROUP is 1 when the program is to lead a process group of its own (`kill-group`), else 0.
+ * When the reaper's stdin is a terminal (PTY mode: it was started as that terminal's session
+ * leader), the program leads a group of its own either way, made the terminal's foreground
+ * group, so that what is typed (^C) and SIGWINCH reach it and not the reaper.
  *
  * It is a child subreaper (PR_SET_CHILD_SUBREAPER): every descendant whose parent dies is
  * re-parented to it rather than to init, so the run's whole tree stays below it and is
@@ -51,6 +54,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define REPORT_FD 3
@@ -62,6 +66,8 @@
 static pid_t self;
 static pid_t program = -1;
 static int own_group = 0;
+/* Its stdin is a terminal (PTY mode): the program gets its own group and the foreground. */
+static int terminal = 0;
 /* Distinct processes (other than the program) signalled so far, for the report. */
 static pid_t signalled[MAX_TRACKED];
 static int signalled_count = 0;
@@ -281,6 +287,8 @@ int main(int argc, char **argv) {
     return 125;
   }
   own_group = argv[4][0] == '1';
+  /* PTY mode (its stdin is the terminal procsock gave it): the program takes the foreground. */
+  terminal = isatty(0);
   self = getpid();
   fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC);
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -313,7 +321,13 @@ int main(int argc, char **argv) {
     int error;
     /* The program's pid, from the program's side: in the pipe before it can print anything. */
     report_pid(getpid());
-    if (own_group) setpgid(0, 0);
+    if (own_group || terminal) setpgid(0, 0);
+    /*
+     * The program's group, not ours, is the terminal's foreground group: it gets what is typed
+     * (^C, its reads) and SIGWINCH, once. SIGTTOU is still blocked here, so a call from what
+     * is now a background group is allowed.
+     */
+    if (terminal) tcsetpgrp(0, getpid());
     sigprocmask(SIG_SETMASK, &old, NULL);
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     execvp(argv[5], argv + 6);
@@ -322,7 +336,7 @@ int main(int argc, char **argv) {
     (void)n;
     _exit(127);
   }
-  if (own_group) setpgid(program, program); /* as the child does: whichever runs first */
+  if (own_group || terminal) setpgid(program, program); /* as the child does: whichever runs first */
   close(exec_pipe[1]);
   do n = read(exec_pipe[0], &exec_error, sizeof exec_error);
   while (n < 0 && errno == EINTR);

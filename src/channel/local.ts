@@ -17,13 +17,7 @@ import {
   resolveTerminal,
   type Terminal,
 } from '../core/terminal.js';
-import {
-  ArgumentError,
-  ProcsockError,
-  type SpawnError,
-  throwIfAborted,
-  UnsupportedOptionError,
-} from '../errors.js';
+import { ArgumentError, ProcsockError, type SpawnError, throwIfAborted } from '../errors.js';
 import { addonAvailable, readAvailable } from '../native/addon.js';
 import { printable } from '../util/printable.js';
 import { ProcessChannel } from './channel.js';
@@ -183,9 +177,8 @@ export class LocalChannel extends ProcessChannel {
     this.#contained = options.contain ?? false;
     this.#terminal = resolveTerminal(options.pty);
     if (this.#contained && !reaperAvailable()) throw new ArgumentError(REAPER_MISSING);
-    if (this.#contained && this.#terminal) throw containedTerminal();
-    if (this.#terminal?.stderr === 'pty') this.#openStreams = 1; // the terminal carries stderr
-    if (this.#contained) this.#openStreams = 3; // and the reaper's report
+    // stdout and stderr, or the terminal alone (it carries stderr); and the reaper's report.
+    this.#openStreams = (this.#terminal?.stderr === 'pty' ? 1 : 2) + (this.#contained ? 1 : 0);
     this.#child = this.#spawn(options);
   }
 
@@ -627,17 +620,6 @@ function terminalsHere(choice: SpawnBackendChoice | undefined): boolean {
   } catch {
     return false; // a bad choice: LocalChannel says so when it starts
   }
-}
-
-/** What a contained run cannot do yet with a terminal (procsock_reaper does not hand it over). */
-function containedTerminal(): UnsupportedOptionError {
-  return new UnsupportedOptionError(
-    'pty cannot be honoured together with contain by a local child process yet: the reaper ' +
-      "would hold the terminal's foreground process group, not the program. Drop contain (the " +
-      "terminal's session ends with the program: the kernel hangs it up, SIGHUP), or drop pty",
-    'pty',
-    'a local child process',
-  );
 }
 
 /**

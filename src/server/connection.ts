@@ -295,13 +295,10 @@ export class Connection {
       gid: plan.identity?.gid,
       rlimits: plan.rlimits,
       processGroup: run.processGroup,
-      // Not contained: with resource limits (set on the process spawned, the reaper would
-      // count against RLIMIT_NPROC and RLIMIT_NOFILE meant for the program), nor in a
-      // terminal (the reaper cannot hand it over; its session is hung up with the program).
-      contain:
-        this.#options.contain &&
-        !(plan.rlimits && Object.keys(plan.rlimits).length > 0) &&
-        run.terminal === undefined,
+      // Not contained with resource limits: they are set on the process spawned, and the
+      // reaper would count against RLIMIT_NPROC and RLIMIT_NOFILE meant for the program.
+      // (In a terminal the reaper leads the session and hands the program the foreground.)
+      contain: this.#options.contain && !(plan.rlimits && Object.keys(plan.rlimits).length > 0),
       killTimeout: run.killTimeout,
       pty: run.terminal,
       // Output is only relayed: read it into reused buffers (see #send).

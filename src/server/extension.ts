@@ -158,7 +158,5 @@ function terminalRefusal(
       reason: 'unsupported',
     };
   }
-  // A contained daemon runs a terminal's program uncontained (connection.ts): the reaper
-  // cannot hand the terminal over, and the kernel hangs up its session when the program ends.
   return null;
 }

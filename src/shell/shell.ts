@@ -451,11 +451,7 @@ export class Shell {
     // Where the transport can (locally): contained, and a shell's exit ends its session at
     // once — jobs holding its pipes are not waited for.
     const local = launch.honours('contain');
-    // On a terminal not by default: the reaper cannot hand a terminal over (the kernel hangs
-    // up the terminal's session when the shell ends); contain: true with pty is refused.
-    const contain = local
-      ? (this.#options.contain ?? (reaperAvailable() && this.#terminal === undefined))
-      : undefined;
+    const contain = local ? (this.#options.contain ?? reaperAvailable()) : undefined;
     const exitGrace = launch.honours('exitGrace') ? 0 : undefined;
     const request: LaunchRequest = {
       argv: this.#argv,

@@ -8,6 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
+import { reaperAvailable } from '../../src/channel/contain.js';
 import { LocalChannel, spawnBackendInUse } from '../../src/channel/local.js';
 import { isAlive, processInfo, tempDir, waitUntil } from '../helpers/process.js';
 import { fixture, scenario } from '../helpers/scenario.js';
@@ -72,6 +73,45 @@ describe('PTY mode on a LocalChannel', { skip: !native }, () => {
     const job = Number(readFileSync(pidFile, 'utf8'));
     await waitUntil(() => !isAlive(job), 'the job is gone', 10_000);
     assert.ok(processInfo(job) === undefined || processInfo(job)?.state === 'Z');
+  });
+
+  test('contained: the reaper leads the session, the program has the foreground; ^C and SIGWINCH reach it once; leftovers stop', {
+    skip: !reaperAvailable(),
+  }, async () => {
+    const pidFile = files.path('contained-job.pid');
+    const channel = new LocalChannel(
+      [
+        'sh',
+        '-c',
+        `n=0; trap 'n=$((n+1)); echo "winch $n"' WINCH; setsid sleep 30 & echo $! > ${pidFile}; ` +
+          'echo ready; while :; do read -r x && [ "$x" = q ] && break; done; echo "total $n"; exec sleep 30',
+      ],
+      { pty: true, contain: true, killTimeout: 500 },
+    );
+    const out = collect(channel);
+    const seen = (text: string) =>
+      new Promise<void>((resolve) => {
+        const check = () => out.stdout().includes(text) && resolve();
+        channel.on('output', check);
+        check();
+      });
+    await seen('ready');
+    const program = channel.programPid!;
+    const stat = readFileSync(`/proc/${program}/stat`, 'utf8');
+    const [, , pgrp, session, , tpgid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    assert.equal(Number(session), channel.pid, 'the reaper leads the session');
+    assert.equal(Number(pgrp), program, 'the program leads its group');
+    assert.equal(Number(tpgid), program, "the program's group is the foreground group");
+    channel.resize(100, 30);
+    await seen('winch 1');
+    channel.write('q\n');
+    await seen('total');
+    assert.match(out.stdout(), /winch 1\r\n(q\r\n)?total 1\r\n/, 'SIGWINCH came once');
+    channel.write('\x03');
+    assert.deepEqual(await channel.done(), { exitCode: null, termSignal: 'INT' });
+    assert.equal(channel.descendantsStopped, 1, 'the setsid sleep was stopped');
+    const job = Number(readFileSync(pidFile, 'utf8'));
+    await waitUntil(() => !isAlive(job), 'the setsid sleep is gone', 10_000);
   });
 
   test('a worker terminated mid-run (its tty writer waiting) stops its programs; nothing crashes', async () => {

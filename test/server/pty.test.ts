@@ -6,12 +6,12 @@
  * containment — with the `refused pty` pair, nothing run.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
 import { spawnBackendInUse } from '../../src/channel/local.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { tempDir } from '../helpers/process.js';
+import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 import { args, extendedRequest, ns, RawClient } from '../helpers/raw-client.js';
 
 const native = spawnBackendInUse() === 'native';
@@ -166,17 +166,26 @@ describe('a daemon that gives terminals', { skip: !native }, () => {
     });
     after(() => contained.close());
 
-    test('a pty run gets its terminal, uncontained (the reaper cannot hand a terminal over)', async () => {
+    test('a pty run is contained: the program has the terminal and its foreground; a setsid leftover is stopped', async () => {
+      const pidFile = files.path('contained-leftover.pid');
+      // The program's group must be the terminal's foreground group (not the reaper's).
+      const script =
+        'read -r _ _ _ _ pgrp _ _ tpgid _ < /proc/$$/stat; [ "$pgrp" = "$tpgid" ] && [ "$pgrp" = $$ ] && echo foreground; ' +
+        `tty; setsid sleep 30 & echo $! > ${pidFile}`;
       const reply = await RawClient.exchange(
         contained.path,
-        extendedRequest([...args(['tty']), ['pty', '1']]),
+        extendedRequest([...args(['sh', '-c', script]), ['pty', '1']]),
       );
-      assert.match(reply.stdout, /^\/dev\/pts\/\d+\r\n$/);
+      assert.match(reply.stdout, /^foreground\r\n\/dev\/pts\/\d+\r\n$/);
       assert.deepEqual(reply.exit, ['exitcode', '0']);
       assert.ok(
-        contained.log.some((line) => /spawn pid \d+: \["tty"\]$/.test(line)),
-        'not a reaper',
+        contained.log.some((line) => /\(the reaper of a contained run\)$/.test(line)),
+        'started under the reaper',
       );
+      const usage = reply.pairs.find(([type]) => type === 'usage')?.[1] ?? '';
+      assert.match(usage, /descendantsStopped=1/);
+      const leftover = Number(readFileSync(pidFile, 'utf8'));
+      await waitUntil(() => !isAlive(leftover), 'the setsid sleep is gone', 10_000);
     });
   });
 });
