@@ -12,11 +12,12 @@
  *
  * bash runs a read–eval loop of ours instead (see bashLoop): each run is only the data
  * `P1 P2 SSS <command> NUL` (marker pieces, the status to restore as `$?`, the command), read
- * with `read -N 19` and `read -d ''`. The loop is parsed once, at start-up and on the first
+ * with `read -d ''`. The loop is parsed once, at start-up and on the first
  * line of the script, so its `eval` numbers the user's lines from 1 as `bash -c` would
  * (`bash: line 2: …` for an error on the command's second line, in functions it defines
- * too, and in syntax errors), and no alias defined later can reach it; per run bash reads
- * 20-odd bytes instead of parsing a 100-byte frame (bench/README.md, Shell). dash and zsh
+ * too, and in syntax errors), and no alias defined later can reach it. It costs bash more
+ * CPU per run than the one-line frame did (its `read` and `\builtin` are slow): see
+ * bench/README.md, Shell. dash and zsh
  * number their lines per `eval` already and get one line per run, with a fresh random
  * marker M = P1P2 (two 8-character pieces):
  *
@@ -45,7 +46,7 @@
  *   marker arrives instead.
  *
  * Reserved names: `__procsock_status`, `__procsock_fd3`, `__pss`, `__psf`, `__psg`, and in
- * bash `__psi`, `__psl`, `__psh`, `__psc`, `__psfd`, `__psn`; and descriptor 7 when stderr
+ * bash `__psl`, `__psh`, `__psfd`, `__psn`; and descriptor 7 when stderr
  * has a marker.
  */
 import { ArgumentError } from '../errors.js';
@@ -76,13 +77,13 @@ const LAUNCHER =
 
 /** Characters per marker piece (base64 of PIECE_BYTES). */
 const PIECE_CHARS = (PIECE_BYTES * 4) / 3;
-/** A bash run's header, read with `read -N`: the marker's two pieces, then a 3-digit status. */
+/** A bash run's header: the marker's two pieces, then a 3-digit status; the command follows. */
 const BASH_HEADER = 2 * PIECE_CHARS + 3;
 
 /**
  * bash's read–eval loop. Per run: print the last run's report (nothing before the first), read
- * the header (one `read` system call: `-N` reads what it needs at once) and the command up to
- * its NUL (IFS empty: nothing trimmed), restore the last status as `$?` (`false`, or the
+ * the run up to its NUL (IFS empty: nothing trimmed; one `read`: each `\builtin` costs bash
+ * about as much as reading 20 bytes), restore the last status as `$?` (`false`, or the
  * function for other statuses, each on the left of `&&`, so neither `set -e` nor an ERR trap
  * sees it; no function call for 0 or 1, so a RETURN trap under `set -T` stays quiet), then
  * `eval` the command with `__pss=$?` as its last line (eval returns 0: see the top).
@@ -104,11 +105,10 @@ function bashLoop(stderrMarker: boolean, commandStdin: string): string {
   const status = `\${__psh:${2 * PIECE_CHARS}:3}`;
   return (
     `while while ${toStderr}\\builtin printf "\${__psh:+$__psf}" ${pieces}${evalStatus} "$__pss"; ` +
-    `\\builtin read -r -N ${BASH_HEADER} -u "$__psfd" __psh && ` +
-    `IFS= \\builtin read -r -d '' -u "$__psfd" __psc; do __pss=-; ` +
+    `IFS= \\builtin read -r -d '' -u "$__psfd" __psh; do __pss=-; ` +
     `case ${status} in 000) ;; 001) \\builtin false && \\builtin :;; ` +
     `*) \\${RESTORE_FUNCTION} "${status}" && \\builtin :;; esac; ` +
-    `\\builtin eval "$__psc\${__psn}__pss=\\$?"${commandStdin}${closeCopy}; done; ` +
+    `\\builtin eval "\${__psh:${BASH_HEADER}}\${__psn}__pss=\\$?"${commandStdin}${closeCopy}; done; ` +
     `\\builtin [ -n "$__psh" ]; do \\builtin :; done; ` +
     // After a `break N` that ended both loops; `&&`, so the report's `$?` is 0.
     `\\builtin [ -n "$__psh" ] && \\builtin eval "$__psl"; \\builtin exit "$__pss"`
@@ -128,7 +128,7 @@ function bashStart(stderrMarker: boolean): string {
     'do __psfd=$((__psfd - 1)); done; ' +
     `\\builtin [ "$__psfd" -gt 3 ] && exec 3<&-; __psl=${quote(bashLoop(stderrMarker, ''))};; ` +
     `*) __psfd=0; __psl=${quote(bashLoop(stderrMarker, STDIN_REDIRECT))};; esac; ` +
-    `\\builtin unset ${FD3_VARIABLE}; __psh= __psc= __psn=$'\\n'; \\builtin eval "$__psl"`
+    `\\builtin unset ${FD3_VARIABLE}; __psh= __psn=$'\\n'; \\builtin eval "$__psl"`
   );
 }
 
