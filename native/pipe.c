@@ -127,18 +127,26 @@ napi_value js_pipe_open(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* pipeRead(handle, on: boolean): start or stop reading (pause / resume). */
-napi_value js_pipe_read(napi_env env, napi_callback_info info) {
+/* The (handle, on: boolean) of pipeRead and pipeRef; NULL, with a TypeError thrown, if bad. */
+static reader_t *reader_and_switch(napi_env env, napi_callback_info info, const char *usage,
+                                   bool *on) {
   size_t argc = 2;
   napi_value args[2];
-  bool on = false;
   reader_t *r;
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (argc < 2 || !(r = reader_of(env, args[0]))) {
-    napi_throw_type_error(env, NULL, "pipeRead: expected (handle, on)");
+  if (argc < 2 || !(r = reader_of(env, args[0])) ||
+      napi_get_value_bool(env, args[1], on) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  napi_get_value_bool(env, args[1], &on);
+  return r;
+}
+
+/* pipeRead(handle, on: boolean): start or stop reading (pause / resume). */
+napi_value js_pipe_read(napi_env env, napi_callback_info info) {
+  bool on = false;
+  reader_t *r = reader_and_switch(env, info, "pipeRead: expected (handle, on)", &on);
+  if (!r) return NULL;
   if (on) uv_poll_start(&r->poll, UV_READABLE, on_readable);
   else uv_poll_stop(&r->poll);
   return NULL;
@@ -146,16 +154,9 @@ napi_value js_pipe_read(napi_env env, napi_callback_info info) {
 
 /* pipeRef(handle, on: boolean): whether this pipe keeps the event loop alive (as a socket's ref()). */
 napi_value js_pipe_ref(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2];
   bool on = true;
-  reader_t *r;
-  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (argc < 2 || !(r = reader_of(env, args[0]))) {
-    napi_throw_type_error(env, NULL, "pipeRef: expected (handle, on)");
-    return NULL;
-  }
-  napi_get_value_bool(env, args[1], &on);
+  reader_t *r = reader_and_switch(env, info, "pipeRef: expected (handle, on)", &on);
+  if (!r) return NULL;
   if (on) uv_ref((uv_handle_t *)&r->poll);
   else uv_unref((uv_handle_t *)&r->poll);
   return NULL;
