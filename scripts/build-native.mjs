@@ -6,7 +6,7 @@
 // the install goes on — unless PROCSOCK_REQUIRE_NATIVE=1 (CI), which makes the failure fatal.
 // `npm rebuild procsock --build-from-source` compiles even when a prebuild fits.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -77,8 +77,39 @@ function fail(reason) {
   process.exit(0);
 }
 
+/**
+ * procsock_reaper next to a prebuilt addon: the prebuilds carry the addon only, and the reaper
+ * (containment: src/channel/contain.ts) needs nothing but a C compiler — where there is one.
+ * Without it, runs cannot be contained: the daemon's and the Shell's contained default falls
+ * back to uncontained, and one line says so.
+ */
+function buildReaper() {
+  const cc = process.env.CC || 'cc';
+  if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).status !== 0) {
+    console.warn(
+      `procsock: procsock_reaper not built (no C compiler, ${cc}): runs cannot be contained; ` +
+        'install one and run "npm rebuild procsock" to have them contained',
+    );
+    return;
+  }
+  const out = join(root, 'build', 'Release', 'procsock_reaper');
+  mkdirSync(dirname(out), { recursive: true });
+  const result = spawnSync(cc, ['-O2', '-std=gnu11', '-o', out, join(root, 'native', 'reaper.c')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+  });
+  if (result.status !== 0) {
+    console.warn(
+      `procsock: procsock_reaper not built (${cc} exited with ${result.status}): runs cannot be contained`,
+    );
+  }
+}
+
 if (process.env.PROCSOCK_SKIP_NATIVE === '1' && !required) fail('PROCSOCK_SKIP_NATIVE=1');
-if (await loadablePrebuild()) process.exit(0);
+if (await loadablePrebuild()) {
+  buildReaper();
+  process.exit(0);
+}
 const [command, ...prefixArgs] = nodeGyp();
 const result = spawnSync(command, [...prefixArgs, 'rebuild', ...nodedirArgs()], {
   cwd: root,
