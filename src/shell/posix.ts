@@ -105,7 +105,8 @@ function bashLoop(stderrMarker: boolean, commandStdin: string): string {
   const status = `\${__psh:${2 * PIECE_CHARS}:3}`;
   return (
     `while while ${toStderr}\\builtin printf "\${__psh:+$__psf}" ${pieces}${evalStatus} "$__pss"; ` +
-    `IFS= \\builtin read -r -d '' -u "$__psfd" __psh; do __pss=-; ` +
+    // TMOUT (often exported on hardened hosts) would end the loop, and the shell, when idle.
+    `TMOUT= IFS= \\builtin read -r -d '' -u "$__psfd" __psh; do __pss=-; ` +
     `case ${status} in 000) ;; 001) \\builtin false && \\builtin :;; ` +
     `*) \\${RESTORE_FUNCTION} "${status}" && \\builtin :;; esac; ` +
     `\\builtin eval "\${__psh:${BASH_HEADER}}\${__psn}__pss=\\$?"${commandStdin}${closeCopy}; done; ` +

@@ -252,7 +252,7 @@ for (const kind of ['local', 'local with a stderr marker', 'daemon'] as const) {
       });
 
       if (program === 'bash') {
-        test('bash: break and continue at the top of a command end that run only', async () => {
+        test('bash: break and continue at the top of a command end that run only; TMOUT does not end the loop', async () => {
           const { shell, run } = await open(program);
           for (const command of ['echo a; break; echo b', 'continue', 'break 9', 'continue 3']) {
             const result = await run(command);
@@ -269,6 +269,11 @@ for (const kind of ['local', 'local with a stderr marker', 'daemon'] as const) {
             (await run('for i in 1 2 3; do [ $i = 2 ] && break; echo $i; done')).stdout,
             '1\n',
           );
+          // TMOUT, the read builtin's default timeout (hardened hosts export it), does not end
+          // the loop while it waits: the shell idles past it (a timeout to outlast, not an event).
+          await run('TMOUT=1');
+          await new Promise((resolve) => setTimeout(resolve, 1200));
+          assert.equal((await run('echo "$TMOUT"')).stdout, '1\n');
           await shell.stop(5000);
         });
       }
