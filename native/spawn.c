@@ -578,13 +578,16 @@ static int unhold(addon_t *a, int fd) {
  * PTY mode: the pairs of descriptors spawn() otherwise makes pipes of — the child's end, and
  * ours — are the slave and the master of one new pty, each end a descriptor of its own (the
  * same open file), so they are closed like pipes. Stderr stays a pipe unless
- * FLAG_TERMINAL_STDERR. Returns 0, or -1 with errno (what was opened is in `pipes`).
+ * FLAG_TERMINAL_STDERR. A program run as another user (FLAG_SET_UID) owns its terminal, as
+ * a login's does, so it can reopen it by name (/dev/tty opens it, /dev/pts/N too).
+ * Returns 0, or -1 with errno (what was opened is in `pipes`).
  */
-static int open_terminal(int pipes[][2], int flags, int columns, int rows) {
+static int open_terminal(int pipes[][2], int flags, uid_t uid, int columns, int rows) {
   int master, slave;
   if (pty_open(columns, rows, (flags & FLAG_TERMINAL_RAW) != 0, &master, &slave) != 0) return -1;
   pipes[0][0] = slave;  /* the child reads stdin… */
   pipes[1][0] = master; /* …we read its output */
+  if ((flags & FLAG_SET_UID) && fchown(slave, uid, (gid_t)-1) != 0) return -1;
   if ((pipes[0][1] = fcntl(master, F_DUPFD_CLOEXEC, 0)) < 0) return -1;
   if ((pipes[1][1] = fcntl(slave, F_DUPFD_CLOEXEC, 0)) < 0) return -1;
   if ((flags & FLAG_TERMINAL_STDERR) && (pipes[2][1] = fcntl(slave, F_DUPFD_CLOEXEC, 0)) < 0) {
@@ -722,7 +725,7 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
   plan->script_argv = job->file_and_argv;
 
   stage = STAGE_TERMINAL;
-  if ((flags & FLAG_TERMINAL) && open_terminal(pipes, flags, columns, rows) != 0) {
+  if ((flags & FLAG_TERMINAL) && open_terminal(pipes, flags, (uid_t)uid, columns, rows) != 0) {
     error = errno;
     goto done;
   }

@@ -13,6 +13,7 @@ import { spawnBackendInUse } from '../../src/channel/local.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 import { args, extendedRequest, ns, RawClient } from '../helpers/raw-client.js';
+import { testAccount } from '../helpers/users.js';
 
 const native = spawnBackendInUse() === 'native';
 const files = tempDir('procsock-server-pty-');
@@ -156,6 +157,29 @@ describe('a daemon that gives terminals', { skip: !native }, () => {
       assert.equal(existsSync(marker), false);
       const plain = await RawClient.exchange(strict.path, extendedRequest([...args(['true'])]));
       assert.deepEqual(plain.exit, ['exitcode', '0']);
+    });
+  });
+
+  describe('a daemon that runs programs as another user (--user)', () => {
+    const account = testAccount('procsock-t-home', true);
+    let asUser: TestDaemon;
+    before(async () => {
+      if (account) asUser = await startDaemon({ policy: { user: account.name } });
+    });
+    after(() => asUser?.close());
+
+    test('the program owns its terminal, so it can reopen it by name', {
+      skip: account ? false : 'needs root and useradd',
+    }, async () => {
+      const reply = await RawClient.exchange(
+        asUser.path,
+        extendedRequest([
+          ...args(['sh', '-c', 'exec 3<>"$(tty)" && echo reopened; stat -c %U "$(tty)"']),
+          ['pty', '1'],
+        ]),
+      );
+      assert.equal(reply.stdout, `reopened\r\n${account!.name}\r\n`, reply.stderr);
+      assert.deepEqual(reply.exit, ['exitcode', '0']);
     });
   });
 
