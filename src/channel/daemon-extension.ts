@@ -38,11 +38,19 @@ export function extendedLaunch(request: LaunchRequest): ExtendedLaunch | null {
   // The whole terminal, decided here: the daemon's defaults are procsock's own anyway.
   const terminal = resolveTerminal(request.pty);
   if (terminal) fields.pty = terminal;
+  if (request.contain !== undefined) fields.contain = request.contain;
+  // Whole milliseconds, from 0 (none) to the wire's longest.
+  if (request.exitGrace !== undefined) fields.exitGrace = wholeMs(request.exitGrace, 0);
   if (request.killTimeout !== undefined) {
     // The wire takes whole milliseconds from 1; 0 means "at once" and Infinity "the longest".
-    fields.killTimeout = Math.min(MAX_TIMER, Math.max(1, Math.ceil(request.killTimeout)));
+    fields.killTimeout = wholeMs(request.killTimeout, 1);
   }
   return { fields, option };
+}
+
+/** `ms` as the wire's whole milliseconds, from `least` to the longest (Infinity: the longest). */
+function wholeMs(ms: number, least: number): number {
+  return Math.min(MAX_TIMER, Math.max(least, Math.ceil(ms)));
 }
 
 /** Node's rule for `env`: undefined values are left out, everything else becomes a string. */
@@ -68,6 +76,8 @@ const OPTION_OF_FIELD: Record<string, string> = {
   'env-mode': 'env',
   'kill-group': 'processGroup',
   'kill-timeout': 'killTimeout',
+  contain: 'contain',
+  'exit-grace': 'exitGrace',
   pty: 'pty',
   'pty-columns': 'pty',
   'pty-rows': 'pty',

@@ -305,9 +305,9 @@ class DaemonLaunch implements Launch {
 
   honours(option: ProgramOptionName): boolean {
     // Through the protocol extension, when the daemon speaks it (if not, the channel says
-    // so) — but containment, the exit grace and that a run ends with its connection are the
-    // daemon's own decisions, not a client's.
-    return option !== 'contain' && option !== 'exitGrace' && option !== 'detached';
+    // so; the daemon checks containment and the exit grace against its policy) — but never
+    // detached: a daemon's run ends with its connection, so it leaves nothing behind.
+    return option !== 'detached';
   }
 
   start(request: LaunchRequest): ProcessChannel {

@@ -147,13 +147,16 @@ export const HOW_INSTEAD: Record<ProgramOptionName, string> = {
     'the daemon decides that for all its programs (procsock serve --kill-group); drop the option',
   killTimeout: "the daemon's own grace applies (procsock serve -k SECONDS); drop the option",
   contain:
-    'a procsock daemon contains its runs itself (unless started with --no-contain); drop the option',
-  exitGrace: "the daemon's own exit grace applies; drop the option",
+    'a sockexec daemon cannot be told; a procsock daemon can (it contains its runs by ' +
+    'default where procsock_reaper is built). Use a procsock daemon, or drop the option',
+  exitGrace:
+    'a sockexec daemon cannot be told; a procsock daemon can (up to its kill timeout). Use a procsock daemon, or drop the option',
   pty:
     "a terminal needs procsock's native spawn backend where the program starts: run it " +
     'locally with the addon built (python3, make and a C compiler at install; then npm ' +
     'rebuild procsock), or through a procsock daemon that has it (the protocol extension)',
   detached:
-    "a daemon's programs end with their connection, not with this process; drop the option " +
-    '(or run the program locally)',
+    "a daemon's client must not leave processes behind: a daemon's program ends with its " +
+    'connection (it is stopped when the client hangs up), so it cannot outlive the client. ' +
+    'Drop the option, or run the program locally with detached: true',
 };

@@ -66,6 +66,8 @@ Policy — who may run what (none given: sockexec's behaviour, but see --user):
                                 default as for --client-env)
       --no-client-pty           refuse clients a terminal for their runs (protocol
                                 extension's pty; default: allowed)
+      --client-no-contain       let clients of a containing daemon run uncontained
+                                (protocol extension's contain 0; default: refused)
       --max-output-bytes N      most output per connection; then TERM (KILL after -k)
       --max-stdin-bytes N       most stdin per connection; then TERM (KILL after -k)
       --rlimit-cpu SECONDS      RLIMIT_CPU of each program (needs the native spawn backend;
@@ -166,6 +168,7 @@ function policyOptions(values: ParsedValues): PolicyOptions {
   if (values['client-env'] !== undefined) policy.clientEnv = nameList(values['client-env']);
   if (values['client-cwd'] !== undefined) policy.clientCwd = nameList(values['client-cwd']);
   if (values['no-client-pty']) policy.clientPty = false;
+  if (values['client-no-contain']) policy.clientUncontained = true;
   if (values['env-set'] !== undefined) {
     policy.envSet = {};
     for (const pair of values['env-set']) {
@@ -302,6 +305,7 @@ const OPTIONS = {
   'no-extension': { type: 'boolean' },
   'client-cwd': { type: 'string' },
   'no-client-pty': { type: 'boolean' },
+  'client-no-contain': { type: 'boolean' },
   'max-output-bytes': { type: 'string' },
   'max-stdin-bytes': { type: 'string' },
   'rlimit-cpu': { type: 'string' },

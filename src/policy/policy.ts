@@ -54,6 +54,12 @@ export interface PolicyOptions {
   clientCwd?: ClientRule;
   /** Whether a client may ask for a terminal for its run (protocol extension `pty`). Default true. */
   clientPty?: boolean;
+  /**
+   * Whether a client of a containing daemon may run uncontained (protocol extension
+   * `contain 0`): it weakens what the operator chose, so it is refused unless this is true.
+   * Default false.
+   */
+  clientUncontained?: boolean;
 }
 
 /** What the protocol extension's per-run options replace in a plan. */

@@ -5,8 +5,8 @@
  *
  *   client → opening   `12:1;procsock/1,` `0:,`
  *            header    (name, value) netstring pairs: arg (repeated), cwd, env (repeated),
- *                      env-mode, timeout, kill-timeout, max-output, kill-group, pty,
- *                      pty-columns, pty-rows, pty-stderr, pty-raw; then `0:,`
+ *                      env-mode, timeout, kill-timeout, max-output, kill-group, contain,
+ *                      exit-grace, pty, pty-columns, pty-rows, pty-stderr, pty-raw; then `0:,`
  *            messages  (type, data) pairs: `stdin` DATA (empty data closes stdin), `signal` NAME,
  *                      `window` COLUMNSxROWS
  *   server → hello     `8:procsock,1:1,`, at once
@@ -93,6 +93,10 @@ export interface ExtendedRequest {
   maxOutput?: number;
   /** Run in a process group of its own and signal the whole group. */
   killGroup?: boolean;
+  /** Contain the run (`contain 1`: every descendant stops with it), or not (`contain 0`). */
+  contain?: boolean;
+  /** Ms output pipes held by descendants may stay open after the program exits (0: none). */
+  exitGrace?: number;
   /** PTY mode (`pty 1`): a terminal on stdin and stdout; absent sides are the daemon's defaults. */
   pty?: { columns?: number; rows?: number; stderr?: PtyStderr; raw?: boolean };
   /** Fields this daemon does not implement (newer versions' fields), in order. */
@@ -139,6 +143,8 @@ const SINGLE_FIELDS = new Set([
   'kill-timeout',
   'max-output',
   'kill-group',
+  'contain',
+  'exit-grace',
   'pty',
   'pty-columns',
   'pty-rows',
@@ -250,6 +256,7 @@ export class ExtendedRequestParser {
         return EXTENSION_LIMITS.maxPath;
       case 'env-mode':
       case 'kill-group':
+      case 'contain':
       case 'pty':
       case 'pty-stderr':
       case 'pty-raw':
@@ -257,6 +264,7 @@ export class ExtendedRequestParser {
       case 'timeout':
       case 'kill-timeout':
       case 'max-output':
+      case 'exit-grace':
       case 'pty-columns':
       case 'pty-rows':
         return EXTENSION_LIMITS.maxNumber;
@@ -319,6 +327,19 @@ export class ExtendedRequestParser {
         const flag = value.toString('latin1');
         if (flag !== '0' && flag !== '1') throw violation('kill-group must be 0 or 1');
         request.killGroup = flag === '1';
+        return;
+      }
+      case 'contain': {
+        const flag = value.toString('latin1');
+        if (flag !== '0' && flag !== '1') throw violation('contain must be 0 or 1');
+        request.contain = flag === '1';
+        return;
+      }
+      case 'exit-grace': {
+        const ms = count(name, value);
+        if (ms > MAX_TIMER)
+          throw violation(`exit-grace must be from 0 to ${MAX_TIMER} ms, not ${ms}`);
+        request.exitGrace = ms;
         return;
       }
       case 'pty': {
@@ -508,6 +529,8 @@ export function encodeExtendedRequest(
   if (request.killTimeout !== undefined) field('kill-timeout', String(request.killTimeout));
   if (request.maxOutput !== undefined) field('max-output', String(request.maxOutput));
   if (request.killGroup !== undefined) field('kill-group', request.killGroup ? '1' : '0');
+  if (request.contain !== undefined) field('contain', request.contain ? '1' : '0');
+  if (request.exitGrace !== undefined) field('exit-grace', String(request.exitGrace));
   if (request.pty !== undefined) {
     field('pty', '1');
     const { columns, rows, stderr, raw } = request.pty;

@@ -49,7 +49,7 @@ import {
 } from '../protocol/extension.js';
 import { encodeExit, encodeOutput } from '../protocol/reply.js';
 import { RequestDecoder } from '../protocol/request.js';
-import { isExtendedRefusal, planExtendedRun } from './extension.js';
+import { isExtendedRefusal, planExtendedRun, uncontainable } from './extension.js';
 import type { ResolvedServeOptions } from './options.js';
 
 export type ConnectionState = 'reading' | 'running' | 'replying' | 'abandoned' | 'closed';
@@ -285,7 +285,13 @@ export class Connection {
 
   #spawn(
     plan: LaunchPlan,
-    run: { processGroup: boolean; killTimeout: number; terminal?: Terminal | undefined },
+    run: {
+      processGroup: boolean;
+      killTimeout: number;
+      contain: boolean;
+      terminal?: Terminal | undefined;
+      exitGrace?: number | undefined;
+    },
   ): void {
     const channel = new LocalChannel(plan.argv, {
       file: plan.file,
@@ -295,10 +301,10 @@ export class Connection {
       gid: plan.identity?.gid,
       rlimits: plan.rlimits,
       processGroup: run.processGroup,
-      // Not contained with resource limits: they are set on the process spawned, and the
-      // reaper would count against RLIMIT_NPROC and RLIMIT_NOFILE meant for the program.
-      // (In a terminal the reaper leads the session and hands the program the foreground.)
-      contain: this.#options.contain && !(plan.rlimits && Object.keys(plan.rlimits).length > 0),
+      // Some runs cannot be contained (see uncontainable); an extended client's own choice
+      // was checked against that already.
+      contain: run.contain && uncontainable(plan) === null,
+      exitGrace: run.exitGrace,
       killTimeout: run.killTimeout,
       pty: run.terminal,
       // Output is only relayed: read it into reused buffers (see #send).
@@ -316,8 +322,9 @@ export class Connection {
       this.#maybeClosed();
     });
     const reaper = channel.contained ? ' (the reaper of a contained run)' : '';
+    const grace = run.exitGrace === undefined ? '' : `, exit grace ${run.exitGrace} ms`;
     this.#log(
-      () => `spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(plan.argv)}${reaper}`,
+      () => `spawn pid ${channel.pid ?? '(failed)'}: ${JSON.stringify(plan.argv)}${reaper}${grace}`,
     );
   }
 

@@ -4,6 +4,7 @@
  * honour is refused — one stderr line, a `reason`, exit 126 — never replaced by a default.
  * The codec is src/protocol/extension.ts; the connection (./connection.ts) calls in here.
  */
+import { REAPER_MISSING, reaperAvailable } from '../channel/contain.js';
 import { spawnBackendInUse } from '../channel/local.js';
 import { DEFAULT_COLUMNS, DEFAULT_ROWS, type Terminal } from '../core/terminal.js';
 import { nativeUnavailableReason } from '../native/locate.js';
@@ -24,6 +25,10 @@ export interface ExtendedRun {
   maxOutput: number | undefined;
   /** PTY mode: the program's terminal; undefined for pipes. */
   terminal: Terminal | undefined;
+  /** Contain the run (already checked against what this run allows: see `uncontainable`). */
+  contain: boolean;
+  /** Ms pipes held by descendants may outlive the program; undefined: LocalChannel's default. */
+  exitGrace: number | undefined;
 }
 
 export interface ExtendedRefusal {
@@ -114,6 +119,12 @@ export function planExtendedRun(
       `max-output ${request.maxOutput} bytes is more than this daemon allows (${policyMax})`,
     );
   }
+  if (request.exitGrace !== undefined && request.exitGrace > options.killTimeout) {
+    return refuse(
+      'exit-grace',
+      `exit-grace ${request.exitGrace} ms is longer than this daemon's kill timeout (${options.killTimeout} ms), its bound`,
+    );
+  }
   if (request.killGroup === false && options.processGroup) {
     return refuse('kill-group', 'kill-group 0: this daemon always signals the whole process group');
   }
@@ -130,19 +141,54 @@ export function planExtendedRun(
       reason: plan.byPolicy ? 'policy-refused' : 'spawn-failure',
     };
   }
+  const terminal: Terminal | undefined = request.pty && {
+    columns: request.pty.columns ?? DEFAULT_COLUMNS,
+    rows: request.pty.rows ?? DEFAULT_ROWS,
+    stderr: request.pty.stderr ?? 'pipe',
+    raw: request.pty.raw ?? false,
+  };
+  const notHere = uncontainable(plan);
+  if (request.contain === true && (notHere !== null || !reaperAvailable())) {
+    return refuse(
+      'contain',
+      `contain: this daemon cannot contain this run: ${notHere ?? REAPER_MISSING}`,
+      'unsupported',
+    );
+  }
+  // contain 0 weakens what the operator chose for a containing daemon: only where allowed.
+  if (
+    request.contain === false &&
+    options.contain &&
+    notHere === null &&
+    policy.options.clientUncontained !== true
+  ) {
+    return refuse(
+      'contain',
+      'contain 0: this daemon contains every run, and clients may not opt out (procsock serve --client-no-contain allows it)',
+    );
+  }
   return {
     plan,
     timeout: request.timeout,
     killTimeout: request.killTimeout ?? options.killTimeout,
     processGroup: request.killGroup ?? options.processGroup,
     maxOutput: request.maxOutput ?? policyMax,
-    terminal: request.pty && {
-      columns: request.pty.columns ?? DEFAULT_COLUMNS,
-      rows: request.pty.rows ?? DEFAULT_ROWS,
-      stderr: request.pty.stderr ?? 'pipe',
-      raw: request.pty.raw ?? false,
-    },
+    terminal,
+    contain: (request.contain ?? options.contain) && notHere === null,
+    exitGrace: request.exitGrace,
   };
+}
+
+/**
+ * Why this run cannot be contained even on a containing daemon, or null: with resource
+ * limits, which are set on the process spawned — the reaper would count against RLIMIT_NPROC
+ * and RLIMIT_NOFILE meant for the program.
+ */
+export function uncontainable(plan: LaunchPlan): string | null {
+  if (plan.rlimits && Object.keys(plan.rlimits).length > 0) {
+    return "its policy's resource limits are set on the process spawned, which the reaper would be";
+  }
+  return null;
 }
 
 /** Why this daemon cannot give a client's program a terminal; null when it can. */

@@ -1,8 +1,9 @@
 /**
- * run()'s containment options reach the program locally (contain, exitGrace, detached), and a
- * daemon — which decides those for its runs itself — refuses them with a typed error rather
- * than ignoring them. Real processes; the escaping job is a `setsid sleep` (a session of its
- * own, out of any process group's reach).
+ * run()'s containment options reach the program locally (contain, exitGrace, detached) and
+ * through a procsock daemon (the protocol extension), which refuses with a typed error what
+ * its policy will not do (contain: false on a containing daemon) and what no daemon does
+ * (detached) rather than ignoring them. Real processes; the escaping job is a `setsid sleep`
+ * (a session of its own, out of any process group's reach).
  */
 import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
@@ -40,20 +41,27 @@ describe('containment options of a local run()', {
 
 describe('through a daemon', () => {
   let daemon: TestDaemon;
+  let loose: TestDaemon;
   before(async () => {
     daemon = await startDaemon({ timeout: 60_000 });
+    loose = await startDaemon({ timeout: 60_000, contain: false });
   });
   after(async () => {
-    await daemon.close();
+    await Promise.all([daemon.close(), loose.close()]);
   });
 
-  for (const [option, value] of [
-    ['contain', true],
-    ['contain', false],
-    ['exitGrace', 0],
-    ['detached', true],
-  ] as const) {
-    test(`${option}: ${value} is refused (the daemon decides it), nothing runs`, async () => {
+  test('contain: true on an uncontained daemon stops the setsid job (exitGrace 0)', {
+    skip: !reaperAvailable() && 'procsock_reaper is not built',
+  }, async () => {
+    const result = await run(ESCAPER, { socket: loose.path, contain: true, exitGrace: 0 });
+    assert.equal(result.descendantsStopped, 1);
+    await waitUntil(() => !isAlive(Number(result.stdout)), 'the setsid job is gone');
+  });
+
+  const refused: [string, unknown][] = [['detached', true]];
+  if (reaperAvailable()) refused.push(['contain', false]);
+  for (const [option, value] of refused) {
+    test(`${option}: ${value} is refused by a (containing) daemon, nothing runs`, async () => {
       await assert.rejects(
         run(['sh', '-c', 'echo ran'], { socket: daemon.path, [option]: value }),
         (error: unknown) => {

@@ -231,19 +231,52 @@ describe('calls that need nothing extra stay plain sockexec requests, byte for b
   });
 });
 
-test('contain and exitGrace through a daemon are refused, never ignored: the daemon decides them', async () => {
-  const marker = files.path('contained-must-not-exist');
-  for (const options of [{ contain: true }, { contain: false }, { exitGrace: 0 }]) {
-    const [option] = Object.keys(options);
+test('contain and exitGrace through a daemon are carried out as locally', {
+  skip: !reaperAvailable() && 'procsock_reaper is not built',
+}, async () => {
+  const loose = await startDaemon({ contain: false, killTimeout: 2000 });
+  try {
+    const argv = ['sh', '-c', 'sleep 300 & exit 0'];
+    const options = { contain: true, exitGrace: 0 };
+    const remote = await run(argv, { socket: loose.path, ...options });
+    const local = await run(argv, options);
+    assert.equal(remote.descendantsStopped, 1);
+    assert.equal(local.descendantsStopped, 1);
+    assert.deepEqual(withoutUsage(remote), withoutUsage(local));
+  } finally {
+    await loose.close();
+  }
+});
+
+test("what the daemon's policy will not do is refused, nothing run: contain false, a long exitGrace", async () => {
+  const marker = files.path('refused-must-not-exist');
+  const refusals: [Record<string, unknown>, string, RegExp][] = [
+    [{ exitGrace: 2001 }, 'exitGrace', /kill timeout \(2000 ms\)/],
+  ];
+  if (reaperAvailable()) {
+    refusals.push([{ contain: false }, 'contain', /clients may not opt out/]);
+  }
+  for (const [options, option, message] of refusals) {
     await assert.rejects(run(['touch', marker], { socket: daemon.path, ...options }), {
       code: 'PROCSOCK_UNSUPPORTED',
       option,
+      message,
     });
-    await assert.rejects(connect(daemon.path, options), { code: 'PROCSOCK_UNSUPPORTED', option });
   }
   assert.equal(existsSync(marker), false, 'nothing ran');
-  // Locally they are carried out (before, run() dropped them on the way to the transport).
-  if (!reaperAvailable()) return;
-  const local = await run(['sh', '-c', 'sleep 300 & exit 0'], { contain: true, exitGrace: 0 });
-  assert.equal(local.descendantsStopped, 1);
+});
+
+test('detached through a daemon is refused with why and what to do; nothing runs', async () => {
+  const marker = files.path('detached-must-not-exist');
+  for (const call of [
+    () => run(['touch', marker], { socket: daemon.path, detached: true }),
+    () => connect(daemon.path, { detached: true }),
+  ]) {
+    await assert.rejects(call(), {
+      code: 'PROCSOCK_UNSUPPORTED',
+      option: 'detached',
+      message: /must not leave processes behind.*run the program locally with detached: true/s,
+    });
+  }
+  assert.equal(existsSync(marker), false, 'nothing ran');
 });

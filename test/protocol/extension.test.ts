@@ -79,6 +79,8 @@ const FULL = extendedRequest(
     ['kill-timeout', '200'],
     ['max-output', '0'],
     ['kill-group', '1'],
+    ['contain', '1'],
+    ['exit-grace', '0'],
   ],
   [
     ['stdin', 'abc'],
@@ -104,6 +106,8 @@ const FULL_REQUEST: ExtendedRequest = {
   killTimeout: 200,
   maxOutput: 0,
   killGroup: true,
+  contain: true,
+  exitGrace: 0,
   unsupported: [],
 };
 
@@ -320,6 +324,10 @@ test('malformed extended requests are protocol errors, each with a reason', () =
     [header(field('timeout', '01')), /decimal number/],
     [header(field('max-output', '-1')), /decimal number/],
     [header(field('kill-group', 'yes')), /0 or 1/],
+    [header(field('contain', 'yes')), /contain must be 0 or 1/],
+    [header(field('exit-grace', '2147483648')), /exit-grace must be from 0 to/],
+    [header(field('exit-grace', '01')), /decimal number/],
+    [header(field('exit-grace', '1'), field('exit-grace', '2')), /given twice/],
     [header(field('arg', 'cat'), ns(''), field('winsize', '80x24')), /unknown message type/],
     [header(field('arg', 'cat'), ns(''), field('signal', 'int')), /bad signal name/],
     [

@@ -6,6 +6,7 @@
  * the one cause no client is left to hear (a hang-up).
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
@@ -456,4 +457,145 @@ test('procsock serve --client-env / --client-cwd set the policy knobs', async ()
   assert.equal(command.options.extension, undefined, 'the default: spoken');
   const off = parseServeArgs(['--no-extension', '/tmp/x.sock']);
   assert.equal(off.kind === 'serve' && off.options.extension, false);
+});
+
+/** The value of one `usage` key, or undefined when the daemon sent none. */
+function usageOf(reply: Reply, key: string): string | undefined {
+  const usage = reply.pairs.find(([type]) => type === 'usage')?.[1] ?? '';
+  return new RegExp(`(?:^| )${key}=(\\d+)`).exec(usage)?.[1];
+}
+
+test('contain 1 on a daemon started uncontained: every descendant stops with the run', {
+  skip: !reaperAvailable() && 'procsock_reaper is not built',
+}, async () => {
+  const loose = await startDaemon({ contain: false, killTimeout: 2000 });
+  try {
+    const script = 'sleep 300 & echo $PPID';
+    const contained = await exchange(
+      extendedRequest([...args(['sh', '-c', script]), ['contain', '1'], ['exit-grace', '0']]),
+      loose.path,
+    );
+    assert.equal(reasonOf(contained), 'exit');
+    assert.equal(usageOf(contained, 'descendantsStopped'), '1');
+    // Its parent is the reaper, not the daemon (this process).
+    assert.notEqual(contained.stdout, `${process.pid}\n`);
+    const plain = await exchange(extendedRequest(args(['sh', '-c', 'echo $PPID'])), loose.path);
+    assert.equal(plain.stdout, `${process.pid}\n`);
+    assert.equal(usageOf(plain, 'descendantsStopped'), undefined);
+  } finally {
+    await loose.close();
+  }
+});
+
+test('contain 0 on a containing daemon is refused by its policy unless clientUncontained', {
+  skip: !reaperAvailable() && 'procsock_reaper is not built',
+}, async () => {
+  const marker = files.path('uncontained-must-not-exist');
+  const refused = await exchange(extendedRequest([...args(['touch', marker]), ['contain', '0']]));
+  assert.equal(
+    refused.stderr,
+    'procsock: contain 0: this daemon contains every run, and clients may not opt out (procsock serve --client-no-contain allows it)\n',
+  );
+  assert.equal(reasonOf(refused), 'policy-refused');
+  assert.ok(refused.pairs.some(([type, data]) => type === 'refused' && data === 'contain'));
+  assert.deepEqual(refused.exit, ['exitcode', '126']);
+  assert.throws(() => readFileSync(marker), { code: 'ENOENT' }, 'nothing ran');
+  const lenient = await startDaemon({ policy: { clientUncontained: true } });
+  try {
+    const loose = await exchange(
+      extendedRequest([...args(['sh', '-c', 'echo $PPID']), ['contain', '0']]),
+      lenient.path,
+    );
+    assert.equal(loose.stdout, `${process.pid}\n`, 'the daemon is its parent: no reaper');
+    assert.equal(usageOf(loose, 'descendantsStopped'), undefined);
+    const contained = await exchange(
+      extendedRequest(args(['sh', '-c', 'echo $PPID'])),
+      lenient.path,
+    );
+    assert.notEqual(contained.stdout, `${process.pid}\n`, 'the default stays contained');
+  } finally {
+    await lenient.close();
+  }
+});
+
+test('contain 1 where the run cannot be contained (policy rlimits) is refused as unsupported', {
+  skip: spawnBackendInUse() !== 'native' && 'policy rlimits need the native backend',
+}, async () => {
+  const limited = await startDaemon({ policy: { rlimits: { openFiles: 77 } } });
+  const marker = files.path('rlimited-must-not-exist');
+  try {
+    const reply = await exchange(
+      extendedRequest([...args(['touch', marker]), ['contain', '1']]),
+      limited.path,
+    );
+    assert.equal(reasonOf(reply), 'unsupported');
+    assert.ok(reply.pairs.some(([type, data]) => type === 'refused' && data === 'contain'));
+    assert.match(reply.stderr, /^procsock: contain: this daemon cannot contain this run: /);
+    assert.deepEqual(reply.exit, ['exitcode', '126']);
+    assert.throws(() => readFileSync(marker), { code: 'ENOENT' }, 'nothing ran');
+    // contain 0 is what the daemon does for such a run anyway: accepted.
+    const loose = await exchange(
+      extendedRequest([...args(['sh', '-c', 'ulimit -n']), ['contain', '0']]),
+      limited.path,
+    );
+    assert.equal(loose.stdout, '77\n');
+  } finally {
+    await limited.close();
+  }
+});
+
+test('exit-grace: the daemon ends a run whose descendant holds its pipes after that grace', {
+  skip: !reaperAvailable() && 'procsock_reaper is not built',
+}, async () => {
+  const logged = await startDaemon({ collectLog: true, killTimeout: 2000 });
+  const fifo = files.path('never-written');
+  try {
+    execFileSync('mkfifo', [fifo]);
+    // The descendant would print 'late' only once the fifo is written, which it never is.
+    const script = `(read x < ${fifo}; echo late) & echo early`;
+    const reply = await exchange(
+      extendedRequest([...args(['sh', '-c', script]), ['exit-grace', '0']]),
+      logged.path,
+    );
+    assert.equal(reply.stdout, 'early\n');
+    assert.equal(reasonOf(reply), 'exit');
+    assert.equal(usageOf(reply, 'descendantsStopped'), '1');
+    assert.ok(
+      logged.log.some((line) => line.includes('exit grace 0 ms')),
+      'the daemon took the client exit grace',
+    );
+    // Bounded by the daemon's kill timeout (2000 ms here).
+    const long = await exchange(
+      extendedRequest([...args(['true']), ['exit-grace', '2001']]),
+      logged.path,
+    );
+    assert.equal(
+      long.stderr,
+      "procsock: exit-grace 2001 ms is longer than this daemon's kill timeout (2000 ms), its bound\n",
+    );
+    assert.equal(reasonOf(long), 'policy-refused');
+    assert.ok(long.pairs.some(([type, data]) => type === 'refused' && data === 'exit-grace'));
+    const most = await exchange(
+      extendedRequest([...args(['true']), ['exit-grace', '2000']]),
+      logged.path,
+    );
+    assert.equal(reasonOf(most), 'exit');
+  } finally {
+    await logged.close();
+  }
+});
+
+test('contain and exit-grace are checked for form: a bad value closes that connection', async () => {
+  for (const field of [
+    ['contain', 'yes'],
+    ['exit-grace', '-1'],
+    ['exit-grace', '1.5'],
+  ] as Pair[]) {
+    const reply = await exchange(extendedRequest([...args(['true']), field]));
+    assert.deepEqual(
+      reply.pairs,
+      [['procsock', '1']],
+      `${field.join(' ')}: closed after the hello`,
+    );
+  }
 });
