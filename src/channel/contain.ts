@@ -38,25 +38,26 @@ export const REAPER_MISSING =
   'containment needs procsock_reaper, built with the native addon at install ' +
   '(python3, make and a C compiler; then npm rebuild procsock)';
 
-/** The argv that runs `file` (with `argv`) under the reaper. */
+/**
+ * What runs `file` under the reaper: the reaper's file, and the arguments that go before the
+ * program's own argv (`SpawnRequest.argvPrefix`: the argv itself is not copied).
+ */
 export function reaperArgv(
   file: string,
-  argv: readonly string[],
   timing: { exitGrace: number; killTimeout: number; detached: boolean; processGroup: boolean },
-): { file: string; argv: string[] } {
+): { file: string; argvPrefix: string[] } {
   const ms = (value: number) => String(Math.max(0, Math.round(value)));
   // Parent 0: a detached run sets no parent-death signal.
   const parent = timing.detached ? '0' : String(process.pid);
   return {
     file: REAPER,
-    argv: [
+    argvPrefix: [
       'procsock_reaper',
       parent,
       ms(timing.exitGrace),
       ms(timing.killTimeout),
       timing.processGroup ? '1' : '0', // the program leads a process group of its own
       file,
-      ...argv,
     ],
   };
 }

@@ -240,16 +240,17 @@ export class LocalChannel extends ProcessChannel {
     const backend = resolveSpawnBackend(options.spawnBackend);
     let child: SpawnedChild;
     const started = this.#contained
-      ? reaperArgv(options.file ?? this.argv[0]!, this.argv, {
+      ? reaperArgv(options.file ?? this.argv[0]!, {
           exitGrace: this.#exitGrace,
           killTimeout: this.#killTimeout,
           detached: options.detached ?? false,
           processGroup: this.#processGroup,
         })
-      : { file: options.file, argv: this.argv };
+      : { file: options.file, argvPrefix: undefined };
     try {
       child = backend.spawn({
-        argv: started.argv,
+        argv: this.argv,
+        argvPrefix: started.argvPrefix,
         file: started.file,
         report: this.#contained,
         detached: options.detached,

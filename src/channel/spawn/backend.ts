@@ -38,6 +38,12 @@ export interface SpawnLimits {
 export interface SpawnRequest {
   /** argv[0] is the program, looked up in the PATH of `env` unless it holds a `/`. */
   argv: readonly string[];
+  /**
+   * Arguments passed before `argv`: a wrapper's own (the reaper's, see channel/contain.ts).
+   * Kept apart so that the program's argv, which its channel holds anyway, is never copied
+   * for the child's lifetime: a daemon's program may have 65,536 arguments.
+   */
+  argvPrefix?: readonly string[];
   /** The file to execute instead of looking argv[0] up (argv[0] is still passed as given). */
   file?: string;
   cwd?: string;

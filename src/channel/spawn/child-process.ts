@@ -45,7 +45,10 @@ export const childProcessBackend: SpawnBackend = {
         'a local child process',
       );
     }
-    const [program, ...args] = request.argv as [string, ...string[]];
+    const [program, ...args] = [...(request.argvPrefix ?? []), ...request.argv] as [
+      string,
+      ...string[],
+    ];
     const child = spawn(request.file ?? program, args, {
       argv0: program,
       cwd: request.cwd,

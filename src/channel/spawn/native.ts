@@ -47,8 +47,8 @@ export const nativeBackend: SpawnBackend = {
   spawn(request: SpawnRequest): SpawnedChild {
     const native = loadAddon();
     if (!native) throw addonLoadError() ?? new Error('the native spawn addon is not available');
-    const { argv } = request;
-    const file = request.file ?? argv[0]!;
+    const { argv, argvPrefix } = request;
+    const file = request.file ?? argvPrefix?.[0] ?? argv[0]!;
     const errno = native.spawn(
       ...packSpawn(request, file),
       spawned,
@@ -57,13 +57,13 @@ export const nativeBackend: SpawnBackend = {
     );
     if (errno !== 0) {
       // Nothing was started: out of descriptors for the pipes, of memory, of processes.
-      const child = new NativeChild(undefined, file, argv);
+      const child = new NativeChild(undefined, file, argv, argvPrefix);
       const syscall = failedSyscall(spawned[0]!);
       process.nextTick(() => child.failed(-errno, syscall));
       return child;
     }
     // Started; whether it could exec is known when it is reaped (see native/spawn.c).
-    const child = new NativeChild(spawned[0]!, file, argv);
+    const child = new NativeChild(spawned[0]!, file, argv, argvPrefix);
     const lend = request.lendOutput ?? false;
     const terminal = request.terminal !== undefined;
     // PTY mode: stdin and stdout are the terminal's master; stderr too, then with no pipe (-1).

@@ -51,8 +51,9 @@ function rlimitTriples(limits: SpawnLimits | undefined): number[] | null {
 
 /** Throws as child_process does for a NUL byte in the file, an argument, env or cwd. */
 export function packSpawn(request: SpawnRequest, file: string): PackedSpawn {
-  const { argv } = request;
+  const { argv, argvPrefix = [] } = request;
   let fileAndArgv = checkNul('file', file);
+  for (const arg of argvPrefix) fileAndArgv += `\0${checkNul('args', arg)}`;
   for (const arg of argv) fileAndArgv += `\0${checkNul('args', arg)}`;
   let envText: string | null = null;
   let envCount = 0;
@@ -85,7 +86,7 @@ export function packSpawn(request: SpawnRequest, file: string): PackedSpawn {
     (request.detached || !isMainThread ? 0 : FLAG_DIE_WITH_PARENT);
   return [
     fileAndArgv,
-    argv.length,
+    argvPrefix.length + argv.length,
     envText,
     envCount,
     cwd,

@@ -21,14 +21,22 @@ export class NativeChild extends EventEmitter implements SpawnedChild, ExitListe
   /** wait4's CPU figures, set at the reap (see exits.ts for why not the peak RSS). */
   usage: ChildUsage | null = null;
   #file: string;
-  #args: readonly string[];
+  /** The request's, for error reports only: never copied (see `SpawnRequest.argvPrefix`). */
+  #argv: readonly string[];
+  #argvPrefix: readonly string[];
   #reaped = false;
 
-  constructor(pid: number | undefined, file: string, args: readonly string[]) {
+  constructor(
+    pid: number | undefined,
+    file: string,
+    argv: readonly string[],
+    argvPrefix: readonly string[] = [],
+  ) {
     super();
     this.pid = pid;
     this.#file = file;
-    this.#args = args;
+    this.#argv = argv;
+    this.#argvPrefix = argvPrefix;
   }
 
   exited(code: number | null, signal: NodeJS.Signals | null, usage: ChildUsage): void {
@@ -47,11 +55,10 @@ export class NativeChild extends EventEmitter implements SpawnedChild, ExitListe
   failed(errno: number, syscall?: string): void {
     this.#reaped = true;
     this.stdin?.destroy();
+    const args = [...this.#argvPrefix, ...this.#argv];
     this.emit(
       'error',
-      syscall
-        ? startError(errno, syscall, this.#file, this.#args)
-        : execError(errno, this.#file, this.#args),
+      syscall ? startError(errno, syscall, this.#file, args) : execError(errno, this.#file, args),
     );
   }
 
