@@ -148,6 +148,14 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
     return null;
   }
 
+  /**
+   * Ms a caller's wall-clock limit should wait past its `timeout` for the transport's own stop
+   * and report (a daemon that was sent the run's timeout); 0: the caller stops the program.
+   */
+  get timeoutGrace(): number {
+    return 0;
+  }
+
   /** Status, reason, usage and descendantsStopped together, from the exit on; null before. */
   get outcome(): RunOutcome | null {
     const status = this.#finalStatus;

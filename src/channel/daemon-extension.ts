@@ -38,6 +38,9 @@ export function extendedLaunch(request: LaunchRequest): ExtendedLaunch | null {
   // The whole terminal, decided here: the daemon's defaults are procsock's own anyway.
   const terminal = resolveTerminal(request.pty);
   if (terminal) fields.pty = terminal;
+  if (request.timeout !== undefined && request.timeout > 0 && Number.isFinite(request.timeout)) {
+    fields.timeout = wholeMs(request.timeout, 1);
+  }
   if (request.contain !== undefined) fields.contain = request.contain;
   // Whole milliseconds, from 0 (none) to the wire's longest.
   if (request.exitGrace !== undefined) fields.exitGrace = wholeMs(request.exitGrace, 0);
@@ -76,6 +79,7 @@ const OPTION_OF_FIELD: Record<string, string> = {
   'env-mode': 'env',
   'kill-group': 'processGroup',
   'kill-timeout': 'killTimeout',
+  timeout: 'timeout',
   contain: 'contain',
   'exit-grace': 'exitGrace',
   pty: 'pty',

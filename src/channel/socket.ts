@@ -60,6 +60,12 @@ void WIRE_REASONS_ARE_END_REASONS;
  */
 export const DEFAULT_MAX_REPLY_DATA = 16 * 1024 * 1024;
 
+/**
+ * How long past a run's timeout (plus its kill-timeout) a caller waits for the daemon's
+ * reply before it hangs up: the daemon's timer starts at the spawn, after the caller's.
+ */
+const TIMEOUT_REPLY_MARGIN = 1000;
+
 export interface SocketChannelOptions {
   /** Longest output netstring accepted from the daemon (streamed, not buffered). Default 16 MiB. */
   maxDataLength?: number;
@@ -158,6 +164,16 @@ export class SocketChannel extends ProcessChannel {
 
   override get descendantsStopped(): number | null {
     return this.#usage?.descendantsStopped ?? null;
+  }
+
+  /**
+   * Sent the run's timeout: the daemon stops the program at it (TERM, KILL after the
+   * kill-timeout) and replies with how it ended, so a caller's own limit waits that long more.
+   */
+  override get timeoutGrace(): number {
+    const fields = this.#extension?.fields;
+    if (fields?.timeout === undefined) return 0;
+    return (fields.killTimeout ?? 0) + TIMEOUT_REPLY_MARGIN;
   }
 
   override signal(name: string): boolean {

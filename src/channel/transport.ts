@@ -50,6 +50,12 @@ export interface LaunchRequest extends ProgramOptions {
    * needs it (a session that will call `signal()`); `'auto'` (default) only when one does.
    */
   readonly protocol?: 'auto' | 'procsock';
+  /**
+   * The call's own wall-clock limit in ms (run()'s `timeout`), which the caller enforces. A
+   * daemon transport that uses the protocol extension anyway sends it as the run's timeout
+   * too, so the daemon stops the program and reports its end (never a reason to extend).
+   */
+  readonly timeout?: number;
 }
 
 /** A transport made ready to start one program (a daemon connection, or nothing locally). */

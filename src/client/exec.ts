@@ -133,7 +133,7 @@ async function invoke(
   // known up front leave in one write.
   const channel = startChannel(
     launch,
-    { argv, ...programOptions(resolved), protocol: resolved.protocol },
+    { argv, ...programOptions(resolved), protocol: resolved.protocol, timeout: resolved.timeout },
     transport,
   );
   return execute(channel, executionPlan(argv, resolved, signal));

@@ -115,9 +115,11 @@ class Execution {
     plan.signal?.addEventListener('abort', onAbort, { once: true });
     if (plan.signal?.aborted) onAbort();
     if (hasDeadline(plan.timeout)) {
+      // A daemon that was sent the timeout stops the program itself and says how it ended;
+      // this timer is then the backstop.
       this.#wallTimer = setTimeout(
         () => this.#fail(this.#timeoutError('timeout'), 'timeout'),
-        plan.timeout,
+        plan.timeout + channel.timeoutGrace,
       );
     }
     this.#armTimer();
@@ -138,6 +140,11 @@ class Execution {
     this.#flushDecoders();
     // The call is done when the consumer is too: wait for callbacks still working.
     while (this.#callbacksSettled.size > 0) await Promise.all(this.#callbacksSettled);
+    // The transport stopped the program at the call's own timeout (see timeoutGrace).
+    if (!this.#failure && this.#channel.reason === 'timeout' && hasDeadline(this.#plan.timeout)) {
+      this.#failure = this.#timeoutError('timeout');
+      this.#stopReason = 'timeout';
+    }
     if (this.#failure) throw this.#withResult(this.#failure);
     return this.#result();
   }

@@ -10,8 +10,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
 import { createExec, run } from '../../src/client/exec.js';
+import type { ExecResult } from '../../src/client/execute.js';
 import { connect } from '../../src/client/session.js';
-import { UnsupportedOptionError } from '../../src/errors.js';
+import { type ProcsockError, UnsupportedOptionError } from '../../src/errors.js';
 import { Shell } from '../../src/shell/shell.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { DAEMON_DESCENDANTS_STOPPED, withoutUsage } from '../helpers/outcome.js';
@@ -279,4 +280,35 @@ test('detached through a daemon is refused with why and what to do; nothing runs
     });
   }
   assert.equal(existsSync(marker), false, 'nothing ran');
+});
+
+test("an extended call's timeout is the daemon's too: error.result has the status, reason and usage", async () => {
+  const [error, result] = await run(['sh', '-c', 'echo started; exec sleep 30'], {
+    socket: daemon.path,
+    cwd: '/',
+    timeout: 300,
+  }).then(
+    () => assert.fail('the call should time out'),
+    (error: ProcsockError) => [error, error.result as ExecResult] as const,
+  );
+  assert.equal(error.code, 'PROCSOCK_TIMEOUT');
+  assert.match(error.message, /did not finish within 300 ms \(timeout\)/);
+  assert.deepEqual(
+    [result.stdout, result.exitCode, result.termSignal, result.reason],
+    ['started\n', null, 'TERM', 'timeout'],
+  );
+  assert.equal(typeof result.usage?.wallTime, 'number');
+  // A timeout the daemon cannot give (longer than its -t) is refused, never cut short.
+  const short = await startDaemon({ timeout: 1000 });
+  try {
+    await assert.rejects(run(['true'], { socket: short.path, cwd: '/', timeout: 1001 }), {
+      code: 'PROCSOCK_UNSUPPORTED',
+      option: 'timeout',
+      message: /longer than this daemon's deadline \(1000 ms\)/,
+    });
+    // A plain call is not extended for its timeout: the daemon's deadline is not asked about.
+    assert.equal((await run(['true'], { socket: short.path, timeout: 1001 })).exitCode, 0);
+  } finally {
+    await short.close();
+  }
 });
