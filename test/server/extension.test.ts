@@ -441,7 +441,7 @@ test('a daemon with the extension off answers its opening as sockexec would: clo
   }
 });
 
-test('procsock serve --client-env / --client-cwd set the policy knobs', async () => {
+test('procsock serve --client-env / --client-cwd / --client-no-contain set the policy knobs', async () => {
   const { parseServeArgs } = await import('../../src/cli/serve.js');
   const command = parseServeArgs([
     '--client-env',
@@ -455,8 +455,11 @@ test('procsock serve --client-env / --client-cwd set the policy knobs', async ()
   assert.deepEqual(command.options.policy?.clientEnv, ['FOO', 'BAR']);
   assert.equal(command.options.policy?.clientCwd, 'none');
   assert.equal(command.options.extension, undefined, 'the default: spoken');
+  assert.equal(command.options.policy?.clientUncontained, undefined, 'the default: refused');
   const off = parseServeArgs(['--no-extension', '/tmp/x.sock']);
   assert.equal(off.kind === 'serve' && off.options.extension, false);
+  const lenient = parseServeArgs(['--client-no-contain', '/tmp/x.sock']);
+  assert.equal(lenient.kind === 'serve' && lenient.options.policy?.clientUncontained, true);
 });
 
 /** The value of one `usage` key, or undefined when the daemon sent none. */
