@@ -447,12 +447,17 @@ export class Shell {
   async #open(): Promise<ProcessChannel> {
     const { cwd, env, killTimeout } = this.#options;
     const launch = await this.#transport.prepare();
-    const processGroup = launch.honours('processGroup') || undefined;
-    // Where the transport can (locally): contained, and a shell's exit ends its session at
-    // once — jobs holding its pipes are not waited for.
-    const local = launch.honours('contain');
-    const contain = local ? (this.#options.contain ?? reaperAvailable()) : undefined;
-    const exitGrace = launch.honours('exitGrace') ? 0 : undefined;
+    // Locally: a process group of its own, contained, and a shell's exit ends its session at
+    // once — jobs holding its pipes are not waited for. Through a daemon, only what the caller
+    // set: the daemon decides these for all its programs, and asking would need the protocol
+    // extension, which a plain sockexec daemon (the C one) does not speak.
+    const local = launch.socket === undefined;
+    const processGroup = (local && launch.honours('processGroup')) || undefined;
+    const contain =
+      local && launch.honours('contain')
+        ? (this.#options.contain ?? reaperAvailable())
+        : this.#options.contain;
+    const exitGrace = local && launch.honours('exitGrace') ? 0 : undefined;
     const request: LaunchRequest = {
       argv: this.#argv,
       cwd,

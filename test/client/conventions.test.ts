@@ -193,6 +193,20 @@ describe('options a transport cannot carry out', () => {
     assert.ok(!existsSync(file), 'no program ran');
   });
 
+  test('a Shell that sets nothing extra works through a plain daemon (plain requests only)', async () => {
+    // Locally a Shell asks for a process group, containment and no exit grace; through a
+    // daemon those are the daemon's to decide, so asking must not need the extension.
+    for (const program of ['sh', 'bash']) {
+      const shell = Shell.posix({ program, transport: { socket: plain.path } });
+      await shell.start(5000);
+      assert.deepEqual(
+        { ...(await shell.run('echo hi; (exit 3)')) },
+        { command: 'echo hi; (exit 3)', exitCode: 3, stdout: 'hi\n', stderr: '' },
+      );
+      await shell.stop(5000);
+    }
+  });
+
   test('the same options are honoured locally', async () => {
     const result = await run(['sh', '-c', 'pwd; echo "$GREETING"'], {
       cwd: '/usr',
