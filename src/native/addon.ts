@@ -17,6 +17,19 @@ export { addonReport, nativeUnavailableReason, runtimeLibc } from './locate.js';
 /** The addon's handle of an open output pipe (native/pipe.c). */
 export type PipeHandle = { readonly __pipe: unique symbol };
 
+/** A spawn request as spawn()'s leading arguments (channel/spawn/native/arguments.ts packs it). */
+export type PackedSpawn = [
+  fileAndArgv: string,
+  argc: number,
+  env: string | null,
+  envCount: number,
+  cwd: string | null,
+  flags: number,
+  uid: number,
+  gid: number,
+  rlimits: number[] | null,
+];
+
 /** Every call the addon exports (native/module.c's table). */
 export interface Addon {
   init(
@@ -26,18 +39,12 @@ export interface Addon {
     isWorker: boolean,
   ): string;
   spawn(
-    fileAndArgv: string,
-    argc: number,
-    env: string | null,
-    envCount: number,
-    cwd: string | null,
-    flags: number,
-    uid: number,
-    gid: number,
-    rlimits: number[] | null,
-    out: Int32Array,
-    killGraceMs: number,
-    window?: [columns: number, rows: number],
+    ...args: [
+      ...request: PackedSpawn,
+      out: Int32Array,
+      killGraceMs: number,
+      window?: [columns: number, rows: number],
+    ]
   ): number;
   closeFd(fd: number): void;
   releaseFd(fd: number): void;

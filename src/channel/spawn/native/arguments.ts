@@ -1,6 +1,7 @@
 /** A `SpawnRequest` packed into the flat arguments of the addon's spawn() (native/spawn.c). */
 import { isMainThread } from 'node:worker_threads';
 import { DEFAULT_KILL_TIMEOUT } from '../../../core/limits.js';
+import type { PackedSpawn } from '../../../native/addon.js';
 import type { SpawnLimits, SpawnRequest } from '../backend.js';
 import { invalidArgument } from './errors.js';
 
@@ -18,19 +19,6 @@ const FLAG_TERMINAL_RAW = 128;
 
 /** Linux resource numbers (the same on every architecture Node runs on). */
 const RLIMIT = { cpuSeconds: 0, processes: 6, openFiles: 7, addressSpace: 9 } as const;
-
-/** spawn()'s arguments but `out`, in its order. */
-export type PackedSpawn = [
-  fileAndArgv: string,
-  argc: number,
-  env: string | null,
-  envCount: number,
-  cwd: string | null,
-  flags: number,
-  uid: number,
-  gid: number,
-  rlimits: number[] | null,
-];
 
 function checkNul(name: string, value: string): string {
   if (value.includes('\0')) throw invalidArgument(name, value);
