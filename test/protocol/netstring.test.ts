@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { LimitError, ProtocolError } from '../../src/errors.js';
 import { encodeNetstring, NetstringDecoder, netstringParts } from '../../src/protocol/netstring.js';
+import { split } from '../helpers/split.js';
 
 /** Decodes `input` fed as the given chunks; returns the payloads. */
 function decode(chunks: Buffer[], maxLength = 1 << 20): Buffer[] {
@@ -21,19 +22,6 @@ function decode(chunks: Buffer[], maxLength = 1 << 20): Buffer[] {
   for (const chunk of chunks) decoder.push(chunk);
   assert.equal(decoder.atBoundary, true, 'input ended inside a netstring');
   return payloads;
-}
-
-/** Cuts `input` at the given offsets (any order, duplicates allowed). */
-function split(input: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((cut) => cut % (input.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let start = 0;
-  for (const point of points) {
-    chunks.push(input.subarray(start, point));
-    start = point;
-  }
-  chunks.push(input.subarray(start));
-  return chunks;
 }
 
 const payloads = fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 12 });
