@@ -17,6 +17,7 @@
  *     output* ──► exit ──► close          the program ran to its end
  *     output* ──► error ──► close         the transport failed (socket only)
  *     destroy() ───────────► close        the owner gave up; nothing else is emitted
+ *     stop(cause) ─────────► close        the same, but the end is still learnt (finalStatus)
  *
  * Flow control mirrors `net.Socket`: `write` returns false when stdin is full (wait for
  * `'drain'`), and `pause`/`resume` stop and restart output, so a slow consumer makes the
@@ -25,6 +26,7 @@
 import { EventEmitter } from 'node:events';
 import type { ExitStatus, OutputChunk, OutputType } from '../core/output.js';
 import type { ProcsockError } from '../errors.js';
+import type { StopCause } from '../protocol/extension.js';
 import { type EndReason, naturalEnd, type ResourceUsage, type RunOutcome } from './usage.js';
 
 export interface ProcessChannelEvents {
@@ -148,14 +150,6 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
     return null;
   }
 
-  /**
-   * Ms a caller's wall-clock limit should wait past its `timeout` for the transport's own stop
-   * and report (a daemon that was sent the run's timeout); 0: the caller stops the program.
-   */
-  get timeoutGrace(): number {
-    return 0;
-  }
-
   /** Status, reason, usage and descendantsStopped together, from the exit on; null before. */
   get outcome(): RunOutcome | null {
     const status = this.#finalStatus;
@@ -186,6 +180,26 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
   destroy(): void {
     if (this.#destroyed || this.#closed) return;
     this.#destroyed = true;
+    this.destroyResources();
+  }
+
+  /**
+   * Gives up on the program for a cause of the owner's (its timeout, idle timeout, output
+   * limit, an abort) as `destroy()` does — no more events but `'close'` — but so that its end
+   * is still learnt where this channel can learn it: by `'close'`, `finalStatus`, `usage` and
+   * `descendantsStopped` say how it ended. A local child is stopped and reaped (that is
+   * `destroy()`); a daemon session in the protocol extension asks the daemon to stop it (the
+   * `stop` message, carrying `cause`) and waits for its reply; a plain sockexec session can
+   * only hang up. Idempotent, and a no-op after `destroy()`.
+   */
+  stop(cause: StopCause): void {
+    if (this.#destroyed || this.#closed) return;
+    this.#destroyed = true;
+    this.stopResources(cause);
+  }
+
+  /** What `stop()` does past the common part; by default what `destroy()` does. */
+  protected stopResources(_cause: StopCause): void {
     this.destroyResources();
   }
 

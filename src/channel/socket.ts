@@ -2,9 +2,10 @@
  * The daemon transport: `daemonTransport(path)` connects to a sockexec-protocol daemon
  * (procsock's or the C sockexec), and each program it starts is a `SocketChannel`, one
  * connection. A channel behaves like `LocalChannel`; the differences are those of the
- * protocol: there is no pid, and the only way to stop the program is to hang up (the
- * daemon then sends TERM, and KILL after its grace). The plain protocol carries argv and
- * stdin only; a program that needs more (cwd, env, processGroup, killTimeout, signals) is
+ * protocol: there is no pid, and in the plain protocol the only way to stop the program is to
+ * hang up (the daemon then sends TERM, and KILL after its grace, and tells nobody how it
+ * ended). The plain protocol carries argv and stdin only; a program that needs more (cwd,
+ * env, processGroup, killTimeout, signals, a stop whose end is reported) is
  * started through the protocol extension instead (./daemon-extension.ts), which a procsock
  * daemon honours and any other daemon refuses at once: then the channel fails with an
  * `UnsupportedOptionError` saying so, nothing having run.
@@ -27,8 +28,10 @@ import {
   encodeExtendedRequest,
   encodeSignalMessage,
   encodeStdinMessage,
+  encodeStopMessage,
   encodeWindowMessage,
   STDIN_END_MESSAGE,
+  type StopCause,
   type WireReason,
   type WireUsage,
 } from '../protocol/extension.js';
@@ -52,6 +55,10 @@ const WIRE_REASONS_ARE_END_REASONS: [
   ? true
   : never = true;
 void WIRE_REASONS_ARE_END_REASONS;
+/** A client's stop causes are end reasons too: the daemon reports them back as the reason. */
+const STOP_CAUSES_ARE_END_REASONS: [Exclude<StopCause, EndReason>] extends [never] ? true : never =
+  true;
+void STOP_CAUSES_ARE_END_REASONS;
 
 /**
  * Longest output netstring a client accepts from a daemon (16 MiB). Output is streamed,
@@ -61,10 +68,11 @@ void WIRE_REASONS_ARE_END_REASONS;
 export const DEFAULT_MAX_REPLY_DATA = 16 * 1024 * 1024;
 
 /**
- * How long past a run's timeout (plus its kill-timeout) a caller waits for the daemon's
- * reply before it hangs up: the daemon's timer starts at the spawn, after the caller's.
+ * After a `stop`, how long the client waits for the daemon's `stopping` (from the last data
+ * received: output queued before it still arrives), and past the KILL time it announces for
+ * the end, before it hangs up. Only a daemon that stopped answering waits this long.
  */
-const TIMEOUT_REPLY_MARGIN = 1000;
+const STOP_REPLY_MARGIN = 5000;
 
 export interface SocketChannelOptions {
   /** Longest output netstring accepted from the daemon (streamed, not buffered). Default 16 MiB. */
@@ -88,6 +96,10 @@ export class SocketChannel extends ProcessChannel {
   /** Extended: the header field the daemon refused the run for, and what it said on stderr. */
   #refused: string | null = null;
   #said = '';
+  /** After stop(): hangs up if the daemon does not answer (see STOP_REPLY_MARGIN). */
+  #backstop: NodeJS.Timeout | null = null;
+  /** After stop(): the daemon's `stopping` arrived (the backstop is then its KILL time). */
+  #stopping = false;
 
   /**
    * Sends argv on an already connected socket; the daemon starts the program when it has
@@ -119,6 +131,10 @@ export class SocketChannel extends ProcessChannel {
           this.#usage = usage;
           this.#refused = refused;
         },
+        onStopping: (ms) => {
+          this.#stopping = true;
+          this.#armBackstop(ms + STOP_REPLY_MARGIN);
+        },
       },
       {
         maxDataLength: options.maxDataLength ?? DEFAULT_MAX_REPLY_DATA,
@@ -135,6 +151,7 @@ export class SocketChannel extends ProcessChannel {
       else this.#fail(closedError('the connection to the daemon failed', error));
     });
     socket.on('close', () => {
+      if (this.#backstop) clearTimeout(this.#backstop);
       this.#onEnd();
       this.emitClose();
     });
@@ -146,7 +163,7 @@ export class SocketChannel extends ProcessChannel {
    * protocol does not tell a deadline's TERM from any other.
    */
   override get reason(): EndReason | null {
-    if (this.exitStatus === null || this.#reason === null) return super.reason;
+    if (this.finalStatus === null || this.#reason === null) return super.reason;
     return this.#reason as EndReason;
   }
 
@@ -164,16 +181,6 @@ export class SocketChannel extends ProcessChannel {
 
   override get descendantsStopped(): number | null {
     return this.#usage?.descendantsStopped ?? null;
-  }
-
-  /**
-   * Sent the run's timeout: the daemon stops the program at it (TERM, KILL after the
-   * kill-timeout) and replies with how it ended, so a caller's own limit waits that long more.
-   */
-  override get timeoutGrace(): number {
-    const fields = this.#extension?.fields;
-    if (fields?.timeout === undefined) return 0;
-    return (fields.killTimeout ?? 0) + TIMEOUT_REPLY_MARGIN;
   }
 
   override signal(name: string): boolean {
@@ -206,6 +213,8 @@ export class SocketChannel extends ProcessChannel {
   }
 
   #onData(chunk: Buffer): void {
+    // Stopped, and the daemon is still sending what it had queued: it is alive, wait on.
+    if (this.#backstop && !this.#stopping) this.#backstop.refresh();
     try {
       this.#decoder.push(chunk);
     } catch (error) {
@@ -264,6 +273,30 @@ export class SocketChannel extends ProcessChannel {
 
   protected destroyResources(): void {
     this.socket.destroy();
+  }
+
+  /**
+   * In the extension: `stop CAUSE`, then read on (output is no longer emitted) until the
+   * daemon's reply ends the connection — its end is the result's. The daemon answers with
+   * when KILL follows; a daemon that does not answer is hung up on after STOP_REPLY_MARGIN.
+   * Plain: a hang-up, the only stop there is (the daemon sends TERM and tells nobody).
+   */
+  protected override stopResources(cause: StopCause): void {
+    const socket = this.socket;
+    if (this.#extension === null || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // With the exit already here, the close follows: nothing to ask.
+    if (this.#status === null) socket.write(encodeStopMessage(cause));
+    socket.resume();
+    this.#armBackstop(STOP_REPLY_MARGIN);
+  }
+
+  #armBackstop(ms: number): void {
+    if (this.#backstop) clearTimeout(this.#backstop);
+    if (this.closed) return;
+    this.#backstop = setTimeout(() => this.socket.destroy(), ms);
   }
 }
 
@@ -360,13 +393,22 @@ class DaemonLaunch implements Launch {
 /** Connects to a daemon socket, turning system errors into a `ConnectError` that says what to do. */
 export function connectToDaemon(path: string, signal?: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ path, signal });
-    const onError = (error: NodeJS.ErrnoException) => {
+    // Not net.connect's own `signal`: that one destroys the socket on abort for as long as it
+    // lives, so a call's abort would hang up on the daemon instead of asking it to stop.
+    const socket = connect({ path });
+    const onAbort = () => {
       socket.destroy();
-      reject(error.name === 'AbortError' ? error : connectError(path, error));
+      reject(abortError(signal!));
     };
+    const onError = (error: NodeJS.ErrnoException) => {
+      signal?.removeEventListener('abort', onAbort);
+      socket.destroy();
+      reject(connectError(path, error));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('error', onError);
     socket.once('connect', () => {
+      signal?.removeEventListener('abort', onAbort);
       socket.off('error', onError);
       resolve(socket);
     });

@@ -12,6 +12,7 @@ import type { EndReason, ResourceUsage } from '../channel/usage.js';
 import { hasDeadline } from '../core/limits.js';
 import type { OutputChunk, OutputType } from '../core/output.js';
 import { abortError, LimitError, type ProcsockError, TimeoutError } from '../errors.js';
+import type { StopCause } from '../protocol/extension.js';
 import { drainOrClose } from '../util/drain.js';
 
 export type Encoding = 'utf8' | 'buffer';
@@ -115,11 +116,9 @@ class Execution {
     plan.signal?.addEventListener('abort', onAbort, { once: true });
     if (plan.signal?.aborted) onAbort();
     if (hasDeadline(plan.timeout)) {
-      // A daemon that was sent the timeout stops the program itself and says how it ended;
-      // this timer is then the backstop.
       this.#wallTimer = setTimeout(
         () => this.#fail(this.#timeoutError('timeout'), 'timeout'),
-        plan.timeout + channel.timeoutGrace,
+        plan.timeout,
       );
     }
     this.#armTimer();
@@ -140,7 +139,7 @@ class Execution {
     this.#flushDecoders();
     // The call is done when the consumer is too: wait for callbacks still working.
     while (this.#callbacksSettled.size > 0) await Promise.all(this.#callbacksSettled);
-    // The transport stopped the program at the call's own timeout (see timeoutGrace).
+    // A daemon that was sent the call's timeout stopped the program at it before this timer did.
     if (!this.#failure && this.#channel.reason === 'timeout' && hasDeadline(this.#plan.timeout)) {
       this.#failure = this.#timeoutError('timeout');
       this.#stopReason = 'timeout';
@@ -308,13 +307,16 @@ class Execution {
    * `reason`: the call's own cause, for the error's result (output collected so far is kept
    * for it: at most `maxBuffer` per stream).
    */
-  #fail(error: Error, reason: EndReason | null = null): void {
+  #fail(error: Error, reason: StopCause | null = null): void {
     if (this.#failure) return;
     this.#failure = error;
     this.#stopReason = reason;
     this.#disarmTimer();
     if (this.#wallTimer) clearTimeout(this.#wallTimer);
-    this.#channel.destroy();
+    // The call's own cause: stopped so that the end is still learnt (through a daemon in the
+    // extension, the daemon stops it and replies). A callback's error just gives up on it.
+    if (reason === null) this.#channel.destroy();
+    else this.#channel.stop(reason);
   }
 }
 

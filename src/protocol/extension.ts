@@ -8,9 +8,10 @@
  *                      env-mode, timeout, kill-timeout, max-output, kill-group, contain,
  *                      exit-grace, pty, pty-columns, pty-rows, pty-stderr, pty-raw; then `0:,`
  *            messages  (type, data) pairs: `stdin` DATA (empty data closes stdin), `signal` NAME,
- *                      `window` COLUMNSxROWS
+ *                      `window` COLUMNSxROWS, `stop` CAUSE (the client's own limit or abort)
  *   server → hello     `8:procsock,1:1,`, at once
  *            output    `stdout`/`stderr` pairs, as in the plain protocol
+ *            stopping  `stopping` MS, once, answering the first `stop`: KILL follows within MS
  *            end       [`refused` FIELD], `reason` REASON, `usage` "key=value …", the exit pair; close
  *
  * Why that opening: a plain request starts with a netstring holding a decimal count, so a
@@ -46,12 +47,26 @@ export function openingVersion(payload: string): number | null {
   return /^[1-9][0-9]{0,2}$/.test(digits) ? Number(digits) : null;
 }
 
+/**
+ * Why a client stops its own run (the `stop` message): its wall-clock `timeout`, its
+ * `idle-timeout`, its `output-limit` (maxBuffer), or an `abort`. The daemon stops the program
+ * as at its own deadline and reports this cause as the run's reason.
+ */
+export const STOP_CAUSES = ['timeout', 'idle-timeout', 'abort', 'output-limit'] as const;
+export type StopCause = (typeof STOP_CAUSES)[number];
+
+function isStopCause(text: string): text is StopCause {
+  return (STOP_CAUSES as readonly string[]).includes(text);
+}
+
 /** Why a run ended, as the daemon reports it to extended clients (and in its audit log). */
 export type WireReason =
   | 'exit'
   | 'signal'
   | 'deadline'
   | 'timeout'
+  | 'idle-timeout'
+  | 'abort'
   | 'output-limit'
   | 'stdin-limit'
   | 'hangup'
@@ -114,6 +129,8 @@ export interface ExtendedRequestHandler {
   onSignal(name: string): void;
   /** A new window size for the program's terminal, each side from 1 to 65535. */
   onWindow(columns: number, rows: number): void;
+  /** The client stops its run for one of its own causes (checked: one of `STOP_CAUSES`). */
+  onStop(cause: StopCause): void;
 }
 
 /** Limits of the fields that the plain request's limits do not already cover. */
@@ -152,7 +169,7 @@ const SINGLE_FIELDS = new Set([
   'pty-raw',
 ]);
 
-type Phase = 'guard' | 'name' | 'value' | 'type' | 'stdin' | 'signal' | 'window';
+type Phase = 'guard' | 'name' | 'value' | 'type' | 'stdin' | 'signal' | 'window' | 'stop';
 
 /**
  * The extended request after its opening, as a consumer of netstring pieces: the plain
@@ -194,7 +211,8 @@ export class ExtendedRequestParser {
       this.#phase === 'type' ||
       this.#phase === 'stdin' ||
       this.#phase === 'signal' ||
-      this.#phase === 'window'
+      this.#phase === 'window' ||
+      this.#phase === 'stop'
     );
   }
 
@@ -227,6 +245,9 @@ export class ExtendedRequestParser {
         return;
       case 'window':
         this.#onWindow(payload.toString('latin1'));
+        return;
+      case 'stop':
+        this.#onStop(payload.toString('latin1'));
         return;
     }
   }
@@ -427,6 +448,9 @@ export class ExtendedRequestParser {
     } else if (type === 'window') {
       this.#phase = 'window';
       this.#setMaxLength(EXTENSION_LIMITS.maxWindow);
+    } else if (type === 'stop') {
+      this.#phase = 'stop';
+      this.#setMaxLength(EXTENSION_LIMITS.maxName);
     } else {
       throw violation(`unknown message type ${JSON.stringify(type)}`);
     }
@@ -462,6 +486,15 @@ export class ExtendedRequestParser {
     this.#phase = 'type';
     this.#setMaxLength(EXTENSION_LIMITS.maxName);
     this.#handler.onWindow(windowSide('window', match[1]!), windowSide('window', match[2]!));
+  }
+
+  #onStop(cause: string): void {
+    if (!isStopCause(cause)) {
+      throw violation(`bad stop cause ${JSON.stringify(cause)} (${STOP_CAUSES.join(', ')})`);
+    }
+    this.#phase = 'type';
+    this.#setMaxLength(EXTENSION_LIMITS.maxName);
+    this.#handler.onStop(cause);
   }
 
   #take(): Buffer {
@@ -565,6 +598,11 @@ export function encodeSignalMessage(name: string): Buffer {
   return Buffer.concat([encodeNetstring('signal'), encodeNetstring(name)]);
 }
 
+/** Asks the daemon to stop the program for one of the client's own causes. */
+export function encodeStopMessage(cause: StopCause): Buffer {
+  return Buffer.concat([encodeNetstring('stop'), encodeNetstring(cause)]);
+}
+
 // ---------------------------------------------------------------- the reply's extras
 
 /** The hello pair, the daemon's first bytes to an extended client. */
@@ -587,6 +625,24 @@ export function encodeRunEnd(reason: WireReason, usage: WireUsage, refused?: str
     encodeNetstring('usage'),
     encodeNetstring(tokens.join(' ')),
   ]);
+}
+
+/**
+ * The answer to a client's first `stop`: the program has been sent TERM (now, or already by
+ * another cause), and KILL follows within `ms` — the run's kill timeout — so a client knows
+ * how long to wait for the end before it gives up on the daemon.
+ */
+export function encodeStopping(ms: number): Buffer {
+  return Buffer.concat([encodeNetstring('stopping'), encodeNetstring(String(ms))]);
+}
+
+/** A `stopping` payload: whole ms, 0 to MAX_TIMER. */
+export function parseStopping(text: string): number {
+  const ms = /^(0|[1-9][0-9]{0,9})$/.test(text) ? Number(text) : -1;
+  if (ms < 0 || ms > MAX_TIMER) {
+    throw new ProtocolError(`the daemon sent a bad stopping time ${JSON.stringify(text)}`);
+  }
+  return ms;
 }
 
 /** Longest `usage` payload a client accepts. */

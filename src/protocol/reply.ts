@@ -6,7 +6,8 @@
  *   termsig                     signal name without SIG, when a signal killed it
  *
  * then the server closes the connection. An extended reply (./extension.ts) opens with the
- * `procsock` hello pair and has `reason` and `usage` pairs right before the exit pair.
+ * `procsock` hello pair, may have a `stopping` pair (the answer to a client's `stop`), and
+ * has `reason` and `usage` pairs right before the exit pair.
  */
 import { type ExitStatus, exitedWith, killedBy, type OutputType } from '../core/output.js';
 import { ProtocolError } from '../errors.js';
@@ -14,6 +15,7 @@ import {
   EXTENSION_VERSION,
   MAX_USAGE_LENGTH,
   parseReason,
+  parseStopping,
   parseUsage,
   type WireReason,
   type WireUsage,
@@ -52,6 +54,8 @@ export interface ReplyHandler {
    * names the header field (cwd, env…) when the run was refused for one of the client's options.
    */
   onRunEnd?(reason: WireReason | null, usage: WireUsage | null, refused: string | null): void;
+  /** Extended replies: the daemon took the client's `stop`; KILL follows within `ms`. */
+  onStopping?(ms: number): void;
 }
 
 export interface ReplyLimits {
@@ -72,7 +76,8 @@ type Expecting =
   | 'procsock'
   | 'refused'
   | 'reason'
-  | 'usage';
+  | 'usage'
+  | 'stopping';
 
 /** Incremental parser of a reply stream, for clients. */
 export class ReplyDecoder {
@@ -153,6 +158,7 @@ export class ReplyDecoder {
       case 'refused':
       case 'reason':
       case 'usage':
+      case 'stopping':
         if (!this.#extended || this.#exited || (type === 'procsock') === this.#hello) break;
         this.#expect(type);
         return;
@@ -160,7 +166,7 @@ export class ReplyDecoder {
     throw new ProtocolError(`the server sent an unexpected reply type ${JSON.stringify(type)}`);
   }
 
-  #onExtra(kind: 'procsock' | 'refused' | 'reason' | 'usage', text: string): void {
+  #onExtra(kind: 'procsock' | 'refused' | 'reason' | 'usage' | 'stopping', text: string): void {
     this.#expect('type');
     if (kind === 'procsock') {
       if (!/^[1-9][0-9]{0,2}$/.test(text) || Number(text) > EXTENSION_VERSION) {
@@ -177,6 +183,8 @@ export class ReplyDecoder {
       this.#refused = text;
     } else if (kind === 'reason') {
       this.#reason = parseReason(text);
+    } else if (kind === 'stopping') {
+      this.#handler.onStopping?.(parseStopping(text));
     } else {
       this.#usage = parseUsage(text);
     }
@@ -210,7 +218,8 @@ export class ReplyDecoder {
               next === 'termsig' ||
               next === 'procsock' ||
               next === 'reason' ||
-              next === 'refused'
+              next === 'refused' ||
+              next === 'stopping'
             ? MAX_STATUS_LENGTH
             : this.#maxDataLength;
   }

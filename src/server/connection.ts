@@ -21,7 +21,8 @@
  *
  * A client that opens with the protocol extension (src/protocol/extension.ts) gets the hello
  * at once, its per-run options checked in ./extension.ts, signals delivered while the
- * program runs, and `reason` and `usage` before the exit pair. Every connection keeps the
+ * program runs, its own stops (`stop`: its timeout, an abort…) carried out as the deadline's
+ * are and answered with `stopping`, and `reason` and `usage` before the exit pair. Every connection keeps the
  * reason its run ended for the audit log; only extended clients are sent it.
  */
 import type { Socket } from 'node:net';
@@ -44,6 +45,8 @@ import {
   type ExtendedRequestHandler,
   encodeHello,
   encodeRunEnd,
+  encodeStopping,
+  type StopCause,
   type WireReason,
   type WireUsage,
 } from '../protocol/extension.js';
@@ -85,6 +88,10 @@ export class Connection {
   #runTimer: NodeJS.Timeout | null = null;
   /** The header field an extended run was refused for. */
   #refusedField: string | undefined;
+  /** The running program's kill timeout (an extended run may have its own). */
+  #killTimeout: number;
+  /** Set once the client stopped its run: its further output is dropped, a later stop ignored. */
+  #clientStopped = false;
 
   constructor(
     socket: Socket,
@@ -116,6 +123,7 @@ export class Connection {
       this.#resolveClosed = resolve;
     });
     this.#maxOutput = options.policy.options.maxOutputBytes;
+    this.#killTimeout = options.killTimeout;
     this.#decoder = new RequestDecoder(
       {
         onArgs: (argv) => {
@@ -232,6 +240,7 @@ export class Connection {
       onStdinEnd: () => this.#channel?.end(),
       onSignal: (name) => this.#signal(name),
       onWindow: (columns, rows) => this.#resize(columns, rows),
+      onStop: (cause) => this.#clientStop(cause),
     };
   }
 
@@ -275,6 +284,28 @@ export class Connection {
     channel.resize(columns, rows);
   }
 
+  /**
+   * The client stops its run for a cause of its own: the program is stopped as at the deadline
+   * (TERM, KILL after the run's kill timeout, descendants with it when contained), its further
+   * output dropped (the client gave up on it; the pipes are still read so it cannot block), and
+   * the client told when KILL follows, so it waits for the end instead of hanging up. The
+   * cause is the run's reason unless another came first. Only the first stop is answered (a
+   * client that repeats it without reading gets no growing reply); a run already ending gets
+   * none: its end is on the way.
+   */
+  #clientStop(cause: StopCause): void {
+    const channel = this.#channel;
+    if (this.#state !== 'running' || channel === null || channel.closed || this.#clientStopped) {
+      return;
+    }
+    this.#clientStopped = true;
+    this.#stopReason ??= cause;
+    channel.resume();
+    this.#socket.write(encodeStopping(this.#killTimeout));
+    this.#terminate(`the client stopped the run (${cause})`);
+    this.#dropAfter(2 * this.#killTimeout);
+  }
+
   #onRunTimeout(): void {
     this.#runTimer = null;
     if (this.#state !== 'running') return;
@@ -312,6 +343,7 @@ export class Connection {
     });
     this.#record.pid = channel.pid ?? null;
     this.#channel = channel;
+    this.#killTimeout = run.killTimeout;
     this.#state = 'running';
     channel.on('output', (chunk) => this.#guard(() => this.#onOutput(chunk)));
     channel.on('drain', () => this.#guard(() => this.#onStdinDrain()));
@@ -374,7 +406,7 @@ export class Connection {
   }
 
   #onOutput(chunk: OutputChunk): void {
-    if (this.#state !== 'running' || this.#outputCapped) return;
+    if (this.#state !== 'running' || this.#outputCapped || this.#clientStopped) return;
     const max = this.#maxOutput;
     let data = chunk.data;
     const over = max !== undefined && this.#record.bytesOut + data.length > max;
@@ -518,7 +550,7 @@ export class Connection {
     this.#socket.destroy();
     if (channel && !channel.closed) {
       this.#log(
-        `sending TERM to pid ${channel.programPid ?? channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
+        `sending TERM to pid ${channel.programPid ?? channel.pid}, KILL in ${this.#killTimeout} ms if it lives`,
       );
       channel.destroy();
       this.#logKill(channel);
@@ -561,7 +593,7 @@ export class Connection {
     const channel = this.#channel;
     if (channel === null || channel.closed) return;
     this.#log(
-      `${why}: sending TERM to pid ${channel.programPid ?? channel.pid}, KILL in ${this.#options.killTimeout} ms if it lives`,
+      `${why}: sending TERM to pid ${channel.programPid ?? channel.pid}, KILL in ${this.#killTimeout} ms if it lives`,
     );
     channel.terminate();
     this.#logKill(channel);
@@ -575,7 +607,7 @@ export class Connection {
       if (!channel.closed) {
         this.#log(`pid ${channel.programPid ?? channel.pid} outlived the grace: KILL sent`);
       }
-    }, this.#options.killTimeout);
+    }, this.#killTimeout);
   }
 
   /** A last resort for clients that do not take their reply: drop them after `ms`. */

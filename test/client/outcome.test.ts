@@ -144,16 +144,12 @@ for (const [where, options] of Object.entries(WHERE)) {
         const [error, result] = await failure(run(argv, options(extra())));
         assert.equal(error.code, code);
         assert.equal(result.reason, reason, `${reason}: ${error.message}`);
-        if (where === 'local' || reason === 'timeout') {
-          // A local child is reaped even though the call gave up on it: its end is known.
-          // An extended call sends its timeout to the daemon, which stops the program at it
-          // and replies with its end.
-          assert.equal(result.termSignal, 'TERM', reason);
-          assertUsageShape(result.usage!);
-        } else {
-          // Through a daemon the call hangs up: the daemon stops the program, tells nobody.
-          assert.deepEqual([result.exitCode, result.termSignal, result.usage], [null, null, null]);
-        }
+        // A local child is reaped even though the call gave up on it; through a daemon in the
+        // extension the call sends `stop` with its cause, and the daemon stops the program and
+        // replies with its end: either way the end is known.
+        assert.deepEqual([result.exitCode, result.termSignal], [null, 'TERM'], reason);
+        assertUsageShape(result.usage!);
+        assert.equal(result.descendantsStopped, descendantsStopped, reason);
       }
     });
 

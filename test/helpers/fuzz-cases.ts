@@ -38,7 +38,7 @@ export const wellFormedRequest = fc
 
 /**
  * A valid request in the protocol extension: argv, some per-run options (a fuzz daemon's
- * policy refuses env and cwd, so those are answered without running), stdin and signals.
+ * policy refuses env and cwd, so those are answered without running), stdin, signals and stops.
  */
 export const wellFormedExtendedRequest = fc
   .record({
@@ -64,6 +64,10 @@ export const wellFormedExtendedRequest = fc
           ['signal', 'INT'],
           ['signal', 'USR1'],
           ['window', '100x30'],
+          ['stop', 'timeout'],
+          ['stop', 'idle-timeout'],
+          ['stop', 'abort'],
+          ['stop', 'output-limit'],
         ),
       ),
       { maxLength: 4 },
@@ -107,6 +111,15 @@ export const hostileLengths = fc.constantFrom(
   Buffer.concat([ns('1;procsock/1'), ns(''), ns('arg'), Buffer.from('99999999999:')]),
   Buffer.concat([ns('1;procsock/1'), ns(''), ns('cwd'), Buffer.from('4097:')]),
   Buffer.concat([ns('1;procsock/999'), ns(''), ns('')]),
+  Buffer.concat([
+    ns('1;procsock/1'),
+    ns(''),
+    ns('arg'),
+    ns('cat'),
+    ns(''),
+    ns('stop'),
+    Buffer.from('17:'),
+  ]),
 );
 
 export const fuzzInput = fc.oneof(

@@ -10,6 +10,8 @@ import {
   encodeRunEnd,
   encodeSignalMessage,
   encodeStdinMessage,
+  encodeStopMessage,
+  encodeStopping,
   encodeWindowMessage,
   openingVersion,
   STDIN_END_MESSAGE,
@@ -59,6 +61,7 @@ function decoder(limits: Partial<RequestLimits> = {}): { decoder: RequestDecoder
           onStdinEnd: () => seen.events.push('end'),
           onSignal: (name) => seen.events.push(`signal ${name}`),
           onWindow: (columns, rows) => seen.events.push(`window ${columns}x${rows}`),
+          onStop: (cause) => seen.events.push(`stop ${cause}`),
         };
       },
     },
@@ -88,6 +91,7 @@ const FULL = extendedRequest(
     ['stdin', 'def'],
     ['stdin', ''],
     ['signal', 'TERM'],
+    ['stop', 'idle-timeout'],
   ],
 );
 
@@ -111,7 +115,16 @@ const FULL_REQUEST: ExtendedRequest = {
   unsupported: [],
 };
 
-const FULL_EVENTS = ['hello', 'header', 'stdin', 'signal INT', 'stdin', 'end', 'signal TERM'];
+const FULL_EVENTS = [
+  'hello',
+  'header',
+  'stdin',
+  'signal INT',
+  'stdin',
+  'end',
+  'signal TERM',
+  'stop idle-timeout',
+];
 
 test('an extended request: opening, every field, then messages in order', () => {
   const { decoder: d, seen } = decoder();
@@ -330,6 +343,8 @@ test('malformed extended requests are protocol errors, each with a reason', () =
     [header(field('exit-grace', '1'), field('exit-grace', '2')), /given twice/],
     [header(field('arg', 'cat'), ns(''), field('winsize', '80x24')), /unknown message type/],
     [header(field('arg', 'cat'), ns(''), field('signal', 'int')), /bad signal name/],
+    [header(field('arg', 'cat'), ns(''), field('stop', 'deadline')), /bad stop cause "deadline"/],
+    [header(field('arg', 'cat'), ns(''), field('stop', '')), /bad stop cause ""/],
     [
       header(field('arg', 'cat'), ns(''), field('stdin', ''), field('stdin', 'late')),
       /after stdin was closed/,
@@ -350,6 +365,10 @@ test('every field is bounded before a byte of it is buffered', () => {
     [Buffer.concat([opening, ns('pty'), Buffer.from('17:')]), /exceeds the limit of 16/],
     [
       Buffer.concat([opening, ns('arg'), ns('cat'), ns(''), ns('signal'), Buffer.from('17:')]),
+      /exceeds the limit of 16/,
+    ],
+    [
+      Buffer.concat([opening, ns('arg'), ns('cat'), ns(''), ns('stop'), Buffer.from('17:')]),
       /exceeds the limit of 16/,
     ],
     // Counts and totals.
@@ -393,13 +412,14 @@ test('every field is bounded before a byte of it is buffered', () => {
 
 interface ReplySeen {
   hello: number | null;
+  stopping: number[];
   output: string;
   end: [WireReason | null, WireUsage | null, string | null] | null;
   exit: ExitStatus | null;
 }
 
 function replyDecoder(extended: boolean): { decoder: ReplyDecoder; seen: ReplySeen } {
-  const seen: ReplySeen = { hello: null, output: '', end: null, exit: null };
+  const seen: ReplySeen = { hello: null, stopping: [], output: '', end: null, exit: null };
   const decoder = new ReplyDecoder(
     {
       onOutput: (_type, data) => {
@@ -414,6 +434,9 @@ function replyDecoder(extended: boolean): { decoder: ReplyDecoder; seen: ReplySe
       },
       onRunEnd: (reason, usage, refused) => {
         seen.end = [reason, usage, refused];
+      },
+      onStopping: (ms) => {
+        seen.stopping.push(ms);
       },
     },
     { extended },
@@ -441,6 +464,46 @@ test('an extended reply: hello, output, reason and usage, exit', () => {
     assert.deepEqual(seen.exit, { exitCode: 0, termSignal: null });
     assert.ok(d.helloReceived && d.atPairBoundary);
   }
+});
+
+test("a client's stop: the message it sends, and the daemon's stopping answer in the reply", () => {
+  assert.deepEqual(encodeStopMessage('abort'), Buffer.from('4:stop,5:abort,'));
+  const bytes = Buffer.concat([
+    encodeHello(1),
+    ...encodeOutput('stdout', Buffer.from('partial')),
+    encodeStopping(10_000),
+    encodeRunEnd('abort', { wallTime: 40 }),
+    encodeExit({ exitCode: null, termSignal: 'KILL' }),
+  ]);
+  for (let step = 1; step <= bytes.length; step *= 2) {
+    const { decoder: d, seen } = replyDecoder(true);
+    for (let i = 0; i < bytes.length; i += step) d.push(bytes.subarray(i, i + step));
+    assert.deepEqual(seen.stopping, [10_000]);
+    assert.deepEqual(seen.end, ['abort', { wallTime: 40 }, null]);
+    assert.deepEqual(seen.exit, { exitCode: null, termSignal: 'KILL' });
+  }
+  for (const bad of ['-1', '01', '2147483648', 'soon', '']) {
+    assert.throws(
+      () =>
+        replyDecoder(true).decoder.push(Buffer.concat([encodeHello(1), ns('stopping'), ns(bad)])),
+      /bad stopping time/,
+      bad,
+    );
+  }
+  // Only in an extended reply, after the hello and before the exit.
+  assert.throws(() => replyDecoder(false).decoder.push(encodeStopping(5)), /unexpected reply type/);
+  assert.throws(() => replyDecoder(true).decoder.push(encodeStopping(5)), /instead of its hello/);
+  assert.throws(
+    () =>
+      replyDecoder(true).decoder.push(
+        Buffer.concat([
+          encodeHello(1),
+          encodeExit({ exitCode: 0, termSignal: null }),
+          encodeStopping(5),
+        ]),
+      ),
+    /unexpected reply type/,
+  );
 });
 
 test('a refusal names the refused field before the reason', () => {

@@ -7,7 +7,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
 import { spawnBackendInUse } from '../../src/channel/local.js';
@@ -601,4 +601,134 @@ test('contain and exit-grace are checked for form: a bad value closes that conne
       `${field.join(' ')}: closed after the hello`,
     );
   }
+});
+
+test("stop: the client's own cause — TERM, its later output dropped, stopping, then the end with that reason", async () => {
+  const auditFile = files.path('stops.jsonl');
+  const audited = await startDaemon({
+    timeout: 60_000,
+    killTimeout: 60_000,
+    collectLog: true,
+    policy: { audit: auditFile },
+  });
+  try {
+    const client = await RawClient.connect(audited.path);
+    client.send(
+      extendedRequest(
+        [
+          ...args([
+            'sh',
+            '-c',
+            "trap 'echo after TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+          ]),
+          ['kill-timeout', '2500'],
+        ],
+        [],
+      ),
+    );
+    await client.waitForStdout('ready\n');
+    // Twice: only the first is answered (a client repeating it gets no growing reply).
+    client.send(Buffer.concat([ns('stop'), ns('abort'), ns('stop'), ns('timeout')]));
+    const reply = await client.reply();
+    // What the program printed after the stop is dropped: the client gave up on it.
+    assert.equal(reply.stdout, 'ready\n');
+    assert.deepEqual(shape(reply).slice(1), [
+      // KILL would follow within the run's kill timeout.
+      ['stopping', '2500'],
+      ['reason', 'abort'],
+      ['usage', USAGE_OF_A_RUN],
+      ['exitcode', '3'],
+    ]);
+    assert.ok(
+      audited.log.some((line) => /the client stopped the run \(abort\): sending TERM/.test(line)),
+      audited.log.join('\n'),
+    );
+  } finally {
+    await audited.close();
+  }
+  const [record] = readFileSync(auditFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+  assert.deepEqual([record.reason, record.exitCode], ['abort', 3]);
+});
+
+test('stop of a program that ignores TERM: KILL after the kill timeout, every cause its own reason', async () => {
+  const causes = ['timeout', 'idle-timeout', 'abort', 'output-limit'];
+  await Promise.all(
+    causes.map(async (cause) => {
+      const record = files.path(`stop-${cause}.log`);
+      const client = await RawClient.connect(daemon.path);
+      client.send(
+        extendedRequest([...args(['sh', IGNORE_TERM, record]), ['kill-timeout', '300']], []),
+      );
+      // The fixture prints its pid first: it runs, its TERM trap is set.
+      await client.waitForStdout('\n');
+      client.send(Buffer.concat([ns('stop'), ns(cause)]));
+      const reply = await client.reply();
+      assert.deepEqual(shape(reply).slice(-4), [
+        ['stopping', '300'],
+        ['reason', cause],
+        ['usage', USAGE_OF_A_RUN],
+        ['termsig', 'KILL'],
+      ]);
+      assert.match(readFileSync(record, 'utf8'), /^TERM$/m, 'TERM came first');
+    }),
+  );
+});
+
+test('stop after a deadline already stopped the run: the first cause stays the reason', async () => {
+  const record = files.path('stop-after-timeout.log');
+  const client = await RawClient.connect(daemon.path);
+  client.send(
+    extendedRequest(
+      [...args(['sh', IGNORE_TERM, record]), ['timeout', '100'], ['kill-timeout', '1000']],
+      [],
+    ),
+  );
+  await waitUntil(
+    () => existsSync(record) && readFileSync(record, 'utf8').includes('TERM'),
+    "the run timeout's TERM reached the program",
+  );
+  client.send(Buffer.concat([ns('stop'), ns('abort')]));
+  const reply = await client.reply();
+  // Still answered, so the client knows how long the KILL can take.
+  assert.deepEqual(shape(reply).slice(-4), [
+    ['stopping', '1000'],
+    ['reason', 'timeout'],
+    ['usage', USAGE_OF_A_RUN],
+    ['termsig', 'KILL'],
+  ]);
+});
+
+test('stop on a contained run stops its descendants too, and counts them', {
+  skip: reaperAvailable() ? false : 'the reaper is not built',
+}, async () => {
+  const contained = await startDaemon({ timeout: 60_000, killTimeout: 1000, contain: true });
+  try {
+    const client = await RawClient.connect(contained.path);
+    client.send(extendedRequest(args(['sh', '-c', 'sleep 300 & echo ready; wait']), []));
+    await client.waitForStdout('ready\n');
+    client.send(Buffer.concat([ns('stop'), ns('idle-timeout')]));
+    const reply = await client.reply();
+    assert.equal(reasonOf(reply), 'idle-timeout');
+    assert.deepEqual(reply.exit, ['termsig', 'TERM']);
+    assert.match(reply.pairs.find(([type]) => type === 'usage')![1], /descendantsStopped=1/);
+  } finally {
+    await contained.close();
+  }
+  assert.equal(childrenOf().filter((child) => child.command === 'sleep').length, 0);
+});
+
+test('a stop with a cause that is not a client cause is a protocol violation: closed, program stopped', async () => {
+  const client = await RawClient.connect(daemon.path);
+  client.send(extendedRequest(args(['sh', '-c', 'echo ready; exec sleep 30']), []));
+  await client.waitForStdout('ready\n');
+  client.send(Buffer.concat([ns('stop'), ns('deadline')]));
+  const reply = await client.reply();
+  assert.equal(reply.exit, undefined);
+  await waitUntil(
+    () => childrenOf().filter((child) => child.command === 'sleep').length === 0,
+    'the program is stopped with the connection',
+  );
 });

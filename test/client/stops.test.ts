@@ -1,0 +1,164 @@
+/**
+ * The call's own stops — `timeout`, `idleTimeout`, `maxBuffer` and an AbortSignal — end with
+ * the program's real end in `error.result`, locally and through a procsock daemon: the status
+ * (TERM, or KILL for a program that ignores TERM, after the kill grace), the call's cause as
+ * the reason, usage, and the output collected so far. Through a daemon in the protocol
+ * extension the call sends `stop` with its cause and waits for the daemon's reply; a plain
+ * sockexec session can only hang up, and its result says so (the cause, no status, no usage).
+ * Real programs, real daemons on real sockets; run on both spawn backends.
+ */
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import type { EndReason } from '../../src/channel/usage.js';
+import { type RunOptions, run } from '../../src/client/exec.js';
+import type { ExecResult } from '../../src/client/execute.js';
+import type { ProcsockError } from '../../src/errors.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { assertUsageShape } from '../helpers/outcome.js';
+import { childrenOf, openFdCount, tempDir, waitUntil } from '../helpers/process.js';
+
+const IGNORE_TERM = new URL('../fixtures/ignore-term.sh', import.meta.url).pathname;
+const files = tempDir('procsock-stops-');
+/**
+ * The kill grace: longer than a second, so a call that gave up on the daemon a second after
+ * its stop (as it did) would see no end; the daemon's `stopping` tells it to wait this long.
+ */
+const GRACE = 1500;
+
+let daemon: TestDaemon;
+let plain: TestDaemon;
+before(async () => {
+  [daemon, plain] = await Promise.all([
+    startDaemon({ timeout: 60_000, killTimeout: GRACE, collectLog: true }),
+    startDaemon({ timeout: 60_000, killTimeout: GRACE, extension: false }),
+  ]);
+});
+after(async () => {
+  await Promise.all([daemon.close(), plain.close()]);
+  files.cleanup();
+});
+
+/** The four causes: options made per call (an AbortSignal.timeout counts from its making). */
+const CAUSES: [EndReason, string, () => RunOptions][] = [
+  ['timeout', 'PROCSOCK_TIMEOUT', () => ({ timeout: 200 })],
+  ['idle-timeout', 'PROCSOCK_TIMEOUT', () => ({ idleTimeout: 200 })],
+  ['abort', 'PROCSOCK_ABORTED', () => ({ signal: AbortSignal.timeout(200) })],
+  // The fixture prints its pid first: more than 2 bytes.
+  ['output-limit', 'PROCSOCK_LIMIT', () => ({ maxBuffer: 2 })],
+];
+
+const WHERE: Record<string, () => RunOptions> = {
+  local: () => ({ killTimeout: GRACE }),
+  'a procsock daemon': () => ({ socket: daemon.path, protocol: 'procsock' }),
+};
+
+async function failure(call: Promise<unknown>): Promise<[ProcsockError, ExecResult]> {
+  const error = await call.then(
+    () => assert.fail('the call should have failed'),
+    (error: ProcsockError) => error,
+  );
+  assert.ok(error.result, `${error.code} carries a result`);
+  return [error, error.result as ExecResult];
+}
+
+for (const [where, options] of Object.entries(WHERE)) {
+  describe(`the call's own stops, ${where}`, () => {
+    test('a program that ignores TERM: KILL after the grace, for every cause', async () => {
+      await Promise.all(
+        CAUSES.map(async ([reason, code, extra]) => {
+          const record = files.path(`${where}-${reason}.log`);
+          const [error, result] = await failure(
+            run(['sh', IGNORE_TERM, record], { ...options(), ...extra() }),
+          );
+          assert.equal(error.code, code, reason);
+          assert.deepEqual(
+            [result.reason, result.exitCode, result.termSignal],
+            [reason, null, 'KILL'],
+            `${reason}: ${error.message}`,
+          );
+          assertUsageShape(result.usage!);
+          assert.match(readFileSync(record, 'utf8'), /^TERM$/m, `${reason}: TERM came first`);
+        }),
+      );
+    });
+
+    test('the output collected before the stop is in the result', async () => {
+      const [, result] = await failure(
+        run(['sh', '-c', 'echo before; exec sleep 30'], { ...options(), idleTimeout: 300 }),
+      );
+      assert.deepEqual(
+        [result.stdout, result.reason, result.termSignal],
+        ['before\n', 'idle-timeout', 'TERM'],
+      );
+    });
+
+    test('a stop while a callback holds the output back still learns the end', async () => {
+      const controller = new AbortController();
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      controller.signal.addEventListener('abort', () => setImmediate(release));
+      let chunks = 0;
+      const call = run(['yes'], {
+        ...options(),
+        signal: controller.signal,
+        // The first chunk pauses the program until the call was aborted.
+        stdout: () => {
+          if (chunks++ === 0) {
+            setImmediate(() => controller.abort());
+            return held;
+          }
+        },
+      });
+      const [error, result] = await failure(call);
+      assert.equal(error.code, 'PROCSOCK_ABORTED');
+      assert.deepEqual([result.reason, result.termSignal], ['abort', 'TERM']);
+      assertUsageShape(result.usage!);
+    });
+
+    test('nothing is left behind: no child, no descriptor', async () => {
+      const fds = openFdCount();
+      for (const [reason, , extra] of CAUSES) {
+        const [, result] = await failure(
+          run(['sh', '-c', 'echo 0123456789; exec sleep 30'], { ...options(), ...extra() }),
+        );
+        assert.equal(result.reason, reason);
+      }
+      await waitUntil(
+        () => childrenOf().filter((child) => child.command === 'sleep').length === 0,
+        'every sleep is gone',
+      );
+      await waitUntil(() => openFdCount() <= fds, 'every descriptor is closed');
+    });
+  });
+}
+
+test("the daemon's log says the client stopped the run, and why", async () => {
+  await failure(run(['sleep', '30'], { socket: daemon.path, protocol: 'procsock', timeout: 100 }));
+  assert.ok(
+    daemon.log.some((line) => /the client stopped the run \(timeout\): sending TERM/.test(line)),
+    daemon.log.join('\n'),
+  );
+});
+
+describe('a plain sockexec daemon: a stop can only hang up, and the result says so', () => {
+  test('every cause: the reason, but no status and no usage', async () => {
+    await Promise.all(
+      CAUSES.map(async ([reason, code, extra]) => {
+        const [error, result] = await failure(
+          run(['sh', '-c', 'echo 0123456789; exec sleep 30'], {
+            socket: plain.path,
+            ...extra(),
+          }),
+        );
+        assert.equal(error.code, code);
+        assert.deepEqual(
+          [result.reason, result.exitCode, result.termSignal, result.usage],
+          [reason, null, null, null],
+        );
+      }),
+    );
+  });
+});
