@@ -9,6 +9,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { EndReason } from '../../src/channel/usage.js';
 import { type RunOptions, run } from '../../src/client/exec.js';
@@ -161,4 +162,53 @@ describe('a plain sockexec daemon: a stop can only hang up, and the result says 
       }),
     );
   });
+});
+
+describe('a daemon that does not carry out the stop: the call still ends, and says it does not know', () => {
+  /** A fake procsock daemon: greets, then on `stop` either closes (a daemon from before `stop`) or says nothing. */
+  async function fakeDaemon(
+    onStop: 'close' | 'ignore',
+  ): Promise<{ path: string; close(): Promise<void> }> {
+    const dir = tempDir('procsock-fake-daemon-');
+    const path = dir.path('fake.sock');
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {});
+      socket.write('8:procsock,1:1,');
+      let seen = '';
+      socket.on('data', (chunk) => {
+        seen += chunk.toString('latin1');
+        if (onStop === 'close' && seen.includes('4:stop,')) socket.destroy();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    return {
+      path,
+      async close() {
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        dir.cleanup();
+      },
+    };
+  }
+
+  for (const behaviour of ['close', 'ignore'] as const) {
+    test(`it ${behaviour === 'close' ? 'closes the connection at the stop' : 'never answers'}`, async () => {
+      const fake = await fakeDaemon(behaviour);
+      try {
+        const [error, result] = await failure(
+          run(['sleep', '30'], { socket: fake.path, protocol: 'procsock', timeout: 100 }),
+        );
+        assert.equal(error.code, 'PROCSOCK_TIMEOUT');
+        assert.deepEqual(
+          [result.reason, result.exitCode, result.termSignal, result.usage],
+          ['timeout', null, null, null],
+        );
+      } finally {
+        await fake.close();
+      }
+    });
+  }
 });
