@@ -13,11 +13,15 @@ import { reaperAvailable } from '../../src/channel/contain.js';
 import { spawnBackendInUse } from '../../src/channel/local.js';
 import type { EndReason } from '../../src/channel/usage.js';
 import { createExec, type RunOptions, run } from '../../src/client/exec.js';
-import type { ExecResult } from '../../src/client/execute.js';
 import { connect } from '../../src/client/session.js';
-import { type ProcsockError, UnsupportedOptionError } from '../../src/errors.js';
+import { UnsupportedOptionError } from '../../src/errors.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { assertUsageShape, DAEMON_DESCENDANTS_STOPPED, withoutUsage } from '../helpers/outcome.js';
+import {
+  assertUsageShape,
+  DAEMON_DESCENDANTS_STOPPED,
+  failure,
+  withoutUsage,
+} from '../helpers/outcome.js';
 import { childrenOf, tempDir, waitUntil } from '../helpers/process.js';
 
 const files = tempDir('procsock-outcome-');
@@ -67,16 +71,6 @@ const extended =
     protocol: 'procsock',
     ...options,
   });
-
-/** What a call rejected with, and the result it carries. */
-async function failure(call: Promise<unknown>): Promise<[ProcsockError, ExecResult]> {
-  const error = await call.then(
-    () => assert.fail('the call should have failed'),
-    (error: ProcsockError) => error,
-  );
-  assert.ok(error.result, `${error.code} carries a result`);
-  return [error, error.result as ExecResult];
-}
 
 const WHERE = {
   local: local,

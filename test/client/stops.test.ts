@@ -13,10 +13,8 @@ import { createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { EndReason } from '../../src/channel/usage.js';
 import { type RunOptions, run } from '../../src/client/exec.js';
-import type { ExecResult } from '../../src/client/execute.js';
-import type { ProcsockError } from '../../src/errors.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { assertUsageShape } from '../helpers/outcome.js';
+import { assertUsageShape, failure } from '../helpers/outcome.js';
 import { childrenOf, openFdCount, tempDir, waitUntil } from '../helpers/process.js';
 
 const IGNORE_TERM = new URL('../fixtures/ignore-term.sh', import.meta.url).pathname;
@@ -53,15 +51,6 @@ const WHERE: Record<string, () => RunOptions> = {
   local: () => ({ killTimeout: GRACE }),
   'a procsock daemon': () => ({ socket: daemon.path, protocol: 'procsock' }),
 };
-
-async function failure(call: Promise<unknown>): Promise<[ProcsockError, ExecResult]> {
-  const error = await call.then(
-    () => assert.fail('the call should have failed'),
-    (error: ProcsockError) => error,
-  );
-  assert.ok(error.result, `${error.code} carries a result`);
-  return [error, error.result as ExecResult];
-}
 
 for (const [where, options] of Object.entries(WHERE)) {
   describe(`the call's own stops, ${where}`, () => {

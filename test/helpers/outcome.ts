@@ -7,6 +7,8 @@
 import { strict as assert } from 'node:assert';
 import { reaperAvailable } from '../../src/channel/contain.js';
 import type { ResourceUsage } from '../../src/channel/usage.js';
+import type { ExecResult } from '../../src/client/execute.js';
+import type { ProcsockError } from '../../src/errors.js';
 
 /**
  * `descendantsStopped` of a run through a daemon with its default options: contained where
@@ -34,4 +36,14 @@ export function assertUsageShape(usage: ResourceUsage): void {
     if (value === null && key !== 'wallTime') continue;
     assert.ok(Number.isInteger(value) && value >= 0, `usage.${key} is ${value}`);
   }
+}
+
+/** What a call rejected with, and the result its error carries (asserted to be there). */
+export async function failure(call: Promise<unknown>): Promise<[ProcsockError, ExecResult]> {
+  const error = await call.then(
+    () => assert.fail('the call should have failed'),
+    (error: ProcsockError) => error,
+  );
+  assert.ok(error.result, `${error.code} carries a result`);
+  return [error, error.result as ExecResult];
 }
