@@ -139,6 +139,7 @@ NAPI_MODULE_INIT() {
       {"ttyWriterClose", NULL, js_tty_writer_close, NULL, NULL, NULL, napi_default, NULL},
       {"ttyResize", NULL, js_tty_resize, NULL, NULL, NULL, napi_default, NULL},
       {"ttyEofChar", NULL, js_tty_eof_char, NULL, NULL, NULL, napi_default, NULL},
+      {"ttyRef", NULL, js_tty_ref, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,6 +1,6 @@
 /*
- * Output pipes read by the addon: a uv_poll on the descriptor, one read(2) per readable
- * event into the one buffer all pipes share, and a call to JS with the byte count.
+ * Output pipes read by the addon: a uv_poll on the descriptor, what it holds read into the
+ * one buffer all pipes share at each readable event, and a call to JS with the byte count.
  *
  * A net.Socket per pipe costs tens of microseconds to create and destroy (a Duplex, two
  * stream states, a handle wrap); a program that prints a line and exits needs none of it.
@@ -14,30 +14,51 @@
 #include <unistd.h>
 
 #include "pipe.h"
+#include "watch.h"
 
 struct reader {
-  uv_poll_t poll; /* first: the handle's address is the reader's */
-  addon_t *addon;
-  int fd;
+  watched_t w;    /* first (watch.h) */
   int32_t token;  /* how JS knows the reader */
+  bool terminal;  /* a pty master: read until EAGAIN (see on_readable) */
   reader_t *prev, *next;
 };
 
+/*
+ * One read(2), EINTR retried: bytes read, 0 at end of file, or -errno (-EAGAIN: none now).
+ */
+static ssize_t read_some(int fd, char *into, size_t room) {
+  ssize_t n;
+  do n = read(fd, into, room);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+/*
+ * A readable pipe: what it holds now, in one call to JS. A pipe gives all it holds to one
+ * read(2) (a short read means it is empty); a terminal's master gives at most its line
+ * discipline's buffer (4 KiB) per read, so it is read until EAGAIN or the buffer is full —
+ * one JS call per wake-up, not per 4 KiB. End of file (a master's EIO at the slave's last
+ * close) or an error after some bytes is not lost: the descriptor stays readable and says
+ * it again at the next wake-up, after JS has had the bytes.
+ */
 static void on_readable(uv_poll_t *handle, int status, int events) {
   reader_t *r = (reader_t *)handle;
-  addon_t *a = r->addon;
+  addon_t *a = r->w.addon;
   int32_t args[2];
-  ssize_t n;
+  ssize_t n, got = 0;
+  size_t room = a->read_buffer_size;
   (void)events;
   if (status < 0) {
     n = status; /* a libuv error is a negative errno */
   } else {
-    do n = read(r->fd, a->read_buffer, a->read_buffer_size);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      if (errno == EAGAIN) return;
-      n = -errno;
+    for (;;) {
+      n = read_some(r->w.fd, (char *)a->read_buffer + got, room - (size_t)got);
+      if (n <= 0) break;
+      got += n;
+      if (!r->terminal || (size_t)got == room) break;
     }
+    if (got > 0) n = got;
+    else if (n == -EAGAIN) return;
   }
   /* End of file or an error: nothing more will come; JS closes the reader. */
   if (n <= 0) uv_poll_stop(handle);
@@ -46,17 +67,9 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   addon_call(a, a->on_read, 2, args);
 }
 
-static void free_reader(uv_handle_t *handle) {
-  reader_t *r = (reader_t *)handle;
-  addon_t *a = r->addon;
-  close(r->fd);
-  free(r);
-  addon_closed(a);
-}
-
 static void close_reader(reader_t *r) {
-  LIST_REMOVE(r->addon->readers, r);
-  addon_close(r->addon, (uv_handle_t *)&r->poll, free_reader);
+  LIST_REMOVE(r->w.addon->readers, r);
+  watched_close(&r->w);
 }
 
 void close_all_readers(addon_t *a) {
@@ -93,35 +106,30 @@ napi_value js_set_read_buffer(napi_env env, napi_callback_info info) {
 }
 
 /*
- * pipeOpen(fd: number, token: number) → handle: takes the descriptor over (made
- * non-blocking by libuv; closed by pipeClose). Reading starts with pipeRead(handle, true).
+ * pipeOpen(fd: number, token: number, terminal?: boolean) → handle: takes the descriptor over
+ * (made non-blocking by libuv; closed by pipeClose); `terminal`: it is a pty master, read
+ * until EAGAIN (on_readable). Reading starts with pipeRead(handle, true).
  */
 napi_value js_pipe_open(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2], result;
+  size_t argc = 3;
+  napi_value args[3], result;
   addon_t *a;
   int32_t fd = -1, token = 0;
+  bool terminal = false;
   reader_t *r;
   napi_get_instance_data(env, (void **)&a);
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
   if (!a || !a->read_buffer || argc < 2 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
-      napi_get_value_int32(env, args[1], &token) != napi_ok || fd < 0) {
-    napi_throw_type_error(env, NULL, "pipeOpen: expected (fd, token) after setReadBuffer");
+      napi_get_value_int32(env, args[1], &token) != napi_ok || fd < 0 ||
+      (argc > 2 && napi_get_value_bool(env, args[2], &terminal) != napi_ok)) {
+    napi_throw_type_error(env, NULL,
+                          "pipeOpen: expected (fd, token, terminal?) after setReadBuffer");
     return NULL;
   }
-  r = calloc(1, sizeof *r);
-  if (!r) {
-    napi_throw_error(env, "ENOMEM", "pipeOpen: out of memory");
-    return NULL;
-  }
-  r->addon = a;
-  r->fd = fd;
+  r = watched_new(env, a, fd, sizeof *r, "pipeOpen");
+  if (!r) return NULL;
   r->token = token;
-  if (uv_poll_init(a->loop, &r->poll, fd) != 0) { /* (it also makes fd non-blocking) */
-    free(r);
-    napi_throw_error(env, "EBADF", "pipeOpen: cannot watch the descriptor");
-    return NULL;
-  }
+  r->terminal = terminal;
   LIST_ADD(a->readers, r);
   napi_create_external(env, r, NULL, NULL, &result);
   return result;
@@ -147,8 +155,8 @@ napi_value js_pipe_read(napi_env env, napi_callback_info info) {
   bool on = false;
   reader_t *r = reader_and_switch(env, info, "pipeRead: expected (handle, on)", &on);
   if (!r) return NULL;
-  if (on) uv_poll_start(&r->poll, UV_READABLE, on_readable);
-  else uv_poll_stop(&r->poll);
+  if (on) uv_poll_start(&r->w.poll, UV_READABLE, on_readable);
+  else uv_poll_stop(&r->w.poll);
   return NULL;
 }
 
@@ -157,8 +165,8 @@ napi_value js_pipe_ref(napi_env env, napi_callback_info info) {
   bool on = true;
   reader_t *r = reader_and_switch(env, info, "pipeRef: expected (handle, on)", &on);
   if (!r) return NULL;
-  if (on) uv_ref((uv_handle_t *)&r->poll);
-  else uv_unref((uv_handle_t *)&r->poll);
+  if (on) uv_ref((uv_handle_t *)&r->w.poll);
+  else uv_unref((uv_handle_t *)&r->w.poll);
   return NULL;
 }
 

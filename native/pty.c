@@ -26,15 +26,14 @@
 #include <unistd.h>
 
 #include "pty.h"
+#include "watch.h"
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
 
 struct tty_writer {
-  uv_poll_t poll; /* first: the handle's address is the writer's */
-  addon_t *addon;
-  int fd;
+  watched_t w;          /* first (watch.h) */
   napi_ref on_writable; /* JS function () => void */
   tty_writer_t *prev, *next;
 };
@@ -116,23 +115,16 @@ static void on_writable(uv_poll_t *handle, int status, int events) {
   (void)events;
   /* Once: JS writes what it holds and asks again if the queue fills up again. */
   uv_poll_stop(handle);
-  addon_call(w->addon, w->on_writable, 0, NULL);
-}
-
-static void free_writer(uv_handle_t *handle) {
-  tty_writer_t *w = (tty_writer_t *)handle;
-  addon_t *a = w->addon;
-  close(w->fd);
-  free(w);
-  addon_closed(a);
+  addon_call(w->w.addon, w->on_writable, 0, NULL);
 }
 
 static void close_writer(tty_writer_t *w) {
-  LIST_REMOVE(w->addon->writers, w);
+  addon_t *a = w->w.addon;
+  LIST_REMOVE(a->writers, w);
   /* The reference is deleted here, while the environment is alive (not in the close callback). */
-  napi_delete_reference(w->addon->env, w->on_writable);
+  napi_delete_reference(a->env, w->on_writable);
   w->on_writable = NULL;
-  addon_close(w->addon, (uv_handle_t *)&w->poll, free_writer);
+  watched_close(&w->w);
 }
 
 void close_all_tty_writers(addon_t *a) {
@@ -159,18 +151,8 @@ napi_value js_tty_writer_open(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "ttyWriterOpen: expected (fd, onWritable) after init");
     return NULL;
   }
-  w = calloc(1, sizeof *w);
-  if (!w) {
-    napi_throw_error(env, "ENOMEM", "ttyWriterOpen: out of memory");
-    return NULL;
-  }
-  w->addon = a;
-  w->fd = fd;
-  if (uv_poll_init(a->loop, &w->poll, fd) != 0) { /* (it also makes fd non-blocking) */
-    free(w);
-    napi_throw_error(env, "EBADF", "ttyWriterOpen: cannot watch the descriptor");
-    return NULL;
-  }
+  w = watched_new(env, a, fd, sizeof *w, "ttyWriterOpen");
+  if (!w) return NULL;
   napi_create_reference(env, args[1], 1, &w->on_writable);
   LIST_ADD(a->writers, w);
   napi_create_external(env, w, NULL, NULL, &result);
@@ -198,7 +180,7 @@ napi_value js_tty_write(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "ttyWrite: expected (handle, Uint8Array, offset)");
     return NULL;
   }
-  do n = write(w->fd, (char *)data + offset, length - offset);
+  do n = write(w->w.fd, (char *)data + offset, length - offset);
   while (n < 0 && errno == EINTR);
   napi_create_int32(env, n < 0 ? -errno : (int32_t)n, &result);
   return result;
@@ -208,7 +190,27 @@ napi_value js_tty_write(napi_env env, napi_callback_info info) {
 napi_value js_tty_wait_writable(napi_env env, napi_callback_info info) {
   tty_writer_t *w = only_writer_arg(env, info, "ttyWaitWritable: expected (handle)");
   if (!w) return NULL;
-  uv_poll_start(&w->poll, UV_WRITABLE, on_writable);
+  uv_poll_start(&w->w.poll, UV_WRITABLE, on_writable);
+  return NULL;
+}
+
+/*
+ * ttyRef(handle, on: boolean): whether a write waiting for room keeps the event loop alive
+ * (as a socket's ref()); an idle writer holds nothing either way.
+ */
+napi_value js_tty_ref(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  tty_writer_t *w;
+  bool on = true;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 2 || !(w = writer_of(env, args[0])) ||
+      napi_get_value_bool(env, args[1], &on) != napi_ok) {
+    napi_throw_type_error(env, NULL, "ttyRef: expected (handle, on)");
+    return NULL;
+  }
+  if (on) uv_ref((uv_handle_t *)&w->w.poll);
+  else uv_unref((uv_handle_t *)&w->w.poll);
   return NULL;
 }
 
@@ -236,7 +238,7 @@ napi_value js_tty_resize(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "ttyResize: expected (handle, columns, rows)");
     return NULL;
   }
-  napi_create_int32(env, set_window(w->fd, columns, rows) == 0 ? 0 : -errno, &result);
+  napi_create_int32(env, set_window(w->w.fd, columns, rows) == 0 ? 0 : -errno, &result);
   return result;
 }
 
@@ -249,7 +251,7 @@ napi_value js_tty_eof_char(napi_env env, napi_callback_info info) {
   struct termios modes;
   tty_writer_t *w = only_writer_arg(env, info, "ttyEofChar: expected (handle)");
   if (!w) return NULL;
-  napi_create_int32(env, tcgetattr(w->fd, &modes) == 0 ? (int32_t)modes.c_cc[VEOF] : -errno,
+  napi_create_int32(env, tcgetattr(w->w.fd, &modes) == 0 ? (int32_t)modes.c_cc[VEOF] : -errno,
                     &result);
   return result;
 }

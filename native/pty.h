@@ -13,5 +13,6 @@ napi_value js_tty_write(napi_env env, napi_callback_info info);
 napi_value js_tty_wait_writable(napi_env env, napi_callback_info info);
 napi_value js_tty_writer_close(napi_env env, napi_callback_info info);
 napi_value js_tty_resize(napi_env env, napi_callback_info info);
+napi_value js_tty_ref(napi_env env, napi_callback_info info);
 napi_value js_tty_eof_char(napi_env env, napi_callback_info info);
 #endif

@@ -56,7 +56,8 @@ export interface Addon {
   setPipeSize(fd: number, bytes: number): number;
   setReadBuffer(buffer: Uint8Array): void;
   setUsageBuffer(usage: Float64Array): void;
-  pipeOpen(fd: number, token: number): PipeHandle;
+  /** `terminal`: a pty master, read until EAGAIN per wake-up (a read gives at most 4 KiB). */
+  pipeOpen(fd: number, token: number, terminal?: boolean): PipeHandle;
   pipeRead(handle: PipeHandle, on: boolean): void;
   pipeClose(handle: PipeHandle): void;
   pipeRef(handle: PipeHandle, on: boolean): void;
@@ -68,6 +69,8 @@ export interface Addon {
   ttyWriterClose(handle: TtyHandle): void;
   ttyResize(handle: TtyHandle, columns: number, rows: number): number;
   ttyEofChar(handle: TtyHandle): number;
+  /** Whether a write waiting for room keeps the event loop alive. */
+  ttyRef(handle: TtyHandle, on: boolean): void;
 }
 
 /** The addon's handle of a pty master's writer (native/pty.c). */

@@ -6,6 +6,8 @@
  * terminated mid-run (its tty writer waiting) stops its programs and crashes nothing.
  */
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
@@ -43,6 +45,23 @@ describe('PTY mode on a LocalChannel', { skip: !native }, () => {
     await drained;
     channel.terminate();
     await channel.done();
+  });
+
+  test('unref(): a write waiting for room on the terminal does not keep the process alive', async () => {
+    // That the script ends at all is the test (bounded by the test's timeout, not a clock).
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture('pty-unref.ts')], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+    });
+    const [code] = await once(child, 'close');
+    assert.equal(code, 0);
+    const said = JSON.parse(out) as { pid: number; full: boolean };
+    assert.equal(said.full, true, 'the writer was waiting');
+    // The program goes with this process (the parent-death signal of an uncontained run).
+    await waitUntil(() => !isAlive(said.pid), 'the program is gone');
   });
 
   test('the program leads its own session and process group, and the terminal is its controlling one', async () => {

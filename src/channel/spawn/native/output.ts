@@ -53,7 +53,7 @@ export class NativeOutput extends EventEmitter implements ChildOutput, PipeReade
     this.#terminal = terminal;
     this.#enlarged = terminal; // a terminal's buffer is the kernel's: no pipe to enlarge
     this.#token = newReaderToken();
-    this.#handle = native.pipeOpen(fd, this.#token);
+    this.#handle = native.pipeOpen(fd, this.#token, terminal);
     addReader(this.#token, this);
     native.pipeRead(this.#handle, true);
   }

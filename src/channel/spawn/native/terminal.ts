@@ -76,6 +76,17 @@ export class TerminalInput extends EventEmitter implements ChildInput {
     return this;
   }
 
+  /** Whether a write waiting for room keeps the event loop alive (an idle writer holds nothing). */
+  ref(): this {
+    if (this.#handle) this.#native.ttyRef(this.#handle, true);
+    return this;
+  }
+
+  unref(): this {
+    if (this.#handle) this.#native.ttyRef(this.#handle, false);
+    return this;
+  }
+
   /** The terminal's new window size; false once it is closed. */
   resize(columns: number, rows: number): boolean {
     return this.#handle !== null && this.#native.ttyResize(this.#handle, columns, rows) === 0;
