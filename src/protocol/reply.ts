@@ -128,10 +128,19 @@ export class ReplyDecoder {
       if (last) this.#expect('type');
       return;
     }
-    if (piece.length > 0) this.#pieces.push(piece);
-    if (!last) return;
-    const text = Buffer.concat(this.#pieces).toString('latin1');
-    this.#pieces = [];
+    if (!last) {
+      if (piece.length > 0) this.#pieces.push(piece);
+      return;
+    }
+    // Nearly always the whole netstring came in one piece: no copy then.
+    let text: string;
+    if (this.#pieces.length === 0) {
+      text = piece.toString('latin1');
+    } else {
+      this.#pieces.push(piece);
+      text = Buffer.concat(this.#pieces).toString('latin1');
+      this.#pieces = [];
+    }
     if (expecting === 'type') this.#onType(text);
     else if (expecting === 'exitcode' || expecting === 'termsig') this.#onStatus(expecting, text);
     else this.#onExtra(expecting, text);

@@ -198,9 +198,28 @@ export class RequestDecoder {
   }
 }
 
-/** argc and argv as netstrings, in one buffer. */
+const COMMA = 0x2c;
+
+/** argc and argv as netstrings, in one buffer (written in place: one allocation per request). */
 export function encodeArgs(argv: readonly (string | Buffer)[]): Buffer {
-  return Buffer.concat([encodeNetstring(String(argv.length)), ...argv.map(encodeNetstring)]);
+  const argc = String(argv.length);
+  const head = `${argc.length}:${argc},`;
+  let size = head.length;
+  const lengths: number[] = [];
+  for (const arg of argv) {
+    const length = typeof arg === 'string' ? Buffer.byteLength(arg) : arg.length;
+    lengths.push(length);
+    size += String(length).length + length + 2;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = out.write(head, 0, 'latin1');
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    at += out.write(`${lengths[i]}:`, at, 'latin1');
+    at += typeof arg === 'string' ? out.write(arg, at, 'utf8') : arg.copy(out, at);
+    out[at++] = COMMA;
+  }
+  return out;
 }
 
 /** One stdin netstring as buffers to write in order. An empty chunk encodes to nothing: `0:,` would close stdin. */
