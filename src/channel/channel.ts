@@ -46,15 +46,9 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
   #error: ProcsockError | null = null;
   #destroyed = false;
   #closed = false;
-  readonly #done: Promise<ExitStatus | null>;
-  #resolveDone!: (status: ExitStatus | null) => void;
-
-  constructor() {
-    super();
-    this.#done = new Promise((resolve) => {
-      this.#resolveDone = resolve;
-    });
-  }
+  /** `done()`'s promise, made when first asked for: a channel nobody waits on makes none. */
+  #done: Promise<ExitStatus | null> | null = null;
+  #settleDone: (() => void) | null = null;
 
   /** Sends stdin data. Returns false when the caller should wait for `'drain'`. Empty data is a no-op. */
   abstract write(data: Buffer | string): boolean;
@@ -207,10 +201,16 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
    * Settles on `'close'`: with the exit status, or `null` when the channel was destroyed;
    * rejects with the channel's error. Never rejects for a non-zero exit.
    */
-  async done(): Promise<ExitStatus | null> {
-    const status = await this.#done;
-    if (this.#error) throw this.#error;
-    return status;
+  done(): Promise<ExitStatus | null> {
+    if (this.#done) return this.#done;
+    if (this.#closed) {
+      this.#done = this.#error ? Promise.reject(this.#error) : Promise.resolve(this.#exitStatus);
+    } else {
+      this.#done = new Promise((resolve, reject) => {
+        this.#settleDone = () => (this.#error ? reject(this.#error) : resolve(this.#exitStatus));
+      });
+    }
+    return this.#done;
   }
 
   protected emitOutput(type: OutputType, data: Buffer): void {
@@ -237,7 +237,7 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
   protected emitClose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#resolveDone(this.#exitStatus);
+    this.#settleDone?.();
     this.emit('close');
   }
 }

@@ -35,6 +35,7 @@ import {
   type WireReason,
   type WireUsage,
 } from '../protocol/extension.js';
+import { JOIN_LIMIT } from '../protocol/netstring.js';
 import { ReplyDecoder } from '../protocol/reply.js';
 import { encodeArgs, encodeStdin, STDIN_END } from '../protocol/request.js';
 import { ProcessChannel } from './channel.js';
@@ -100,6 +101,12 @@ export class SocketChannel extends ProcessChannel {
   #backstop: NodeJS.Timeout | null = null;
   /** After stop(): the daemon's `stopping` arrived (the backstop is then its KILL time). */
   #stopping = false;
+  /**
+   * What is written in the tick the channel opens (the request, the stdin known up front,
+   * its end): sent together on the next tick (see `#send`); null once sent.
+   */
+  #opening: Buffer[] | null;
+  #openingBytes: number;
 
   /**
    * Sends argv on an already connected socket; the daemon starts the program when it has
@@ -143,7 +150,12 @@ export class SocketChannel extends ProcessChannel {
     );
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.emit('drain'));
-    socket.on('end', () => this.#onEnd());
+    socket.on('end', () => {
+      this.#onEnd();
+      // The reply is complete, or the daemon broke it off: there is nothing left to tell it,
+      // so no shutdown of this side first (allowHalfOpen's end() would cost a round of its own).
+      socket.destroy();
+    });
     socket.on('error', (error) => {
       // A daemon that does not speak the extension may reset the connection (it did not read
       // all of the request before closing): that is its answer, not a failure of the network.
@@ -155,7 +167,40 @@ export class SocketChannel extends ProcessChannel {
       this.#onEnd();
       this.emitClose();
     });
-    socket.write(extension ? encodeExtendedRequest(extension.fields) : encodeArgs(argv));
+    const request = extension ? encodeExtendedRequest(extension.fields) : encodeArgs(argv);
+    this.#opening = [request];
+    this.#openingBytes = request.length;
+    process.nextTick(() => this.#sendOpening());
+  }
+
+  /**
+   * Every write to the daemon goes through here. In the opening tick the bytes are kept, and
+   * then leave with the request in one write (`#sendOpening`): a program that ends at once
+   * (and a daemon that then hangs up) cannot fail a second write and lose the reply.
+   */
+  #send(data: Buffer): boolean {
+    const opening = this.#opening;
+    if (opening === null) return this.socket.write(data);
+    opening.push(data);
+    this.#openingBytes += data.length;
+    return this.#openingBytes < this.socket.writableHighWaterMark;
+  }
+
+  /** The opening tick is over: its bytes leave, joined when they are few. */
+  #sendOpening(): void {
+    const opening = this.#opening!;
+    this.#opening = null;
+    const socket = this.socket;
+    if (!socket.writable) return;
+    if (opening.length === 1) {
+      socket.write(opening[0]!);
+    } else if (this.#openingBytes <= JOIN_LIMIT) {
+      socket.write(Buffer.concat(opening, this.#openingBytes));
+    } else {
+      socket.cork();
+      for (const part of opening) socket.write(part);
+      socket.uncork();
+    }
   }
 
   /**
@@ -185,9 +230,7 @@ export class SocketChannel extends ProcessChannel {
 
   override signal(name: string): boolean {
     if (this.#extension === null) return false;
-    if (this.socket.writable && this.exitStatus === null) {
-      this.socket.write(encodeSignalMessage(name));
-    }
+    if (this.socket.writable && this.exitStatus === null) this.#send(encodeSignalMessage(name));
     return true;
   }
 
@@ -200,7 +243,7 @@ export class SocketChannel extends ProcessChannel {
     checkWindowSide('columns', columns);
     checkWindowSide('rows', rows);
     if (!this.terminal || !this.socket.writable || this.exitStatus !== null) return false;
-    this.socket.write(encodeWindowMessage(columns, rows));
+    this.#send(encodeWindowMessage(columns, rows));
     return true;
   }
 
@@ -249,10 +292,10 @@ export class SocketChannel extends ProcessChannel {
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
     if (this.#stdinEnded || buffer.length === 0 || !this.socket.writable) return true;
     const parts = this.#extension ? encodeStdinMessage(buffer) : encodeStdin(buffer);
-    if (parts.length === 1) return this.socket.write(parts[0]!);
+    if (parts.length === 1) return this.#send(parts[0]!);
     this.socket.cork();
     let ok = true;
-    for (const part of parts) ok = this.socket.write(part);
+    for (const part of parts) ok = this.#send(part);
     this.socket.uncork();
     return ok;
   }
@@ -260,7 +303,7 @@ export class SocketChannel extends ProcessChannel {
   end(): void {
     if (this.#stdinEnded) return;
     this.#stdinEnded = true;
-    if (this.socket.writable) this.socket.write(this.#extension ? STDIN_END_MESSAGE : STDIN_END);
+    if (this.socket.writable) this.#send(this.#extension ? STDIN_END_MESSAGE : STDIN_END);
   }
 
   pause(): void {
@@ -288,7 +331,7 @@ export class SocketChannel extends ProcessChannel {
       return;
     }
     // With the exit already here, the close follows: nothing to ask.
-    if (this.#status === null) socket.write(encodeStopMessage(cause));
+    if (this.#status === null) this.#send(encodeStopMessage(cause));
     socket.resume();
     this.#armBackstop(STOP_REPLY_MARGIN);
   }
@@ -340,16 +383,13 @@ class DaemonLaunch implements Launch {
   readonly #onError = (error: Error) => {
     this.#early ??= error;
   };
-  readonly #onData = () => {
-    this.#early ??= new ProtocolError('the daemon sent data before the args were sent');
-    this.socket.destroy();
-  };
 
   constructor(socket: Socket, options: SocketChannelOptions, description: string) {
     this.socket = socket;
     this.#options = options;
     this.#description = description;
-    socket.on('error', this.#onError).on('data', this.#onData);
+    // Not a 'data' listener: what the daemon says first waits in the socket (see start()).
+    socket.on('error', this.#onError);
   }
 
   honours(option: ProgramOptionName): boolean {
@@ -363,6 +403,10 @@ class DaemonLaunch implements Launch {
     if (this.#started) throw new StateError('a launch starts one program; prepare another');
     const extended = extendedLaunch(request);
     const socket = this.socket;
+    if (socket.readableLength > 0 && !this.#early) {
+      this.#early = new ProtocolError('the daemon sent data before the args were sent');
+      socket.destroy();
+    }
     if (this.#early || socket.destroyed || !socket.readable) {
       throw new ClosedError(
         `the daemon closed the connection before the args were sent${this.#early ? `: ${this.#early.message}` : ''}`,
@@ -370,11 +414,8 @@ class DaemonLaunch implements Launch {
       );
     }
     this.#started = true;
-    socket.off('error', this.#onError).off('data', this.#onData);
-    // Args and the stdin written in the same tick leave in one write, so a program that ends
-    // at once (and a daemon that then hangs up) cannot fail a second write and lose the reply.
-    socket.cork();
-    process.nextTick(() => socket.uncork());
+    socket.off('error', this.#onError);
+    // Args and the stdin written in the same tick leave in one write (SocketChannel#send).
     return new SocketChannel(
       socket,
       request.argv,

@@ -17,6 +17,8 @@ import type { Transport } from './transport.js';
 export type Target = 'local' | { socket: string } | string | Transport;
 
 let defaultLocal: Transport | null = null;
+/** The daemon transport last resolved: `run(argv, { socket })` gives the same path call after call. */
+let lastDaemon: { path: string; transport: Transport } | null = null;
 
 /** The transport of a target; throws `ArgumentError` for anything else. */
 export function resolveTransport(target: Target | undefined): Transport {
@@ -31,7 +33,8 @@ export function resolveTransport(target: Target | undefined): Transport {
       `target must be 'local', a socket path, { socket: path } or a transport; got ${describeValue(target)}`,
     );
   }
-  return daemonTransport(path);
+  if (lastDaemon?.path !== path) lastDaemon = { path, transport: daemonTransport(path) };
+  return lastDaemon.transport;
 }
 
 export function isTransport(value: unknown): value is Transport {
