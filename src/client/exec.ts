@@ -27,12 +27,13 @@ import {
   type Output,
 } from './execute.js';
 import {
+  addProgramOptions,
+  CheckedDefaults,
   checkArgv,
   EXEC_OPTION_NAMES,
   EXEC_OPTIONS,
   type ExecOptionName,
   type ExecOptions,
-  programOptions,
   type ResolvedExecOptions,
   resolveExecOptions,
 } from './options.js';
@@ -82,13 +83,16 @@ export function createExec<E extends Encoding = 'utf8'>(
     throw new ArgumentError(`defaults must be an options object; got ${describeValue(defaults)}`);
   }
   resolveExecOptions({}, defaults);
-  const exec = ((...args: unknown[]) => invoke(transport, exec, args)) as Exec<E>;
+  // Its properties are checked when they change, not on every call (CheckedDefaults).
+  let checked: CheckedDefaults;
+  const exec = ((...args: unknown[]) => invoke(transport, checked, args)) as Exec<E>;
   Object.defineProperty(exec, 'transport', { value: transport, enumerable: true });
   for (const name of EXEC_OPTION_NAMES) {
     const value = (defaults as Record<string, unknown>)[name];
     (exec as unknown as Record<string, unknown>)[name] =
       value !== undefined ? value : EXEC_OPTIONS[name].default;
   }
+  checked = new CheckedDefaults(exec as unknown as Record<string, unknown>);
   return exec;
 }
 
@@ -114,7 +118,7 @@ export function run(
 /** One call: everything checked, then started through the transport. Never throws: rejects. */
 async function invoke(
   target: Transport | null,
-  defaults: Partial<Record<ExecOptionName, unknown>>,
+  defaults: Partial<Record<ExecOptionName, unknown>> | CheckedDefaults,
   args: unknown[],
 ): Promise<ExecResult<string | Buffer>> {
   const { argv: positional, options } = parseCall(args);
@@ -131,11 +135,8 @@ async function invoke(
   const launch = await transport.prepare({ signal });
   // Started and given its stdin in one synchronous step: for a daemon, argv and the stdin
   // known up front leave in one write.
-  const channel = startChannel(
-    launch,
-    { argv, ...programOptions(resolved), protocol: resolved.protocol, timeout: resolved.timeout },
-    transport,
-  );
+  const request = { argv, protocol: resolved.protocol, timeout: resolved.timeout };
+  const channel = startChannel(launch, addProgramOptions(request, resolved), transport);
   return execute(channel, executionPlan(argv, resolved, signal));
 }
 

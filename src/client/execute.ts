@@ -122,12 +122,21 @@ class Execution {
       );
     }
     this.#armTimer();
-    this.#feedStdin();
-    this.result = this.#settle().finally(() => {
+    // No stdin (the default): closed at once, without the feeder's promise.
+    if (plan.stdin === null) this.#endStdin();
+    else this.#feedStdin();
+    this.result = this.#settled(onAbort);
+  }
+
+  /** `#settle`, then the timers and the abort listener let go (no `.finally`: a promise less). */
+  async #settled(onAbort: () => void): Promise<ExecResult<string | Buffer>> {
+    try {
+      return await this.#settle();
+    } finally {
       this.#disarmTimer();
       if (this.#wallTimer) clearTimeout(this.#wallTimer);
-      plan.signal?.removeEventListener('abort', onAbort);
-    });
+      this.#plan.signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   async #settle(): Promise<ExecResult<string | Buffer>> {
@@ -158,15 +167,13 @@ class Execution {
   #result(): ExecResult<string | Buffer> {
     const channel = this.#channel;
     const status = channel.finalStatus;
-    const pick = (type: OutputType): string | Buffer => {
-      const data = Buffer.concat(this.#collected[type]);
-      return this.#plan.encoding === 'buffer' ? data : data.toString('utf8');
-    };
+    const encoding = this.#plan.encoding;
+    const collected = this.#collected;
     return {
       argv: this.#plan.argv,
-      stdout: pick('stdout'),
-      stderr: pick('stderr'),
-      unknown: pick('unknown'),
+      stdout: joined(collected.stdout, encoding),
+      stderr: joined(collected.stderr, encoding),
+      unknown: joined(collected.unknown, encoding),
       exitCode: status?.exitCode ?? null,
       termSignal: status?.termSignal ?? null,
       // The channel knows its reason from its exit on, and a call that stopped it has its own.
@@ -250,6 +257,14 @@ class Execution {
     this.#callbacksSettled.add(settled);
   }
 
+  #endStdin(): void {
+    try {
+      if (!this.#failure) this.#channel.end();
+    } catch (error) {
+      this.#fail(error as Error);
+    }
+  }
+
   async #feedStdin(): Promise<void> {
     const { stdin } = this.#plan;
     const channel = this.#channel;
@@ -318,6 +333,16 @@ class Execution {
     if (reason === null) this.#channel.destroy();
     else this.#channel.stop(reason);
   }
+}
+
+/**
+ * Collected chunks as one output. A Buffer result is always a copy (a chunk may be a view of
+ * a much larger read buffer); a string is decoded from the one chunk there often is.
+ */
+function joined(chunks: Buffer[], encoding: Encoding): string | Buffer {
+  if (encoding === 'buffer') return Buffer.concat(chunks);
+  if (chunks.length === 0) return '';
+  return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8');
 }
 
 /** Client data as a Buffer: strings as UTF-8, byte arrays without a copy. */

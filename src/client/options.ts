@@ -126,16 +126,21 @@ const TABLE_DEFAULTS: Readonly<Record<string, unknown>> = Object.fromEntries(
  * keys that are there are visited: a call usually sets one or two of the table's options.
  */
 export function resolveExecOptions(
-  defaults: Partial<Record<ExecOptionName, unknown>>,
+  defaults: Partial<Record<ExecOptionName, unknown>> | CheckedDefaults,
   options: object,
   extra: readonly string[] = [],
 ): ResolvedExecOptions {
   refuseUnknownKeys(options, extra, 'option');
   const given = options as Record<string, unknown>;
-  const resolved: Record<string, unknown> = { ...TABLE_DEFAULTS };
-  for (const name of Object.keys(defaults)) {
-    if (given[name] === undefined)
-      take(resolved, name, (defaults as Record<string, unknown>)[name]);
+  let resolved: Record<string, unknown>;
+  if (defaults instanceof CheckedDefaults) {
+    resolved = { ...defaults.current(given) };
+  } else {
+    resolved = { ...TABLE_DEFAULTS };
+    for (const name of Object.keys(defaults)) {
+      if (given[name] === undefined)
+        take(resolved, name, (defaults as Record<string, unknown>)[name]);
+    }
   }
   for (const name of Object.keys(given)) take(resolved, name, given[name]);
   const result = resolved as ResolvedExecOptions;
@@ -146,6 +151,66 @@ export function resolveExecOptions(
     );
   }
   return result;
+}
+
+/**
+ * An exec's defaults (its properties: plain data a caller may assign at any time) merged over
+ * the table's and checked — again only after one of them changed, not on every call. As
+ * when each call checked them: a bad default fails the calls that do not set that option.
+ */
+export class CheckedDefaults {
+  readonly #source: Readonly<Record<string, unknown>>;
+  /** The source's values when last checked, in `EXEC_OPTION_NAMES` order. */
+  readonly #seen: unknown[] = [];
+  #merged: Readonly<Record<string, unknown>> = TABLE_DEFAULTS;
+  /** Defaults that failed their check (kept out of `#merged`). */
+  #invalid: ExecOptionName[] = [];
+
+  constructor(source: Readonly<Record<string, unknown>>) {
+    this.#source = source;
+    this.#check();
+  }
+
+  /** The merged defaults for a call that sets `given`; throws for a bad default it does not override. */
+  current(given: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+    const source = this.#source;
+    const seen = this.#seen;
+    for (let i = 0; i < EXEC_OPTION_NAMES.length; i++) {
+      if (source[EXEC_OPTION_NAMES[i]!] !== seen[i]) {
+        this.#check();
+        break;
+      }
+    }
+    for (const name of this.#invalid) {
+      if (given[name] === undefined) EXEC_OPTIONS[name].check(source[name], name);
+    }
+    // A terminal's settings are an object its owner may change in place: checked every time.
+    const pty = this.#merged.pty;
+    if (typeof pty === 'object' && pty !== null && given.pty === undefined) {
+      EXEC_OPTIONS.pty.check(pty, 'pty');
+    }
+    return this.#merged;
+  }
+
+  #check(): void {
+    const source = this.#source;
+    const merged: Record<string, unknown> = { ...TABLE_DEFAULTS };
+    const invalid: ExecOptionName[] = [];
+    for (let i = 0; i < EXEC_OPTION_NAMES.length; i++) {
+      const name = EXEC_OPTION_NAMES[i]!;
+      const value = source[name];
+      this.#seen[i] = value;
+      if (value === undefined) continue;
+      try {
+        EXEC_OPTIONS[name].check(value, name);
+        merged[name] = value;
+      } catch {
+        invalid.push(name);
+      }
+    }
+    this.#merged = merged;
+    this.#invalid = invalid;
+  }
 }
 
 /** Checks and keeps a set value of a table option (anything else is not the table's). */
@@ -161,9 +226,20 @@ export function isExecOption(name: string): name is ExecOptionName {
 
 /** The program options (every one: a transport honours or refuses each), for the transport. */
 export function programOptions(options: Partial<ResolvedExecOptions>): ProgramOptions {
-  const program: Record<string, unknown> = {};
-  for (const name of PROGRAM_OPTION_NAMES) program[name] = options[name];
-  return program as ProgramOptions;
+  return addProgramOptions({}, options);
+}
+
+/** Copies the program options that are set into `into` (a request being built); returns it. */
+export function addProgramOptions<T extends object>(
+  into: T,
+  options: Partial<ResolvedExecOptions>,
+): T & ProgramOptions {
+  const target = into as Record<string, unknown>;
+  for (const name of PROGRAM_OPTION_NAMES) {
+    const value = options[name];
+    if (value !== undefined) target[name] = value;
+  }
+  return into as T & ProgramOptions;
 }
 
 export function refuseUnknownKeys(options: object, extra: readonly string[], what: string): void {
