@@ -167,4 +167,28 @@ describe('a misbehaving daemon', () => {
     assert.throws(() => session.sendArgs(['true']), ClosedError);
     await session.close();
   });
+
+  test('a daemon that talks before the args are sent is reported at sendArgs', async () => {
+    const path = dir.path('talker.sock');
+    const server = createServer((socket) => {
+      socket.write('6:stdout,2:hi,');
+      socket.on('error', () => {});
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const session = await connect(path);
+    const socket = session.socket!;
+    await waitUntil(
+      () => socket.readableLength > 0 || socket.destroyed,
+      'the early bytes arrive',
+      5000,
+    );
+    assert.throws(
+      () => session.sendArgs(['true']),
+      (error: ClosedError) =>
+        error instanceof ClosedError && /sent data before the args/.test(error.message),
+    );
+    assert.equal(session.state, 'connected', 'nothing started');
+    await session.close();
+  });
 });

@@ -101,6 +101,25 @@ for (const kind of TARGET_KINDS) {
       assert.ok(Buffer.isBuffer(result.stderr) && result.stderr.length === 0);
     });
 
+    test('stdin given up front reaches the program whole, at every size', async () => {
+      // Through a daemon, stdin written with the request leaves in its first write: joined
+      // when small, as separate buffers above that, past the socket's high-water mark too.
+      const protocols = target.socket ? (['auto', 'procsock'] as const) : (['auto'] as const);
+      for (const protocol of protocols) {
+        for (const size of [1, 4000, 5000, 100_000, 3 * 1024 * 1024]) {
+          const bytes = Buffer.alloc(size);
+          for (let i = 0; i < size; i += 997) bytes[i] = (i / 997) & 0xff;
+          const result = await createExec(target.target)({
+            argv: ['cat'],
+            stdin: bytes,
+            encoding: 'buffer',
+            protocol,
+          });
+          assert.ok(result.stdout.equals(bytes), `${size} bytes, ${protocol}`);
+        }
+      }
+    });
+
     test('stdin may be streamed from an async iterable, with back-pressure', async () => {
       const hash = createHash('sha256');
       async function* source() {
@@ -231,6 +250,26 @@ describe('ez-mode arguments', () => {
     const custom = createExec('local', { argv: ['true'] });
     custom.timeout = -5;
     await assert.rejects(custom(), ArgumentError);
+  });
+
+  test('defaults are checked again whenever one changes, and only where a call uses them', async () => {
+    const custom = createExec('local', { argv: ['true'] });
+    assert.equal((await custom()).exitCode, 0);
+    custom.idleTimeout = Number.NaN;
+    await assert.rejects(custom(), /idleTimeout/);
+    // A call that sets the option itself does not use the bad default.
+    assert.equal((await custom({ idleTimeout: 5000 })).exitCode, 0);
+    custom.idleTimeout = 5000;
+    assert.equal((await custom()).exitCode, 0);
+    custom.encoding = 'latin1' as 'utf8';
+    await assert.rejects(custom(), /encoding/);
+    custom.encoding = 'utf8';
+    assert.equal((await custom()).stdout, '');
+    // An object default changed in place is checked too.
+    const terminal = { columns: 80, rows: 24 };
+    const withPty = createExec('local', { argv: ['true'], pty: terminal });
+    terminal.columns = 0;
+    await assert.rejects(withPty(), ArgumentError);
   });
 });
 
