@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ExitStatus } from '../core/output.js';
+import type { ProcsockError } from '../errors.js';
 import type { Sentinel, SentinelFactory } from './sentinel.js';
 import { SentinelScanner, validateSentinel } from './sentinel.js';
 
@@ -43,6 +44,8 @@ export interface Framing {
   finalInput(command: string | undefined): string;
   /** A non-zero exit after `stop()` that is still a clean stop (sqlite3 ends with 1 after any error). */
   cleanStop?(status: ExitStatus | null): boolean;
+  /** Once the start-up probe was answered: why the program cannot run as asked (start() fails), or null. */
+  refusal?(): ProcsockError | null;
 }
 
 const MARKER_BYTES = 16;

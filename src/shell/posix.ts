@@ -46,10 +46,10 @@
  *   marker arrives instead.
  *
  * Reserved names: `__procsock_status`, `__procsock_fd3`, `__pss`, `__psf`, `__psg`, and in
- * bash `__psl`, `__psh`, `__psfd`, `__psn`; and descriptor 7 when stderr
- * has a marker.
+ * bash `__psl`, `__psh`, `__psfd`, `__psn` (and `__psj`, `__pstty` on an interactive terminal:
+ * see TERMINAL_SYNC); and descriptor 7 when stderr has a marker.
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, type ProcsockError } from '../errors.js';
 import type { Frame, Framing } from './framing.js';
 import { freshMarker, quote } from './framing.js';
 import { SentinelScanner } from './sentinel.js';
@@ -75,6 +75,22 @@ const LAUNCHER =
   `if [ -p /dev/fd/0 ] || [ -t 0 ]; then export ${FD3_VARIABLE}=1; ` +
   `exec "$0" "$@" /dev/fd/3 3<&0 </dev/null; fi; export ${FD3_VARIABLE}=0; exec "$0" "$@"`;
 
+/**
+ * The launcher on an interactive terminal (ShellOptions.pty.interactive): the shell reads its
+ * commands from the terminal on fd 3, and the terminal stays its stdin — every command's.
+ */
+const TERMINAL_LAUNCHER = `export ${FD3_VARIABLE}=1; exec "$0" "$@" /dev/fd/3 3<&0`;
+/**
+ * Interactive terminal: bash's loop first reads (and drops) what a run left unread of the
+ * input typed for it, up to the NUL the driver sends before every run — typed input holds
+ * no NUL (Shell#write refuses one), so the NUL is where the driver's bytes start again —
+ * and after each command it puts back the terminal's modes (a program may have changed
+ * them: echo, canonical lines), saved at start as `$__pstty`.
+ */
+const TERMINAL_SYNC = `TMOUT= IFS= \\builtin read -r -d '' -u "$__psfd" __psj && `;
+const TERMINAL_MODES =
+  ';\\\\builtin command -p stty \\"\\$__pstty\\" 0</dev/tty 2>/dev/null||\\\\builtin :';
+
 /** Characters per marker piece (base64 of PIECE_BYTES). */
 const PIECE_CHARS = (PIECE_BYTES * 4) / 3;
 /** A bash run's header: the marker's two pieces, then a 3-digit status; the command follows. */
@@ -95,7 +111,7 @@ const BASH_HEADER = 2 * PIECE_CHARS + 3;
  * `break N` that ends both starts the loop anew through `eval`. At end of input (stop())
  * the shell exits with the last command's status.
  */
-function bashLoop(stderrMarker: boolean, commandStdin: string): string {
+function bashLoop(stderrMarker: boolean, commandStdin: string, terminal: boolean): string {
   const pieces = `"\${__psh:0:${PIECE_CHARS}}" "\${__psh:${PIECE_CHARS}:${PIECE_CHARS}}"`;
   const toStderr = stderrMarker
     ? `\\builtin printf "\${__psh:+$__psg}" ${pieces} "$?" >&${STDERR_COPY}; `
@@ -106,10 +122,10 @@ function bashLoop(stderrMarker: boolean, commandStdin: string): string {
   return (
     `while while ${toStderr}\\builtin printf "\${__psh:+$__psf}" ${pieces}${evalStatus} "$__pss"; ` +
     // TMOUT (often exported on hardened hosts) would end the loop, and the shell, when idle.
-    `TMOUT= IFS= \\builtin read -r -d '' -u "$__psfd" __psh; do __pss=-; ` +
+    `${terminal ? TERMINAL_SYNC : ''}TMOUT= IFS= \\builtin read -r -d '' -u "$__psfd" __psh; do __pss=-; ` +
     `case ${status} in 000) ;; 001) \\builtin false && \\builtin :;; ` +
     `*) \\${RESTORE_FUNCTION} "${status}" && \\builtin :;; esac; ` +
-    `\\builtin eval "\${__psh:${BASH_HEADER}}\${__psn}__pss=\\$?"${commandStdin}${closeCopy}; done; ` +
+    `\\builtin eval "\${__psh:${BASH_HEADER}}\${__psn}__pss=\\$?${terminal ? TERMINAL_MODES : ''}"${commandStdin}${closeCopy}; done; ` +
     `\\builtin [ -n "$__psh" ]; do \\builtin :; done; ` +
     // After a `break N` that ended both loops; `&&`, so the report's `$?` is 0.
     `\\builtin [ -n "$__psh" ] && \\builtin eval "$__psl"; \\builtin exit "$__pss"`
@@ -122,13 +138,13 @@ function bashLoop(stderrMarker: boolean, commandStdin: string): string {
  * it; 255 unless the descriptor limit is lower) and closes the launcher's copy, or, reading
  * stdin (a socket), reads that with `</dev/null` for each command; then starts the loop.
  */
-function bashStart(stderrMarker: boolean): string {
+function bashStart(stderrMarker: boolean, terminal: boolean): string {
   return (
     `case \${${FD3_VARIABLE}-0} in 1) __psfd=255; ` +
     'while \\builtin [ "$__psfd" -gt 3 ] && ! \\builtin [ /dev/fd/$__psfd -ef /dev/fd/3 ]; ' +
     'do __psfd=$((__psfd - 1)); done; ' +
-    `\\builtin [ "$__psfd" -gt 3 ] && exec 3<&-; __psl=${quote(bashLoop(stderrMarker, ''))};; ` +
-    `*) __psfd=0; __psl=${quote(bashLoop(stderrMarker, STDIN_REDIRECT))};; esac; ` +
+    `\\builtin [ "$__psfd" -gt 3 ] && exec 3<&-; __psl=${quote(bashLoop(stderrMarker, '', terminal))};; ` +
+    `*) __psfd=0; __psl=${quote(bashLoop(stderrMarker, STDIN_REDIRECT, terminal))};; esac; ` +
     `\\builtin unset ${FD3_VARIABLE}; __psh= __psn=$'\\n'; \\builtin eval "$__psl"`
   );
 }
@@ -161,6 +177,10 @@ export type PosixStderr = 'capture' | 'merge' | 'drain';
 
 export class PosixFraming implements Framing {
   readonly #stderr: PosixStderr;
+  /** Interactive terminal (ShellOptions.pty.interactive): commands read the terminal. */
+  readonly #terminal: boolean;
+  /** Set by the probe when the shell cannot run on an interactive terminal (not bash). */
+  #refusal: ProcsockError | null = null;
   #stderrMarker: boolean;
   /** The status of the last command run: the next one starts with it as `$?`. */
   #lastStatus: () => number | null = () => 0;
@@ -171,8 +191,10 @@ export class PosixFraming implements Framing {
   #loop = false;
   #probe: SentinelScanner | null = null;
 
-  constructor(stderr: PosixStderr = 'capture') {
+  /** `terminal`: an interactive terminal, the commands' stdin (bash only: see TERMINAL_SYNC). */
+  constructor(stderr: PosixStderr = 'capture', terminal = false) {
     this.#stderr = stderr;
+    this.#terminal = terminal;
     this.#stderrMarker = stderr === 'capture';
   }
 
@@ -189,14 +211,15 @@ export class PosixFraming implements Framing {
       (this.#stderrMarker ? `exec ${STDERR_COPY}>&2;` : '') +
       // `builtin` where there is one: bash and zsh let a function be called `return`.
       `${RESTORE_FUNCTION}() { \${BASH_VERSION+builtin}\${ZSH_VERSION+builtin} \\return "$1"; };` +
-      "__pss=0 __psf='%s%s %s %s\\n' __psg='%s%s %s\\n';"
+      "__pss=0 __psf='%s%s %s %s\\n' __psg='%s%s %s\\n';" +
+      (this.#terminal ? '__pstty=$(\\command -p stty -g);' : '')
     );
   }
 
   /** See the top: given a pipe, the shell reads it as a script on fd 3; stdin is /dev/null. */
   launch(argv: readonly string[]): readonly string[] {
     const [program, ...args] = argv as [string, ...string[]];
-    return [program, '-c', LAUNCHER, program, ...args];
+    return [program, '-c', this.#terminal ? TERMINAL_LAUNCHER : LAUNCHER, program, ...args];
   }
 
   /**
@@ -214,7 +237,7 @@ export class PosixFraming implements Framing {
   /** A run of bash's loop: the header (marker pieces, the status to restore), the command, NUL. */
   #bashRun(p1: string, p2: string, command: string): string {
     const status = Math.min(Math.max(this.#lastStatus() ?? 0, 0), 255);
-    return `${p1}${p2}${String(status).padStart(3, '0')}${command}\0`;
+    return `${this.#terminal ? '\0' : ''}${p1}${p2}${String(status).padStart(3, '0')}${command}\0`;
   }
 
   frame(command: string | null): Frame {
@@ -239,7 +262,7 @@ export class PosixFraming implements Framing {
           // other shells close the launcher's copy of the driver's pipe (commands must not inherit it).
           `${toStderr}${printf} '%s%s %s %s %s\\n' ${p1} ${p2} ` +
           `"\${${FD3_VARIABLE}-0}" "\${BASH_VERSION+bash}\${ZSH_VERSION+zsh}" 0;` +
-          `case \${BASH_VERSION-} in ?*) \\builtin eval ${quote(bashStart(this.#stderrMarker))};; ` +
+          `case \${BASH_VERSION-} in ?*) \\builtin eval ${quote(bashStart(this.#stderrMarker, this.#terminal))};; ` +
           `*) \\unset ${FD3_VARIABLE}; exec 3<&-;; esac\n`
         : this.#loop
           ? this.#bashRun(p1, p2, command)
@@ -256,6 +279,7 @@ export class PosixFraming implements Framing {
     this.#lastStatus = command === null ? () => 0 : exitCode;
     if (command === null) {
       this.#probe = stdout;
+      this.#refusal = null;
       this.#redirect = STDIN_REDIRECT;
       this.#dialect = POSIX_DIALECT;
       this.#loop = false;
@@ -276,6 +300,17 @@ export class PosixFraming implements Framing {
     this.#dialect = kind === 'bash' || kind === 'zsh' ? BUILTIN_DIALECT : POSIX_DIALECT;
     this.#loop = kind === 'bash';
     this.#probe = null;
+    if (this.#terminal && !this.#loop) {
+      this.#refusal = new ArgumentError(
+        `pty.interactive: the POSIX preset gives commands the terminal with bash only (this shell is ${kind || 'not bash'}: it would read the input typed for a command ahead, as its own script)`,
+      );
+    }
+  }
+
+  /** After the start-up probe: why this shell cannot run as asked, or null. */
+  refusal(): ProcsockError | null {
+    if (this.#probe) this.#readProbe(this.#probe.payload);
+    return this.#refusal;
   }
 
   /**

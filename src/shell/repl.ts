@@ -35,19 +35,49 @@ import { SentinelScanner } from './sentinel.js';
 
 /** Moves the driver's pipe to fd 3 and gives the program /dev/null as stdin. */
 const FD3_LAUNCHER = 'exec "$0" "$@" 3<&0 </dev/null';
+/** An interactive terminal (ShellOptions.pty.interactive): fd 3 is a copy; stdin stays the terminal. */
+const TERMINAL_LAUNCHER = 'exec "$0" "$@" 3<&0';
 
 const PYTHON_DRIVER = String.raw`
 import ast, os, sys, traceback
-def main():
-    requests = os.fdopen(3, 'rb')
+def main(terminal):
+    requests = os.fdopen(3, 'rb', buffering=0 if terminal else -1)
     out, err = os.dup(1), os.dup(2)
     scope = {'__name__': '__main__', '__builtins__': __builtins__}
+    if terminal:
+        import termios
+        modes = termios.tcgetattr(3)
+    def until(end):
+        data = bytearray()
+        while True:
+            byte = requests.read(1)
+            if not byte or byte == end:
+                return bytes(data) if byte else None
+            data += byte
+    def exactly(length):
+        data = bytearray()
+        while len(data) < length:
+            piece = requests.read(length - len(data))
+            if not piece:
+                break
+            data += piece
+        return bytes(data)
     while True:
-        header = requests.readline()
-        if not header:
-            return
-        marker, length = header.split()
-        code = requests.read(int(length)).decode('utf-8', 'replace')
+        if terminal:
+            # Input typed for the last run and not read: dropped up to the NUL the driver sends first.
+            if until(b'\0') is None:
+                return
+            header = until(b'\n')
+            if header is None:
+                return
+            marker, length = header.split()
+            code = exactly(int(length)).decode('utf-8', 'replace')
+        else:
+            header = requests.readline()
+            if not header:
+                return
+            marker, length = header.split()
+            code = requests.read(int(length)).decode('utf-8', 'replace')
         status = 0
         try:
             tree = ast.parse(code, '<procsock>', 'exec')
@@ -67,9 +97,13 @@ def main():
                 stream.flush()
             except Exception:
                 pass
+        if terminal:
+            try:
+                termios.tcsetattr(3, termios.TCSANOW, modes)  # what a program changed
+            except termios.error:
+                pass
         os.write(err, marker + b'\n')
         os.write(out, marker + b' ' + str(status).encode() + b'\n')
-main()
 `;
 
 const NODE_DRIVER = String.raw`
@@ -114,14 +148,26 @@ async function run(marker, code) {
 /** Python and Node: the driver program reads `<marker> <length>\n<code>` requests on fd 3. */
 export class DriverFraming implements Framing {
   readonly #driverArgs: readonly string[];
+  /** An interactive terminal: stdin stays the terminal; each request starts with a NUL. */
+  readonly #terminal: boolean;
 
   /** `driverArgs`: how the program runs the driver, e.g. `['-c', PYTHON_DRIVER]`. */
-  constructor(driverArgs: readonly string[]) {
+  constructor(driverArgs: readonly string[], terminal = false) {
     this.#driverArgs = driverArgs;
+    this.#terminal = terminal;
   }
 
-  static python(): DriverFraming {
-    return new DriverFraming(['-u', '-c', PYTHON_DRIVER]);
+  /**
+   * `terminal`: on an interactive terminal (ShellOptions.pty.interactive) the driver reads its
+   * requests unbuffered, so that what is typed for a run stays on the terminal for the run's
+   * code (`input()`), drops what a run left unread up to the NUL sent before each request, and
+   * puts back the terminal's modes after each run.
+   */
+  static python(terminal = false): DriverFraming {
+    return new DriverFraming(
+      ['-u', '-c', `${PYTHON_DRIVER}main(${terminal ? 'True' : 'False'})\n`],
+      terminal,
+    );
   }
 
   static node(): DriverFraming {
@@ -130,7 +176,8 @@ export class DriverFraming implements Framing {
 
   launch(argv: readonly string[]): readonly string[] {
     const [program, ...args] = argv as [string, ...string[]];
-    return ['sh', '-c', FD3_LAUNCHER, program, ...args, ...this.#driverArgs];
+    const launcher = this.#terminal ? TERMINAL_LAUNCHER : FD3_LAUNCHER;
+    return ['sh', '-c', launcher, program, ...args, ...this.#driverArgs];
   }
 
   /** The driver always marks stderr too (simpler than telling it; a REPL run costs more). */
@@ -141,7 +188,7 @@ export class DriverFraming implements Framing {
   frame(command: string | null): Frame {
     const marker = freshMarker();
     const code = command ?? '';
-    const input = `${marker} ${Buffer.byteLength(code)}\n${code}`;
+    const input = `${this.#terminal ? '\0' : ''}${marker} ${Buffer.byteLength(code)}\n${code}`;
     const stdout = new SentinelScanner(`${marker} `, { trailer: true });
     return {
       input,

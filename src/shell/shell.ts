@@ -115,11 +115,20 @@ export interface ShellOptions {
    * commands write to a terminal (`isatty(1)`, `stty size`, colours, line-buffered output)
    * while each run's stdout, stderr and status are framed as usual. The terminal is raw
    * (`pty.raw`: bytes unchanged, no echo of the commands sent) and stderr stays a pipe (the
-   * runs' stderr); commands still read /dev/null, so none can swallow the next. Needs the
-   * native backend locally, or a procsock daemon.
+   * runs' stderr); commands read /dev/null, so none can swallow the next — unless
+   * `interactive`. Needs the native backend locally, or a procsock daemon.
+   *
+   * `interactive: true` (bash through the POSIX preset, and the python preset): the terminal is
+   * also every command's stdin (`test -t 0`, `read x`, `input()`, prompts), and `write()` types
+   * into the run now out. The terminal stays raw (no echo, no line editing, no ^C/^D: the bytes
+   * written are what the program reads; a program may change the modes, which are put back
+   * after each run), and what a run leaves unread of its input is dropped before the next.
    */
-  pty?: boolean | Omit<PtyOptions, 'stderr' | 'raw'>;
+  pty?: boolean | ShellPtyOptions;
 }
+
+/** A Shell's terminal: its window size, and whether commands read it (see `ShellOptions.pty`). */
+export type ShellPtyOptions = Omit<PtyOptions, 'stderr' | 'raw'> & { interactive?: boolean };
 
 /** `Shell.python`, `Shell.node`, `Shell.sqlite`: their program has a default too. */
 export type ReplShellOptions = Omit<
@@ -189,6 +198,8 @@ export class Shell {
   readonly #maxBuffer: number;
   /** PTY mode: the terminal asked for (raw, stderr on its pipe), or undefined. */
   readonly #terminal: Terminal | undefined;
+  /** `pty.interactive`: commands read the terminal, and `write()` types into it. */
+  readonly #interactive: boolean;
   /** The last channel's kind and when start() was called: for what error messages say. */
   #channelKind = 'local';
   #startedAt = 0;
@@ -241,6 +252,14 @@ export class Shell {
     const transport = resolveTransport(options.transport ?? 'local');
     if (options.killTimeout !== undefined) checkDuration('killTimeout', options.killTimeout);
     const preset = options.sentinel;
+    const interactive = interactiveTerminal(options.pty);
+    if (interactive && preset !== 'posix' && preset !== 'python') {
+      throw new ArgumentError(
+        'pty.interactive: commands read the terminal with the posix (bash) and python presets only' +
+          (preset === 'node' ? " (node's driver reads its requests ahead, as its own)" : ''),
+      );
+    }
+    this.#interactive = interactive;
     if (preset === 'python' || preset === 'node' || preset === 'sqlite') {
       if (options.stderrSentinel || options.terminator || options.stderr !== undefined) {
         throw new ArgumentError(
@@ -249,7 +268,7 @@ export class Shell {
       }
       this.#framing =
         preset === 'python'
-          ? DriverFraming.python()
+          ? DriverFraming.python(interactive)
           : preset === 'node'
             ? DriverFraming.node()
             : new SqliteFraming();
@@ -263,7 +282,7 @@ export class Shell {
       if (!['capture', 'merge', 'drain'].includes(stderr)) {
         throw new ArgumentError(`stderr: expected 'capture', 'merge' or 'drain', not ${stderr}`);
       }
-      this.#framing = new PosixFraming(stderr);
+      this.#framing = new PosixFraming(stderr, interactive);
     } else {
       if (options.stderr !== undefined) {
         throw new ArgumentError(
@@ -371,6 +390,31 @@ export class Shell {
       this.#queue.push({ commander, collect, timeout, resolve, reject });
       this.#next();
     });
+  }
+
+  /**
+   * `pty.interactive` only: types `data` on the terminal for the run now out (a prompt's
+   * answer, `read x`'s line; the first queued run is out as soon as it is sent). The bytes go
+   * as they are: the terminal is raw, so end a line with `\n`. What the run leaves unread is
+   * dropped before the next run. Returns false when the terminal's input queue is full (the
+   * rest is written as the program reads). Throws `ArgumentError` without `pty.interactive` or
+   * for a NUL byte (it is what separates runs), `StateError` when no run is out.
+   */
+  write(data: string | Uint8Array): boolean {
+    if (!this.#interactive) {
+      throw new ArgumentError(
+        "write(): commands read /dev/null; give the Shell pty: { interactive: true } to type into a command's terminal",
+      );
+    }
+    const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+    if (bytes.includes(0)) {
+      throw new ArgumentError('write(): a NUL byte cannot be typed (it separates the runs)');
+    }
+    const exchange = this.#exchange;
+    if (this.#state !== 'running' || !exchange || exchange.startup || !this.#channel) {
+      throw new StateError(`write() needs a run out (the shell is ${this.#state})`);
+    }
+    return this.#channel.write(bytes);
   }
 
   /**
@@ -594,9 +638,16 @@ export class Shell {
 
   /** Both sentinels seen: the command is done and the shell is ready for the next one. */
   #finish(exchange: Exchange): void {
+    const refusal = exchange.startup ? (this.#framing.refusal?.() ?? null) : null;
+    if (refusal) {
+      // The program answered but cannot run as asked (dash on an interactive terminal): it is
+      // killed, and start() rejects with why once the shell is off (#onClose).
+      this.#kill(refusal);
+      return;
+    }
     this.#clearExchange();
-    this.#state = 'idle';
     const { job } = exchange;
+    this.#state = 'idle';
     let result: ShellResult | null = null;
     if (!exchange.parserError) {
       try {
@@ -772,6 +823,8 @@ function preview(command: string): string {
  */
 function shellTerminal(pty: ShellOptions['pty']): Terminal | undefined {
   if (pty !== undefined && pty !== false && typeof pty === 'object') {
+    const { interactive: _, ...terminal } = pty;
+    pty = terminal;
     for (const key of ['stderr', 'raw']) {
       if (key in pty) {
         throw new ArgumentError(
@@ -782,4 +835,14 @@ function shellTerminal(pty: ShellOptions['pty']): Terminal | undefined {
   }
   const terminal = resolveTerminal(pty);
   return terminal ? { ...terminal, raw: true, stderr: 'pipe' } : undefined;
+}
+
+/** `pty.interactive`, checked: a boolean, and only on a terminal. */
+function interactiveTerminal(pty: ShellOptions['pty']): boolean {
+  if (pty === null || typeof pty !== 'object' || !('interactive' in pty)) return false;
+  const { interactive } = pty;
+  if (interactive !== undefined && typeof interactive !== 'boolean') {
+    throw new ArgumentError(`pty.interactive: expected a boolean, not ${typeof interactive}`);
+  }
+  return interactive === true;
 }

@@ -8,6 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { spawnBackendInUse } from '../../src/channel/local.js';
 import { ShellCrashError } from '../../src/errors.js';
 import { Shell, type ShellResult } from '../../src/shell/index.js';
 import type { PosixStderr } from '../../src/shell/posix.js';
@@ -15,12 +16,17 @@ import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { markers, recordingTransport } from './transports.js';
 
 const KILL_TIMEOUT = 300;
+const native = spawnBackendInUse() === 'native';
 const SHELLS = ['bash', 'dash', 'zsh'].filter(
   (program) => spawnSync(program, ['-c', 'true']).status === 0,
 );
 
-for (const kind of ['local', 'local with a stderr marker', 'daemon'] as const) {
-  describe(`hostile shell state, over ${kind}`, () => {
+const KINDS = ['local', 'local with a stderr marker', 'daemon', 'an interactive terminal'] as const;
+for (const kind of KINDS) {
+  // The terminal (its commands' stdin too) is bash's only, and the native backend's.
+  const terminal = kind === 'an interactive terminal';
+  const shells = terminal ? SHELLS.filter((program) => program === 'bash') : SHELLS;
+  describe(`hostile shell state, over ${kind}`, { skip: terminal && !native }, () => {
     let daemon: TestDaemon | undefined;
     before(async () => {
       if (kind === 'daemon') {
@@ -42,6 +48,7 @@ for (const kind of ['local', 'local with a stderr marker', 'daemon'] as const) {
         program,
         stderr,
         transport: recording.transport,
+        ...(terminal ? { pty: { interactive: true } } : {}),
         // The daemon keeps its own grace (-k); a killTimeout through it would be refused.
         ...(kind === 'daemon' ? {} : { killTimeout: KILL_TIMEOUT }),
       });
@@ -64,7 +71,7 @@ for (const kind of ['local', 'local with a stderr marker', 'daemon'] as const) {
     const status = async (run: (c: string) => Promise<ShellResult>, command: string) =>
       (await run(command)).exitCode;
 
-    for (const program of SHELLS) {
+    for (const program of shells) {
       const bashLike = program !== 'dash';
 
       test(`${program}: set -eu(o pipefail): exempt failures are results; a real one ends the shell as in a script`, async () => {

@@ -6,9 +6,10 @@
  * rejects with a typed error; presets that cannot run on one are refused at once.
  */
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { spawnBackendInUse } from '../../src/channel/local.js';
-import { UnsupportedOptionError } from '../../src/errors.js';
+import { ArgumentError, StateError, UnsupportedOptionError } from '../../src/errors.js';
 import { Shell } from '../../src/shell/shell.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 
@@ -79,6 +80,81 @@ for (const where of ['local', 'daemon'] as const) {
       }
     });
 
+    test('interactive bash: commands read the terminal, write() answers them, unread input is dropped', async () => {
+      const shell = Shell.posix({
+        program: 'bash',
+        transport: transport(),
+        pty: { interactive: true },
+      });
+      await shell.start(10_000);
+      try {
+        assert.throws(() => shell.write('early\n'), StateError, 'no run is out');
+        const asked = shell.run(
+          'test -t 0 && test -t 1 && echo both-tty; read -r x; echo "got $x"',
+          10_000,
+        );
+        shell.write('hello world\n');
+        assert.deepEqual(await asked, {
+          command: 'test -t 0 && test -t 1 && echo both-tty; read -r x; echo "got $x"',
+          exitCode: 0,
+          stdout: 'both-tty\ngot hello world\n',
+          stderr: '',
+        });
+        // What a run leaves unread is neither run as a command nor taken for the next run.
+        const first = shell.run('read -r a; echo "a=$a"', 10_000);
+        shell.write('one\necho INJECTED; exit 9\n');
+        assert.equal((await first).stdout, 'a=one\n');
+        const next = await shell.run('echo next', 10_000);
+        assert.deepEqual([next.stdout, next.stderr, next.exitCode], ['next\n', '', 0]);
+        // A program that changes the terminal's modes: they are put back after its run, so
+        // the next run is neither echoed nor cut into lines.
+        assert.equal((await shell.run('stty echo icanon; false', 10_000)).exitCode, 1);
+        const modes = await shell.run('echo "$?"; stty -a', 10_000);
+        assert.match(modes.stdout, /^1\n/);
+        assert.match(modes.stdout, / -icanon /);
+        assert.match(modes.stdout, / -echo /);
+        // A program reading its terminal, with its own stderr and status.
+        const python = shell.run(
+          `python3 -c "import sys; print(input('name? '), sys.stdin.isatty()); sys.exit(4)"`,
+          10_000,
+        );
+        shell.write('bob\n');
+        const answered = await python;
+        assert.deepEqual([answered.stdout, answered.exitCode], ['bob True\n', 4]);
+        assert.throws(() => shell.write('a\0b'), ArgumentError);
+        await shell.stop(10_000);
+        assert.equal(shell.state, 'off');
+      } finally {
+        await shell.close();
+      }
+    });
+
+    test('interactive python: input() reads the terminal; each run keeps its status', async () => {
+      const shell = Shell.python({ transport: transport(), pty: { interactive: true } });
+      await shell.start(10_000);
+      try {
+        const asked = shell.run(
+          'import sys\nname = input()\nprint(name, sys.stdin.isatty())',
+          10_000,
+        );
+        shell.write('ada\nleft over\n');
+        assert.deepEqual([(await asked).stdout, (await asked).exitCode], ['ada True\n', 0]);
+        const failed = await shell.run('1/0', 10_000);
+        assert.equal(failed.exitCode, 1);
+        assert.match(failed.stderr, /ZeroDivisionError/);
+        // A run that turns echo on: the driver's next request is not echoed.
+        await shell.run(
+          'import termios\nm = termios.tcgetattr(0)\nm[3] |= termios.ECHO | termios.ICANON\ntermios.tcsetattr(0, termios.TCSANOW, m)',
+          10_000,
+        );
+        const after = await shell.run('print(6*7)', 10_000);
+        assert.deepEqual([after.stdout, after.exitCode], ['42\n', 0]);
+        await shell.stop(10_000);
+      } finally {
+        await shell.close();
+      }
+    });
+
     test("stop(command) runs it, and the shell ends with that command's status", async () => {
       const shell = Shell.posix({ program: 'bash', transport: transport(), pty: true });
       await shell.start(10_000);
@@ -100,6 +176,24 @@ describe('Shell on a terminal where there is none', { skip: native }, () => {
     assert.equal(shell.state, 'off');
     await shell.close();
   });
+});
+
+test('an interactive terminal needs bash or python; write() needs one', {
+  skip: !native,
+}, async () => {
+  assert.throws(() => Shell.node({ pty: { interactive: true } }), /reads its requests ahead/);
+  assert.throws(() => Shell.posix({ pty: { interactive: 1 as never } }), {
+    code: 'PROCSOCK_ARGUMENT',
+  });
+  const plain = Shell.posix({ program: 'bash', pty: true });
+  assert.throws(() => plain.write('x\n'), /interactive: true/);
+  if (spawnSync('dash', ['-c', 'true']).status === 0) {
+    // dash would read the input typed for a command ahead, as its script: refused once known.
+    const dash = Shell.posix({ program: 'dash', pty: { interactive: true } });
+    await assert.rejects(dash.start(10_000), { code: 'PROCSOCK_ARGUMENT', message: /bash only/ });
+    assert.equal(dash.state, 'off');
+    await dash.close();
+  }
 });
 
 test('presets that cannot run on a terminal, and terminal options a Shell decides, are refused at once', () => {
