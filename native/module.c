@@ -1,7 +1,7 @@
 /*
  * The addon module: sets up each Node environment's state (init), tears it down when the
  * environment goes away, and exports the calls of every part (spawn.c, pipe.c, pty.c,
- * peercred.c). The only file that knows all of them; none of them knows it.
+ * peercred.c, cgroup.c). The only file that knows all of them; none of them knows it.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "addon.h"
+#include "cgroup.h"
 #include "peercred.h"
 #include "pipe.h"
 #include "pty.h"
@@ -125,6 +126,7 @@ NAPI_MODULE_INIT() {
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_default, NULL},
       {"readAvailable", NULL, js_read_available, NULL, NULL, NULL, napi_default, NULL},
       {"shutdownWrite", NULL, js_shutdown_write, NULL, NULL, NULL, napi_default, NULL},
+      {"cgroupDelegated", NULL, js_cgroup_delegated, NULL, NULL, NULL, napi_default, NULL},
       {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_default, NULL},
       {"setReadBuffer", NULL, js_set_read_buffer, NULL, NULL, NULL, napi_default, NULL},
       {"setUsageBuffer", NULL, js_set_usage_buffer, NULL, NULL, NULL, napi_default, NULL},

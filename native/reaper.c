@@ -3,7 +3,21 @@
  * contained (LocalChannel `contain`), so that nothing the program starts outlives the run,
  * whatever process group or session it moves to.
  *
- *   procsock_reaper PARENT_PID EXIT_GRACE_MS KILL_TIMEOUT_MS GROUP FILE ARGV0 [ARG...]
+ *   procsock_reaper [-c CGROUP_DIR] [-u UID -g GID] PARENT_PID EXIT_GRACE_MS KILL_TIMEOUT_MS GROUP FILE ARGV0 [ARG...]
+ *
+ * With -c, CGROUP_DIR is a writable (delegated) cgroup v2 directory: the run gets a leaf
+ * cgroup of its own there, CGROUP_DIR/run-<reaper's pid>, which the program joins before its
+ * exec (the reaper itself stays where it is, so that stopping the cgroup never stops it).
+ * Then stopping the run also signals every member of that cgroup, and its KILL is the
+ * cgroup's (cgroup.kill, Linux >= 5.14: atomic, so a program forking in a loop cannot outrun
+ * it); CPU time is the cgroup's cpu.stat; the leaf is removed once the tree is reaped. The
+ * walk of the tree below stays, for a process that moved itself out of the cgroup. A leaf
+ * that cannot be made or joined fails the run (`cgerr=<errno>` in the report).
+ *
+ * With -u and -g, the program runs as that user and group (supplementary groups dropped),
+ * set in the program's process after it joined its cgroup, while the reaper keeps its own
+ * identity: a daemon running programs as another user makes the leaves as itself (the
+ * delegated directory is its), which that user could not.
  *
  * GROUP is 1 when the program is to lead a process group of its own (`kill-group`), else 0.
  * When the reaper's stdin is a terminal (PTY mode: it was started as that terminal's session
@@ -31,9 +45,12 @@
  * same signal):
  *
  *   status=<wait status> utime=<µs> stime=<µs> maxrss=<KiB> stopped=<n> execerr=<errno>
+ *   [cgerr=<errno>] [mempeak=<bytes>]
  *
- * usage of the program and every descendant it reaped (RUSAGE_CHILDREN), how many processes
- * other than the program had to be signalled, and the errno of a failed exec (0 if none).
+ * usage of the program and every descendant it reaped (RUSAGE_CHILDREN; with a cgroup, the
+ * CPU times are its cpu.stat and mempeak its memory.peak, when the memory controller is
+ * enabled there), how many processes other than the program had to be signalled, the errno
+ * of a failed exec (0 if none) and, with -c, of a cgroup that could not be made or joined.
  *
  * The tree is found by reading the parent of every process in /proc (the children files of
  * /proc/PID/task/TID need CONFIG_PROC_CHILDREN, which not every kernel has); that happens only
@@ -45,11 +62,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -72,6 +93,14 @@ static int terminal = 0;
 static pid_t signalled[MAX_TRACKED];
 static int signalled_count = 0;
 static int signalled_overflow = 0;
+/* With -c: the run's leaf cgroup (a directory descriptor), its name in its parent's. */
+static int cgroup_parent = -1;
+static int cgroup_leaf = -1;
+static int cgroup_procs = -1;
+static char cgroup_name[32];
+/* Members of the leaf as last read (the tree walk skips them: signalled once per round). */
+static pid_t *members = NULL;
+static int member_count = 0;
 
 static long long now_ms(void) {
   struct timespec ts;
@@ -140,16 +169,173 @@ static proc_entry *read_parents(int *count) {
   return list;
 }
 
+/* Reads a whole small file below the leaf; returns its length (NUL-terminated) or -1. */
+static ssize_t read_leaf_file(const char *name, char *buffer, size_t size) {
+  int fd = openat(cgroup_leaf, name, O_RDONLY | O_CLOEXEC);
+  ssize_t total = 0, n;
+  if (fd < 0) return -1;
+  while ((size_t)total < size - 1) {
+    n = read(fd, buffer + total, size - 1 - (size_t)total);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    total += n;
+  }
+  close(fd);
+  buffer[total] = '\0';
+  return total;
+}
+
+/* The leaf's members now (cgroup.procs), into `members`. */
+static void read_members(void) {
+  int fd, capacity = 0;
+  char buffer[4096], digits[16];
+  int digit_count = 0;
+  ssize_t n, i;
+  member_count = 0;
+  if (cgroup_leaf < 0) return;
+  fd = openat(cgroup_leaf, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  for (;;) {
+    n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (i = 0; i < n; i++) {
+      if (buffer[i] >= '0' && buffer[i] <= '9') {
+        if (digit_count < (int)sizeof digits - 1) digits[digit_count++] = buffer[i];
+        continue;
+      }
+      if (digit_count == 0) continue;
+      digits[digit_count] = '\0';
+      digit_count = 0;
+      if (member_count == capacity) {
+        pid_t *grown;
+        capacity = capacity ? capacity * 2 : 64;
+        grown = realloc(members, (size_t)capacity * sizeof *members);
+        if (!grown) break;
+        members = grown;
+      }
+      members[member_count++] = (pid_t)strtol(digits, NULL, 10);
+    }
+  }
+  close(fd);
+}
+
+static int is_member(pid_t pid) {
+  int i;
+  for (i = 0; i < member_count; i++) {
+    if (members[i] == pid) return 1;
+  }
+  return 0;
+}
+
+/* The tree is signalled through the cgroup first: KILL is cgroup.kill where the kernel has it. */
+static void signal_cgroup(int sig, pid_t skip) {
+  int i, fd;
+  read_members();
+  if (sig == SIGKILL && (fd = openat(cgroup_leaf, "cgroup.kill", O_WRONLY | O_CLOEXEC)) >= 0) {
+    ssize_t n = write(fd, "1", 1);
+    close(fd);
+    if (n == 1) {
+      for (i = 0; i < member_count; i++) note_signalled(members[i]);
+      return;
+    }
+  }
+  for (i = 0; i < member_count; i++) {
+    pid_t pid = members[i];
+    /* Signalled already by procsock, with its whole group (see LocalChannel.kill). */
+    if (skip > 0 && (pid == skip || (own_group && getpgid(pid) == skip))) {
+      note_signalled(pid);
+      continue;
+    }
+    if (kill(pid, sig) == 0) note_signalled(pid);
+  }
+}
+
+/* Makes the leaf: CGROUP_DIR/run-<pid>, or (a stale one of a pid that was ours) again. */
+static int make_cgroup(const char *parent) {
+  int attempt;
+  cgroup_parent = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cgroup_parent < 0) return errno;
+  snprintf(cgroup_name, sizeof cgroup_name, "run-%d", (int)self);
+  for (attempt = 0;; attempt++) {
+    if (mkdirat(cgroup_parent, cgroup_name, 0755) == 0) break;
+    /* A leaf left by an earlier reaper of this pid that was killed: empty, it goes. */
+    if (errno != EEXIST || attempt > 0 || unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR) != 0) {
+      return errno;
+    }
+  }
+  cgroup_leaf = openat(cgroup_parent, cgroup_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cgroup_leaf >= 0) cgroup_procs = openat(cgroup_leaf, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+  if (cgroup_leaf < 0 || cgroup_procs < 0) {
+    int error = errno;
+    unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR);
+    return error;
+  }
+  return 0;
+}
+
+/* Waits (up to `ms`) until the leaf has no member left: cgroup.events says "populated 0". */
+static int wait_unpopulated(long ms) {
+  long long deadline = now_ms() + ms;
+  int fd = openat(cgroup_leaf, "cgroup.events", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  for (;;) {
+    char buffer[256];
+    struct pollfd watch = {fd, POLLPRI, 0};
+    long long left;
+    ssize_t n = pread(fd, buffer, sizeof buffer - 1, 0);
+    if (n >= 0) {
+      buffer[n] = '\0';
+      if (strstr(buffer, "populated 0")) break;
+    }
+    left = deadline - now_ms();
+    if (left <= 0) break;
+    /* The kernel notifies a change of cgroup.events as POLLPRI (and inotify's IN_MODIFY). */
+    poll(&watch, 1, (int)left);
+  }
+  close(fd);
+  return 0;
+}
+
+/* Removes the leaf once its last member is gone; one that will not empty is KILLed first. */
+static void remove_cgroup(long kill_timeout) {
+  if (cgroup_leaf < 0) return;
+  if (unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR) != 0 && errno == EBUSY) {
+    /* Not our descendant (the tree is reaped), yet in the run's cgroup: it is the run's. */
+    int fd = openat(cgroup_leaf, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = write(fd, "1", 1);
+      (void)n;
+      close(fd);
+    }
+    wait_unpopulated(kill_timeout);
+    unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR);
+  }
+}
+
+/* A field of the leaf's cpu.stat ("user_usec 123"), or -1. */
+static long long cpu_stat_field(const char *text, const char *key) {
+  size_t length = strlen(key);
+  const char *at = text;
+  while ((at = strstr(at, key)) != NULL) {
+    if ((at == text || at[-1] == '\n') && at[length] == ' ') return strtoll(at + length + 1, NULL, 10);
+    at += length;
+  }
+  return -1;
+}
+
 /*
  * Sends `sig` to every live descendant but `skip` — the program, and with GROUP its process
  * group's members — (0: none); returns how many were signalled.
  */
 static int signal_tree(int sig, pid_t skip) {
   int count = 0, i, j, found = 0, head = 0;
-  proc_entry *procs = read_parents(&count);
+  proc_entry *procs;
   pid_t *queue;
   pid_t *group;
   int *zombie;
+  if (cgroup_leaf >= 0) signal_cgroup(sig, skip);
+  procs = read_parents(&count);
   if (!procs) {
     /* No /proc: the program's process group is what can still be reached. */
     if (program > 0 && kill(-program, sig) == 0) return 1;
@@ -179,7 +365,7 @@ static int signal_tree(int sig, pid_t skip) {
   }
   /* A zombie is dead already (its parent in the tree reaps it): not signalled, not counted. */
   for (i = 1; i < found; i++) {
-    if (zombie[i]) continue;
+    if (zombie[i] || is_member(queue[i])) continue;
     /* Signalled already by procsock, with its whole group (see LocalChannel.kill). */
     if (skip > 0 && (queue[i] == skip || (own_group && group[i] == skip))) {
       note_signalled(queue[i]);
@@ -228,18 +414,40 @@ static void report_pid(pid_t pid) {
   if (length > 0) write_report(line, length);
 }
 
-static void report(int status, int exec_error) {
+static void report(int status, int exec_error, int cgroup_error) {
   struct rusage usage;
-  char line[256];
+  char line[320];
   int length;
+  long long utime, stime, peak = -1;
   memset(&usage, 0, sizeof usage);
   getrusage(RUSAGE_CHILDREN, &usage);
+  utime = (long long)usage.ru_utime.tv_sec * 1000000 + usage.ru_utime.tv_usec;
+  stime = (long long)usage.ru_stime.tv_sec * 1000000 + usage.ru_stime.tv_usec;
+  if (cgroup_leaf >= 0) {
+    char text[1024];
+    if (read_leaf_file("cpu.stat", text, sizeof text) > 0) {
+      long long user = cpu_stat_field(text, "user_usec"), system = cpu_stat_field(text, "system_usec");
+      if (user >= 0 && system >= 0) {
+        utime = user;
+        stime = system;
+      }
+    }
+    if (read_leaf_file("memory.peak", text, sizeof text) > 0) peak = strtoll(text, NULL, 10);
+  }
   length = snprintf(line, sizeof line,
-                    "status=%d utime=%lld stime=%lld maxrss=%ld stopped=%d execerr=%d\n", status,
-                    (long long)usage.ru_utime.tv_sec * 1000000 + usage.ru_utime.tv_usec,
-                    (long long)usage.ru_stime.tv_sec * 1000000 + usage.ru_stime.tv_usec,
-                    usage.ru_maxrss, signalled_count + signalled_overflow, exec_error);
-  if (length > 0) write_report(line, length);
+                    "status=%d utime=%lld stime=%lld maxrss=%ld stopped=%d execerr=%d", status,
+                    utime, stime, usage.ru_maxrss, signalled_count + signalled_overflow,
+                    exec_error);
+  if (length > 0 && cgroup_error) {
+    length += snprintf(line + length, sizeof line - (size_t)length, " cgerr=%d", cgroup_error);
+  }
+  if (length > 0 && peak >= 0) {
+    length += snprintf(line + length, sizeof line - (size_t)length, " mempeak=%lld", peak);
+  }
+  if (length > 0 && length < (int)sizeof line - 1) {
+    line[length++] = '\n';
+    write_report(line, length);
+  }
   close(REPORT_FD);
 }
 
@@ -274,6 +482,11 @@ int main(int argc, char **argv) {
   long parent = 0, exit_grace = 0, kill_timeout = 0;
   sigset_t watched, old;
   int exec_pipe[2];
+  /* What a failed child sends back: which step failed (exec or cgroup) and its errno. */
+  int failure[2] = {0, 0};
+  const char *cgroup_dir = NULL;
+  int cgroup_error = 0;
+  long uid = -1, gid = -1;
   int exec_error = 0, program_status = 0, program_done = 0, children = 1;
   /* Phases: running → (program exited) grace → (stopping) term → kill */
   enum { RUNNING, GRACE, TERM_SENT, KILLING } phase = RUNNING;
@@ -281,9 +494,20 @@ int main(int argc, char **argv) {
   ssize_t n;
   int devnull;
 
+  while (argc > 2 && argv[1][0] == '-' && argv[1][1] != '\0' && argv[1][2] == '\0') {
+    char option = argv[1][1];
+    if (option == 'c') cgroup_dir = argv[2];
+    else if ((option != 'u' && option != 'g') || parse_ms(argv[2], option == 'u' ? &uid : &gid)) {
+      argc = 0; /* the usage line below */
+      break;
+    }
+    argv += 2;
+    argc -= 2;
+  }
+  if ((uid < 0) != (gid < 0)) argc = 0;
   if (argc < 7 || parse_ms(argv[1], &parent) || parse_ms(argv[2], &exit_grace) ||
       parse_ms(argv[3], &kill_timeout) || (strcmp(argv[4], "0") && strcmp(argv[4], "1"))) {
-    fprintf(stderr, "procsock_reaper: usage: procsock_reaper PARENT_PID EXIT_GRACE_MS KILL_TIMEOUT_MS GROUP FILE ARGV0 [ARG...]\n");
+    fprintf(stderr, "procsock_reaper: usage: procsock_reaper [-c CGROUP_DIR] [-u UID -g GID] PARENT_PID EXIT_GRACE_MS KILL_TIMEOUT_MS GROUP FILE ARGV0 [ARG...]\n");
     return 125;
   }
   own_group = argv[4][0] == '1';
@@ -310,17 +534,36 @@ int main(int argc, char **argv) {
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
   }
 
+  if (cgroup_dir && (cgroup_error = make_cgroup(cgroup_dir)) != 0) {
+    report(127 << 8, 0, cgroup_error);
+    return 127;
+  }
   if (pipe2(exec_pipe, O_CLOEXEC) != 0) return 125;
   program = fork();
   if (program < 0) {
     exec_error = errno;
-    report(127 << 8, exec_error);
+    report(127 << 8, exec_error, 0);
+    remove_cgroup(kill_timeout);
     return 127;
   }
   if (program == 0) {
-    int error;
     /* The program's pid, from the program's side: in the pipe before it can print anything. */
     report_pid(getpid());
+    /* Into the run's cgroup before anything of the program runs ("0": the writer itself). */
+    if (cgroup_procs >= 0 && write(cgroup_procs, "0", 1) != 1) {
+      failure[0] = 1;
+      failure[1] = errno;
+      n = write(exec_pipe[1], failure, sizeof failure);
+      (void)n;
+      _exit(127);
+    }
+    /* Then the program's identity (the reaper keeps its own); a failure is an exec failure. */
+    if (uid >= 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)gid) != 0 || setuid((uid_t)uid) != 0)) {
+      failure[1] = errno;
+      n = write(exec_pipe[1], failure, sizeof failure);
+      (void)n;
+      _exit(127);
+    }
     if (own_group || terminal) setpgid(0, 0);
     /*
      * The program's group, not ours, is the terminal's foreground group: it gets what is typed
@@ -331,17 +574,21 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     execvp(argv[5], argv + 6);
-    error = errno;
-    n = write(exec_pipe[1], &error, sizeof error);
+    failure[1] = errno;
+    n = write(exec_pipe[1], failure, sizeof failure);
     (void)n;
     _exit(127);
   }
+  if (cgroup_procs >= 0) close(cgroup_procs);
   if (own_group || terminal) setpgid(program, program); /* as the child does: whichever runs first */
   close(exec_pipe[1]);
-  do n = read(exec_pipe[0], &exec_error, sizeof exec_error);
+  do n = read(exec_pipe[0], failure, sizeof failure);
   while (n < 0 && errno == EINTR);
   close(exec_pipe[0]);
-  if (n != (ssize_t)sizeof exec_error) exec_error = 0;
+  if (n == (ssize_t)sizeof failure) {
+    if (failure[0] == 1) cgroup_error = failure[1];
+    else exec_error = failure[1];
+  }
 
   /* Let go of the program's pipes: they close when the last process of the tree holding one does. */
   devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -399,8 +646,9 @@ int main(int argc, char **argv) {
     }
   }
   if (!program_done) program_status = 125 << 8;
-  report(program_status, exec_error);
-  if (exec_error) _exit(127);
+  report(program_status, exec_error, cgroup_error);
+  remove_cgroup(kill_timeout);
+  if (exec_error || cgroup_error) _exit(127);
   exit_like(program_status);
   return 125;
 }

@@ -78,17 +78,29 @@ function fail(reason) {
 }
 
 /**
- * procsock_reaper next to a prebuilt addon: the prebuilds carry the addon only, and the reaper
- * (containment: src/channel/contain.ts) needs nothing but a C compiler — where there is one.
- * Without it, runs cannot be contained: the daemon's and the Shell's contained default falls
- * back to uncontained, and one line says so.
+ * procsock_reaper next to a prebuilt addon (containment: src/channel/contain.ts): compiled with
+ * a C compiler where there is one; without, the prebuilt one shipped beside the addon
+ * (prebuilds/linux-<arch>/procsock_reaper.<libc>) is what runs, if it runs here. Only when
+ * neither can be had are runs not contained (the daemon's and the Shell's contained default
+ * falls back to uncontained), and one line says so.
  */
-function buildReaper() {
+function buildReaper(prebuiltAddon) {
   const cc = process.env.CC || 'cc';
+  // Beside the addon that loaded, for the same platform and C library.
+  const prebuilt = prebuiltAddon.replace(
+    /procsock_spawn\.napi\.(\w+)\.node$/,
+    'procsock_reaper.$1',
+  );
+  const prebuiltRuns = () => {
+    // With no arguments it prints its usage and exits 125: it starts here.
+    const probe = spawnSync(prebuilt, [], { encoding: 'utf8' });
+    return probe.status === 125 && probe.stderr.includes('usage: procsock_reaper');
+  };
   if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).status !== 0) {
+    if (prebuiltRuns()) return;
     console.warn(
-      `procsock: procsock_reaper not built (no C compiler, ${cc}): runs cannot be contained; ` +
-        'install one and run "npm rebuild procsock" to have them contained',
+      `procsock: procsock_reaper not built (no C compiler, ${cc}) and no prebuilt one runs here: ` +
+        'runs cannot be contained; install a compiler and run "npm rebuild procsock" to have them contained',
     );
     return;
   }
@@ -98,16 +110,16 @@ function buildReaper() {
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
   });
-  if (result.status !== 0) {
+  if (result.status !== 0 && !prebuiltRuns()) {
     console.warn(
-      `procsock: procsock_reaper not built (${cc} exited with ${result.status}): runs cannot be contained`,
+      `procsock: procsock_reaper not built (${cc} exited with ${result.status}) and no prebuilt one runs here: runs cannot be contained`,
     );
   }
 }
 
-if (process.env.PROCSOCK_SKIP_NATIVE === '1' && !required) fail('PROCSOCK_SKIP_NATIVE=1');
-if (await loadablePrebuild()) {
-  buildReaper();
+const prebuiltAddon = await loadablePrebuild();
+if (prebuiltAddon) {
+  buildReaper(prebuiltAddon);
   process.exit(0);
 }
 const [command, ...prefixArgs] = nodeGyp();

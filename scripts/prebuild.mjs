@@ -5,6 +5,10 @@
 //   prebuilds/linux-arm64/procsock_spawn.napi.glibc.node  prebuilds/linux-arm64/procsock_spawn.napi.musl.node
 // Node-API 8 (binding.gyp's NAPI_VERSION) makes one binary per platform serve every Node version.
 // The sources, flags and defines are binding.gyp's, so a prebuild is the addon node-gyp builds.
+// binding.gyp's executable, procsock_reaper (containment: src/channel/contain.ts), is prebuilt
+// beside each addon as prebuilds/linux-<arch>/procsock_reaper.<glibc|musl>, so that an install
+// without a C compiler still contains its runs; it is checked as the addon is, and run (under
+// qemu-user for arm64): with no arguments it prints its usage and exits 125.
 //
 //   node scripts/prebuild.mjs                   every target whose toolchain is installed
 //   node scripts/prebuild.mjs linux-x64-glibc   only the ones named
@@ -144,9 +148,87 @@ function nodeHeaders() {
 }
 
 /** binding.gyp's addon targets (it is written as JSON, which gyp reads too). */
-function gypTargets() {
+function gypTargets(type = 'loadable_module') {
   const gyp = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8'));
-  return gyp.targets.filter((target) => (target.type ?? 'loadable_module') === 'loadable_module');
+  return gyp.targets.filter((target) => (target.type ?? 'loadable_module') === type);
+}
+
+export function prebuiltExecutablePath(arch, libc, name) {
+  return join(root, 'prebuilds', `linux-${arch}`, `${name}.${libc}`);
+}
+
+/**
+ * The compiler and arguments that link `sources` into the executable `out` for `target`:
+ * its own flags; for arm64 musl, which has no driver of its own, musl's start files and libc
+ * by hand, as the load check's harness is linked.
+ */
+function executableCommand(target, gyp, out) {
+  const flags = typeof target.flags === 'function' ? target.flags() : target.flags;
+  const sources = gyp.sources.map((source) => join(root, source));
+  const common = [...flags, ...(gyp.cflags ?? []), '-s', '-Wl,-z,relro,-z,now'];
+  if (target.sysroot) {
+    const lib = join(target.sysroot, 'usr', 'lib', 'aarch64-linux-musl');
+    return [
+      target.cc,
+      [
+        ...common,
+        '-pie',
+        '-Wl,--dynamic-linker=/lib/ld-musl-aarch64.so.1',
+        join(lib, 'Scrt1.o'),
+        join(lib, 'crti.o'),
+        ...sources,
+        ...target.libs(),
+        join(lib, 'crtn.o'),
+        '-o',
+        out,
+      ],
+    ];
+  }
+  // glibc: linked statically (its start files would need the build machine's glibc, newer
+  // than the floor; the reaper uses no NSS), so it runs on any glibc, or none.
+  const linkage = target.libc === 'glibc' ? ['-static-pie'] : [];
+  return [target.cc, [...common, ...linkage, ...sources, '-o', out]];
+}
+
+function buildExecutables(id, target) {
+  const outputs = [];
+  for (const gyp of gypTargets('executable')) {
+    const out = prebuiltExecutablePath(target.arch, target.libc, gyp.target_name);
+    mkdirSync(dirname(out), { recursive: true });
+    const partial = `${out}.partial`;
+    const [cc, args] = executableCommand(target, gyp, partial);
+    const result = spawnSync(cc, args, { cwd: root, encoding: 'utf8' });
+    if (result.status !== 0) {
+      rmSync(partial, { force: true });
+      throw new Error(`${id}: ${cc} failed for ${gyp.target_name}:\n${result.stderr}`);
+    }
+    const problems = checkElf(partial, target, { executable: true });
+    if (problems.length > 0) {
+      rmSync(partial, { force: true });
+      throw new Error(`${id}: ${gyp.target_name} fails its ABI check:\n  ${problems.join('\n  ')}`);
+    }
+    renameSync(partial, out);
+    outputs.push(out);
+  }
+  return outputs;
+}
+
+/**
+ * Runs a prebuilt executable with no arguments on its platform (natively, or through the
+ * target's runner: qemu-user for arm64): it must start, print its usage and exit 125.
+ * Returns why it could not be checked, or null once it was.
+ */
+function runExecutable(file, target, here) {
+  const [command, args] = here ? [file, []] : target.runner(file, '--');
+  if (!here && command !== file && !has(command)) return `${command} not found (Debian: qemu-user)`;
+  // The runner passes the file name after the program: the reaper sees one argument.
+  const result = spawnSync(command, here ? args : args.slice(0, -1), { encoding: 'utf8' });
+  if (result.status !== 125 || !result.stderr.includes('usage: procsock_reaper')) {
+    throw new Error(
+      `${file} does not run on its platform: ${result.stderr || result.error || result.status}`,
+    );
+  }
+  return null;
 }
 
 export function prebuildPath(arch, libc, name = 'procsock_spawn') {
@@ -195,13 +277,16 @@ function build(id, target, headers) {
 }
 
 /** What would stop the binary from loading on its platform; empty when none. */
-export function checkElf(file, target) {
+export function checkElf(file, target, { executable = false } = {}) {
   const problems = [];
   const header = capture('readelf', ['-h', file]);
   if (!header.includes(`Machine:                           ${target.machine}`)) {
     problems.push(`machine is not ${target.machine}`);
   }
-  if (!/Type:\s+DYN/.test(header)) problems.push('not a shared object');
+  // A shared object, or a position-independent executable (DYN too).
+  if (!/Type:\s+DYN/.test(header)) {
+    problems.push(executable ? 'not a position-independent executable' : 'not a shared object');
+  }
   const dynamic = capture('readelf', ['-d', file]);
   const needed = [...dynamic.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map(
     (match) => match[1],
@@ -326,6 +411,14 @@ function main() {
     }
     const outputs = build(id, target, headers);
     const here = target.arch === process.arch && target.libc === hostLibc();
+    for (const file of buildExecutables(id, target)) {
+      const native = target.arch === process.arch && (here || !target.runner);
+      const unchecked = runExecutable(file, target, native);
+      if (unchecked && requireAll) throw new Error(`${id}: not run-checked: ${unchecked}`);
+      console.log(
+        `prebuild: ${id}: ${file.slice(root.length + 1)} (ABI check passed, ${unchecked ? `NOT run-checked: ${unchecked}` : 'runs on its platform'})`,
+      );
+    }
     for (const file of outputs) {
       let loads = 'loads in this Node';
       if (here) loadHere(file);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The native addon under AddressSanitizer + UndefinedBehaviorSanitizer (.ci/run runs this
-# after npm test): builds build-asan/procsock_spawn.node (scripts/build-native-asan.mjs),
-# loads it with PROCSOCK_NATIVE_PATH and the sanitizer runtimes preloaded, and runs the
-# native-backend tests of the addon and the stress tests on it. Any report, from any
+# The native addon and procsock_reaper under AddressSanitizer + UndefinedBehaviorSanitizer
+# (.ci/run runs this after npm test): builds build-asan/procsock_spawn.node and
+# build-asan/procsock_reaper (scripts/build-native-asan.mjs), uses them through
+# PROCSOCK_NATIVE_PATH and PROCSOCK_REAPER_PATH with the sanitizer runtimes preloaded, and
+# runs the native-backend tests of the addon, the containment tests (every contained run
+# goes through the sanitized reaper) and the stress tests on them. Any report, from any
 # process (the test runner, the scenario and daemon processes, a cloned child before its
 # exec), is written under $report_dir and fails the step. Not run here:
 # test/channel/spawn-backend.test.ts (it runs both backends, half of it not the addon's,
@@ -20,11 +22,15 @@ export LD_PRELOAD="$($cc -print-file-name=libasan.so) $($cc -print-file-name=lib
 export ASAN_OPTIONS="detect_leaks=0:detect_stack_use_after_return=0:log_path=$report_dir/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$report_dir/ubsan"
 export PROCSOCK_NATIVE_PATH="$PWD/build-asan/procsock_spawn.node"
+export PROCSOCK_REAPER_PATH="$PWD/build-asan/procsock_reaper"
 export PROCSOCK_SPAWN=native
 status=0
 node scripts/run-tests.mjs \
   test/channel/channel.test.ts \
   test/channel/containment.test.ts \
+  test/channel/cgroup.test.ts \
+  test/server/cgroup.test.ts \
+  test/shell/exit.test.ts \
   test/shell/idle.test.ts \
   test/channel/spawn-environ.test.ts \
   test/channel/spawn-workers.test.ts \

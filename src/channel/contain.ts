@@ -11,32 +11,64 @@
  * The user's Node process never becomes a subreaper: the reaper is a process of its own.
  */
 import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ExitStatus, exitedWith, killedBy } from '../core/output.js';
 import { wireSignalName } from '../core/signals.js';
+import { ArgumentError } from '../errors.js';
+import { runtimeLibc } from '../native/locate.js';
 import type { ChildUsage } from './usage.js';
 
-// The same relative path from src/channel and from dist/channel.
-const REAPER = fileURLToPath(new URL('../../build/Release/procsock_reaper', import.meta.url));
+/** The package root: the same two levels up from src/channel and dist/channel. */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-let available: boolean | null = null;
+/**
+ * Where the reaper is run from, as the addon is loaded (src/native/locate.ts):
+ * `PROCSOCK_REAPER_PATH` (exactly that file: a sanitizer build under test), else the one
+ * compiled at install (`build/Release/procsock_reaper`), else the prebuilt one shipped in the
+ * package for this platform and C library (`prebuilds/linux-<arch>/procsock_reaper.<libc>`),
+ * so that a machine without a C compiler still contains its runs.
+ */
+export function reaperCandidates(): string[] {
+  const explicit = process.env.PROCSOCK_REAPER_PATH;
+  if (explicit) return [explicit];
+  return [
+    join(ROOT, 'build', 'Release', 'procsock_reaper'),
+    join(
+      ROOT,
+      'prebuilds',
+      `${process.platform}-${process.arch}`,
+      `procsock_reaper.${runtimeLibc()}`,
+    ),
+  ];
+}
 
-/** Whether the reaper was built (with the native addon, at install). */
-export function reaperAvailable(): boolean {
-  if (available === null) {
-    try {
-      accessSync(REAPER, constants.X_OK);
-      available = true;
-    } catch {
-      available = false;
-    }
+let found: string | null | undefined;
+
+/** The reaper's path, or null when there is none that can be executed here. */
+export function reaperPath(): string | null {
+  if (found === undefined) {
+    found =
+      reaperCandidates().find((path) => {
+        try {
+          accessSync(path, constants.X_OK);
+          return true;
+        } catch {
+          return false;
+        }
+      }) ?? null;
   }
-  return available;
+  return found;
+}
+
+/** Whether there is a reaper (compiled at install, or prebuilt). */
+export function reaperAvailable(): boolean {
+  return reaperPath() !== null;
 }
 
 export const REAPER_MISSING =
-  'containment needs procsock_reaper, built with the native addon at install ' +
-  '(python3, make and a C compiler; then npm rebuild procsock)';
+  'containment needs procsock_reaper: prebuilt in the package for linux x64 and arm64 ' +
+  '(glibc, musl), else compiled at install with a C compiler (then npm rebuild procsock)';
 
 /**
  * What runs `file` under the reaper: the reaper's file, and the arguments that go before the
@@ -44,15 +76,30 @@ export const REAPER_MISSING =
  */
 export function reaperArgv(
   file: string,
-  timing: { exitGrace: number; killTimeout: number; detached: boolean; processGroup: boolean },
+  timing: {
+    exitGrace: number;
+    killTimeout: number;
+    detached: boolean;
+    processGroup: boolean;
+    /** A delegated cgroup v2 directory: the run gets a leaf cgroup there (see `cgroup`). */
+    cgroup?: string | undefined;
+    /** The program's user and group, set by the reaper in the program alone (with `cgroup`). */
+    identity?: { uid: number; gid: number } | undefined;
+  },
 ): { file: string; argvPrefix: string[] } {
   const ms = (value: number) => String(Math.max(0, Math.round(value)));
   // Parent 0: a detached run sets no parent-death signal.
   const parent = timing.detached ? '0' : String(process.pid);
+  const reaper = reaperPath();
+  if (reaper === null) throw new ArgumentError(REAPER_MISSING);
   return {
-    file: REAPER,
+    file: reaper,
     argvPrefix: [
       'procsock_reaper',
+      ...(timing.cgroup === undefined ? [] : ['-c', timing.cgroup]),
+      ...(timing.identity === undefined
+        ? []
+        : ['-u', String(timing.identity.uid), '-g', String(timing.identity.gid)]),
       parent,
       ms(timing.exitGrace),
       ms(timing.killTimeout),
@@ -75,6 +122,10 @@ export interface ReaperReport {
   descendantsStopped: number;
   /** errno of the program's failed exec; 0 when it ran. */
   execErrno: number;
+  /** errno of a leaf cgroup that could not be made or joined (the program did not run); else 0. */
+  cgroupErrno: number;
+  /** The leaf cgroup's memory.peak, bytes, where its memory controller was enabled; else null. */
+  memoryPeak: number | null;
 }
 
 /** Parses the reaper's one line; null when it is missing or malformed (the reaper was killed). */
@@ -98,5 +149,7 @@ export function parseReaperReport(text: string): ReaperReport | null {
     },
     descendantsStopped: fields.get('stopped') ?? 0,
     execErrno: fields.get('execerr') ?? 0,
+    cgroupErrno: fields.get('cgerr') ?? 0,
+    memoryPeak: fields.get('mempeak') ?? null,
   };
 }

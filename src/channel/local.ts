@@ -17,9 +17,10 @@ import {
   resolveTerminal,
   type Terminal,
 } from '../core/terminal.js';
-import { ArgumentError, ProcsockError, type SpawnError, throwIfAborted } from '../errors.js';
+import { ArgumentError, ProcsockError, SpawnError, throwIfAborted } from '../errors.js';
 import { addonAvailable, readAvailable } from '../native/addon.js';
 import { printable } from '../util/printable.js';
+import { checkCgroupPath, removeAbandonedCgroup, runCgroup } from './cgroup.js';
 import { ProcessChannel } from './channel.js';
 import {
   parseReaperReport,
@@ -92,6 +93,16 @@ export interface LocalChannelOptions {
    */
   detached?: boolean;
   /**
+   * A delegated cgroup v2 directory (absolute path; see the README, "Containment"): a
+   * contained run then gets a leaf cgroup of its own there, `DIR/run-<reaper's pid>`, which
+   * the program joins before its exec. Stopping the run stops the cgroup too (cgroup.kill:
+   * atomic, a program forking in a loop cannot outrun it, and a reaper that was itself
+   * SIGKILLed leaves nothing: this channel kills and removes its leaf), CPU time is the
+   * cgroup's, and the leaf is removed at the end. Needs `contain`. A leaf that cannot be made
+   * or joined fails the run with a `SpawnError`. Default: none.
+   */
+  cgroup?: string;
+  /**
    * How the program is started: `'native'` (the addon built at install: much cheaper
    * spawns), `'child_process'` (Node's spawn), or `'auto'`: native when built. Default: the
    * `PROCSOCK_SPAWN` environment variable, else `'auto'`.
@@ -157,6 +168,9 @@ export class LocalChannel extends ProcessChannel {
   #stdinOpen = true;
   #execFailed = false;
   readonly #contained: boolean;
+  /** The delegated directory the run's leaf cgroup is made in (see `cgroup`), or null. */
+  #cgroup: string | null = null;
+  #memoryPeak: number | null = null;
   readonly #startedAt = performance.now();
   readonly #report: Buffer[] = [];
   #usage: ResourceUsage | null = null;
@@ -177,6 +191,12 @@ export class LocalChannel extends ProcessChannel {
     this.#contained = options.contain ?? false;
     this.#terminal = resolveTerminal(options.pty);
     if (this.#contained && !reaperAvailable()) throw new ArgumentError(REAPER_MISSING);
+    if (options.cgroup !== undefined) {
+      if (!this.#contained)
+        throw new ArgumentError('cgroup needs contain: true (the reaper makes the leaf)');
+      checkCgroupPath(options.cgroup);
+      this.#cgroup = options.cgroup;
+    }
     // stdout and stderr, or the terminal alone (it carries stderr); and the reaper's report.
     this.#openStreams = (this.#terminal?.stderr === 'pty' ? 1 : 2) + (this.#contained ? 1 : 0);
     this.#child = this.#spawn(options);
@@ -210,6 +230,21 @@ export class LocalChannel extends ProcessChannel {
     return this.#contained;
   }
 
+  /** The run's leaf cgroup (see `cgroup`), or null: `DIR/run-<reaper's pid>`. */
+  get cgroup(): string | null {
+    const pid = this.#child?.pid;
+    return this.#cgroup === null || pid === undefined ? null : runCgroup(this.#cgroup, pid);
+  }
+
+  /**
+   * The leaf cgroup's peak memory (memory.peak, bytes: everything charged to the run's
+   * processes together, page cache included), once the run has ended; null without a cgroup
+   * or where the memory controller is not enabled for it.
+   */
+  get memoryPeak(): number | null {
+    return this.#memoryPeak;
+  }
+
   /**
    * What the run cost, once it has exited (null before, and after an exec failure): CPU and
    * peak RSS from wait4 — of the program and every descendant the reaper reaped when
@@ -239,12 +274,23 @@ export class LocalChannel extends ProcessChannel {
   #spawn(options: LocalChannelOptions): SpawnedChild | null {
     const backend = resolveSpawnBackend(options.spawnBackend);
     let child: SpawnedChild;
+    // In a cgroup, the reaper makes the leaf as this process (the delegated directory is
+    // ours) and sets the program's user itself, after the program has joined the leaf.
+    const identity =
+      this.#cgroup !== null && (options.uid !== undefined || options.gid !== undefined)
+        ? {
+            uid: options.uid ?? process.geteuid?.() ?? 0,
+            gid: options.gid ?? process.getegid?.() ?? 0,
+          }
+        : undefined;
     const started = this.#contained
       ? reaperArgv(options.file ?? this.argv[0]!, {
           exitGrace: this.#exitGrace,
           killTimeout: this.#killTimeout,
           detached: options.detached ?? false,
           processGroup: this.#processGroup,
+          cgroup: options.cgroup,
+          identity,
         })
       : { file: options.file, argvPrefix: undefined };
     try {
@@ -258,8 +304,8 @@ export class LocalChannel extends ProcessChannel {
         env: options.env,
         // Contained, the program leads the group (the reaper makes it); the reaper stays in ours.
         processGroup: this.#processGroup && !this.#contained,
-        uid: options.uid,
-        gid: options.gid,
+        uid: identity ? undefined : options.uid,
+        gid: identity ? undefined : options.gid,
         rlimits: options.rlimits,
         lendOutput: options.lendOutput,
         killGrace: this.#killTimeout,
@@ -372,7 +418,26 @@ export class LocalChannel extends ProcessChannel {
    */
   #takeReport(): boolean {
     const report = parseReaperReport(Buffer.concat(this.#report).toString('latin1'));
-    if (!report) return false; // the reaper was killed: its own status is all there is
+    if (!report) {
+      // The reaper was killed: its own status is all there is; what it left in the run's
+      // cgroup goes now (the reason the leaf exists).
+      const leaf = this.cgroup;
+      if (leaf !== null) removeAbandonedCgroup(leaf);
+      return false;
+    }
+    if (report.cgroupErrno > 0) {
+      const code = getSystemErrorName(-report.cgroupErrno);
+      this.#failLaunch(
+        new SpawnError(
+          this.argv[0]!,
+          `${code}: cannot make or join a cgroup under ${this.#cgroup}`,
+          'cgroup',
+          report.cgroupErrno,
+        ),
+      );
+      return true;
+    }
+    this.#memoryPeak = report.memoryPeak;
     if (report.execErrno > 0) {
       const code = getSystemErrorName(-report.execErrno);
       this.#failExec(Object.assign(new Error(code), { code }));

@@ -44,6 +44,12 @@ shell), streams stdin to it and its stdout/stderr/exit back.
                                 session, is stopped with it (the default where the reaper
                                 is built, with the native addon; an error without it)
       --no-contain              do not contain runs: sockexec's process handling
+      --cgroup DIR|auto         give each contained run a cgroup v2 leaf of its own in DIR
+                                (a delegated, writable cgroup v2 directory): stopped with
+                                cgroup.kill, CPU from cpu.stat, removed after. auto (the
+                                default): the daemon's own cgroup if it was delegated to it
+                                (systemd Delegate=yes, a container), else none
+      --no-cgroup               no cgroup per run (the reaper alone contains runs)
       --max-args N              most arguments per request (default ${DEFAULT_REQUEST_LIMITS.maxArgs})
       --max-arg-length BYTES    longest single argument (default ${DEFAULT_REQUEST_LIMITS.maxArgLength})
       --max-arg-bytes BYTES     most bytes of all arguments together (default ${DEFAULT_REQUEST_LIMITS.maxArgBytes})
@@ -135,6 +141,14 @@ function optionsFrom(parsed: ReturnType<typeof parse>): ServeCommand {
   if (values['no-extension']) options.extension = false;
   if (values.contain) options.contain = true;
   if (values['no-contain']) options.contain = false;
+  if (values.cgroup !== undefined) {
+    if (values.cgroup === '') throw new UsageError('--cgroup: expected a directory or auto');
+    options.cgroup = values.cgroup;
+  }
+  if (values['no-cgroup']) {
+    if (values.cgroup !== undefined) throw new UsageError('--cgroup and --no-cgroup conflict');
+    options.cgroup = false;
+  }
   if (values.queue !== undefined) options.backlog = count('-q', values.queue);
   if (values['max-connections'] !== undefined) {
     options.maxConnections = count('-m', values['max-connections']);
@@ -292,6 +306,8 @@ const OPTIONS = {
   'request-timeout': { type: 'string' },
   contain: { type: 'boolean' },
   'no-contain': { type: 'boolean' },
+  cgroup: { type: 'string' },
+  'no-cgroup': { type: 'boolean' },
   'max-args': { type: 'string' },
   'max-arg-length': { type: 'string' },
   'max-arg-bytes': { type: 'string' },

@@ -53,6 +53,7 @@ export interface Addon {
   peerCredentials(fd: number): PeerCredentials | null;
   readAvailable(fd: number, into: Uint8Array): number;
   shutdownWrite(fd: number): number;
+  cgroupDelegated(path: string): boolean | null;
   setPipeSize(fd: number, bytes: number): number;
   setReadBuffer(buffer: Uint8Array): void;
   setUsageBuffer(usage: Float64Array): void;
@@ -148,4 +149,13 @@ export function shutdownWrite(fd: number): number | null {
   const native = loadAddon();
   // An addon built before shutdownWrite existed (a stale build) has none.
   return typeof native?.shutdownWrite === 'function' ? native.shutdownWrite(fd) : null;
+}
+
+/**
+ * Whether systemd marked the cgroup directory `path` as delegated (`Delegate=yes`: the xattr
+ * trusted.delegate or user.delegate is "1"); null when that cannot be read or there is no addon.
+ */
+export function cgroupDelegated(path: string): boolean | null {
+  const native = loadAddon();
+  return typeof native?.cgroupDelegated === 'function' ? native.cgroupDelegated(path) : null;
 }

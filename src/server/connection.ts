@@ -324,6 +324,9 @@ export class Connection {
       exitGrace?: number | undefined;
     },
   ): void {
+    // Some runs cannot be contained (see uncontainable); an extended client's own choice
+    // was checked against that already. A contained run gets its cgroup, where there is one.
+    const contained = run.contain && uncontainable(plan) === null;
     const channel = new LocalChannel(plan.argv, {
       file: plan.file,
       env: plan.env,
@@ -332,9 +335,8 @@ export class Connection {
       gid: plan.identity?.gid,
       rlimits: plan.rlimits,
       processGroup: run.processGroup,
-      // Some runs cannot be contained (see uncontainable); an extended client's own choice
-      // was checked against that already.
-      contain: run.contain && uncontainable(plan) === null,
+      contain: contained,
+      cgroup: contained ? (this.#options.cgroup ?? undefined) : undefined,
       exitGrace: run.exitGrace,
       killTimeout: run.killTimeout,
       pty: run.terminal,

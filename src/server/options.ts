@@ -3,10 +3,12 @@
  * one place where they are validated and normalised.
  */
 import { statSync } from 'node:fs';
+import { checkCgroupDirectory, delegatedCgroup } from '../channel/cgroup.js';
 import { REAPER_MISSING, reaperAvailable } from '../channel/contain.js';
 import { spawnBackendInUse } from '../channel/local.js';
 import { MAX_TIMER } from '../core/limits.js';
 import { ArgumentError } from '../errors.js';
+import { cgroupDelegated } from '../native/addon.js';
 import { nativeUnavailableReason } from '../native/locate.js';
 import { Policy, type PolicyOptions } from '../policy/policy.js';
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../protocol/request.js';
@@ -55,6 +57,17 @@ export interface ServeOptions {
    * process handling back.
    */
   contain?: boolean;
+  /**
+   * A cgroup v2 leaf per contained run (see `LocalChannelOptions.cgroup` and the README,
+   * "Containment"), made in this directory: `'auto'` (the default) is this daemon's own
+   * cgroup when it was delegated to it (systemd `Delegate=yes`, a user's delegated cgroup, a
+   * container's cgroup namespace), else none; a path is that directory (it must be a writable
+   * cgroup v2 directory: ArgumentError otherwise); `false`, none. When the daemon is itself in
+   * that directory, it moves into a leaf `procsock-daemon` there at `listen()`, so that the
+   * directory can hand its controllers (cpu, memory, pids) to the runs' leaves. Runs that are
+   * not contained get no cgroup. The wire replies are sockexec's either way.
+   */
+  cgroup?: string | false;
   /** Limits on each request (argc, argument length, netstring length). */
   limits?: Partial<RequestLimits>;
   /** Debug log sink, one line per call (accept, spawn, signals, exit, violations). Default none. */
@@ -78,6 +91,8 @@ export interface ResolvedServeOptions {
   readonly processGroup: boolean;
   readonly extension: boolean;
   readonly contain: boolean;
+  /** The directory runs' leaf cgroups are made in, or null. */
+  readonly cgroup: string | null;
   readonly limits: Readonly<RequestLimits>;
   readonly log: ((line: string) => void) | null;
   readonly policy: Policy;
@@ -144,10 +159,21 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
     processGroup: Boolean(options.processGroup ?? SERVE_DEFAULTS.processGroup),
     extension: Boolean(options.extension ?? SERVE_DEFAULTS.extension),
     contain: resolveContain(options.contain),
+    cgroup: resolveCgroup(options.cgroup),
     limits: Object.freeze(limits),
     log,
     policy: resolvePolicy(options.policy ?? {}),
   };
+}
+
+function resolveCgroup(cgroup: string | false | undefined): string | null {
+  if (cgroup === false) return null;
+  if (cgroup === undefined || cgroup === 'auto') {
+    return reaperAvailable() ? delegatedCgroup(cgroupDelegated) : null;
+  }
+  if (!reaperAvailable()) throw new ArgumentError(`serve(): cgroup: ${REAPER_MISSING}`);
+  checkCgroupDirectory(cgroup, 'serve(): cgroup');
+  return cgroup;
 }
 
 function resolveContain(contain: boolean | undefined): boolean {

@@ -13,6 +13,7 @@
  */
 import type { Stats } from 'node:fs';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { prepareCgroup } from '../channel/cgroup.js';
 import { ArgumentError, describeError } from '../errors.js';
 import { type AuditLog, openAuditLog } from '../policy/audit.js';
 import { Connection } from './connection.js';
@@ -63,7 +64,9 @@ export class Server {
 
   /** Binds the socket path (see socket-path.ts) and starts accepting. */
   async listen(): Promise<void> {
-    const { path, mode, backlog } = this.options;
+    const { path, mode, backlog, cgroup } = this.options;
+    // Before the first client can come: the daemon leaves the runs' directory first.
+    const controllers = cgroup === null ? [] : prepareCgroup(cgroup);
     const directory = await prepareSocketPath(path);
     let audit: AuditLog | null = null;
     try {
@@ -81,6 +84,11 @@ export class Server {
     this.#log(
       `listening on ${path} (mode ${octal(mode)}, max ${this.options.maxConnections} connections, queue ${backlog}, ${this.options.policy.isOpen ? 'no policy: as sockexec' : 'policy in force'})`,
     );
+    if (cgroup !== null) {
+      this.#log(
+        `contained runs get a cgroup of their own under ${cgroup} (controllers: ${controllers.join(' ') || 'none'})`,
+      );
+    }
   }
 
   #openAudit(): AuditLog | null {

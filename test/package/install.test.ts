@@ -53,6 +53,10 @@ describe('the npm package, installed without a compiler', { skip }, () => {
       'prebuilds/linux-x64/procsock_spawn.napi.musl.node',
       'prebuilds/linux-arm64/procsock_spawn.napi.glibc.node',
       'prebuilds/linux-arm64/procsock_spawn.napi.musl.node',
+      'prebuilds/linux-x64/procsock_reaper.glibc',
+      'prebuilds/linux-x64/procsock_reaper.musl',
+      'prebuilds/linux-arm64/procsock_reaper.glibc',
+      'prebuilds/linux-arm64/procsock_reaper.musl',
     ]) {
       // CI builds every target (PROCSOCK_PREBUILD_ALL=1); elsewhere those whose toolchain is here.
       if (process.env.PROCSOCK_PREBUILD_ALL === '1' || existsSync(join(REPO, prebuild))) {
@@ -93,6 +97,17 @@ describe('the npm package, installed without a compiler', { skip }, () => {
       ].join('\n');
       const { stdout } = await inProject(dir, 'node', ['--input-type=module', '-e', probe]);
       assert.match(stdout, /^native native \d+ 0\n$/);
+      // Contained, though nothing was compiled: the prebuilt reaper (kept executable by npm).
+      const contained = [
+        "import { run } from 'procsock';",
+        // The project's PATH holds node, npm and sh only.
+        "const result = await run(['sh', '-c', '/usr/bin/setsid /bin/sleep 300 & echo $!'], { contain: true, exitGrace: 0 });",
+        'let alive = true;',
+        'try { process.kill(Number(result.stdout), 0); } catch { alive = false; }',
+        'console.log(result.exitCode, result.descendantsStopped, alive);',
+      ].join('\n');
+      const containedRun = await inProject(dir, 'node', ['--input-type=module', '-e', contained]);
+      assert.equal(containedRun.stdout, '0 1 false\n');
       const doctor = await inProject(dir, join(dir, 'node_modules', '.bin', 'procsock'), [
         'doctor',
       ]);
