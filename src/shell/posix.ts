@@ -10,13 +10,13 @@
  * /dev/fd/3 cannot open one) it reads stdin, and each command gets `</dev/null`. The launcher
  * always sets `__procsock_fd3` (1 or 0), so a value inherited from the environment cannot lie.
  *
- * bash runs a read–eval loop of ours instead (see bashLoop): each run is only the data
- * `P1 P2 SSS <command> NUL` (marker pieces, the status to restore as `$?`, the command), read
- * with `read -d ''`. The loop is parsed once, at start-up and on the first
+ * bash runs a read–eval loop of ours instead (see bashLoop): each run is only data, a block
+ * `P1 P2 SSS K <command…>` (marker pieces, the status to restore as `$?`, the kind) read with
+ * one `read -N`. The loop is parsed once, at start-up and on the first
  * line of the script, so its `eval` numbers the user's lines from 1 as `bash -c` would
  * (`bash: line 2: …` for an error on the command's second line, in functions it defines
- * too, and in syntax errors), and no alias defined later can reach it. It costs bash more
- * CPU per run than the one-line frame did (its `read` and `\builtin` are slow): see
+ * too, and in syntax errors), and no alias defined later can reach it. A short command costs
+ * bash one `read` system call, where the one-line frame below costs one per byte: see
  * bench/README.md, Shell. dash and zsh
  * number their lines per `eval` already and get one line per run, with a fresh random
  * marker M = P1P2 (two 8-character pieces):
@@ -46,7 +46,7 @@
  *   marker arrives instead.
  *
  * Reserved names: `__procsock_status`, `__procsock_fd3`, `__pss`, `__psf`, `__psg`, and in
- * bash `__psl`, `__psh`, `__psfd`, `__psn` (and `__psj`, `__pstty` on an interactive terminal:
+ * bash `__psl`, `__psh`, `__psr`, `__psfd` (and `__psj`, `__pstty` on an interactive terminal:
  * see TERMINAL_SYNC); and descriptor 7 when stderr has a marker.
  */
 import { ArgumentError, type ProcsockError } from '../errors.js';
@@ -80,6 +80,26 @@ const LAUNCHER =
  * commands from the terminal on fd 3, and the terminal stays its stdin — every command's.
  */
 const TERMINAL_LAUNCHER = `export ${FD3_VARIABLE}=1; exec "$0" "$@" /dev/fd/3 3<&0`;
+
+/** Characters per marker piece (base64 of PIECE_BYTES). */
+const PIECE_CHARS = (PIECE_BYTES * 4) / 3;
+/** A bash run's header: the marker's two pieces, a 3-digit status to restore, the run's kind. */
+const BASH_HEADER = 2 * PIECE_CHARS + 4;
+/**
+ * Every bash run starts with one block of this many characters, read with one `read -N`; a
+ * short command (with the `__pss=$?` tail) fits in it, padded with blanks after the tail.
+ */
+const BASH_BLOCK = 64;
+/** Ends every command bash evaluates: the command's status, and `eval` returns 0 (see the top). */
+const BASH_TAIL = '\n__pss=$?';
+/** Characters whose count in bash's locale is not their count here: such a run is read to a NUL. */
+const NON_ASCII = /[^\x00-\x7f]/;
+/**
+ * `read -N` and `-u` for the loop: `-t` overrides a TMOUT (the read builtin's default timeout,
+ * often exported on hardened hosts; it would end the loop, and the shell, when idle) without
+ * an assignment in front of the builtin, which costs bash as much as reading 150 characters.
+ */
+const BASH_READ = `\\builtin read "-r\${TMOUT:+t99999999}"`;
 /**
  * Interactive terminal: bash's loop first reads (and drops) what a run left unread of the
  * input typed for it, up to the NUL the driver sends before every run — typed input holds
@@ -87,22 +107,22 @@ const TERMINAL_LAUNCHER = `export ${FD3_VARIABLE}=1; exec "$0" "$@" /dev/fd/3 3<
  * and after each command it puts back the terminal's modes (a program may have changed
  * them: echo, canonical lines), saved at start as `$__pstty`.
  */
-const TERMINAL_SYNC = `TMOUT= IFS= \\builtin read -r -d '' -u "$__psfd" __psj && `;
+const TERMINAL_SYNC = `${BASH_READ} -d '' -u "$__psfd" __psj && `;
 const TERMINAL_MODES =
   ';\\\\builtin command -p stty \\"\\$__pstty\\" 0</dev/tty 2>/dev/null||\\\\builtin :';
 
-/** Characters per marker piece (base64 of PIECE_BYTES). */
-const PIECE_CHARS = (PIECE_BYTES * 4) / 3;
-/** A bash run's header: the marker's two pieces, then a 3-digit status; the command follows. */
-const BASH_HEADER = 2 * PIECE_CHARS + 3;
-
 /**
  * bash's read–eval loop. Per run: print the last run's report (nothing before the first), read
- * the run up to its NUL (IFS empty: nothing trimmed; one `read`: each `\builtin` costs bash
- * about as much as reading 20 bytes), restore the last status as `$?` (`false`, or the
- * function for other statuses, each on the left of `&&`, so neither `set -e` nor an ERR trap
- * sees it; no function call for 0 or 1, so a RETURN trap under `set -T` stays quiet), then
- * `eval` the command with `__pss=$?` as its last line (eval returns 0: see the top).
+ * the run's first block (`read -N`: one system call for the block, where reading to a
+ * delimiter takes one per byte), restore the last status as `$?` (`false`, or the function
+ * for other statuses, each on the left of `&&`, so neither `set -e` nor an ERR trap sees it;
+ * no function call for 0 or 1, so a RETURN trap under `set -T` stays quiet), then `eval` the
+ * command, which ends with `__pss=$?` (eval returns 0: see the top).
+ * The block's kind (after the status) says where the command is: `s`, in the block; `l`, in
+ * the next N characters (N in the block), read with a second `read -N`; `u`, up to a NUL (the
+ * command is not ASCII, so its length in characters depends on bash's locale: read to a
+ * delimiter, which counts bytes). A short run with status 0 or 1 takes the first two branches
+ * of one `case`; the rest is in the third.
  * Every word that names a builtin is `\builtin`: a function of the user's cannot capture it;
  * aliases never reach the loop, which is parsed before any exists.
  *
@@ -114,18 +134,24 @@ const BASH_HEADER = 2 * PIECE_CHARS + 3;
 function bashLoop(stderrMarker: boolean, commandStdin: string, terminal: boolean): string {
   const pieces = `"\${__psh:0:${PIECE_CHARS}}" "\${__psh:${PIECE_CHARS}:${PIECE_CHARS}}"`;
   const toStderr = stderrMarker
-    ? `\\builtin printf "\${__psh:+$__psg}" ${pieces} "$?" >&${STDERR_COPY}; `
+    ? `\\builtin printf "$__psg" ${pieces} "$?" >&${STDERR_COPY}; `
     : '';
   const evalStatus = stderrMarker ? '' : ' "$?"';
   const closeCopy = stderrMarker ? ` ${STDERR_COPY}>&-` : '';
   const status = `\${__psh:${2 * PIECE_CHARS}:3}`;
-  return (
-    `while while ${toStderr}\\builtin printf "\${__psh:+$__psf}" ${pieces}${evalStatus} "$__pss"; ` +
-    // TMOUT (often exported on hardened hosts) would end the loop, and the shell, when idle.
-    `${terminal ? TERMINAL_SYNC : ''}TMOUT= IFS= \\builtin read -r -d '' -u "$__psfd" __psh; do __pss=-; ` +
+  const kind = `\${__psh:${2 * PIECE_CHARS + 3}:1}`;
+  const rest =
+    `case ${kind} in ` +
+    `l) ${BASH_READ} -N "\${__psh:${BASH_HEADER}}" -u "$__psfd" __psr && __psh=\${__psh:0:${BASH_HEADER}}$__psr;; ` +
+    `u) IFS= ${BASH_READ} -d '' -u "$__psfd" __psr && __psh=\${__psh:0:${BASH_HEADER}}$__psr;; esac; ` +
     `case ${status} in 000) ;; 001) \\builtin false && \\builtin :;; ` +
-    `*) \\${RESTORE_FUNCTION} "${status}" && \\builtin :;; esac; ` +
-    `\\builtin eval "\${__psh:${BASH_HEADER}}\${__psn}__pss=\\$?${terminal ? TERMINAL_MODES : ''}"${commandStdin}${closeCopy}; done; ` +
+    `*) \\${RESTORE_FUNCTION} "${status}" && \\builtin :;; esac`;
+  return (
+    `while while ${toStderr}\\builtin printf "$__psf" ${pieces}${evalStatus} "$__pss"; ` +
+    `${terminal ? TERMINAL_SYNC : ''}${BASH_READ} -N ${BASH_BLOCK} -u "$__psfd" __psh; do __pss=-; ` +
+    `case \${__psh:${2 * PIECE_CHARS}:4} in 000s) ;; 001s) \\builtin false && \\builtin :;; ` +
+    `*) ${rest};; esac; ` +
+    `\\builtin eval "\${__psh:${BASH_HEADER}}${terminal ? TERMINAL_MODES : ''}"${commandStdin}${closeCopy}; done; ` +
     `\\builtin [ -n "$__psh" ]; do \\builtin :; done; ` +
     // After a `break N` that ended both loops; `&&`, so the report's `$?` is 0.
     `\\builtin [ -n "$__psh" ] && \\builtin eval "$__psl"; \\builtin exit "$__pss"`
@@ -145,7 +171,7 @@ function bashStart(stderrMarker: boolean, terminal: boolean): string {
     'do __psfd=$((__psfd - 1)); done; ' +
     `\\builtin [ "$__psfd" -gt 3 ] && exec 3<&-; __psl=${quote(bashLoop(stderrMarker, '', terminal))};; ` +
     `*) __psfd=0; __psl=${quote(bashLoop(stderrMarker, STDIN_REDIRECT, terminal))};; esac; ` +
-    `\\builtin unset ${FD3_VARIABLE}; __psh= __psn=$'\\n'; \\builtin eval "$__psl"`
+    `\\builtin unset ${FD3_VARIABLE}; \\builtin eval "$__psl"`
   );
 }
 
@@ -234,10 +260,19 @@ export class PosixFraming implements Framing {
     return `${this.#restore()}${command.endsWith('\n') ? command : `${command}\n`}`;
   }
 
-  /** A run of bash's loop: the header (marker pieces, the status to restore), the command, NUL. */
+  /**
+   * A run of bash's loop: the header (marker pieces, the status to restore, the kind), then the
+   * command with its tail: in the block (`s`), after a length (`l`), or up to a NUL (`u`).
+   */
   #bashRun(p1: string, p2: string, command: string): string {
     const status = Math.min(Math.max(this.#lastStatus() ?? 0, 0), 255);
-    return `${this.#terminal ? '\0' : ''}${p1}${p2}${String(status).padStart(3, '0')}${command}\0`;
+    // On an interactive terminal a NUL first: where the driver's bytes start (TERMINAL_SYNC).
+    const header = `${this.#terminal ? '\0' : ''}${p1}${p2}${String(status).padStart(3, '0')}`;
+    const text = command + BASH_TAIL;
+    const room = BASH_BLOCK - BASH_HEADER;
+    if (NON_ASCII.test(text)) return `${header}u${''.padEnd(room)}${text}\0`;
+    if (text.length <= room) return `${header}s${text.padEnd(room)}`;
+    return `${header}l${String(text.length).padStart(room)}${text}`;
   }
 
   frame(command: string | null): Frame {
@@ -258,12 +293,16 @@ export class PosixFraming implements Framing {
     const evalStatus = this.#stderrMarker ? '' : ' "$?"';
     const input =
       command === null
-        ? // The probe: whether fd 3 is read, and which shell this is; then bash starts its loop,
-          // other shells close the launcher's copy of the driver's pipe (commands must not inherit it).
-          `${toStderr}${printf} '%s%s %s %s %s\\n' ${p1} ${p2} ` +
-          `"\${${FD3_VARIABLE}-0}" "\${BASH_VERSION+bash}\${ZSH_VERSION+zsh}" 0;` +
-          `case \${BASH_VERSION-} in ?*) \\builtin eval ${quote(bashStart(this.#stderrMarker, this.#terminal))};; ` +
-          `*) \\unset ${FD3_VARIABLE}; exec 3<&-;; esac\n`
+        ? // The probe: whether fd 3 is read, and which shell this is. bash (4.1 or newer: its
+          // loop needs `read -N`) starts its loop, whose first report is the probe's; other
+          // shells print it, and close the launcher's copy of the driver's pipe (commands must
+          // not inherit it).
+          `case \${BASH_VERSION-} in ''|[0-3].*|4.0*) ` +
+          `${toStderr}${printf} '%s%s %s %s %s\\n' ${p1} ${p2} 0 "\${${FD3_VARIABLE}-0}" ` +
+          `"\${BASH_VERSION+bash-old}\${ZSH_VERSION+zsh}"; \\unset ${FD3_VARIABLE}; exec 3<&-;; ` +
+          // printf joins the marker: a trace (SHELLOPTS=xtrace) shows it in pieces.
+          `*) \\builtin printf -v __psh %s%s ${p1} ${p2}; __pss="\${${FD3_VARIABLE}-0} bash"; ` +
+          `\\builtin eval ${quote(bashStart(this.#stderrMarker, this.#terminal))};; esac\n`
         : this.#loop
           ? this.#bashRun(p1, p2, command)
           : `${this.#restore()}${this.#dialect.eval} ${quote(`${command}\n__pss=$?`)}${this.#redirect}` +
@@ -293,11 +332,17 @@ export class PosixFraming implements Framing {
     };
   }
 
-  /** "<fd3: 1|0> <bash|zsh|> 0": how the shell reads its commands, and which it is. */
+  /**
+   * How the shell reads its commands (fd 3: 1 or 0) and which it is: "0 <fd3> <kind>" from the
+   * probe's printf (kind: zsh, bash-old, or empty), "[<eval status>] <fd3> bash" from the first
+   * report of bash's loop.
+   */
   #readProbe(payload: string): void {
-    const [fd3, kind] = payload.split(' ');
-    this.#redirect = fd3 === '1' ? '' : STDIN_REDIRECT;
-    this.#dialect = kind === 'bash' || kind === 'zsh' ? BUILTIN_DIALECT : POSIX_DIALECT;
+    const words = payload.split(' ');
+    const at = words.findIndex((word) => word === 'bash' || word === 'bash-old' || word === 'zsh');
+    const kind = at > 0 ? words[at] : '';
+    this.#redirect = (at > 0 ? words[at - 1] : words[1]) === '1' ? '' : STDIN_REDIRECT;
+    this.#dialect = kind === '' ? POSIX_DIALECT : BUILTIN_DIALECT;
     this.#loop = kind === 'bash';
     this.#probe = null;
     if (this.#terminal && !this.#loop) {

@@ -173,13 +173,14 @@ describe('sentinels and framing', () => {
     const probe = framing.frame(null);
     const [, p1, p2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(probe.input)!;
     assert.ok(!probe.input.includes(p1! + p2!), 'the marker is never written whole');
-    // Other shells close the launcher's copy of the pipe; bash starts its loop, on this line.
+    // Other shells (and bash before 4.1) print the probe's report and close the launcher's copy
+    // of the pipe; bash starts its loop, on this line, and its first report is the probe's.
     assert.match(
       probe.input,
-      /;case \$\{BASH_VERSION-\} in \?\*\) \\builtin eval '.*;; \*\) \\unset __procsock_fd3; exec 3<&-;; esac\n$/,
+      /^case \$\{BASH_VERSION-\} in ''\|\[0-3\]\.\*\|4\.0\*\) .*\\unset __procsock_fd3; exec 3<&-;; \*\) \\builtin printf -v __psh %s%s (\S+) (\S+); __pss="\$\{__procsock_fd3-0\} bash"; \\builtin eval '.*;; esac\n$/,
     );
     assert.equal(probe.input.split('\n').length, 2, 'one line');
-    probe.stdout.push(Buffer.from(`${p1}${p2} 1 zsh 0\n`), () => {});
+    probe.stdout.push(Buffer.from(`${p1}${p2} 0 1 zsh\n`), () => {});
     // zsh: `\builtin`, so no alias or function named eval/printf can capture the framing.
     const frame = framing.frame("echo 'it''s'\nfalse");
     const run =
@@ -205,7 +206,7 @@ describe('sentinels and framing', () => {
     dash.setup(true);
     const dashProbe = dash.frame(null);
     const [, d1, d2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(dashProbe.input)!;
-    dashProbe.stdout.push(Buffer.from(`${d1}${d2} 0  0\n`), () => {});
+    dashProbe.stdout.push(Buffer.from(`${d1}${d2} 0 0 \n`), () => {});
     assert.match(
       dash.frame('true').input,
       /^\\command \\eval 'true\n__pss=\$\?' <\/dev\/null;\\command \\printf "\$__psf" \S+ \S+ "\$\?" "\$__pss"\n$/,
@@ -213,26 +214,39 @@ describe('sentinels and framing', () => {
     assert.equal(dash.finalInput(undefined), 'true\n');
   });
 
-  test("bash's loop: a run is data (marker pieces, the status to restore, the command, NUL)", () => {
+  test("bash's loop: a run is data (marker pieces, the status to restore, the kind, the command)", () => {
     const framing = new PosixFraming();
     framing.setup(true);
     const probe = framing.frame(null);
     const [, p1, p2] = /printf '%s%s %s %s %s\\n' (\S+) (\S+) /.exec(probe.input)!;
-    probe.stdout.push(Buffer.from(`${p1}${p2} 1 bash 0\n`), () => {});
+    // The loop's first report: eval's status, then what the probe set (fd 3 read, bash).
+    probe.stdout.push(Buffer.from(`${p1}${p2} 0 1 bash\n`), () => {});
+    // A short ASCII command: one block of 64 characters, the tail and blanks after it.
     const frame = framing.frame("echo 'it''s'\nfalse");
-    const [, marker] = /^([\w-]{16})000echo 'it''s'\nfalse\0$/.exec(frame.input)!;
+    const [, marker] = /^([\w-]{16})000secho 'it''s'\nfalse\n__pss=\$\? +$/.exec(frame.input)!;
+    assert.equal(frame.input.length, 64);
     assert.equal(frame.stderr, null);
     frame.stdout.push(Buffer.from(`${marker} 0 1\n`), () => {});
     assert.equal(frame.exitCode(), 1);
-    assert.match(framing.frame('echo $?').input, /^[\w-]{16}001echo \$\?\0$/);
+    assert.match(framing.frame('echo $?').input, /^[\w-]{16}001secho \$\?\n__pss=\$\? +$/);
+    // Longer: the block holds the length (in characters: all ASCII), the command follows it.
+    const long = `echo ${'x'.repeat(60)}`;
+    const longInput = framing.frame(long).input;
+    assert.equal(longInput.length, 64 + long.length + 9);
+    assert.equal(longInput.slice(16, 20), '000l');
+    assert.equal(Number(longInput.slice(20, 64)), long.length + 9);
+    assert.equal(longInput.slice(64), `${long}\n__pss=$?`);
+    // Not ASCII: its length in characters is bash's locale's to say, so it ends at a NUL.
+    const utf8 = framing.frame('echo é').input;
+    assert.match(utf8, /^[\w-]{16}000u {44}echo é\n__pss=\$\?\0$/);
     // A status the loop could not record ('-': a `continue` or `break` in the command) is unknown.
     const broken = framing.frame('continue');
     const [, b] = /^([\w-]{16})/.exec(broken.input)!;
     broken.stdout.push(Buffer.from(`${b} 0 -\n`), () => {});
     assert.equal(broken.exitCode(), null);
     // stop(): the final command (or `true`) goes through the loop too, then end-of-file.
-    assert.match(framing.finalInput('exit 4'), /^[\w-]{16}000exit 4\0$/);
-    assert.match(framing.finalInput(undefined), /^[\w-]{16}000true\0$/);
+    assert.match(framing.finalInput('exit 4'), /^[\w-]{16}000sexit 4\n__pss=\$\? +$/);
+    assert.match(framing.finalInput(undefined), /^[\w-]{16}000strue\n__pss=\$\? +$/);
     assert.throws(() => framing.frame('echo a\0b'), /cannot contain a NUL byte/);
   });
 });

@@ -58,10 +58,10 @@ export function recordingTransport(
 /** The markers of the POSIX preset's runs (and start-up probes), in the order they were written. */
 export function markers(written: readonly string[]): string[] {
   // Each is written as two pieces that printf joins (`printf FORMAT P1 P2 …`), or, to bash's
-  // loop, at the start of a run's data: `P1P2SSS<command>NUL` (after a NUL on an interactive
-  // terminal).
+  // loop, at the start of a run's data: `P1P2SSSK…` (K: the run's kind; after a NUL on an
+  // interactive terminal).
   const report =
-    /printf (?:"\$__psf"|'%s%s %s %s %s\\n') (\S+) (\S+) |^\0?([\w-]{16})\d{3}[^\0]*\0$/g;
+    /printf (?:"\$__psf"|'%s%s %s %s %s\\n') ([\w-]+) ([\w-]+) |^\0?([\w-]{16})\d{3}[slu]/g;
   return written.flatMap((text) =>
     [...text.matchAll(report)].map((match) => match[3] ?? match[1]! + match[2]!),
   );
