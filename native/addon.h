@@ -28,6 +28,7 @@ typedef struct {
   int sigchld_live;          /* how many of them wait for SIGCHLD (no pidfd) */
   reader_t *readers;         /* open output pipes, a doubly linked list */
   tty_writer_t *writers;     /* open pty masters written to (pty.c), a doubly linked list */
+  struct hub *conns;         /* the daemon's native connections (conn.c), once connInit ran */
   napi_ref usage_ref;        /* Float64Array(3) the exit callback finds the child's rusage in */
   double *usage;
   napi_ref read_buffer_ref;  /* the one buffer every output pipe is read into */

@@ -13,6 +13,7 @@
 
 #include "addon.h"
 #include "cgroup.h"
+#include "conn.h"
 #include "peercred.h"
 #include "pipe.h"
 #include "pty.h"
@@ -29,7 +30,8 @@ static void cleanup(napi_async_cleanup_hook_handle handle, void *data) {
   addon_t *a = data;
   a->cleanup_handle = handle;
   a->closing++; /* this function's own hold, dropped at the end */
-  spawn_teardown(a);
+  spawn_teardown(a); /* first: no child is told of its exit after this */
+  close_all_conns(a);
   close_all_readers(a);
   close_all_tty_writers(a);
   addon_closed(a);
@@ -142,6 +144,15 @@ NAPI_MODULE_INIT() {
       {"ttyResize", NULL, js_tty_resize, NULL, NULL, NULL, napi_default, NULL},
       {"ttyEofChar", NULL, js_tty_eof_char, NULL, NULL, NULL, napi_default, NULL},
       {"ttyRef", NULL, js_tty_ref, NULL, NULL, NULL, napi_default, NULL},
+      {"connInit", NULL, js_conn_init, NULL, NULL, NULL, napi_default, NULL},
+      {"connListen", NULL, js_conn_listen, NULL, NULL, NULL, napi_default, NULL},
+      {"connAccept", NULL, js_conn_accept, NULL, NULL, NULL, napi_default, NULL},
+      {"connUnlisten", NULL, js_conn_unlisten, NULL, NULL, NULL, napi_default, NULL},
+      {"connServe", NULL, js_conn_serve, NULL, NULL, NULL, napi_default, NULL},
+      {"connSpawn", NULL, js_conn_spawn, NULL, NULL, NULL, napi_default, NULL},
+      {"connHandoff", NULL, js_conn_handoff, NULL, NULL, NULL, napi_default, NULL},
+      {"connShutdown", NULL, js_conn_shutdown, NULL, NULL, NULL, napi_default, NULL},
+      {"connParse", NULL, js_conn_parse, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

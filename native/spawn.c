@@ -175,6 +175,8 @@ struct child {
   int group;      /* leads its own process group */
   unsigned grace_ms; /* TERM to KILL, should its environment go away first */
   spawn_job *job; /* what the child may still be reading (until it execs): freed at reap */
+  spawn_exit_cb on_exit; /* a native connection's child (conn.c): told here, not in JS */
+  void *exit_ctx;
   child_t *prev, *next;
 };
 
@@ -500,6 +502,8 @@ static int try_reap(child_t *c) {
   LIST_REMOVE(a->children, c);
   {
     pid_t pid = c->pid;
+    spawn_exit_cb on_exit = c->on_exit;
+    void *exit_ctx = c->exit_ctx;
     /* Reaped, the child can no longer read its plan. */
     int exec_error = r > 0 ? c->job->plan.error : 0;
     free_job(c->job);
@@ -511,7 +515,8 @@ static int try_reap(child_t *c) {
       free(c);
     }
     /* r < 0 (ECHILD) means someone else reaped it: report an unknown status. */
-    call_on_exit(a, pid, status, r > 0, exec_error);
+    if (on_exit) on_exit(exit_ctx, status, r > 0, exec_error, r > 0 ? &usage : NULL);
+    else call_on_exit(a, pid, status, r > 0, exec_error);
   }
   return 1;
 }
@@ -615,21 +620,13 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
   size_t argc = 12;
   napi_value args[12], result;
   addon_t *a = NULL;
-  spawn_job *job = NULL;
-  spawn_plan *plan;
-  child_t *c = NULL;
-  size_t argv_len = 0, env_len = 0;
-  uint32_t arg_count = 0, env_count = 0, grace = 0;
+  uint32_t grace = 0;
   int32_t columns = 80, rows = 24;
-  int32_t flags = 0, uid = -1, gid = -1;
   int32_t *out = NULL;
   size_t out_length = 0;
-  napi_typedarray_type out_type;
+  napi_typedarray_type out_type = napi_int8_array;
   napi_valuetype type;
-  int pipes[MAX_CHILD_FDS][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
-  int error = 0, stage = STAGE_MEMORY, i, fd_count;
-  pid_t pid = -1;
-  sigset_t all, old;
+  int error;
 
   napi_get_instance_data(env, (void **)&a);
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
@@ -637,11 +634,6 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "spawn: expected 11 arguments, after init");
     return NULL;
   }
-  napi_get_value_uint32(env, args[1], &arg_count);
-  napi_get_value_uint32(env, args[3], &env_count);
-  napi_get_value_int32(env, args[5], &flags);
-  napi_get_value_int32(env, args[6], &uid);
-  napi_get_value_int32(env, args[7], &gid);
   napi_get_typedarray_info(env, args[9], &out_type, &out_length, (void **)&out, NULL, NULL);
   napi_get_value_uint32(env, args[10], &grace);
   if (argc >= 12 && napi_typeof(env, args[11], &type) == napi_ok && type == napi_object) {
@@ -651,14 +643,46 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
     napi_get_element(env, args[11], 1, &v);
     napi_get_value_int32(env, v, &rows);
   }
+  if (!out || out_type != napi_int32_array) out_length = 0;
+  error = spawn_packed(env, a, args, out, out_length, grace, columns, rows, NULL, NULL);
+  if (error < 0) return NULL; /* thrown */
+  napi_create_int32(env, error, &result);
+  return result;
+}
+
+/*
+ * spawn()'s work, for js_spawn and for the daemon's native connections (conn.c): `args` are
+ * the nine packed leading arguments (PackedSpawn). With `on_exit`, the reaped child is told to
+ * it (with `ctx`) instead of JS's onExit, and stdin is not held for JS (the caller owns it).
+ * Returns 0 (out = pid, fds), an errno (out[0] = the stage), or -1 with a TypeError thrown.
+ */
+int spawn_packed(napi_env env, addon_t *a, napi_value *args, int32_t *out, size_t out_length,
+                 uint32_t grace, int32_t columns, int32_t rows, spawn_exit_cb on_exit, void *ctx) {
+  spawn_job *job = NULL;
+  spawn_plan *plan;
+  child_t *c = NULL;
+  size_t argv_len = 0, env_len = 0;
+  uint32_t arg_count = 0, env_count = 0;
+  int32_t flags = 0, uid = -1, gid = -1;
+  napi_valuetype type;
+  int pipes[MAX_CHILD_FDS][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+  int error = 0, stage = STAGE_MEMORY, i, fd_count;
+  pid_t pid = -1;
+  sigset_t all, old;
+
+  napi_get_value_uint32(env, args[1], &arg_count);
+  napi_get_value_uint32(env, args[3], &env_count);
+  napi_get_value_int32(env, args[5], &flags);
+  napi_get_value_int32(env, args[6], &uid);
+  napi_get_value_int32(env, args[7], &gid);
   fd_count = (flags & FLAG_REPORT_PIPE) ? 4 : 3;
-  if (!out || out_type != napi_int32_array || out_length < (size_t)fd_count + 1 || arg_count == 0) {
+  if (!out || out_length < (size_t)fd_count + 1 || arg_count == 0) {
     napi_throw_type_error(env, NULL, "spawn: bad arguments");
-    return NULL;
+    return -1;
   }
   job = calloc(1, sizeof *job);
   c = calloc(1, sizeof *c);
-  if (!job || !c || reserve_held(a) != 0) {
+  if (!job || !c || (!on_exit && reserve_held(a) != 0)) {
     error = ENOMEM;
     goto done;
   }
@@ -762,6 +786,8 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
   c->group = (flags & FLAG_PROCESS_GROUP) != 0;
   c->grace_ms = grace;
   c->job = job; /* until it is reaped: the child may still be reading it */
+  c->on_exit = on_exit;
+  c->exit_ctx = ctx;
   job = NULL;
   c->pidfd = a->use_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
   if (c->pidfd >= 0 && uv_poll_init(a->loop, &c->poll, c->pidfd) == 0) {
@@ -781,7 +807,7 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
   out[2] = pipes[1][0];
   out[3] = pipes[2][0];
   if (fd_count > 3) out[4] = pipes[3][0];
-  a->held_fds[a->held_count++] = pipes[0][1]; /* room reserved above */
+  if (!on_exit) a->held_fds[a->held_count++] = pipes[0][1]; /* room reserved above */
   pipes[0][1] = -1;
   for (i = 1; i < fd_count; i++) pipes[i][0] = -1; /* now owned by JS */
 
@@ -793,8 +819,7 @@ done:
   free_job(job);
   free(c);
   if (error) out[0] = stage;
-  napi_create_int32(env, error, &result);
-  return result;
+  return error;
 }
 
 /*

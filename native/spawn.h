@@ -8,6 +8,13 @@ int spawn_init(addon_t *a, int want_pidfd);
 /* The environment is going away: children to the orphanage (in a worker), handles closed. */
 void spawn_teardown(addon_t *a);
 
+/* A native connection's child was reaped (usage NULL: someone else reaped it; status unknown). */
+struct rusage;
+typedef void (*spawn_exit_cb)(void *ctx, int status, int reaped, int exec_error,
+                              const struct rusage *usage);
+int spawn_packed(napi_env env, addon_t *a, napi_value *args, int32_t *out, size_t out_length,
+                 uint32_t grace, int32_t columns, int32_t rows, spawn_exit_cb on_exit, void *ctx);
+
 napi_value js_spawn(napi_env env, napi_callback_info info);
 napi_value js_set_usage_buffer(napi_env env, napi_callback_info info);
 napi_value js_close_fd(napi_env env, napi_callback_info info);

@@ -38,7 +38,9 @@ node scripts/run-tests.mjs \
   test/server/spawn-failure.test.ts \
   test/channel/pty.test.ts \
   test/client/pty.test.ts \
-  test/server/pty.test.ts || status=$?
+  test/server/pty.test.ts \
+  test/server/native-connections.test.ts \
+  test/reliability/daemon-fuzz.test.ts || status=$?
 unset LD_PRELOAD
 if [ -n "$(ls -A "$report_dir")" ]; then
   echo "sanitizer reports:" >&2

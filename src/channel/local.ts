@@ -358,17 +358,9 @@ export class LocalChannel extends ProcessChannel {
 
   #failExec(error: unknown): void {
     this.#abandonChild();
-    const code = (error as NodeJS.ErrnoException).code;
-    const program = this.argv[0]!;
-    const [exitCode, reason] =
-      code === 'ENOENT'
-        ? [127, 'command not found']
-        : code === 'EACCES'
-          ? [126, 'permission denied']
-          : code === 'ERR_INVALID_ARG_VALUE'
-            ? [126, 'invalid argument (an argument contains a NUL byte)']
-            : [126, `cannot execute (${code ?? String(error)})`];
-    this.emitOutput('stderr', Buffer.from(`procsock: ${printable(program)}: ${reason}\n`));
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    const [exitCode, line] = execFailure(this.argv[0]!, code);
+    this.emitOutput('stderr', Buffer.from(line));
     this.emitExit(exitedWith(exitCode));
     this.emitClose();
   }
@@ -648,6 +640,22 @@ export class LocalChannel extends ProcessChannel {
     if (this.#killTimer) clearTimeout(this.#killTimer);
     this.#killTimer = null;
   }
+}
+
+/**
+ * The exit status and stderr line of a program that could not be executed (`code`: the
+ * error's code, as ENOENT), as the daemon and a local run report it.
+ */
+export function execFailure(program: string, code: string): [exitCode: 126 | 127, line: string] {
+  const [exitCode, reason]: [126 | 127, string] =
+    code === 'ENOENT'
+      ? [127, 'command not found']
+      : code === 'EACCES'
+        ? [126, 'permission denied']
+        : code === 'ERR_INVALID_ARG_VALUE'
+          ? [126, 'invalid argument (an argument contains a NUL byte)']
+          : [126, `cannot execute (${code})`];
+  return [exitCode, `procsock: ${printable(program)}: ${reason}\n`];
 }
 
 /**

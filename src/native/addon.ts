@@ -72,6 +72,39 @@ export interface Addon {
   ttyEofChar(handle: TtyHandle): number;
   /** Whether a write waiting for room keeps the event loop alive. */
   ttyRef(handle: TtyHandle, on: boolean): void;
+  /** The daemon's native connections (native/conn.c; src/server/native-connections.ts). */
+  connInit(
+    onEvent: (kind: number, id: number, extra: Buffer | undefined) => string | undefined,
+    record: Float64Array,
+    signalNames: string[],
+  ): void;
+  connListen(path: string, backlog: number): number;
+  connAccept(fd: number, id: number, accepted: Int32Array): void;
+  connUnlisten(id: number): void;
+  connServe(
+    fd: number,
+    id: number,
+    timeoutMs: number,
+    requestTimeoutMs: number,
+    killTimeoutMs: number,
+    maxArgs: number,
+    maxArgLength: number,
+    maxArgBytes: number,
+    maxDataLength: number,
+    wantPeer: boolean,
+  ): void;
+  connSpawn(
+    id: number,
+    ...args: [...request: PackedSpawn, exitGraceMs: number, out: Int32Array]
+  ): number;
+  connHandoff(id: number): [fd: number, bytes: Buffer];
+  connShutdown(id: number): void;
+  connParse(
+    chunks: Buffer[],
+    maxArgs: number,
+    maxArgLength: number,
+    maxArgBytes: number,
+  ): { result: 'more' | 'complete' | 'handoff'; used: number; args?: Buffer };
 }
 
 /** The addon's handle of a pty master's writer (native/pty.c). */

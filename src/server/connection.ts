@@ -147,8 +147,12 @@ export class Connection {
     return this.#channel?.programPid;
   }
 
-  /** Starts serving: reads the request, starts the deadline. Call once. */
-  start(): void {
+  /**
+   * Starts serving: reads the request, starts the deadline. Call once. A client handed off by
+   * the native path (native-connections.ts) comes with the bytes read from it so far and the
+   * time it has been served already, which its deadline and request timeout count.
+   */
+  start(prefix?: Buffer, elapsedMs = 0): void {
     const socket = this.#socket;
     if (this.#audit) {
       // Node does not expose the descriptor officially; the audit log is where it is worth it.
@@ -167,18 +171,20 @@ export class Connection {
       this.#socketClosed = true;
       this.#maybeClosed();
     });
+    const left = (ms: number) => Math.max(1, Math.round(ms - elapsedMs));
     if (this.#options.timeout > 0) {
       this.#deadlineTimer = setTimeout(
         () => this.#guard(() => this.#onDeadline()),
-        this.#options.timeout,
+        left(this.#options.timeout),
       );
     }
     if (this.#options.requestTimeout > 0) {
       this.#requestTimer = setTimeout(
         () => this.#guard(() => this.#onRequestTimeout()),
-        this.#options.requestTimeout,
+        left(this.#options.requestTimeout),
       );
     }
+    if (prefix && prefix.length > 0) this.#guard(() => this.#onData(prefix));
     socket.resume();
   }
 

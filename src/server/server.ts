@@ -18,18 +18,40 @@ import { ArgumentError, describeError } from '../errors.js';
 import { type AuditLog, openAuditLog } from '../policy/audit.js';
 import { Connection } from './connection.js';
 import { DescriptorWatch } from './descriptors.js';
+import {
+  closeAccepted,
+  listenNative,
+  NativeConnection,
+  type NativeHost,
+  NativeListener,
+  nativePathFor,
+} from './native-connections.js';
 import { type ResolvedServeOptions, resolveServeOptions, type ServeOptions } from './options.js';
 import type { SocketDirectory } from './socket-directory.js';
-import { listenOnPath, octal, prepareSocketPath, removeSocketFile } from './socket-path.js';
+import {
+  listenOnPath,
+  listenOnPathNatively,
+  octal,
+  prepareSocketPath,
+  removeSocketFile,
+} from './socket-path.js';
 
 export type ServerState = 'starting' | 'listening' | 'closing' | 'closed';
 
-export class Server {
+export class Server implements NativeHost {
   readonly path: string;
   readonly options: ResolvedServeOptions;
   readonly #net: NetServer;
-  readonly #active = new Set<Connection>();
+  readonly #active = new Set<Connection | NativeConnection>();
   readonly #queue = new Set<Socket>();
+  /** Clients the native listener accepted, waiting for a slot (descriptors). */
+  readonly #queuedFds = new Set<number>();
+  /**
+   * Plain connections are served natively (native-connections.ts) when these options allow
+   * it; then the addon listens and accepts, and `#net` is never used.
+   */
+  readonly #nativePath: boolean;
+  #listener: NativeListener | null = null;
   #state: ServerState = 'starting';
   #socketFile: Stats | null = null;
   #directory: SocketDirectory | null = null;
@@ -46,6 +68,16 @@ export class Server {
     this.#net = createServer({ allowHalfOpen: true, pauseOnConnect: true });
     this.#net.on('connection', (socket) => this.#onConnection(socket));
     this.#net.on('error', (error) => this.#log(`listening socket error: ${describeError(error)}`));
+    this.#nativePath = nativePathFor(options);
+  }
+
+  /** Whether plain connections are served in native code (see native-connections.ts). */
+  get nativeConnections(): boolean {
+    return this.#nativePath;
+  }
+
+  get audit(): AuditLog | null {
+    return this.#audit;
   }
 
   get state(): ServerState {
@@ -59,7 +91,7 @@ export class Server {
 
   /** Clients accepted and waiting for a free slot. */
   get queued(): number {
-    return this.#queue.size;
+    return this.#queue.size + this.#queuedFds.size;
   }
 
   /** Binds the socket path (see socket-path.ts) and starts accepting. */
@@ -71,7 +103,14 @@ export class Server {
     let audit: AuditLog | null = null;
     try {
       audit = this.#openAudit();
-      this.#socketFile = await listenOnPath(this.#net, path, directory, mode, backlog);
+      if (this.#nativePath) {
+        const { fd, stats } = listenOnPathNatively(listenNative, path, directory, mode, backlog);
+        this.#socketFile = stats;
+        this.#audit = audit; // (before any client can be accepted)
+        this.#listener = new NativeListener(fd, this);
+      } else {
+        this.#socketFile = await listenOnPath(this.#net, path, directory, mode, backlog);
+      }
     } catch (error) {
       directory.close();
       await audit?.close();
@@ -110,13 +149,16 @@ export class Server {
 
   async #shutdown(): Promise<void> {
     this.#state = 'closing';
-    this.#log(`shutting down: ${this.#active.size} connections, ${this.#queue.size} waiting`);
+    this.#log(`shutting down: ${this.#active.size} connections, ${this.queued} waiting`);
     const stopped = new Promise<void>((resolve) => {
       if (!this.#net.listening) resolve();
       else this.#net.close(() => resolve());
     });
+    this.#listener?.close();
     for (const socket of this.#queue) socket.destroy();
     this.#queue.clear();
+    for (const fd of this.#queuedFds) closeAccepted(fd);
+    this.#queuedFds.clear();
     const connections = [...this.#active];
     for (const connection of connections) connection.shutdown();
     await Promise.all([stopped, ...connections.map((connection) => connection.closed)]);
@@ -154,23 +196,63 @@ export class Server {
   }
 
   #checkDescriptors(): void {
-    this.#descriptors?.check(this.#active.size + this.#queue.size);
+    this.#descriptors?.check(this.#active.size + this.queued);
+  }
+
+  /** From the native listener: as #onConnection, for descriptors. */
+  onAccepted(fds: Int32Array, count: number): void {
+    for (let i = 0; i < count; i++) {
+      const fd = fds[i]!;
+      if (this.#state !== 'listening') closeAccepted(fd);
+      else if (this.#active.size < this.options.maxConnections) this.#serveNative(fd);
+      else if (this.queued < this.options.backlog) this.#queuedFds.add(fd);
+      else closeAccepted(fd);
+    }
+  }
+
+  #serveNative(fd: number): void {
+    const connection = new NativeConnection(fd, this);
+    this.#active.add(connection);
+    void connection.closed.then(() => this.#release(connection));
+  }
+
+  /** A native connection's client is served by a JS Connection from now on, in the same slot. */
+  onHandoff(native: NativeConnection, socket: Socket, prefix: Buffer, elapsedMs: number): void {
+    socket.on('error', () => {
+      // The Connection owns it from the next line on.
+    });
+    const connection = new Connection(socket, native.id, this.options, this.#audit);
+    this.#active.delete(native);
+    this.#active.add(connection);
+    void connection.closed.then(() => {
+      this.#release(connection);
+      native.handedOffClosed();
+    });
+    connection.start(prefix, elapsedMs);
+    if (this.#state === 'closing') connection.shutdown();
+  }
+
+  #release(connection: Connection | NativeConnection): void {
+    if (!this.#active.delete(connection)) return;
+    this.#serveNext();
+    this.#checkDescriptors();
   }
 
   #serve(socket: Socket): void {
     const connection = new Connection(socket, this.#nextId++, this.options, this.#audit);
     this.#active.add(connection);
     this.#log(`connection ${connection.id}: accepted (${this.#active.size} active)`);
-    void connection.closed.then(() => {
-      this.#active.delete(connection);
-      this.#serveNext();
-      this.#checkDescriptors();
-    });
+    void connection.closed.then(() => this.#release(connection));
     connection.start();
   }
 
   #serveNext(): void {
     if (this.#state !== 'listening') return;
+    for (const fd of this.#queuedFds) {
+      if (this.#active.size >= this.options.maxConnections) return;
+      this.#queuedFds.delete(fd);
+      this.#serveNative(fd);
+    }
     for (const socket of this.#queue) {
       if (this.#active.size >= this.options.maxConnections) return;
       this.#queue.delete(socket);

@@ -14,8 +14,9 @@
  * The socket's entry is examined, probed and removed through the open directory
  * (`SocketDirectory.entry`); only the bind goes by the path as given.
  */
-import { lstatSync, type Stats, unlinkSync } from 'node:fs';
+import { closeSync, lstatSync, type Stats, unlinkSync } from 'node:fs';
 import { connect, type Server } from 'node:net';
+import { getSystemErrorName } from 'node:util';
 import { describeError, SocketPathError } from '../errors.js';
 import { SocketDirectory } from './socket-directory.js';
 
@@ -117,21 +118,61 @@ export async function listenOnPath(
       process.umask(previous);
     }
   });
+  return checkCreated(path, directory, mode, () => server.close());
+}
+
+/**
+ * `listenOnPath` for a listening socket the native addon makes (`bindAndListen`: the
+ * descriptor or -errno; bind(2) runs inside it, under the narrowed umask): the descriptor.
+ */
+export function listenOnPathNatively(
+  bindAndListen: (path: string, backlog: number) => number,
+  path: string,
+  directory: SocketDirectory,
+  mode: number,
+  backlog: number,
+): { fd: number; stats: Stats } {
+  const previous = process.umask(~mode & 0o777);
+  let fd: number;
+  try {
+    fd = bindAndListen(path, backlog);
+  } finally {
+    process.umask(previous);
+  }
+  if (fd < 0) {
+    const code = getSystemErrorName(fd);
+    const why =
+      code === 'EADDRINUSE' ? 'the path was taken while starting (another daemon?)' : code;
+    throw new SocketPathError(`cannot listen on ${path}: ${why}`, path, {
+      cause: Object.assign(new Error(`listen ${code} ${path}`), { code, errno: fd }),
+    });
+  }
+  const stats = checkCreated(path, directory, mode, () => closeSync(fd));
+  return { fd, stats };
+}
+
+/** The socket file just bound is there, a socket, with exactly `mode`; else `close()` and throw. */
+function checkCreated(
+  path: string,
+  directory: SocketDirectory,
+  mode: number,
+  close: () => void,
+): Stats {
   let stats: Stats | null;
   try {
     directory.verify();
     stats = lstatOrNull(directory.entry, path);
   } catch (error) {
-    server.close();
+    close();
     throw error;
   }
   if (stats === null || !stats.isSocket()) {
-    server.close();
+    close();
     throw new SocketPathError(`the socket ${path} vanished right after it was created`, path);
   }
   const actual = stats.mode & 0o777;
   if (actual !== mode) {
-    server.close();
+    close();
     throw new SocketPathError(
       `the socket ${path} got mode ${octal(actual)} instead of ${octal(mode)}`,
       path,

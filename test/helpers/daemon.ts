@@ -23,6 +23,13 @@ export interface TestDaemon {
   close(): Promise<void>;
 }
 
+/**
+ * PROCSOCK_TEST_CONTAIN=0: test daemons are uncontained unless a test says otherwise — the
+ * daemon then serves plain connections natively (src/server/native-connections.ts), so the
+ * server tests can be run against that path too. (Tests of containment itself fail then.)
+ */
+const UNCONTAINED = process.env.PROCSOCK_TEST_CONTAIN === '0';
+
 export async function startDaemon(
   options: Partial<ServeOptions> & { collectLog?: boolean } = {},
 ): Promise<TestDaemon> {
@@ -34,6 +41,7 @@ export async function startDaemon(
   try {
     server = await serve({
       log: collectLog ? (line) => log.push(line) : undefined,
+      ...(UNCONTAINED ? { contain: false } : {}),
       ...serveOptions,
       // Tests run as root in CI; say so explicitly, as a root deployment must.
       policy: { allowRoot: true, ...serveOptions.policy },
@@ -108,8 +116,9 @@ export async function startDaemonProcess(
 ): Promise<DaemonProcess> {
   const dir = tempDir('procsock-daemon-process-');
   const path = options.path ?? dir.path('daemon.sock');
+  const contain = UNCONTAINED && !flags.some((flag) => /^--(no-)?contain$/.test(flag));
   const child = runCli(
-    ['serve', '--allow-root', ...flags, path],
+    ['serve', '--allow-root', ...(contain ? ['--no-contain'] : []), ...flags, path],
     options.inheritedFd,
     options.maxFiles,
     options.prefix,

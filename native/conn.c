@@ -1,0 +1,1494 @@
+/*
+ * The daemon's plain-protocol connections, served in native code: the listening socket is
+ * accepted from in batches, and each client's request is read and decoded here, its program
+ * spawned (spawn_packed), its stdin relayed, its output framed and written with one writev
+ * per chunk, the exit pair written and the socket shut down — all on one epoll set of the
+ * addon's own, watched by one uv_poll. JavaScript (src/server/native-connections.ts) is told
+ * only what it must decide or record: the accepted descriptors (its slots and queue), the
+ * complete argv (the policy's plan: connSpawn, or connHandoff), an exec failure's message,
+ * and the end (the audit record, the slot freed).
+ *
+ * Conservative by design: until the program is spawned every byte read is kept, and anything
+ * this parser does not fully understand — the extension's opening, any malformed or
+ * over-limit request, a NUL in an argument — is handed back to JavaScript (connHandoff: the
+ * descriptor and the bytes so far), whose Connection then serves it exactly as it serves any
+ * client. After the spawn the rules are the JS Connection's and LocalChannel's, restated
+ * here: the deadline and the kill timeout, a hang-up (EOF or an error while the program
+ * runs), the exit grace for pipes a descendant holds, the process group, the drop of a
+ * client that does not take its reply, shutdown.
+ *
+ *   reading ──argv──► deciding ──connSpawn──► running ──exit──► replying ──EOF──► closed
+ *      │                  └──connHandoff──► (a JS Connection)      │
+ *      └── EOF, deadline, shutdown ──► closed     hang-up, violation, drop ──► abandoned
+ *
+ * Lifetimes: a connection is freed only after its socket is closed and its child reaped with
+ * its pipes closed; its timer's close callback frees it, after the current epoll batch. Every
+ * descriptor is removed from the epoll set before it is closed: a cloned child that has not
+ * exec'd yet holds a copy of our descriptors, and epoll would otherwise keep reporting the
+ * closed one.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "spawn.h"
+
+#define ARG_OVERHEAD 24 /* what an argument costs besides its bytes: src/protocol/argv-collector.ts */
+#define MAX_ARGC_DIGITS 10
+#define READ_SIZE 65536
+#define MAX_PIPE_DRAIN (1024 * 1024) /* read at the grace's end, per pipe (MAX_PIPE_SIZE in JS) */
+#define MAX_EVENTS 64
+#define ACCEPT_BATCH 64
+#define ACCEPT_RETRY_MS 50
+
+/* onEvent(kind, id, extra) */
+enum { EV_ACCEPT = 1, EV_REQUEST = 2, EV_EXEC_ERROR = 3, EV_CLOSED = 4 };
+enum { S_READING, S_DECIDING, S_RUNNING, S_REPLYING, S_ABANDONED, S_CLOSED };
+enum { W_SOCKET, W_STDOUT, W_STDERR, W_STDIN };
+enum { P_ARGC, P_ARGV, P_STDIN, P_DONE };
+/* The record's reason and error codes: src/server/native-connections.ts names them. */
+enum { R_NONE, R_EXIT, R_SIGNAL, R_DEADLINE, R_HANGUP, R_SHUTDOWN, R_PROTOCOL, R_SPAWN_FAILURE };
+enum {
+  E_NONE,
+  E_REQUEST_DEADLINE,
+  E_REQUEST_TIMEOUT,
+  E_CLIENT_EOF,
+  E_SOCKET_ERROR,
+  E_PROTOCOL,
+  E_DROP,
+  E_REPLY_DEADLINE,
+  E_INTERNAL
+};
+enum {
+  REC_PID,
+  REC_CODE,
+  REC_SIGNAL,
+  REC_REASON,
+  REC_ERROR,
+  REC_BYTES_IN,
+  REC_BYTES_OUT,
+  REC_USER,
+  REC_SYSTEM,
+  REC_WALL,
+  REC_PEER_PID,
+  REC_PEER_UID,
+  REC_PEER_GID,
+  REC_ERRNO,
+  REC_FIELDS
+};
+
+/* ---- netstrings, incrementally (the rules of src/protocol/netstring.ts) ----------------- */
+
+enum { NS_LENGTH, NS_PAYLOAD, NS_COMMA };
+enum { BAD_NONE, BAD_FORM, BAD_LIMIT };
+
+typedef struct {
+  int state;
+  int digits;
+  uint64_t length, remaining, max;
+} netstring_t;
+
+/*
+ * Consumes from p[0..n) up to one payload piece: returns the bytes used; *piece (maybe empty)
+ * and *last (the netstring ended: its comma checked) say what was found, *bad a violation.
+ * As the JS decoder, a final piece is given only once its comma is checked.
+ */
+static size_t ns_feed(netstring_t *ns, const char *p, size_t n, const char **piece,
+                      size_t *piece_len, int *last, int *bad) {
+  size_t i = 0;
+  *piece = NULL;
+  *piece_len = 0;
+  *last = 0;
+  *bad = BAD_NONE;
+  while (i < n) {
+    if (ns->state == NS_LENGTH) {
+      unsigned char b = (unsigned char)p[i++];
+      if (b >= '0' && b <= '9') {
+        if (ns->digits > 0 && ns->length == 0) {
+          *bad = BAD_FORM;
+          return i;
+        }
+        ns->length = ns->length * 10 + (uint64_t)(b - '0');
+        ns->digits++;
+        if (ns->length > ns->max) {
+          *bad = BAD_LIMIT;
+          return i;
+        }
+      } else if (b == ':' && ns->digits > 0) {
+        ns->remaining = ns->length;
+        ns->state = ns->remaining == 0 ? NS_COMMA : NS_PAYLOAD;
+      } else {
+        *bad = BAD_FORM;
+        return i;
+      }
+    } else if (ns->state == NS_PAYLOAD) {
+      size_t take = ns->remaining < n - i ? (size_t)ns->remaining : n - i;
+      *piece = p + i;
+      *piece_len = take;
+      i += take;
+      ns->remaining -= take;
+      if (ns->remaining > 0) return i;
+      if (i < n) {
+        if (p[i++] != ',') {
+          *piece = NULL;
+          *piece_len = 0;
+          *bad = BAD_FORM;
+          return i;
+        }
+        ns->state = NS_LENGTH;
+        ns->length = 0;
+        ns->digits = 0;
+        *last = 1;
+        return i;
+      }
+      ns->state = NS_COMMA;
+      return i;
+    } else {
+      if (p[i++] != ',') {
+        *bad = BAD_FORM;
+        return i;
+      }
+      ns->state = NS_LENGTH;
+      ns->length = 0;
+      ns->digits = 0;
+      *piece = p + i;
+      *last = 1;
+      return i;
+    }
+  }
+  return i;
+}
+
+/* ---- the request (argc, argv): decoded, or found to be JavaScript's to serve ------------ */
+
+typedef struct {
+  uint64_t max_args, max_arg_length, max_arg_bytes, max_data_length;
+} limits_t;
+
+typedef struct {
+  netstring_t ns;
+  int phase;
+  char argc_text[MAX_ARGC_DIGITS + 1];
+  size_t argc_len;
+  uint64_t argc, seen, charged;
+  char *args; /* the arguments so far, NUL-separated */
+  size_t args_len, args_cap;
+} request_t;
+
+enum { REQ_MORE, REQ_COMPLETE, REQ_HANDOFF };
+
+static void request_init(request_t *r, const limits_t *limits) {
+  memset(r, 0, sizeof *r);
+  r->phase = P_ARGC;
+  r->ns.max = MAX_ARGC_DIGITS;
+  (void)limits;
+}
+
+static int args_append(request_t *r, const char *p, size_t n) {
+  if (r->args_len + n > r->args_cap) {
+    size_t cap = r->args_cap ? r->args_cap : 256;
+    char *bigger;
+    while (cap < r->args_len + n) cap *= 2;
+    bigger = realloc(r->args, cap);
+    if (!bigger) return -1;
+    r->args = bigger;
+    r->args_cap = cap;
+  }
+  memcpy(r->args + r->args_len, p, n);
+  r->args_len += n;
+  return 0;
+}
+
+/*
+ * Feeds request bytes; *used says how many were consumed. REQ_COMPLETE: every argument is
+ * in r->args (what follows is stdin). REQ_HANDOFF: JavaScript must serve this client (an
+ * extension opening, a violation, a limit, a NUL in an argument, out of memory).
+ */
+static int request_feed(request_t *r, const limits_t *limits, const char *p, size_t n,
+                        size_t *used) {
+  size_t i = 0;
+  while (i < n) {
+    const char *piece;
+    size_t piece_len;
+    int last, bad;
+    i += ns_feed(&r->ns, p + i, n - i, &piece, &piece_len, &last, &bad);
+    if (bad) {
+      *used = i;
+      return REQ_HANDOFF;
+    }
+    if (r->phase == P_ARGC) {
+      if (piece_len > 0) {
+        if (r->argc_len + piece_len > MAX_ARGC_DIGITS) return REQ_HANDOFF;
+        memcpy(r->argc_text + r->argc_len, piece, piece_len);
+        r->argc_len += piece_len;
+      }
+      if (!last) continue;
+      {
+        size_t k;
+        uint64_t argc = 0;
+        if (r->argc_len == 0 || r->argc_text[0] == '0') return REQ_HANDOFF;
+        for (k = 0; k < r->argc_len; k++) {
+          char d = r->argc_text[k];
+          if (d < '0' || d > '9') return REQ_HANDOFF; /* the extension's opening, or bad */
+          argc = argc * 10 + (uint64_t)(d - '0');
+        }
+        if (argc > limits->max_args) return REQ_HANDOFF;
+        r->argc = argc;
+        r->phase = P_ARGV;
+        r->ns.max = limits->max_arg_length;
+      }
+    } else {
+      r->charged += piece_len + (last ? ARG_OVERHEAD : 0);
+      if (r->charged > limits->max_arg_bytes) return REQ_HANDOFF;
+      if (piece_len > 0 && memchr(piece, '\0', piece_len)) return REQ_HANDOFF;
+      if (piece_len > 0 && args_append(r, piece, piece_len) != 0) {
+        return REQ_HANDOFF;
+      }
+      if (!last) continue;
+      if (++r->seen == r->argc) {
+        *used = i;
+        r->phase = P_STDIN;
+        r->ns.max = limits->max_data_length;
+        return REQ_COMPLETE;
+      }
+      if (args_append(r, "", 1) != 0) return REQ_HANDOFF;
+    }
+  }
+  *used = i;
+  return REQ_MORE;
+}
+
+/* ---- state ---------------------------------------------------------------------------- */
+
+typedef struct conn conn_t;
+typedef struct hub hub_t;
+
+typedef struct {
+  conn_t *c;
+  int fd;
+  int kind;
+  uint32_t mask; /* what epoll watches it for; 0: not in the set */
+} watch_t;
+
+struct conn {
+  uv_timer_t timer; /* first: its close callback frees the connection */
+  hub_t *hub;
+  int32_t id;
+  int state;
+  int finished;
+  watch_t sock, out[2], in;
+  limits_t limits;
+  request_t req;
+  /* client bytes: everything until the spawn (for a handoff), then what is not parsed yet */
+  char *buf;
+  size_t buf_len, buf_off, buf_cap;
+  /* stdin */
+  int piece_seen, stdin_pending, stdin_end_pending;
+  size_t pending_off, pending_len;
+  /* reply bytes the socket has not taken yet */
+  char *outq;
+  size_t outq_len, outq_off, outq_cap;
+  int shut_pending, shut_done, client_eof;
+  /* the program */
+  int spawned, reaped, child_done, exec_failed, process_group, grace_over;
+  pid_t pid;
+  int status, status_known;
+  double user_us, system_us, wall_ms;
+  uint64_t spawned_at;
+  uint32_t kill_timeout, exit_grace;
+  /* timers (absolute uv_now ms; 0: not set) */
+  uint64_t t_deadline, t_request, t_kill, t_grace, t_drop;
+  int stop_reason, reason, error, socket_errno;
+  double bytes_in, bytes_out;
+  double peer[3];
+  conn_t *prev, *next;
+};
+
+typedef struct listener {
+  uv_poll_t poll; /* first */
+  uv_timer_t retry;
+  hub_t *hub;
+  int fd;
+  int32_t id;
+  int32_t *accepted; /* JS's Int32Array, ACCEPT_BATCH long */
+  napi_ref accepted_ref;
+  int closing;
+  struct listener *prev, *next;
+} listener_t;
+
+typedef struct group_kill {
+  uv_timer_t timer; /* first */
+  hub_t *hub;
+  pid_t pgid;
+  struct group_kill *prev, *next;
+} group_kill_t;
+
+struct hub {
+  uv_poll_t poll; /* on epfd */
+  addon_t *addon;
+  int epfd;
+  char *rbuf;
+  napi_ref on_event;
+  napi_ref record_ref;
+  double *record;
+  char *signal_names[65];
+  conn_t *conns;
+  size_t conn_count; /* the hub's poll holds the loop while there are any */
+  listener_t *listeners;
+  group_kill_t *group_kills;
+};
+
+static hub_t *hub_of(napi_env env) {
+  addon_t *a = NULL;
+  napi_get_instance_data(env, (void **)&a);
+  return a ? a->conns : NULL;
+}
+
+/* onEvent(kind, id, extra) as an async callback; its result in *result when asked. */
+static void hub_call(hub_t *h, int kind, int32_t id, napi_value extra, char *result,
+                     size_t result_size) {
+  addon_t *a = h->addon;
+  napi_env env = a->env;
+  napi_handle_scope scope;
+  napi_value fn, recv, args[3], ret;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_get_reference_value(env, h->on_event, &fn);
+  napi_get_reference_value(env, a->resource, &recv);
+  napi_create_int32(env, kind, &args[0]);
+  napi_create_int32(env, id, &args[1]);
+  if (extra) args[2] = extra;
+  else napi_get_undefined(env, &args[2]);
+  if (napi_make_callback(env, a->async, recv, fn, 3, args, &ret) == napi_pending_exception) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error);
+  } else if (result && result_size > 0) {
+    size_t length = 0;
+    result[0] = '\0';
+    napi_get_value_string_utf8(env, ret, result, result_size, &length);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* ---- epoll interest -------------------------------------------------------------------- */
+
+static void watch_set(hub_t *h, watch_t *w, uint32_t mask) {
+  struct epoll_event ev;
+  if (w->fd < 0 || mask == w->mask) return;
+  ev.events = mask;
+  ev.data.ptr = w;
+  if (mask == 0) epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, &ev);
+  else if (epoll_ctl(h->epfd, w->mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) != 0) return;
+  w->mask = mask;
+}
+
+static void watch_close(hub_t *h, watch_t *w) {
+  if (w->fd < 0) return;
+  watch_set(h, w, 0);
+  close(w->fd);
+  w->fd = -1;
+}
+
+static int pipes_open(conn_t *c) {
+  return c->out[0].fd >= 0 || c->out[1].fd >= 0;
+}
+
+/* What each descriptor is watched for, from the state: called after every event. */
+static void update(conn_t *c) {
+  hub_t *h = c->hub;
+  uint32_t sock = 0;
+  int i;
+  if (c->state == S_READING || (c->state == S_RUNNING && !c->stdin_pending) ||
+      (c->state == S_REPLYING && !c->client_eof)) {
+    sock |= EPOLLIN;
+  }
+  if (c->outq_len > c->outq_off) sock |= EPOLLOUT;
+  watch_set(h, &c->sock, sock);
+  for (i = 0; i < 2; i++) {
+    watch_set(h, &c->out[i], c->outq_len > c->outq_off ? 0 : EPOLLIN);
+  }
+  watch_set(h, &c->in, c->stdin_pending ? EPOLLOUT : 0);
+}
+
+/* ---- timers ---------------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *timer);
+
+static void rearm(conn_t *c) {
+  uint64_t next = 0, now;
+  uint64_t all[5] = {c->t_deadline, c->t_request, c->t_kill, c->t_grace, c->t_drop};
+  int i;
+  if (c->finished) return;
+  for (i = 0; i < 5; i++) {
+    if (all[i] && (!next || all[i] < next)) next = all[i];
+  }
+  if (!next) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  now = uv_now(c->hub->addon->loop);
+  uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+static uint64_t after_ms(conn_t *c, uint64_t ms) {
+  return uv_now(c->hub->addon->loop) + ms + (ms == 0);
+}
+
+/* ---- the program ----------------------------------------------------------------------- */
+
+static void signal_child(conn_t *c, int sig) {
+  if (!c->spawned || c->pid <= 0) return;
+  if (c->process_group) kill(-c->pid, sig);
+  else if (!c->reaped) kill(c->pid, sig);
+}
+
+static void terminate(conn_t *c) {
+  if (!c->spawned || c->child_done || c->t_kill || c->grace_over) return;
+  signal_child(c, SIGTERM);
+  c->t_kill = after_ms(c, c->kill_timeout);
+}
+
+static void on_group_kill(uv_timer_t *timer);
+
+static void group_kill_closed(uv_handle_t *handle) {
+  group_kill_t *g = (group_kill_t *)handle;
+  addon_t *a = g->hub->addon;
+  free(g);
+  addon_closed(a);
+}
+
+static void on_group_kill(uv_timer_t *timer) {
+  group_kill_t *g = (group_kill_t *)timer;
+  kill(-g->pgid, SIGKILL);
+  LIST_REMOVE(g->hub->group_kills, g);
+  addon_close(g->hub->addon, (uv_handle_t *)&g->timer, group_kill_closed);
+}
+
+/* TERM to the group whose leader is gone, KILL after the kill timeout (not holding the loop). */
+static void stop_group(conn_t *c) {
+  group_kill_t *g;
+  if (kill(-c->pid, SIGTERM) != 0) return;
+  g = calloc(1, sizeof *g);
+  if (!g) return;
+  g->hub = c->hub;
+  g->pgid = c->pid;
+  uv_timer_init(c->hub->addon->loop, &g->timer);
+  uv_unref((uv_handle_t *)&g->timer);
+  uv_timer_start(&g->timer, on_group_kill, c->kill_timeout, 0);
+  LIST_ADD(c->hub->group_kills, g);
+}
+
+/* ---- the reply --------------------------------------------------------------------------- */
+
+static void close_socket(conn_t *c) {
+  watch_close(c->hub, &c->sock);
+  c->outq_len = c->outq_off = 0;
+}
+
+static void abandon(conn_t *c, int error);
+
+/* The client's socket failed while we wrote or read it. */
+static void socket_failed(conn_t *c, int err) {
+  c->socket_errno = err;
+  if (c->state == S_RUNNING) {
+    if (!c->stop_reason) c->stop_reason = R_HANGUP;
+    abandon(c, E_SOCKET_ERROR);
+  } else if (c->state == S_REPLYING) {
+    close_socket(c);
+  } else { /* before the request was complete: just closed */
+    close_socket(c);
+    c->state = S_CLOSED;
+  }
+}
+
+static int outq_append(conn_t *c, const char *p, size_t n) {
+  if (c->outq_off > 0 && c->outq_off == c->outq_len) c->outq_off = c->outq_len = 0;
+  if (c->outq_len + n > c->outq_cap) {
+    size_t cap = c->outq_cap ? c->outq_cap : 4096;
+    char *bigger;
+    if (c->outq_off > 0) { /* compact first */
+      memmove(c->outq, c->outq + c->outq_off, c->outq_len - c->outq_off);
+      c->outq_len -= c->outq_off;
+      c->outq_off = 0;
+    }
+    while (cap < c->outq_len + n) cap *= 2;
+    if (cap > c->outq_cap) {
+      bigger = realloc(c->outq, cap);
+      if (!bigger) return -1;
+      c->outq = bigger;
+      c->outq_cap = cap;
+    }
+  }
+  memcpy(c->outq + c->outq_len, p, n);
+  c->outq_len += n;
+  return 0;
+}
+
+/* Writes the parts in order, now as far as the socket takes them, the rest queued. */
+static void send_parts(conn_t *c, struct iovec *iov, int count) {
+  ssize_t n = 0;
+  int i;
+  if (c->sock.fd < 0) return;
+  if (c->outq_len == c->outq_off) {
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)count;
+    do n = sendmsg(c->sock.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        socket_failed(c, errno);
+        return;
+      }
+      n = 0;
+    }
+  }
+  for (i = 0; i < count; i++) {
+    size_t len = iov[i].iov_len;
+    if ((size_t)n >= len) {
+      n -= (ssize_t)len;
+      continue;
+    }
+    if (outq_append(c, (const char *)iov[i].iov_base + n, len - (size_t)n) != 0) {
+      abandon(c, E_INTERNAL);
+      return;
+    }
+    n = 0;
+  }
+}
+
+static const char STDOUT_PREFIX[] = "6:stdout,";
+static const char STDERR_PREFIX[] = "6:stderr,";
+
+static void send_output(conn_t *c, int type, const char *data, size_t n) {
+  char header[32];
+  struct iovec iov[3];
+  int length = snprintf(header, sizeof header, "%s%zu:", type ? STDERR_PREFIX : STDOUT_PREFIX, n);
+  iov[0].iov_base = header;
+  iov[0].iov_len = (size_t)length;
+  iov[1].iov_base = (void *)data;
+  iov[1].iov_len = n;
+  iov[2].iov_base = (void *)",";
+  iov[2].iov_len = 1;
+  send_parts(c, iov, 3);
+}
+
+/* The end of stream, once every reply byte is in the kernel; the drop timer starts then. */
+static void maybe_shut(conn_t *c) {
+  if (!c->shut_pending || c->shut_done || c->sock.fd < 0 || c->outq_len > c->outq_off) return;
+  shutdown(c->sock.fd, SHUT_WR);
+  c->shut_done = 1;
+  if (!c->t_drop) c->t_drop = after_ms(c, c->kill_timeout);
+  if (c->client_eof) close_socket(c);
+}
+
+static void write_exit(conn_t *c, int termsig, int code) {
+  char text[64];
+  struct iovec iov;
+  int length;
+  const char *name = termsig > 0 && termsig < 65 ? c->hub->signal_names[termsig] : NULL;
+  if (termsig > 0 && name) {
+    length = snprintf(text, sizeof text, "7:termsig,%zu:%s,", strlen(name), name);
+  } else {
+    char digits[16];
+    int d = snprintf(digits, sizeof digits, "%d", termsig > 0 ? 0 : code);
+    length = snprintf(text, sizeof text, "8:exitcode,%d:%s,", d, digits);
+  }
+  iov.iov_base = text;
+  iov.iov_len = (size_t)length;
+  send_parts(c, &iov, 1);
+  c->shut_pending = 1;
+  maybe_shut(c);
+}
+
+/* The program is done (reaped, pipes closed): the exit pair, if the client still waits. */
+static void reply_exit(conn_t *c) {
+  int termsig = 0, code = 0;
+  if (c->state != S_RUNNING) return;
+  c->state = S_REPLYING;
+  if (c->exec_failed) {
+    char message[8192];
+    if (c->hub->record) c->hub->record[REC_ERRNO] = c->exec_failed;
+    hub_call(c->hub, EV_EXEC_ERROR, c->id, NULL, message, sizeof message);
+    if (message[0]) {
+      send_output(c, 1, message, strlen(message));
+      c->bytes_out += (double)strlen(message);
+    }
+    code = c->exec_failed == ENOENT ? 127 : 126;
+    c->status_known = 1;
+    c->status = code << 8;
+    c->reason = c->stop_reason ? c->stop_reason : R_SPAWN_FAILURE;
+  } else {
+    if (c->status_known && WIFSIGNALED(c->status)) termsig = WTERMSIG(c->status);
+    else if (c->status_known && WIFEXITED(c->status)) code = WEXITSTATUS(c->status);
+    if (termsig > 0 && !c->hub->signal_names[termsig < 65 ? termsig : 0]) termsig = 0;
+    c->reason = c->stop_reason ? c->stop_reason : termsig > 0 ? R_SIGNAL : R_EXIT;
+  }
+  write_exit(c, termsig, code);
+}
+
+static void maybe_done(conn_t *c);
+
+static void maybe_child_done(conn_t *c) {
+  if (!c->spawned || c->child_done || !c->reaped || pipes_open(c)) return;
+  c->child_done = 1;
+  c->t_kill = c->t_grace = 0;
+  if (c->process_group && !c->exec_failed) stop_group(c);
+  reply_exit(c);
+}
+
+static void relay(conn_t *c, int i, const char *data, size_t n) {
+  if (c->state != S_RUNNING) return; /* abandoned, or the exit was written: dropped */
+  c->bytes_out += (double)n;
+  send_output(c, i, data, n);
+}
+
+/*
+ * After the grace (the exit grace, or the kill timeout), a reaped program's pipes are closed
+ * even if a descendant holds them, what they hold delivered first; a paused reply keeps them
+ * until the socket drains (LocalChannel's #closePipesAfterGrace).
+ */
+static void close_pipes_after_grace(conn_t *c) {
+  int i;
+  if (!c->grace_over || !c->reaped || !pipes_open(c)) return;
+  if (c->outq_len > c->outq_off && c->state != S_ABANDONED) return;
+  for (i = 0; i < 2; i++) {
+    size_t taken = 0;
+    while (c->out[i].fd >= 0 && taken < MAX_PIPE_DRAIN) {
+      ssize_t n = read(c->out[i].fd, c->hub->rbuf, READ_SIZE);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      taken += (size_t)n;
+      relay(c, i, c->hub->rbuf, (size_t)n);
+      if (c->outq_len > c->outq_off && c->state != S_ABANDONED) return;
+    }
+  }
+  watch_close(c->hub, &c->out[0]);
+  watch_close(c->hub, &c->out[1]);
+  maybe_child_done(c);
+}
+
+static void close_stdin(conn_t *c) {
+  watch_close(c->hub, &c->in);
+  c->stdin_pending = 0;
+  c->stdin_end_pending = 0;
+}
+
+/* Drops the client; a running program gets TERM, KILL after the kill timeout (#abandon). */
+static void abandon(conn_t *c, int error) {
+  if (c->state != S_REPLYING && !c->error) c->error = error;
+  close_socket(c);
+  if (c->spawned && !c->child_done) {
+    c->state = S_ABANDONED;
+    close_stdin(c);
+    terminate(c);
+    close_pipes_after_grace(c);
+  } else {
+    c->state = S_CLOSED;
+  }
+}
+
+/* ---- stdin ------------------------------------------------------------------------------- */
+
+/* Writes what is pending of a stdin piece; 1 when all of it went. */
+static int flush_stdin(conn_t *c) {
+  while (c->pending_len > 0) {
+    ssize_t n;
+    if (c->in.fd < 0) {
+      c->pending_len = 0;
+      break;
+    }
+    n = write(c->in.fd, c->buf + c->pending_off, c->pending_len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (n < 0) { /* EPIPE: the program closed its stdin; the rest is dropped, as sockexec does */
+      close_stdin(c);
+      c->pending_len = 0;
+      break;
+    }
+    c->pending_off += (size_t)n;
+    c->pending_len -= (size_t)n;
+  }
+  c->stdin_pending = 0;
+  if (c->stdin_end_pending) close_stdin(c);
+  return 1;
+}
+
+/* Parses the client bytes held as stdin netstrings, writing each piece to the program. */
+static void process_stdin(conn_t *c) {
+  while (c->buf_off < c->buf_len && c->state == S_RUNNING && !c->stdin_pending) {
+    const char *piece;
+    size_t piece_len;
+    int last, bad;
+    if (c->req.phase == P_DONE) {
+      c->buf_off = c->buf_len; /* after the terminator, anything is ignored */
+      break;
+    }
+    c->buf_off += ns_feed(&c->req.ns, c->buf + c->buf_off, c->buf_len - c->buf_off, &piece,
+                          &piece_len, &last, &bad);
+    if (bad) {
+      if (!c->stop_reason) c->stop_reason = R_PROTOCOL;
+      abandon(c, E_PROTOCOL);
+      return;
+    }
+    if (piece_len > 0) {
+      c->piece_seen = 1;
+      c->bytes_in += (double)piece_len;
+      if (c->in.fd >= 0) {
+        c->pending_off = (size_t)(piece - c->buf);
+        c->pending_len = piece_len;
+        if (!flush_stdin(c)) c->stdin_pending = 1;
+      }
+    }
+    if (last) {
+      if (!c->piece_seen) {
+        c->req.phase = P_DONE;
+        if (c->stdin_pending) c->stdin_end_pending = 1;
+        else close_stdin(c);
+      }
+      c->piece_seen = 0;
+    }
+  }
+  if (c->buf_off == c->buf_len && !c->stdin_pending) c->buf_off = c->buf_len = 0;
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+static void decide(conn_t *c, int complete) {
+  hub_t *h = c->hub;
+  napi_env env = h->addon->env;
+  napi_handle_scope scope;
+  napi_value extra = NULL;
+  c->t_request = 0;
+  c->state = S_DECIDING;
+  napi_open_handle_scope(env, &scope);
+  if (complete) napi_create_buffer_copy(env, c->req.args_len, c->req.args ? c->req.args : "", NULL, &extra);
+  hub_call(h, EV_REQUEST, c->id, extra, NULL, 0);
+  napi_close_handle_scope(env, scope);
+  /* JS called connSpawn (running) or connHandoff (finished); anything else is a bug of ours. */
+  if (c->state == S_DECIDING) abandon(c, E_INTERNAL);
+}
+
+static void on_socket_readable(conn_t *c) {
+  ssize_t n;
+  if (c->state == S_READING) {
+    if (c->buf_cap - c->buf_len < READ_SIZE) {
+      char *bigger = realloc(c->buf, c->buf_cap + READ_SIZE);
+      if (!bigger) {
+        abandon(c, E_INTERNAL);
+        return;
+      }
+      c->buf = bigger;
+      c->buf_cap += READ_SIZE;
+    }
+  }
+  if (c->state == S_RUNNING && c->buf_len > 0) return; /* still being written to stdin */
+  if (c->state == S_REPLYING) c->buf_len = c->buf_off = 0; /* what was left is dropped */
+  do n = read(c->sock.fd, c->buf + c->buf_len, c->buf_cap - c->buf_len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n < 0) {
+    socket_failed(c, errno);
+    return;
+  }
+  if (n == 0) {
+    if (c->state == S_RUNNING) {
+      if (!c->stop_reason) c->stop_reason = R_HANGUP;
+      abandon(c, E_CLIENT_EOF);
+    } else if (c->state == S_REPLYING) {
+      c->client_eof = 1;
+      if (c->shut_done) close_socket(c);
+    } else {
+      close_socket(c); /* before (or in the middle of) a request: just closed */
+      c->state = S_CLOSED;
+    }
+    return;
+  }
+  if (c->state == S_REPLYING) return; /* late stdin: dropped */
+  c->buf_len += (size_t)n;
+  if (c->state == S_READING) {
+    size_t used = 0;
+    int r = request_feed(&c->req, &c->limits, c->buf + c->buf_off, c->buf_len - c->buf_off, &used);
+    c->buf_off += used;
+    if (r == REQ_MORE) return;
+    decide(c, r == REQ_COMPLETE);
+    if (c->state != S_RUNNING) return;
+  }
+  process_stdin(c);
+}
+
+static void on_socket_writable(conn_t *c) {
+  while (c->outq_off < c->outq_len) {
+    ssize_t n = send(c->sock.fd, c->outq + c->outq_off, c->outq_len - c->outq_off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0) {
+      socket_failed(c, errno);
+      return;
+    }
+    c->outq_off += (size_t)n;
+  }
+  c->outq_off = c->outq_len = 0;
+  maybe_shut(c);
+  close_pipes_after_grace(c);
+}
+
+static void on_pipe_readable(conn_t *c, int i) {
+  ssize_t n;
+  do n = read(c->out[i].fd, c->hub->rbuf, READ_SIZE);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n > 0) {
+    relay(c, i, c->hub->rbuf, (size_t)n);
+    return;
+  }
+  watch_close(c->hub, &c->out[i]); /* end of file, or an error: nothing more comes */
+  maybe_child_done(c);
+}
+
+static void on_stdin_writable(conn_t *c) {
+  if (!flush_stdin(c)) return;
+  process_stdin(c);
+}
+
+/* The child was reaped (spawn.c). */
+static void on_child_exit(void *ctx, int status, int reaped, int exec_error,
+                          const struct rusage *usage) {
+  conn_t *c = ctx;
+  c->reaped = 1;
+  c->status = status;
+  c->status_known = reaped;
+  c->wall_ms = (double)(uv_now(c->hub->addon->loop) - c->spawned_at);
+  if (usage) {
+    c->user_us = (double)usage->ru_utime.tv_sec * 1e6 + (double)usage->ru_utime.tv_usec;
+    c->system_us = (double)usage->ru_stime.tv_sec * 1e6 + (double)usage->ru_stime.tv_usec;
+  }
+  /* Nobody reads stdin any more (as NativeChild.exited): the rest of it is dropped. */
+  close_stdin(c);
+  if (exec_error > 0) {
+    /* It never ran: nothing to wait for, no pipe to keep (LocalChannel's #failExec). */
+    c->exec_failed = exec_error;
+    c->t_kill = 0;
+    watch_close(c->hub, &c->out[0]);
+    watch_close(c->hub, &c->out[1]);
+  } else if (pipes_open(c)) {
+    if (c->exit_grace == 0) c->grace_over = 1;
+    else if (!c->t_grace && !c->grace_over) c->t_grace = after_ms(c, c->exit_grace);
+  }
+  close_pipes_after_grace(c);
+  maybe_child_done(c);
+  if (c->state == S_RUNNING || c->state == S_REPLYING) process_stdin(c);
+  update(c);
+  rearm(c);
+  maybe_done(c);
+}
+
+static void on_timer(uv_timer_t *timer) {
+  conn_t *c = (conn_t *)timer;
+  uint64_t now = uv_now(c->hub->addon->loop);
+  if (c->t_request && c->t_request <= now) {
+    c->t_request = 0;
+    if (c->state == S_READING) abandon(c, E_REQUEST_TIMEOUT);
+  }
+  if (c->t_deadline && c->t_deadline <= now) {
+    c->t_deadline = 0;
+    if (c->state == S_READING) {
+      abandon(c, E_REQUEST_DEADLINE);
+    } else if (c->state == S_RUNNING) {
+      if (!c->stop_reason) c->stop_reason = R_DEADLINE;
+      terminate(c);
+      if (!c->t_drop) c->t_drop = after_ms(c, 2 * (uint64_t)c->kill_timeout);
+    } else if (c->state == S_REPLYING) {
+      abandon(c, E_REPLY_DEADLINE);
+    }
+  }
+  if (c->t_kill && c->t_kill <= now) {
+    c->t_kill = 0;
+    c->grace_over = 1;
+    signal_child(c, SIGKILL);
+    close_pipes_after_grace(c);
+  }
+  if (c->t_grace && c->t_grace <= now) {
+    c->t_grace = 0;
+    c->grace_over = 1;
+    close_pipes_after_grace(c);
+  }
+  if (c->t_drop && c->t_drop <= now) {
+    c->t_drop = 0;
+    if (c->state != S_CLOSED && c->state != S_ABANDONED) abandon(c, E_DROP);
+  }
+  if (c->finished) return;
+  update(c);
+  rearm(c);
+  maybe_done(c);
+}
+
+static void conn_free(uv_handle_t *handle) {
+  conn_t *c = (conn_t *)handle;
+  addon_t *a = c->hub->addon;
+  free(c->req.args);
+  free(c->buf);
+  free(c->outq);
+  free(c);
+  addon_closed(a);
+}
+
+/* Unlinks and frees `c` (after this loop turn: its timer's close callback). */
+static void conn_release(conn_t *c) {
+  c->finished = 1;
+  LIST_REMOVE(c->hub->conns, c);
+  if (--c->hub->conn_count == 0) uv_unref((uv_handle_t *)&c->hub->poll);
+  addon_close(c->hub->addon, (uv_handle_t *)&c->timer, conn_free);
+}
+
+/* Done once the socket is closed and the program (if any) reaped with its pipes closed. */
+static void maybe_done(conn_t *c) {
+  double *r = c->hub->record;
+  if (c->finished || c->sock.fd >= 0) return;
+  if (c->spawned && !c->child_done) return;
+  c->state = S_CLOSED;
+  close_stdin(c);
+  if (r) {
+    int known = c->spawned && c->reaped && c->status_known;
+    r[REC_PID] = c->spawned ? c->pid : -1;
+    r[REC_CODE] = -1;
+    r[REC_SIGNAL] = 0;
+    if (known && WIFSIGNALED(c->status)) r[REC_SIGNAL] = WTERMSIG(c->status);
+    else if (known && WIFEXITED(c->status)) r[REC_CODE] = WEXITSTATUS(c->status);
+    else if (c->spawned && c->reaped) r[REC_CODE] = 0;
+    r[REC_REASON] = c->reason ? c->reason : c->stop_reason;
+    r[REC_ERROR] = c->error;
+    r[REC_BYTES_IN] = c->bytes_in;
+    r[REC_BYTES_OUT] = c->bytes_out;
+    r[REC_USER] = c->spawned && c->reaped && !c->exec_failed && c->status_known ? c->user_us : -1;
+    r[REC_SYSTEM] = c->spawned && c->reaped && !c->exec_failed && c->status_known ? c->system_us : -1;
+    r[REC_WALL] = c->spawned && c->reaped && !c->exec_failed ? c->wall_ms : -1;
+    r[REC_PEER_PID] = c->peer[0];
+    r[REC_PEER_UID] = c->peer[1];
+    r[REC_PEER_GID] = c->peer[2];
+    r[REC_ERRNO] = c->socket_errno;
+  }
+  conn_release(c);
+  hub_call(c->hub, EV_CLOSED, c->id, NULL, NULL, 0);
+}
+
+static void dispatch(watch_t *w, uint32_t events) {
+  conn_t *c = w->c;
+  if (c->finished) return;
+  switch (w->kind) {
+    case W_SOCKET:
+      if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (w->mask & EPOLLIN)) on_socket_readable(c);
+      if (w->fd >= 0 && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->outq_len > c->outq_off) {
+        on_socket_writable(c);
+      }
+      break;
+    case W_STDOUT:
+    case W_STDERR:
+      on_pipe_readable(c, w->kind == W_STDOUT ? 0 : 1);
+      break;
+    case W_STDIN:
+      on_stdin_writable(c);
+      break;
+  }
+  if (c->finished) return;
+  update(c);
+  rearm(c);
+  maybe_done(c);
+}
+
+static void on_hub(uv_poll_t *handle, int status, int events) {
+  hub_t *h = handle->data;
+  struct epoll_event ev[MAX_EVENTS];
+  int n, i;
+  (void)status;
+  (void)events;
+  do n = epoll_wait(h->epfd, ev, MAX_EVENTS, 0);
+  while (n < 0 && errno == EINTR);
+  for (i = 0; i < n; i++) {
+    watch_t *w = ev[i].data.ptr;
+    if (w->fd >= 0) dispatch(w, ev[i].events);
+  }
+}
+
+/* ---- accepting --------------------------------------------------------------------------- */
+
+static void on_listen_readable(uv_poll_t *handle, int status, int events);
+
+static void on_accept_retry(uv_timer_t *timer) {
+  listener_t *l = timer->data;
+  if (!l->closing) uv_poll_start(&l->poll, UV_READABLE, on_listen_readable);
+}
+
+static void on_listen_readable(uv_poll_t *handle, int status, int events) {
+  listener_t *l = (listener_t *)handle;
+  int count = 0;
+  (void)status;
+  (void)events;
+  while (count < ACCEPT_BATCH) {
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      l->accepted[1 + count++] = fd;
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      /* Out of descriptors: wait a little rather than spin on a readable socket. */
+      uv_poll_stop(&l->poll);
+      uv_timer_start(&l->retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
+    }
+    break;
+  }
+  /* accepted[0]: how many; JS serves, queues or closes each before the call returns. */
+  l->accepted[0] = count;
+  if (count > 0) hub_call(l->hub, EV_ACCEPT, l->id, NULL, NULL, 0);
+}
+
+/* ---- JS calls ---------------------------------------------------------------------------- */
+
+static void hub_closed(uv_handle_t *handle) {
+  hub_t *h = handle->data;
+  addon_t *a = h->addon;
+  close(h->epfd);
+  free(h->rbuf);
+  free(h);
+  addon_closed(a);
+}
+
+/*
+ * connInit(onEvent: (kind, id, extra) => string | undefined, record: Float64Array(REC_FIELDS),
+ *          signalNames: string[] (index: signal number; '' for none)) — once per environment.
+ */
+napi_value js_conn_init(napi_env env, napi_callback_info info) {
+  size_t argc = 3, length = 0;
+  napi_value args[3];
+  addon_t *a = NULL;
+  hub_t *h;
+  napi_typedarray_type type;
+  void *data = NULL;
+  uint32_t names = 0, i;
+  napi_get_instance_data(env, (void **)&a);
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (!a || argc < 3 ||
+      napi_get_typedarray_info(env, args[1], &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || length < REC_FIELDS ||
+      napi_get_array_length(env, args[2], &names) != napi_ok) {
+    napi_throw_type_error(env, NULL, "connInit: expected (onEvent, Float64Array, names) after init");
+    return NULL;
+  }
+  if (a->conns) {
+    napi_throw_error(env, NULL, "connInit: called twice");
+    return NULL;
+  }
+  h = calloc(1, sizeof *h);
+  if (!h || !(h->rbuf = malloc(READ_SIZE))) {
+    free(h);
+    napi_throw_error(env, "ENOMEM", "connInit: out of memory");
+    return NULL;
+  }
+  h->addon = a;
+  h->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (h->epfd < 0 || uv_poll_init(a->loop, &h->poll, h->epfd) != 0) {
+    if (h->epfd >= 0) close(h->epfd);
+    free(h->rbuf);
+    free(h);
+    napi_throw_error(env, "EMFILE", "connInit: cannot create an epoll set");
+    return NULL;
+  }
+  h->poll.data = h;
+  uv_unref((uv_handle_t *)&h->poll); /* the listeners and connections hold the loop */
+  uv_poll_start(&h->poll, UV_READABLE, on_hub);
+  napi_create_reference(env, args[0], 1, &h->on_event);
+  napi_create_reference(env, args[1], 1, &h->record_ref);
+  h->record = data;
+  for (i = 1; i < names && i < 65; i++) {
+    napi_value v;
+    size_t len = 0;
+    char name[32];
+    napi_get_element(env, args[2], i, &v);
+    if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) == napi_ok && len > 0) {
+      h->signal_names[i] = strdup(name);
+    }
+  }
+  a->conns = h;
+  return NULL;
+}
+
+/* connListen(path, backlog) → a listening socket's descriptor, or -errno (the caller sets the umask). */
+napi_value js_conn_listen(napi_env env, napi_callback_info info) {
+  size_t argc = 2, length = 0;
+  napi_value args[2], result;
+  struct sockaddr_un address;
+  int32_t backlog = 0;
+  int fd, error = 0;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  memset(&address, 0, sizeof address);
+  address.sun_family = AF_UNIX;
+  if (argc < 2 ||
+      napi_get_value_string_utf8(env, args[0], address.sun_path, sizeof address.sun_path,
+                                 &length) != napi_ok ||
+      napi_get_value_int32(env, args[1], &backlog) != napi_ok) {
+    napi_throw_type_error(env, NULL, "connListen: expected (path, backlog)");
+    return NULL;
+  }
+  if (length >= sizeof address.sun_path - 1) {
+    napi_create_int32(env, -ENAMETOOLONG, &result);
+    return result;
+  }
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) error = errno;
+  else if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(fd, backlog) != 0) {
+    error = errno;
+    close(fd);
+  }
+  napi_create_int32(env, error ? -error : fd, &result);
+  return result;
+}
+
+static void listener_closed(uv_handle_t *handle) {
+  listener_t *l = handle->data;
+  addon_t *a = l->hub->addon;
+  if (--l->closing > 0) {
+    addon_closed(a);
+    return;
+  }
+  if (l->accepted_ref) napi_delete_reference(a->env, l->accepted_ref);
+  free(l);
+  addon_closed(a);
+}
+
+/* connAccept(fd, id, accepted: Int32Array(64)): accepts on the listening `fd` (owned from now on). */
+napi_value js_conn_accept(napi_env env, napi_callback_info info) {
+  size_t argc = 3, length = 0;
+  napi_value args[3];
+  hub_t *h = hub_of(env);
+  int32_t fd = -1, id = 0;
+  napi_typedarray_type type;
+  void *data = NULL;
+  listener_t *l;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (!h || argc < 3 || napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 ||
+      napi_get_value_int32(env, args[1], &id) != napi_ok ||
+      napi_get_typedarray_info(env, args[2], &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_int32_array || length < ACCEPT_BATCH + 1) {
+    napi_throw_type_error(env, NULL, "connAccept: expected (fd, id, Int32Array(65)) after connInit");
+    return NULL;
+  }
+  l = calloc(1, sizeof *l);
+  if (!l) {
+    napi_throw_error(env, "ENOMEM", "connAccept: out of memory");
+    return NULL;
+  }
+  l->hub = h;
+  l->fd = fd;
+  l->id = id;
+  l->accepted = data;
+  napi_create_reference(env, args[2], 1, &l->accepted_ref);
+  if (uv_poll_init(h->addon->loop, &l->poll, fd) != 0) {
+    napi_delete_reference(env, l->accepted_ref);
+    free(l);
+    napi_throw_error(env, "EBADF", "connAccept: cannot watch the descriptor");
+    return NULL;
+  }
+  l->poll.data = l;
+  uv_timer_init(h->addon->loop, &l->retry);
+  l->retry.data = l;
+  uv_unref((uv_handle_t *)&l->retry);
+  uv_poll_start(&l->poll, UV_READABLE, on_listen_readable);
+  LIST_ADD(h->listeners, l);
+  return NULL;
+}
+
+static void listener_close(listener_t *l) {
+  if (l->closing) return;
+  l->closing = 2; /* two handles */
+  LIST_REMOVE(l->hub->listeners, l);
+  /* Closed now, not at the close callback: nobody can connect once close() has returned. */
+  uv_poll_stop(&l->poll);
+  close(l->fd);
+  l->fd = -1;
+  addon_close(l->hub->addon, (uv_handle_t *)&l->poll, listener_closed);
+  addon_close(l->hub->addon, (uv_handle_t *)&l->retry, listener_closed);
+}
+
+/* connUnlisten(id): stops accepting and closes the listening socket. */
+napi_value js_conn_unlisten(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  hub_t *h = hub_of(env);
+  int32_t id = 0;
+  listener_t *l;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (!h || argc < 1 || napi_get_value_int32(env, arg, &id) != napi_ok) {
+    napi_throw_type_error(env, NULL, "connUnlisten: expected (id)");
+    return NULL;
+  }
+  for (l = h->listeners; l; l = l->next) {
+    if (l->id == id) {
+      listener_close(l);
+      break;
+    }
+  }
+  return NULL;
+}
+
+static conn_t *conn_of(hub_t *h, napi_env env, napi_value value) {
+  int32_t id = 0;
+  conn_t *c;
+  if (!h || napi_get_value_int32(env, value, &id) != napi_ok) return NULL;
+  for (c = h->conns; c; c = c->next) {
+    if (c->id == id) return c;
+  }
+  return NULL;
+}
+
+/*
+ * connServe(fd, id, timeoutMs, requestTimeoutMs, killTimeoutMs, maxArgs, maxArgLength,
+ *           maxArgBytes, maxDataLength, wantPeer): serves the accepted client `fd` (owned from now on).
+ */
+napi_value js_conn_serve(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value args[10];
+  hub_t *h = hub_of(env);
+  int32_t fd = -1, id = 0;
+  double numbers[7] = {0};
+  bool want_peer = false;
+  conn_t *c;
+  int i;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (!h || argc < 10 || napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 ||
+      napi_get_value_int32(env, args[1], &id) != napi_ok) {
+    napi_throw_type_error(env, NULL, "connServe: bad arguments (after connInit)");
+    return NULL;
+  }
+  for (i = 0; i < 7; i++) napi_get_value_double(env, args[2 + i], &numbers[i]);
+  napi_get_value_bool(env, args[9], &want_peer);
+  c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    napi_throw_error(env, "ENOMEM", "connServe: out of memory");
+    return NULL;
+  }
+  c->hub = h;
+  c->id = id;
+  c->sock = (watch_t){c, fd, W_SOCKET, 0};
+  c->out[0] = (watch_t){c, -1, W_STDOUT, 0};
+  c->out[1] = (watch_t){c, -1, W_STDERR, 0};
+  c->in = (watch_t){c, -1, W_STDIN, 0};
+  c->kill_timeout = (uint32_t)numbers[2];
+  c->limits.max_args = (uint64_t)numbers[3];
+  c->limits.max_arg_length = (uint64_t)numbers[4];
+  c->limits.max_arg_bytes = (uint64_t)numbers[5];
+  c->limits.max_data_length = (uint64_t)numbers[6];
+  c->peer[0] = c->peer[1] = c->peer[2] = -1;
+  if (want_peer) {
+    struct ucred cred;
+    socklen_t size = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &size) == 0) {
+      c->peer[0] = cred.pid;
+      c->peer[1] = cred.uid;
+      c->peer[2] = cred.gid;
+    }
+  }
+  request_init(&c->req, &c->limits);
+  uv_timer_init(h->addon->loop, &c->timer);
+  LIST_ADD(h->conns, c);
+  if (h->conn_count++ == 0) uv_ref((uv_handle_t *)&h->poll);
+  if (numbers[0] > 0) c->t_deadline = after_ms(c, (uint64_t)numbers[0]);
+  if (numbers[1] > 0) c->t_request = after_ms(c, (uint64_t)numbers[1]);
+  c->state = S_READING;
+  update(c);
+  rearm(c);
+  if (c->sock.mask == 0) { /* not watchable (not a socket?): dropped */
+    abandon(c, E_INTERNAL);
+    maybe_done(c);
+  }
+  return NULL;
+}
+
+static void set_nonblocking(int fd) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+/*
+ * connSpawn(id, ...PackedSpawn (9), exitGraceMs) → 0 when the program started (its pid in
+ * out[0] of the Int32Array given last), else the errno of what failed (nothing was started:
+ * the caller hands the client off, whose Connection reports it). Only while deciding.
+ */
+napi_value js_conn_spawn(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value args[12], result;
+  hub_t *h = hub_of(env);
+  conn_t *c;
+  uint32_t exit_grace = 0;
+  int32_t *out = NULL, flags = 0;
+  size_t out_length = 0;
+  napi_typedarray_type type;
+  int error, i;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 12 || !(c = conn_of(h, env, args[0])) || c->state != S_DECIDING ||
+      napi_get_value_uint32(env, args[10], &exit_grace) != napi_ok ||
+      napi_get_typedarray_info(env, args[11], &type, &out_length, (void **)&out, NULL, NULL) !=
+          napi_ok ||
+      type != napi_int32_array) {
+    napi_throw_type_error(env, NULL, "connSpawn: expected (id, ...packed, exitGraceMs, out) while deciding");
+    return NULL;
+  }
+  napi_get_value_int32(env, args[6], &flags);
+  error = spawn_packed(env, h->addon, args + 1, out, out_length, c->kill_timeout, 80, 24,
+                       on_child_exit, c);
+  if (error < 0) return NULL; /* thrown */
+  if (error == 0) {
+    c->spawned = 1;
+    c->pid = out[0];
+    c->process_group = (flags & 1) != 0; /* FLAG_PROCESS_GROUP */
+    c->exit_grace = exit_grace;
+    c->spawned_at = uv_now(h->addon->loop);
+    c->in.fd = out[1];
+    c->out[0].fd = out[2];
+    c->out[1].fd = out[3];
+    for (i = 1; i <= 3; i++) set_nonblocking(out[i]);
+    c->state = S_RUNNING;
+    update(c);
+  }
+  napi_create_int32(env, error, &result);
+  return result;
+}
+
+/*
+ * connHandoff(id) → [fd, Buffer]: JavaScript serves this client from now on — its socket,
+ * and every byte read from it so far. Only while deciding (nothing was spawned).
+ */
+napi_value js_conn_handoff(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg, result, fd_value, bytes;
+  hub_t *h = hub_of(env);
+  conn_t *c;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (argc < 1 || !(c = conn_of(h, env, arg)) || c->state != S_DECIDING) {
+    napi_throw_type_error(env, NULL, "connHandoff: expected (id) while deciding");
+    return NULL;
+  }
+  watch_set(h, &c->sock, 0);
+  napi_create_int32(env, c->sock.fd, &fd_value);
+  napi_create_buffer_copy(env, c->buf_len, c->buf ? c->buf : "", NULL, &bytes);
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, fd_value);
+  napi_set_element(env, result, 1, bytes);
+  c->sock.fd = -1; /* JavaScript's now */
+  c->state = S_CLOSED;
+  conn_release(c);
+  return result;
+}
+
+/* connShutdown(id): the daemon shuts down (Connection.shutdown). */
+napi_value js_conn_shutdown(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  hub_t *h = hub_of(env);
+  conn_t *c;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (argc < 1 || !(c = conn_of(h, env, arg))) return NULL; /* gone already */
+  if (c->state == S_READING) {
+    if (!c->stop_reason) c->stop_reason = R_SHUTDOWN;
+    close_socket(c);
+    c->state = S_CLOSED;
+  } else if (c->state == S_RUNNING) {
+    if (!c->stop_reason) c->stop_reason = R_SHUTDOWN;
+    terminate(c);
+  }
+  if (!c->t_drop && !c->finished) c->t_drop = after_ms(c, 2 * (uint64_t)c->kill_timeout);
+  update(c);
+  rearm(c);
+  maybe_done(c);
+  return NULL;
+}
+
+/*
+ * connParse(chunks: Buffer[], maxArgs, maxArgLength, maxArgBytes) → the request parser alone,
+ * for the fuzz test: { result: 'more' | 'complete' | 'handoff', args?: Buffer, used: number }.
+ */
+napi_value js_conn_parse(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value args[4], result, value;
+  uint32_t count = 0, i;
+  double numbers[3] = {0};
+  limits_t limits;
+  request_t r;
+  int state = REQ_MORE;
+  size_t total = 0;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 4 || napi_get_array_length(env, args[0], &count) != napi_ok) {
+    napi_throw_type_error(env, NULL, "connParse: expected (chunks, maxArgs, maxArgLength, maxArgBytes)");
+    return NULL;
+  }
+  for (i = 0; i < 3; i++) napi_get_value_double(env, args[1 + i], &numbers[i]);
+  limits.max_args = (uint64_t)numbers[0];
+  limits.max_arg_length = (uint64_t)numbers[1];
+  limits.max_arg_bytes = (uint64_t)numbers[2];
+  limits.max_data_length = 1u << 30;
+  request_init(&r, &limits);
+  for (i = 0; i < count && state == REQ_MORE; i++) {
+    void *data = NULL;
+    size_t length = 0, used = 0;
+    napi_get_element(env, args[0], i, &value);
+    if (napi_get_buffer_info(env, value, &data, &length) != napi_ok) continue;
+    state = request_feed(&r, &limits, data, length, &used);
+    total += used;
+  }
+  napi_create_object(env, &result);
+  napi_create_string_utf8(env,
+                          state == REQ_MORE ? "more" : state == REQ_COMPLETE ? "complete" : "handoff",
+                          NAPI_AUTO_LENGTH, &value);
+  napi_set_named_property(env, result, "result", value);
+  napi_create_double(env, (double)total, &value);
+  napi_set_named_property(env, result, "used", value);
+  if (state == REQ_COMPLETE) {
+    napi_create_buffer_copy(env, r.args_len, r.args ? r.args : "", NULL, &value);
+    napi_set_named_property(env, result, "args", value);
+  }
+  free(r.args);
+  return result;
+}
+
+/* ---- teardown ---------------------------------------------------------------------------- */
+
+void close_all_conns(addon_t *a) {
+  hub_t *h = a->conns;
+  int i;
+  if (!h) return;
+  while (h->listeners) listener_close(h->listeners);
+  while (h->conns) {
+    conn_t *c = h->conns;
+    watch_close(h, &c->sock);
+    watch_close(h, &c->out[0]);
+    watch_close(h, &c->out[1]);
+    watch_close(h, &c->in);
+    conn_release(c);
+  }
+  while (h->group_kills) {
+    group_kill_t *g = h->group_kills;
+    LIST_REMOVE(h->group_kills, g);
+    addon_close(a, (uv_handle_t *)&g->timer, group_kill_closed);
+  }
+  for (i = 0; i < 65; i++) free(h->signal_names[i]);
+  if (h->on_event) napi_delete_reference(a->env, h->on_event);
+  if (h->record_ref) napi_delete_reference(a->env, h->record_ref);
+  h->record = NULL;
+  a->conns = NULL;
+  addon_close(a, (uv_handle_t *)&h->poll, hub_closed);
+}
