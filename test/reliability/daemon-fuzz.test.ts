@@ -159,6 +159,7 @@ function decodeArgs(chunks: Buffer[]): { argv: string[] | null; failed: boolean 
         onStdinEnd: () => {},
         onSignal: () => {},
         onWindow: () => {},
+        onStop: () => {},
       }),
     },
     DEFAULT_REQUEST_LIMITS,
