@@ -3,12 +3,13 @@
  * of a `LaunchRequest` as the protocol extension's header fields (src/protocol/extension.ts),
  * and the error for a daemon that does not speak the extension. A request that needs none
  * of it (no program option, no `protocol: 'procsock'`) goes out as a plain sockexec request,
- * byte for byte, so it keeps working against the C sockexec.
+ * byte for byte, so it keeps working against the C sockexec — unless it wants it for its own
+ * stops (`ownStops`): then it tries the extension, falling back to plain where turned down.
  */
 import { resolve } from 'node:path';
 import { MAX_TIMER } from '../core/limits.js';
 import { resolveTerminal } from '../core/terminal.js';
-import { ArgumentError, UnsupportedOptionError } from '../errors.js';
+import { ArgumentError, ClosedError, UnsupportedOptionError } from '../errors.js';
 import type { ExtendedRequestFields } from '../protocol/extension.js';
 import {
   HOW_INSTEAD,
@@ -22,14 +23,28 @@ export interface ExtendedLaunch {
   fields: ExtendedRequestFields;
   /** The option that made the extension necessary (named in errors), or `'protocol'`. */
   option: ProgramOptionName | 'protocol';
+  /**
+   * Wanted, not needed: only for the call's own stops (`LaunchRequest.ownStops`), so where the
+   * daemon turns the opening down the program runs in the plain protocol instead.
+   */
+  wanted: boolean;
 }
 
-/** The extension's fields for `request`, or null when a plain request carries all of it. */
-export function extendedLaunch(request: LaunchRequest): ExtendedLaunch | null {
-  const option =
+/**
+ * The extension's fields for `request`, or null when a plain request carries all of it.
+ * `daemonSpeaks`: what the daemon answered the opening last (undefined: never asked); a call
+ * that only wants the extension goes plain to a daemon that turned it down.
+ */
+export function extendedLaunch(
+  request: LaunchRequest,
+  daemonSpeaks?: boolean,
+): ExtendedLaunch | null {
+  const needed =
     PROGRAM_OPTION_NAMES.find((name) => isSet(request, name)) ??
     (request.protocol === 'procsock' ? 'protocol' : undefined);
-  if (option === undefined) return null;
+  const wanted = needed === undefined && request.ownStops === true && daemonSpeaks !== false;
+  if (needed === undefined && !wanted) return null;
+  const option = needed ?? 'protocol';
   const fields: ExtendedRequestFields = { argv: [...request.argv] };
   // Relative to this process's working directory, as Node's cwd option means it.
   if (request.cwd !== undefined) fields.cwd = resolve(request.cwd);
@@ -38,8 +53,11 @@ export function extendedLaunch(request: LaunchRequest): ExtendedLaunch | null {
   // The whole terminal, decided here: the daemon's defaults are procsock's own anyway.
   const terminal = resolveTerminal(request.pty);
   if (terminal) fields.pty = terminal;
-  if (request.timeout !== undefined && request.timeout > 0 && Number.isFinite(request.timeout)) {
-    fields.timeout = wholeMs(request.timeout, 1);
+  // Not for a call that only wants the extension: a daemon whose -t is shorter would refuse a
+  // call that runs plain there (its own timer stops the program, through a `stop`, anyway).
+  const { timeout } = request;
+  if (!wanted && timeout !== undefined && timeout > 0 && Number.isFinite(timeout)) {
+    fields.timeout = wholeMs(timeout, 1);
   }
   if (request.contain !== undefined) fields.contain = request.contain;
   // Whole milliseconds, from 0 (none) to the wire's longest.
@@ -48,7 +66,7 @@ export function extendedLaunch(request: LaunchRequest): ExtendedLaunch | null {
     // The wire takes whole milliseconds from 1; 0 means "at once" and Infinity "the longest".
     fields.killTimeout = wholeMs(request.killTimeout, 1);
   }
-  return { fields, option };
+  return { fields, option, wanted };
 }
 
 /** `ms` as the wire's whole milliseconds, from `least` to the longest (Infinity: the longest). */
@@ -119,5 +137,18 @@ export function extensionNotSpoken(
       `without it) and closed the connection; nothing was run. Instead: ${instead}`,
     option,
     transport,
+  );
+}
+
+/**
+ * A call that only wanted the extension (for its own stops) sent more stdin before the daemon
+ * turned the opening down than it keeps for sending again in the plain protocol.
+ */
+export function replayTooLong(transport: string): ClosedError {
+  return new ClosedError(
+    `${transport} does not speak the procsock protocol extension (it closed the connection at ` +
+      "its opening, which this call used for its own stops' sake) and more stdin had been sent " +
+      'than is kept for a plain retry; nothing was run. Retry the call: calls to it now use the ' +
+      'plain protocol',
   );
 }

@@ -44,6 +44,7 @@ import {
   extendedLaunch,
   extensionNotSpoken,
   optionRefused,
+  replayTooLong,
 } from './daemon-extension.js';
 import type { Launch, LaunchRequest, ProgramOptionName, Transport } from './transport.js';
 import type { EndReason, ResourceUsage } from './usage.js';
@@ -83,15 +84,47 @@ export interface SocketChannelOptions {
 /** A channel in the protocol extension: its header, and where it goes (for errors). */
 interface Extension extends ExtendedLaunch {
   transport: string;
+  /** The daemon's socket path: what it answers the opening is remembered by it. */
+  path: string;
+  /**
+   * The extension is wanted, not needed (see `ExtendedLaunch.wanted`): if the daemon turns the
+   * opening down, connect again with this and run the program in the plain protocol.
+   */
+  reconnect?: () => Promise<Socket>;
+}
+
+/** Most stdin a fallible extended channel keeps for a plain replay until the daemon's hello. */
+const MAX_REPLAY_BYTES = 1024 * 1024;
+
+/**
+ * What each daemon, by socket path, answered the extension's opening last: true, it spoke it.
+ * Calls that only want the extension (their own stops) go plain at once to a daemon known not
+ * to speak it. A few entries (a process talks to few daemons); the oldest goes first.
+ */
+const spoken = new Map<string, boolean>();
+const MAX_REMEMBERED = 64;
+
+function remember(path: string, speaks: boolean): void {
+  if (spoken.get(path) === speaks) return;
+  spoken.delete(path);
+  spoken.set(path, speaks);
+  if (spoken.size > MAX_REMEMBERED) spoken.delete(spoken.keys().next().value!);
+}
+
+/** Whether the daemon at `path` spoke the extension when last asked; undefined: never asked. */
+export function daemonSpeaksExtension(path: string): boolean | undefined {
+  return spoken.get(path);
 }
 
 export class SocketChannel extends ProcessChannel {
   readonly kind = 'socket' as const;
-  readonly socket: Socket;
-  readonly #decoder: ReplyDecoder;
+  #socket: Socket;
+  #decoder: ReplyDecoder;
+  readonly #argv: readonly (string | Buffer)[];
+  readonly #maxDataLength: number;
   #status: ExitStatus | null = null;
   #stdinEnded = false;
-  readonly #extension: Extension | null;
+  #extension: Extension | null;
   #reason: WireReason | null = null;
   #usage: WireUsage | null = null;
   /** Extended: the header field the daemon refused the run for, and what it said on stderr. */
@@ -107,6 +140,16 @@ export class SocketChannel extends ProcessChannel {
    */
   #opening: Buffer[] | null;
   #openingBytes: number;
+  /**
+   * A fallible extended channel (`Extension.reconnect`) until the hello: the stdin sent so far,
+   * to send again in the plain protocol if the daemon turns the opening down; while that
+   * connection is made, the stdin to send on it. null: nothing kept (or too much to keep).
+   */
+  #replay: { data: Buffer[]; bytes: number } | null = null;
+  /** Between the daemon's refusal of the opening and the plain connection. */
+  #reconnecting = false;
+  #paused = false;
+  #referenced = true;
 
   /**
    * Sends argv on an already connected socket; the daemon starts the program when it has
@@ -119,19 +162,41 @@ export class SocketChannel extends ProcessChannel {
     extension: Extension | null = null,
   ) {
     super();
-    this.socket = socket;
+    this.#socket = socket;
+    this.#argv = argv;
     this.#extension = extension;
-    this.#decoder = new ReplyDecoder(
+    this.#maxDataLength = options.maxDataLength ?? DEFAULT_MAX_REPLY_DATA;
+    if (extension?.reconnect) this.#replay = { data: [], bytes: 0 };
+    this.#decoder = this.#replyDecoder();
+    this.#attach(socket);
+    const request = extension ? encodeExtendedRequest(extension.fields) : encodeArgs(argv);
+    this.#opening = [request];
+    this.#openingBytes = request.length;
+    process.nextTick(() => this.#sendOpening());
+  }
+
+  /** The connection to the daemon (a new one, after a fallback to the plain protocol). */
+  get socket(): Socket {
+    return this.#socket;
+  }
+
+  #replyDecoder(): ReplyDecoder {
+    return new ReplyDecoder(
       {
         onOutput: (type, data) => {
           // A refusal's reason comes on stderr first: keep its start for the error.
-          if (extension && type === 'stderr' && this.#said.length < 1024) {
+          if (this.#extension && type === 'stderr' && this.#said.length < 1024) {
             this.#said += data.toString('utf8', 0, 1024);
           }
           this.emitOutput(type, data);
         },
         onExit: (status) => {
           this.#status = status;
+        },
+        onHello: () => {
+          // It speaks the extension: nothing to send again, and the next call knows.
+          this.#replay = null;
+          if (this.#extension) remember(this.#extension.path, true);
         },
         onRunEnd: (reason, usage, refused) => {
           this.#reason = reason;
@@ -143,11 +208,11 @@ export class SocketChannel extends ProcessChannel {
           this.#armBackstop(ms + STOP_REPLY_MARGIN);
         },
       },
-      {
-        maxDataLength: options.maxDataLength ?? DEFAULT_MAX_REPLY_DATA,
-        extended: extension !== null,
-      },
+      { maxDataLength: this.#maxDataLength, extended: this.#extension !== null },
     );
+  }
+
+  #attach(socket: Socket): void {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.emit('drain'));
     socket.on('end', () => {
@@ -165,12 +230,50 @@ export class SocketChannel extends ProcessChannel {
     socket.on('close', () => {
       if (this.#backstop) clearTimeout(this.#backstop);
       this.#onEnd();
-      this.emitClose();
+      if (!this.#reconnecting) this.emitClose();
     });
-    const request = extension ? encodeExtendedRequest(extension.fields) : encodeArgs(argv);
-    this.#opening = [request];
-    this.#openingBytes = request.length;
-    process.nextTick(() => this.#sendOpening());
+  }
+
+  /**
+   * The daemon turned the opening down, and the extension was only wanted: nothing ran there
+   * (a daemon that does not speak it closes before it runs anything), so the program is
+   * started in the plain protocol on a new connection, with the stdin sent so far. The answer
+   * is remembered (`remember`), so the daemon's next calls go plain at once.
+   */
+  #fallBack(): void {
+    const { reconnect } = this.#extension!;
+    this.#extension = null;
+    this.#reconnecting = true;
+    const refused = this.#socket;
+    refused.removeAllListeners();
+    refused.on('error', () => {});
+    refused.destroy();
+    this.#decoder = this.#replyDecoder();
+    reconnect!().then(
+      (socket) => {
+        const replay = this.#replay!;
+        this.#replay = null;
+        this.#reconnecting = false;
+        this.#socket = socket;
+        this.#attach(socket);
+        if (this.destroyed) {
+          socket.destroy();
+          return;
+        }
+        if (this.#paused) socket.pause();
+        if (!this.#referenced) socket.unref();
+        const parts = [encodeArgs(this.#argv)];
+        for (const data of replay.data) parts.push(...encodeStdin(data));
+        if (this.#stdinEnded) parts.push(STDIN_END);
+        socket.write(Buffer.concat(parts));
+        this.emit('drain');
+      },
+      (error: ProcsockError) => {
+        this.#reconnecting = false;
+        this.emitError(error);
+        this.emitClose();
+      },
+    );
   }
 
   /**
@@ -191,7 +294,7 @@ export class SocketChannel extends ProcessChannel {
     const opening = this.#opening!;
     this.#opening = null;
     const socket = this.socket;
-    if (!socket.writable) return;
+    if (!socket.writable || this.#reconnecting) return;
     if (opening.length === 1) {
       socket.write(opening[0]!);
     } else if (this.#openingBytes <= JOIN_LIMIT) {
@@ -248,10 +351,12 @@ export class SocketChannel extends ProcessChannel {
   }
 
   override ref(): void {
+    this.#referenced = true;
     this.socket.ref();
   }
 
   override unref(): void {
+    this.#referenced = false;
     this.socket.unref();
   }
 
@@ -267,8 +372,16 @@ export class SocketChannel extends ProcessChannel {
 
   /** The daemon closes the connection after the exit pair: only then is the program done. */
   #onEnd(): void {
+    if (this.#reconnecting) return;
     if (this.#extension && !this.#decoder.helloReceived) {
-      this.#fail(extensionNotSpoken(this.#extension.option, this.#extension.transport));
+      remember(this.#extension.path, false);
+      if (!this.#extension.reconnect) {
+        this.#fail(extensionNotSpoken(this.#extension.option, this.#extension.transport));
+      } else if (this.#replay !== null && !this.destroyed) {
+        this.#fallBack();
+      } else {
+        this.#fail(replayTooLong(this.#extension.transport));
+      }
     } else if (this.#extension && this.#refused !== null && this.#status !== null) {
       this.#fail(optionRefused(this.#refused, this.#extension.transport, this.#said));
     } else if (this.#status !== null && this.#decoder.atPairBoundary) {
@@ -290,7 +403,17 @@ export class SocketChannel extends ProcessChannel {
 
   write(data: Buffer | string): boolean {
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
-    if (this.#stdinEnded || buffer.length === 0 || !this.socket.writable) return true;
+    if (this.#stdinEnded || buffer.length === 0) return true;
+    const replay = this.#replay;
+    if (replay !== null) {
+      replay.data.push(buffer);
+      replay.bytes += buffer.length;
+      // Waiting for the plain connection: it is sent there (write on when it is made).
+      if (this.#reconnecting) return replay.bytes < this.#socket.writableHighWaterMark;
+      // Kept until the hello, within a bound; past it a refusal cannot be made good.
+      if (replay.bytes > MAX_REPLAY_BYTES) this.#replay = null;
+    }
+    if (!this.socket.writable) return true;
     const parts = this.#extension ? encodeStdinMessage(buffer) : encodeStdin(buffer);
     if (parts.length === 1) return this.#send(parts[0]!);
     this.socket.cork();
@@ -307,10 +430,12 @@ export class SocketChannel extends ProcessChannel {
   }
 
   pause(): void {
+    this.#paused = true;
     this.socket.pause();
   }
 
   resume(): void {
+    this.#paused = false;
     this.socket.resume();
   }
 
@@ -369,7 +494,7 @@ export function daemonTransport(path: string, options: SocketChannelOptions = {}
       } catch (error) {
         throw signal?.aborted ? abortError(signal) : error;
       }
-      return new DaemonLaunch(socket, options, description);
+      return new DaemonLaunch(socket, options, description, path);
     },
   };
 }
@@ -384,8 +509,11 @@ class DaemonLaunch implements Launch {
     this.#early ??= error;
   };
 
-  constructor(socket: Socket, options: SocketChannelOptions, description: string) {
+  readonly #path: string;
+
+  constructor(socket: Socket, options: SocketChannelOptions, description: string, path: string) {
     this.socket = socket;
+    this.#path = path;
     this.#options = options;
     this.#description = description;
     // Not a 'data' listener: what the daemon says first waits in the socket (see start()).
@@ -401,7 +529,8 @@ class DaemonLaunch implements Launch {
 
   start(request: LaunchRequest): ProcessChannel {
     if (this.#started) throw new StateError('a launch starts one program; prepare another');
-    const extended = extendedLaunch(request);
+    const path = this.#path;
+    const extended = extendedLaunch(request, daemonSpeaksExtension(path));
     const socket = this.socket;
     if (socket.readableLength > 0 && !this.#early) {
       this.#early = new ProtocolError('the daemon sent data before the args were sent');
@@ -420,7 +549,12 @@ class DaemonLaunch implements Launch {
       socket,
       request.argv,
       this.#options,
-      extended && { ...extended, transport: this.#description },
+      extended && {
+        ...extended,
+        transport: this.#description,
+        path,
+        reconnect: extended.wanted ? () => connectToDaemon(path) : undefined,
+      },
     );
   }
 

@@ -56,6 +56,14 @@ export interface LaunchRequest extends ProgramOptions {
    * too, so the daemon stops the program and reports its end (never a reason to extend).
    */
   readonly timeout?: number;
+  /**
+   * The caller may stop the program for limits of its own (run()'s `timeout`, an
+   * `idleTimeout` or `maxBuffer` other than the defaults, an AbortSignal), and would learn how
+   * it then ended. A daemon transport uses the protocol extension for it where the daemon
+   * speaks it (a daemon that turns the opening down runs nothing, so the program is then
+   * started in the plain protocol, and that daemon's next calls go plain at once).
+   */
+  readonly ownStops?: boolean;
 }
 
 /** A transport made ready to start one program (a daemon connection, or nothing locally). */

@@ -17,7 +17,7 @@
 import { isTransport, resolveTransport, type Target } from '../channel/target.js';
 import type { Transport } from '../channel/transport.js';
 import { startChannel } from '../channel/transport.js';
-import { describeValue } from '../core/limits.js';
+import { DEFAULT_MAX_BUFFER, describeValue, hasDeadline } from '../core/limits.js';
 import { ArgumentError } from '../errors.js';
 import {
   type Encoding,
@@ -30,6 +30,7 @@ import {
   addProgramOptions,
   CheckedDefaults,
   checkArgv,
+  DEFAULT_IDLE_TIMEOUT,
   EXEC_OPTION_NAMES,
   EXEC_OPTIONS,
   type ExecOptionName,
@@ -135,9 +136,30 @@ async function invoke(
   const launch = await transport.prepare({ signal });
   // Started and given its stdin in one synchronous step: for a daemon, argv and the stdin
   // known up front leave in one write.
-  const request = { argv, protocol: resolved.protocol, timeout: resolved.timeout };
+  const request = {
+    argv,
+    protocol: resolved.protocol,
+    timeout: resolved.timeout,
+    ownStops: hasOwnStops(resolved, signal),
+  };
   const channel = startChannel(launch, addProgramOptions(request, resolved), transport);
   return execute(channel, executionPlan(argv, resolved, signal));
+}
+
+/**
+ * Whether the call may stop the program for a limit of its own — a `timeout`, an
+ * `idleTimeout` or `maxBuffer` other than the defaults, an AbortSignal — so a daemon transport
+ * should use the protocol extension where it can, and such a stop learn the program's end.
+ * The defaults alone are safety nets that leave a call plain, byte for byte.
+ */
+function hasOwnStops(options: ResolvedExecOptions, signal: AbortSignal | undefined): boolean {
+  const { timeout, idleTimeout, timeoutFatal, maxBuffer } = options;
+  return (
+    signal !== undefined ||
+    hasDeadline(timeout) ||
+    (timeoutFatal && hasDeadline(idleTimeout) && idleTimeout !== DEFAULT_IDLE_TIMEOUT) ||
+    maxBuffer !== DEFAULT_MAX_BUFFER
+  );
 }
 
 /** What `execute` needs of a call, in one object of a fixed shape (not a copy of every option). */

@@ -219,7 +219,8 @@ describe('calls that need nothing extra stay plain sockexec requests, byte for b
   after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   test('run, an exec and a session', async () => {
-    await run(['echo', 'hi'], { socket: path, timeout: 5000, idleTimeout: 5000, maxBuffer: 1024 });
+    // The default limits are no reason to extend (a limit of the call's own is: stops.test.ts).
+    await run(['echo', 'hi'], { socket: path, idleTimeout: 60_000, timeoutFatal: true });
     await createExec(path)('uname');
     const session = await connect(path);
     session.sendArgs(['true']);

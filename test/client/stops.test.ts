@@ -8,9 +8,10 @@
  * Real programs, real daemons on real sockets; run on both spawn backends.
  */
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { daemonSpeaksExtension } from '../../src/channel/socket.js';
 import type { EndReason } from '../../src/channel/usage.js';
 import { type RunOptions, run } from '../../src/client/exec.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -55,20 +56,35 @@ const WHERE: Record<string, () => RunOptions> = {
 for (const [where, options] of Object.entries(WHERE)) {
   describe(`the call's own stops, ${where}`, () => {
     test('a program that ignores TERM: KILL after the grace, for every cause', async () => {
+      // The fixture sets its TERM trap, then prints its pid. An abort on that first output and
+      // a maxBuffer below it stop a program that ignores TERM; the timers may fire before it
+      // got that far (a slow start), and then TERM is its end — either way the result tells
+      // the end it really had, which a call that hung up too early would not know.
+      const controller = () => {
+        const abort = new AbortController();
+        return { signal: abort.signal, stdout: () => abort.abort() };
+      };
+      const causes: [EndReason, string, () => RunOptions, boolean][] = [
+        ['timeout', 'PROCSOCK_TIMEOUT', () => ({ timeout: 300 }), false],
+        ['idle-timeout', 'PROCSOCK_TIMEOUT', () => ({ idleTimeout: 300 }), false],
+        ['abort', 'PROCSOCK_ABORTED', controller, true],
+        ['output-limit', 'PROCSOCK_LIMIT', () => ({ maxBuffer: 2 }), true],
+      ];
       await Promise.all(
-        CAUSES.map(async ([reason, code, extra]) => {
+        causes.map(async ([reason, code, extra, afterTrap]) => {
           const record = files.path(`${where}-${reason}.log`);
           const [error, result] = await failure(
             run(['sh', IGNORE_TERM, record], { ...options(), ...extra() }),
           );
           assert.equal(error.code, code, reason);
+          const survivedTerm = existsSync(record) && /^TERM$/m.test(readFileSync(record, 'utf8'));
+          assert.ok(survivedTerm || !afterTrap, `${reason}: the trap was set, TERM came`);
           assert.deepEqual(
             [result.reason, result.exitCode, result.termSignal],
-            [reason, null, 'KILL'],
+            [reason, null, survivedTerm ? 'KILL' : 'TERM'],
             `${reason}: ${error.message}`,
           );
           assertUsageShape(result.usage!);
-          assert.match(readFileSync(record, 'utf8'), /^TERM$/m, `${reason}: TERM came first`);
         }),
       );
     });
@@ -200,4 +216,51 @@ describe('a daemon that does not carry out the stop: the call still ends, and sa
       }
     });
   }
+});
+
+describe("protocol 'auto': a call with a limit of its own uses the extension where the daemon speaks it", () => {
+  test('through a procsock daemon: its stop has the real end without asking for the extension', async () => {
+    const [, result] = await failure(run(['sleep', '30'], { socket: daemon.path, timeout: 200 }));
+    assert.deepEqual([result.reason, result.termSignal], ['timeout', 'TERM']);
+    assertUsageShape(result.usage!);
+    assert.equal(daemonSpeaksExtension(daemon.path), true);
+    // A call with the default limits only stays plain: the daemon tells it no usage.
+    assert.equal((await run(['true'], { socket: daemon.path })).usage, null);
+  });
+
+  test('a daemon without it turns the opening down before running anything: the call runs plain, once, stdin and all', async () => {
+    const refusing = await startDaemon({ timeout: 60_000, extension: false, collectLog: true });
+    try {
+      const marker = files.path('ran-once');
+      async function* stdin() {
+        yield 'streamed ';
+        await new Promise((resolve) => setImmediate(resolve));
+        yield 'stdin';
+      }
+      // The daemon logs each connection under its number, before it answers.
+      const connections = () =>
+        new Set(refusing.log.map((line) => /^connection (\d+):/.exec(line)?.[1]).filter(Boolean))
+          .size;
+      const argv = ['sh', '-c', `echo ran >> ${marker}; cat`];
+      const result = await run(argv, { socket: refusing.path, timeout: 30_000, stdin: stdin() });
+      assert.deepEqual([result.stdout, result.exitCode], ['streamed stdin', 0]);
+      assert.equal(readFileSync(marker, 'utf8'), 'ran\n', 'the program ran once');
+      assert.equal(connections(), 2, 'the opening turned down, then the plain request');
+      assert.equal(daemonSpeaksExtension(refusing.path), false, 'the answer is remembered');
+      // Known now: the next call goes plain at once (one connection), and its stop hangs up.
+      const [, stopped] = await failure(
+        run(['sh', '-c', 'echo 0123456789; exec sleep 30'], {
+          socket: refusing.path,
+          maxBuffer: 4,
+        }),
+      );
+      assert.deepEqual(
+        [stopped.reason, stopped.termSignal, stopped.usage],
+        ['output-limit', null, null],
+      );
+      assert.equal(connections(), 3);
+    } finally {
+      await refusing.close();
+    }
+  });
 });

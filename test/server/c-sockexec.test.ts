@@ -13,9 +13,10 @@
  */
 import { strict as assert } from 'node:assert';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { connect, run, UnsupportedOptionError } from '../../src/index.js';
+import { daemonSpeaksExtension } from '../../src/channel/socket.js';
+import { connect, type ProcsockError, run, UnsupportedOptionError } from '../../src/index.js';
 import { isListening } from '../helpers/daemon.js';
 import { tempDir, waitUntil } from '../helpers/process.js';
 import { args, extendedRequest, RawClient, request } from '../helpers/raw-client.js';
@@ -99,5 +100,34 @@ test(
     session.sendArgs(['cat']);
     await assert.rejects(session.wait(), { code: 'PROCSOCK_UNSUPPORTED', option: 'protocol' });
     await session.close();
+  },
+);
+
+test(
+  'a call that only wants the extension (a limit of its own) runs plain there, once',
+  TEST,
+  async () => {
+    const marker = dir.path('ran-once');
+    const result = await run(['sh', '-c', `echo ran >> ${marker}; cat`], {
+      socket: path,
+      timeout: 30_000,
+      stdin: 'replayed stdin',
+    });
+    assert.deepEqual([result.stdout, result.exitCode], ['replayed stdin', 0]);
+    assert.equal(
+      readFileSync(marker, 'utf8'),
+      'ran\n',
+      'the C daemon turned the opening down, then ran it once',
+    );
+    assert.equal(daemonSpeaksExtension(path), false);
+    // Its stop can only hang up: the result has the cause, no status, no usage.
+    const stopped = await run(['sleep', '30'], { socket: path, timeout: 200 }).then(
+      () => assert.fail('the call should time out'),
+      (error: ProcsockError) => error.result!,
+    );
+    assert.deepEqual(
+      [stopped.reason, stopped.exitCode, stopped.termSignal, stopped.usage],
+      ['timeout', null, null, null],
+    );
   },
 );
