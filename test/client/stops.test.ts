@@ -263,4 +263,24 @@ describe("protocol 'auto': a call with a limit of its own uses the extension whe
       await refusing.close();
     }
   });
+
+  test('more stdin than is kept for a replay before the refusal: a ClosedError saying to retry, nothing run', async () => {
+    const refusing = await startDaemon({ timeout: 60_000, extension: false });
+    try {
+      const marker = files.path('never-ran');
+      const argv = ['sh', '-c', `echo ran >> ${marker}; wc -c`];
+      // Written in the call's first tick, before any answer: 2 MiB, more than the 1 MiB kept.
+      const stdin = Buffer.alloc(2 * 1024 * 1024, 'x');
+      await assert.rejects(run(argv, { socket: refusing.path, timeout: 30_000, stdin }), {
+        code: 'PROCSOCK_CLOSED',
+        message: /more stdin had been sent than is kept for a plain retry; nothing was run/,
+      });
+      assert.equal(existsSync(marker), false, 'nothing ran');
+      // As it says: the retry goes plain, and runs.
+      const retried = await run(argv, { socket: refusing.path, timeout: 30_000, stdin });
+      assert.equal(retried.stdout.trim(), String(stdin.length));
+    } finally {
+      await refusing.close();
+    }
+  });
 });
