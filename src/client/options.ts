@@ -60,10 +60,13 @@ export interface ExecOptions<E extends Encoding = 'utf8'> extends ProgramOptions
   /**
    * Through a daemon, which wire protocol the call speaks: `'auto'` (default) the plain
    * sockexec protocol unless an option needs the procsock extension (cwd, env…), so plain
-   * calls keep working against the C sockexec; `'procsock'` always the extension, so the
-   * result has the daemon's `reason` and `usage` — a daemon that does not speak it makes the
-   * call reject with `UnsupportedOptionError` (`option: 'protocol'`), nothing run. A local
-   * program has no wire: its result is complete either way.
+   * calls keep working against the C sockexec — or a limit of the call's own (a `timeout`, a
+   * `signal`, an `idleTimeout` or `maxBuffer` other than the defaults) wants it, so that its
+   * stop learns the program's end: then the extension is tried where that daemon did not turn
+   * it down before, and a refusal (nothing ran) runs the call plain. `'procsock'`: always the
+   * extension, so the result has the daemon's `reason` and `usage` — a daemon that does not
+   * speak it makes the call reject with `UnsupportedOptionError` (`option: 'protocol'`),
+   * nothing run. A local program has no wire: its result is complete either way.
    */
   protocol?: Protocol;
 }
