@@ -366,7 +366,10 @@ export class SocketChannel extends ProcessChannel {
     try {
       this.#decoder.push(chunk);
     } catch (error) {
-      this.#fail(error as ProcsockError);
+      // A daemon that answers the opening with anything but the hello (a sockexec that reports
+      // its failure to run the empty program name) does not speak it either: nothing ran.
+      if (this.#extension?.reconnect && !this.#decoder.helloReceived) this.#onEnd();
+      else this.#fail(error as ProcsockError);
     }
   }
 

@@ -231,6 +231,23 @@ describe('calls that need nothing extra stay plain sockexec requests, byte for b
       ['1:2,4:echo,2:hi,0:,', '1:1,5:uname,0:,', '1:1,4:true,'],
     );
   });
+
+  test('a call with a limit of its own tries the extension; answered without the hello, it sends the plain request, byte for byte', async () => {
+    seen.length = 0;
+    // This fake answers even the opening with an exit status: not the hello, so not spoken.
+    const result = await run(['echo', 'hi'], { socket: path, timeout: 5000, stdin: 'x' });
+    assert.equal(result.exitCode, 0);
+    const [opening, plain] = seen.map((bytes) => bytes.toString('latin1'));
+    assert.ok(opening!.startsWith('12:1;procsock/1,0:,3:arg,4:echo,'), opening);
+    assert.equal(plain, '1:2,4:echo,2:hi,1:x,0:,');
+    assert.equal(seen.length, 2);
+    // Known now: the next such call goes plain at once.
+    await run(['echo', 'hi'], { socket: path, timeout: 5000 });
+    assert.deepEqual(
+      seen.slice(2).map((bytes) => bytes.toString('latin1')),
+      ['1:2,4:echo,2:hi,0:,'],
+    );
+  });
 });
 
 test('contain and exitGrace through a daemon are carried out as locally', {
