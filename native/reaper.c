@@ -528,6 +528,19 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &watched, &old);
   /* The parent's death is a stop; if it died already (before this line), stop now. */
   if (parent != 0) {
+#ifdef PROCSOCK_TEST_HOOKS
+    /*
+     * Tests only (test/channel/parent-race.test.ts): wait here for the end of a FIFO the test
+     * holds, so that it can kill the parent before the parent-death signal is set.
+     */
+    const char *hold = getenv("PROCSOCK_TEST_HOLD_REAPER");
+    if (hold) {
+      char byte;
+      int fd = open(hold, O_RDONLY | O_CLOEXEC);
+      while (fd >= 0 && read(fd, &byte, 1) > 0) continue;
+      if (fd >= 0) close(fd);
+    }
+#endif
     prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
     if (getppid() != (pid_t)parent) return 125;
   } else {

@@ -71,6 +71,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -214,6 +215,9 @@ typedef struct {
                           slot before it (the child fills <slot>, argv[0]'s, at the fallback) */
   char shell[sizeof "/bin/sh"]; /* a copy: the module's constants are not the plan's */
   volatile int error;  /* written by the child before it exits, read once it is reaped */
+#ifdef PROCSOCK_TEST_HOOKS
+  char hold[256];      /* tests only: a FIFO to read to its end before FLAG_DIE_WITH_PARENT's prctl */
+#endif
 } spawn_plan;
 
 /* One spawn's memory: the plan, what it points into, and the child's stack. */
@@ -311,6 +315,15 @@ CHILD_CODE static int child_main(void *arg) {
    * re-parented), and the child ends here as if it had been KILLed.
    */
   if (plan->flags & FLAG_DIE_WITH_PARENT) {
+#ifdef PROCSOCK_TEST_HOOKS
+    /* Tests only (test/channel/parent-race.test.ts): the parent can be killed right here. */
+    if (plan->hold[0]) {
+      char byte;
+      r = sys(SYS_openat, AT_FDCWD, (long)plan->hold, O_RDONLY | O_CLOEXEC, 0);
+      while (r >= 0 && sys(SYS_read, r, (long)&byte, 1, 0) > 0) continue;
+      if (r >= 0) sys(SYS_close, r, 0, 0, 0);
+    }
+#endif
     sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0);
     if (sys(SYS_getppid, 0, 0, 0, 0) != plan->parent) {
       sys(SYS_kill, sys(SYS_getpid, 0, 0, 0, 0), SIGKILL, 0, 0);
@@ -708,6 +721,12 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, int32_t *out, size_
   plan->cwd = job->cwd;
   plan->flags = flags;
   plan->parent = getpid();
+#ifdef PROCSOCK_TEST_HOOKS
+  /* Read here, in the parent (the main thread: FLAG_DIE_WITH_PARENT is set for no other). */
+  if ((flags & FLAG_DIE_WITH_PARENT) && getenv("PROCSOCK_TEST_HOLD_SPAWN")) {
+    snprintf(plan->hold, sizeof plan->hold, "%s", getenv("PROCSOCK_TEST_HOLD_SPAWN"));
+  }
+#endif
   plan->uid = (uid_t)uid;
   plan->gid = (gid_t)gid;
   memcpy(plan->shell, "/bin/sh", sizeof plan->shell);

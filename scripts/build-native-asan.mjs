@@ -44,6 +44,8 @@ const sanitize = [
   '-fsanitize=address,undefined',
   // Every report is fatal: a sanitizer finding fails the run that met it.
   '-fno-sanitize-recover=all',
+  // The test hooks (PROCSOCK_TEST_HOLD_*: test/channel/parent-race.test.ts); inert unless set.
+  '-DPROCSOCK_TEST_HOOKS',
 ];
 
 function compile(args, out) {

@@ -23,12 +23,15 @@ export ASAN_OPTIONS="detect_leaks=0:detect_stack_use_after_return=0:log_path=$re
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$report_dir/ubsan"
 export PROCSOCK_NATIVE_PATH="$PWD/build-asan/procsock_spawn.node"
 export PROCSOCK_REAPER_PATH="$PWD/build-asan/procsock_reaper"
+# Both are built with PROCSOCK_TEST_HOOKS (test/channel/parent-race.test.ts uses them).
+export PROCSOCK_TEST_HOOKS=1
 export PROCSOCK_SPAWN=native
 status=0
 node scripts/run-tests.mjs \
   test/channel/channel.test.ts \
   test/channel/containment.test.ts \
   test/channel/cgroup.test.ts \
+  test/channel/parent-race.test.ts \
   test/server/cgroup.test.ts \
   test/shell/exit.test.ts \
   test/shell/idle.test.ts \
