@@ -33,7 +33,13 @@ import type { ProcessChannel } from '../channel/channel.js';
 import { reaperAvailable } from '../channel/contain.js';
 import { resolveTransport } from '../channel/target.js';
 import { type LaunchRequest, startChannel, type Transport } from '../channel/transport.js';
-import { checkByteCount, checkDuration, DEFAULT_MAX_BUFFER, hasDeadline } from '../core/limits.js';
+import {
+  checkByteCount,
+  checkDuration,
+  DEFAULT_MAX_BUFFER,
+  hasDeadline,
+  MAX_TIMER,
+} from '../core/limits.js';
 import type { ExitStatus, OutputChunk } from '../core/output.js';
 import { type PtyOptions, resolveTerminal, type Terminal } from '../core/terminal.js';
 import {
@@ -178,7 +184,6 @@ interface Exchange {
   stdoutDone: boolean;
   stderrDone: boolean;
   parserError: unknown;
-  timer: NodeJS.Timeout | null;
 }
 
 interface StopRequest {
@@ -214,6 +219,16 @@ export class Shell {
   #closeWaiters: (() => void)[] = [];
   #lastFailure: ProcsockError | null = null;
   #stderrTail: Buffer | null = null;
+  /**
+   * The start's and the runs' clock: one timer, restarted for each exchange (a timer made and
+   * cleared per run cost several µs of this process's CPU), and what holds the event loop
+   * while an exchange is out (ref'ing and unref'ing the channel's handles per run cost more).
+   * Its duration is the exchange's timeout, or the longest a timer waits when it has none.
+   */
+  #clock: NodeJS.Timeout | null = null;
+  #clockDuration = 0;
+  /** Whether the channel holds the event loop: from its start until the shell is first idle, and in stop(). */
+  #channelHeld = false;
 
   /** A shell for sh/bash/dash/zsh with per-run random markers and exit statuses. */
   static posix(options: PosixShellOptions = {}): Shell {
@@ -356,6 +371,7 @@ export class Shell {
         (error: unknown) => {
           if (this.#exchange?.job !== job) return;
           this.#clearExchange();
+          this.#dropClock();
           this.#state = 'off';
           reject(error);
           this.#notifyClosed();
@@ -430,6 +446,7 @@ export class Shell {
     this.#state = 'stopping';
     const channel = this.#channel!;
     channel.ref();
+    this.#channelHeld = true;
     return new Promise((resolve, reject) => {
       const timer = hasDeadline(timeout)
         ? setTimeout(
@@ -517,6 +534,7 @@ export class Shell {
 
   #attach(channel: ProcessChannel): void {
     this.#channel = channel;
+    this.#channelHeld = true; // a new channel holds the event loop
     this.#channelKind = channel.kind;
     channel.on('output', (chunk) => {
       if (channel === this.#channel) this.#onOutput(chunk);
@@ -557,10 +575,10 @@ export class Shell {
     // Idle, an unstopped shell does not keep this process alive (as an unref'd socket); a
     // run, a start and a stop do.
     if (!job) {
-      this.#channel?.unref();
+      if (this.#channelHeld) this.#channel?.unref();
+      this.#channelHeld = false;
       return;
     }
-    this.#channel?.ref();
     this.#state = 'running';
     if (this.#begin(job, false)) this.#channel!.write(this.#exchange!.frame.input);
   }
@@ -583,20 +601,44 @@ export class Shell {
       stdoutDone: false,
       stderrDone: frame.stderr === null && !frame.stderrUntilStdout,
       parserError: null,
-      timer: null,
       parseStdout: (data) => this.#feed(exchange, job.commander.stdout, data),
       parseStderr: (data) => {
         this.#keepStderrTail(data);
         this.#feed(exchange, job.commander.stderr, data);
       },
     };
-    if (hasDeadline(job.timeout)) {
-      exchange.timer = setTimeout(() => {
-        if (this.#exchange === exchange) this.#kill(this.#timeoutError(exchange));
-      }, job.timeout);
-    }
     this.#exchange = exchange;
+    this.#armClock(hasDeadline(job.timeout) ? job.timeout : MAX_TIMER);
     return true;
+  }
+
+  /** Starts the clock for the exchange just begun (see #clock); it holds the event loop. */
+  #armClock(duration: number): void {
+    const clock = this.#clock;
+    if (clock && this.#clockDuration === duration) {
+      clock.refresh().ref();
+      return;
+    }
+    if (clock) clearTimeout(clock);
+    this.#clockDuration = duration;
+    this.#clock = setTimeout(() => this.#clockRang(), duration);
+  }
+
+  /**
+   * The clock rang `#clockDuration` after the latest exchange began (each one restarts it): that
+   * one timed out, if it is still out and has a deadline. Idle, it is an old run's clock.
+   */
+  #clockRang(): void {
+    const exchange = this.#exchange;
+    if (!exchange) return;
+    if (hasDeadline(exchange.job.timeout)) this.#kill(this.#timeoutError(exchange));
+    else this.#clock?.refresh();
+  }
+
+  /** The shell is off: its clock goes (it would keep this Shell for as long as it waits). */
+  #dropClock(): void {
+    if (this.#clock) clearTimeout(this.#clock);
+    this.#clock = null;
   }
 
   #feed(exchange: Exchange, parser: OutputParser | undefined, data: Buffer): void {
@@ -676,7 +718,8 @@ export class Shell {
     const exchange = this.#exchange;
     if (!exchange) return null;
     this.#exchange = null;
-    if (exchange.timer) clearTimeout(exchange.timer);
+    // No exchange out: the clock may still ring (see #clockRang), but holds nothing.
+    this.#clock?.unref();
     const { stdout, stderr } = exchange.job.commander;
     for (const parser of [stdout, stderr]) {
       try {
@@ -697,8 +740,10 @@ export class Shell {
 
   #onClose(channel: ProcessChannel): void {
     this.#channel = null;
+    this.#channelHeld = false;
     const status = channel.exitStatus;
     const exchange = this.#clearExchange();
+    this.#dropClock();
     const stop = this.#stopRequest;
     this.#stopRequest = null;
     if (stop?.timer) clearTimeout(stop.timer);

@@ -156,6 +156,20 @@ for (const kind of ['local', 'daemon'] as const) {
       await shell.stop(5000);
     });
 
+    test("5b. each run's timeout counts from its own start, whatever the runs before it had", async () => {
+      // The Shell keeps one clock and restarts it per run: an earlier run's shorter timeout
+      // must not cut a later one short, nor a run without one, and the clock still fires.
+      const { shell } = posix();
+      await shell.start(5000);
+      for (let i = 0; i < 3; i++) assert.equal((await shell.run('true', 300)).exitCode, 0);
+      assert.equal((await shell.run('sleep 0.6; echo slow', 60_000)).stdout, 'slow\n');
+      assert.equal((await shell.run('true', 300)).exitCode, 0);
+      assert.equal((await shell.run('sleep 0.6; echo none', 0)).stdout, 'none\n');
+      for (let i = 0; i < 3; i++) assert.equal((await shell.run('true', 60_000)).exitCode, 0);
+      await assert.rejects(shell.run('sleep 30', 300), ShellTimeoutError);
+      assert.equal(shell.state, 'off');
+    });
+
     test('6. concurrent runs queue in order and never interleave', async () => {
       const { shell } = posix();
       await shell.start(5000);
