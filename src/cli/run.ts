@@ -12,6 +12,13 @@
  * or sent no output for `--idle-timeout` (it was stopped); 125 any other failure of procsock. When procsock itself gets SIGINT,
  * SIGTERM or SIGHUP it stops the program and exits 128 + that signal; when its stdout is a
  * closed pipe (`procsock run -- yes | head -1`) it stops the program and exits 141 (SIGPIPE).
+ *
+ * `--pty`: the program gets a terminal (stdin and stdout; stderr stays its own pipe), sized as
+ * ours when our stdout is one (else 80x24, or `--columns`/`--rows`). When our stdin is a
+ * terminal it is forwarded in raw mode, keystroke by keystroke, so the program's terminal
+ * does the echo, line editing and ^C (as `ssh -t`); a pipe or file is forwarded as without
+ * `--pty` and its end is typed as the terminal's end-of-file character. The window is not
+ * resized after the start.
  */
 import { createReadStream, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
@@ -34,7 +41,7 @@ import {
 } from './usage.js';
 
 export const RUN_USAGE =
-  'usage: procsock run [--socket PATH] [--timeout MS] [--idle-timeout MS] [--stdin-file FILE] [--] PROG [ARGS…]';
+  'usage: procsock run [--socket PATH] [--timeout MS] [--idle-timeout MS] [--stdin-file FILE] [--pty [--columns N] [--rows N]] [--] PROG [ARGS…]';
 
 export const RUN_HELP = `${RUN_USAGE}
 
@@ -50,6 +57,10 @@ this process's as they arrive; its exit status becomes this process's.
                           milliseconds; 0 = wait forever (default 0)
   -i, --stdin-file FILE   the program's stdin. Default: this process's stdin when it is a
                           pipe or a file; nothing (end of file at once) when it is a terminal
+  --pty                   run PROG on a terminal of its own (stdin and stdout; stderr stays a
+                          pipe): this process's terminal, if stdin is one, is forwarded raw
+  --columns N, --rows N   the terminal's size with --pty (default: this process's terminal's,
+                          else 80x24)
   -h, --help              print this help and exit
 
 Examples:
@@ -59,6 +70,7 @@ Examples:
   procsock run --stdin-file script.sh -- bash -s    # feed a file
   procsock run --idle-timeout 5000 -- tail -f /var/log/syslog
   procsock run --timeout 600000 -- make
+  procsock run --pty -- python3                     # an interactive REPL, on a terminal
 
 Exit status: the program's, or 128+n when signal n killed it (143 for TERM);
 ${EXIT_USAGE} usage error; ${EXIT_CONNECT} cannot connect to the daemon; ${EXIT_TIMEOUT} timeout; ${EXIT_FAILURE} other failure.`;
@@ -71,6 +83,8 @@ export interface RunCommand {
   /** Longest wait for output in ms (0 = none). */
   idleTimeout: number;
   stdinFile: string | undefined;
+  /** `--pty`: the terminal's size (columns/rows undefined: ours, or 80x24), else null. */
+  pty: { columns: number | undefined; rows: number | undefined } | null;
 }
 
 /** Parses `run`'s arguments; `'help'` for --help; throws `UsageError` with a one-line reason. */
@@ -80,17 +94,26 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
     timeout?: string;
     'idle-timeout'?: string;
     'stdin-file'?: string;
+    pty?: boolean;
+    columns?: string;
+    rows?: string;
     help?: boolean;
   }>(args, {
     socket: { type: 'string', short: 's' },
     timeout: { type: 'string', short: 't' },
     'idle-timeout': { type: 'string' },
     'stdin-file': { type: 'string', short: 'i' },
+    pty: { type: 'boolean' },
+    columns: { type: 'string' },
+    rows: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) return 'help';
   if (command.length === 0 || command[0] === '') throw new UsageError('missing PROG to run');
   if (values['stdin-file'] === '') throw new UsageError('--stdin-file: the path must not be empty');
+  if (!values.pty && (values.columns !== undefined || values.rows !== undefined)) {
+    throw new UsageError(`--${values.columns === undefined ? 'rows' : 'columns'}: only with --pty`);
+  }
   return {
     argv: command,
     socket: socketOption(values.socket),
@@ -100,7 +123,22 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
         ? 0
         : parseMilliseconds('--idle-timeout', values['idle-timeout']),
     stdinFile: values['stdin-file'],
+    pty: values.pty
+      ? { columns: side('--columns', values.columns), rows: side('--rows', values.rows) }
+      : null,
   };
+}
+
+/** A terminal's side: 1 to 65535 characters. */
+function side(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(value >= 1 && value <= 65_535)) {
+    throw new UsageError(
+      `${flag}: expected a whole number from 1 to 65535, not ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
 }
 
 /** Runs `procsock run ARGS…`; resolves with the exit status. */
@@ -113,7 +151,7 @@ export async function main(args: string[]): Promise<number> {
   }
   let stdin: Readable | null;
   try {
-    stdin = openStdin(command.stdinFile);
+    stdin = openStdin(command.stdinFile, command.pty !== null);
   } catch (error) {
     process.stderr.write(`procsock run: --stdin-file: ${describeError(error)}\n`);
     return EXIT_FAILURE;
@@ -121,10 +159,20 @@ export async function main(args: string[]): Promise<number> {
   return runProgram(command, stdin);
 }
 
-function openStdin(file: string | undefined): Readable | null {
+function openStdin(file: string | undefined, pty: boolean): Readable | null {
   // Opened now, so that a missing file is reported before anything starts.
   if (file !== undefined) return createReadStream('', { fd: openSync(file, 'r') });
-  return process.stdin.isTTY ? null : process.stdin;
+  // Our terminal goes to the program's only when it has one: keystrokes, raw (see the top).
+  return process.stdin.isTTY && !pty ? null : process.stdin;
+}
+
+/** run()'s `pty` for `--pty`: the size given, else our terminal's, else the default. */
+function terminalOption(pty: RunCommand['pty']) {
+  if (!pty) return undefined;
+  const ours = process.stdout.isTTY ? process.stdout : null;
+  const columns = pty.columns ?? ours?.columns;
+  const rows = pty.rows ?? ours?.rows;
+  return { ...(columns ? { columns } : {}), ...(rows ? { rows } : {}) };
 }
 
 async function runProgram(command: RunCommand, stdin: Readable | null): Promise<number> {
@@ -140,6 +188,9 @@ async function runProgram(command: RunCommand, stdin: Readable | null): Promise<
   for (const signal of signals) process.on(signal, onSignal);
   process.stdout.on('error', onOutputError);
   process.stderr.on('error', onOutputError);
+  // Our terminal, forwarded to the program's: raw, so that its terminal echoes and edits.
+  const raw = command.pty && stdin === process.stdin && process.stdin.isTTY;
+  if (raw) process.stdin.setRawMode(true);
   try {
     const result = await run(command.argv, {
       socket: command.socket,
@@ -150,6 +201,7 @@ async function runProgram(command: RunCommand, stdin: Readable | null): Promise<
       timeout: command.timeout,
       idleTimeout: command.idleTimeout,
       signal: controller.signal,
+      ...(command.pty ? { pty: terminalOption(command.pty) } : {}),
     });
     return stopStatus ?? shellStatus(result);
   } catch (error) {
@@ -162,6 +214,7 @@ async function runProgram(command: RunCommand, stdin: Readable | null): Promise<
     process.stderr.write(`procsock run: ${message}\n`);
     return failureStatus(error);
   } finally {
+    if (raw) process.stdin.setRawMode(false);
     for (const signal of signals) process.off(signal, onSignal);
     // Our stdin may still be open (the program did not read it all): stop reading, or this
     // process would wait for its writer to close it before exiting.

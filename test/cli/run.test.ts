@@ -9,10 +9,12 @@ import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { parseRunArgs } from '../../src/cli/run.js';
 import { finished, runCli, spawnCli, stdoutUntil, testChildren } from '../helpers/cli.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { spawnBackendInUse } from '../../src/channel/local.js';
+import { startDaemon, startDaemonProcess, type TestDaemon } from '../helpers/daemon.js';
 import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 
 const oneLine = (text: string) => assert.match(text, /^procsock run: [^\n]+\n$/);
+const native = spawnBackendInUse() === 'native';
 
 describe('procsock run: arguments', () => {
   test('--help prints the usage with examples, exit 0', async () => {
@@ -31,6 +33,7 @@ describe('procsock run: arguments', () => {
       timeout: 0,
       idleTimeout: 0,
       stdinFile: undefined,
+      pty: null,
     });
     const both = parseRunArgs(['--idle-timeout', '5', '-t', '7', 'x']);
     assert.ok(both !== 'help' && both.idleTimeout === 5 && both.timeout === 7);
@@ -44,6 +47,9 @@ describe('procsock run: arguments', () => {
     [['--timeout'], /argument missing/],
     [['--idle-timeout', 'soon', '--', 'true'], /--idle-timeout: expected whole milliseconds/],
     [['--socket', '', '--', 'true'], /--socket: the path must not be empty/],
+    [['--columns', '100', '--', 'true'], /--columns: only with --pty/],
+    [['--pty', '--rows', '0', '--', 'true'], /--rows: expected a whole number from 1 to 65535/],
+    [['--pty', '--columns', '70000', '--', 'true'], /--columns: expected a whole number/],
   ] as const) {
     test(`usage error, exit 100: run ${args.join(' ')}`, async () => {
       const { status, stdout, stderr } = await runCli(['run', ...args]);
@@ -119,6 +125,41 @@ for (const where of ['local', 'daemon'] as const) {
         'echo out; echo err >&2; exit 7',
       ]);
       assert.deepEqual(result, { status: 7, stdout: 'out\n', stderr: 'err\n' });
+    });
+
+    test('--pty: a terminal on stdin and stdout, of the size given; stderr and status its own', async () => {
+      const result = await runCli(
+        [
+          'run',
+          ...target,
+          '--pty',
+          '--columns',
+          '100',
+          '--rows',
+          '30',
+          '--',
+          'sh',
+          '-c',
+          'test -t 0 && test -t 1 && ! test -t 2 && stty size; read -r x; echo "x=$x"; echo err >&2; exit 3',
+        ],
+        { input: 'hello\n' },
+      );
+      if (!native) {
+        // No terminal without the native backend (locally, or the daemon's): said, nothing run.
+        // (A daemon's refusal comes first, as the run's stderr.)
+        assert.equal(result.status, 125);
+        assert.equal(result.stdout, '');
+        assert.match(
+          result.stderr,
+          /\nprocsock run: pty [^\n]+\n$|^procsock run: [^\n]*pty[^\n]+\n$/,
+        );
+        return;
+      }
+      // The terminal's own conventions: input echoed (when it arrives: before or after the
+      // size), \n written as \r\n.
+      assert.deepEqual([result.status, result.stderr], [3, 'err\n']);
+      assert.ok(result.stdout.startsWith('hello\r\n') || result.stdout.startsWith('30 100\r\n'));
+      assert.equal(result.stdout.replace('hello\r\n', ''), '30 100\r\nx=hello\r\n');
     });
 
     test('killed by signal n: exit 128+n', async () => {
@@ -225,3 +266,22 @@ for (const where of ['local', 'daemon'] as const) {
     });
   });
 }
+
+test('procsock serve --no-client-pty: a run asking for a terminal is refused, others are served', async () => {
+  const daemon = await startDaemonProcess(['--no-client-pty']);
+  try {
+    const refused = await runCli(['run', '--socket', daemon.path, '--pty', '--', 'true']);
+    // The daemon's line (the run's stderr), then procsock run's own; nothing was run.
+    assert.equal(refused.status, 125);
+    assert.equal(refused.stdout, '');
+    const [daemonLine, ownLine, ...rest] = refused.stderr.split('\n');
+    assert.equal(daemonLine, 'procsock: pty: clients may not have a terminal on this daemon');
+    assert.match(ownLine!, /^procsock run: pty cannot be honoured .*nothing was run/);
+    assert.deepEqual(rest, ['']);
+    const plain = await runCli(['run', '--socket', daemon.path, '--', 'sh', '-c', 'echo ok']);
+    assert.deepEqual(plain, { status: 0, stdout: 'ok\n', stderr: '' });
+  } finally {
+    await daemon.stop();
+    daemon.cleanup();
+  }
+});
