@@ -83,10 +83,17 @@ async function rate(once: Once, concurrency: number): Promise<number> {
 /** Runs that ended with output missing (the exit reported before the last bytes), by contender. */
 const shortRuns: Record<string, { runs: number; bytes: number }> = {};
 
+/** This process's CPU (user + system) per MB read, by contender: the figure load does not skew. */
+const cpuPerMb: Record<string, number[]> = {};
+
 /** MB/s of one run reading its output (what arrived by the time it was reported ended). */
 async function throughput(name: string, once: Once): Promise<number> {
   const start = performance.now();
+  const cpu = process.cpuUsage();
   const bytes = await once();
+  const used = process.cpuUsage(cpu);
+  cpuPerMb[name] ??= [];
+  cpuPerMb[name].push((used.user + used.system) / 1000 / (bytes / 1e6));
   const missing = MEGABYTES * 1024 * 1024 - bytes;
   if (missing > 0) {
     shortRuns[name] ??= { runs: 0, bytes: 0 };
@@ -160,6 +167,11 @@ async function main(): Promise<void> {
   }
   console.log(
     `| MB/s read | ${fmt(speed('pipes'))} | ${fmt(speed('pty'))} | ${fmt(speed('node-pty'))} | ${ratio(speed('pty'), speed('pipes'))} | ${ratio(speed('pty'), speed('node-pty'))} |`,
+  );
+  // Lower is better: the ratios are the other's ÷ pty's, so that above 1× still means better.
+  const cpu = (name: string) => (cpuPerMb[name] ? median(cpuPerMb[name]) : Number.NaN);
+  console.log(
+    `| CPU ms per MB read (this process) | ${fmt(cpu('pipes'), 2)} | ${fmt(cpu('pty'), 2)} | ${fmt(cpu('node-pty'), 2)} | ${ratio(cpu('pipes'), cpu('pty'))} | ${ratio(cpu('node-pty'), cpu('pty'))} |`,
   );
 
   for (const name of Object.keys(mbps)) {
