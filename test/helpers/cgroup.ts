@@ -16,6 +16,7 @@ export function makeTestCgroup(): { dir: string } | { skip: string } {
   const name = `procsock-test-${process.pid}-${++made}`;
   let reason = '';
   for (const parent of new Set([own, rootOf(own)])) {
+    removeStale(parent);
     const dir = join(parent, name);
     try {
       mkdirSync(dir);
@@ -30,6 +31,25 @@ export function makeTestCgroup(): { dir: string } | { skip: string } {
     return { dir };
   }
   return { skip: reason };
+}
+
+/** Test cgroups of test processes that are gone (killed before their `after` ran). */
+function removeStale(parent: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const pid = /^procsock-test-(\d+)-\d+$/.exec(entry)?.[1];
+    if (pid === undefined || existsSync(`/proc/${pid}`)) continue;
+    try {
+      removeTestCgroup(join(parent, entry));
+    } catch {
+      // still busy, or another test process's removal won: left for the next one
+    }
+  }
 }
 
 function rootOf(dir: string): string {
