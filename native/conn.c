@@ -303,6 +303,7 @@ struct conn {
   int shut_pending, shut_done, client_eof;
   /* the program */
   int spawned, reaped, child_done, exec_failed, process_group, grace_over;
+  int direct; /* the policy is sockexec's: argv runs as it is, without asking JS (connServe) */
   pid_t pid;
   int status, status_known;
   double user_us, system_us, wall_ms;
@@ -621,8 +622,16 @@ static void reply_exit(conn_t *c) {
   c->state = S_REPLYING;
   if (c->exec_failed) {
     char message[8192];
+    napi_env env = c->hub->addon->env;
+    napi_handle_scope scope;
+    napi_value program = NULL;
     if (c->hub->record) c->hub->record[REC_ERRNO] = c->exec_failed;
-    hub_call(c->hub, EV_EXEC_ERROR, c->id, NULL, message, sizeof message);
+    napi_open_handle_scope(env, &scope);
+    /* argv[0]: the arguments up to the first NUL */
+    napi_create_buffer_copy(env, c->req.args ? strnlen(c->req.args, c->req.args_len) : 0,
+                            c->req.args ? c->req.args : "", NULL, &program);
+    hub_call(c->hub, EV_EXEC_ERROR, c->id, program, message, sizeof message);
+    napi_close_handle_scope(env, scope);
     if (message[0]) {
       send_output(c, 1, message, strlen(message));
       c->bytes_out += (double)strlen(message);
@@ -767,6 +776,58 @@ static void process_stdin(conn_t *c) {
 
 /* ---- events ------------------------------------------------------------------------------ */
 
+static void on_child_exit(void *ctx, int status, int reaped, int exec_error,
+                          const struct rusage *usage);
+
+static void set_nonblocking(int fd) {
+  fcntl(fd, F_SETFL, O_NONBLOCK); /* (a pipe end has no other status flag worth keeping) */
+}
+
+/* The program started (out: pid, stdin, stdout, stderr): relay from now on. */
+static void started(conn_t *c, const int32_t *out, int group) {
+  int i;
+  c->spawned = 1;
+  c->pid = out[0];
+  c->process_group = group;
+  c->spawned_at = uv_now(c->hub->addon->loop);
+  c->in.fd = out[1];
+  c->out[0].fd = out[2];
+  c->out[1].fd = out[3];
+  for (i = 1; i <= 3; i++) set_nonblocking(out[i]);
+  c->state = S_RUNNING;
+  update(c);
+}
+
+#define FLAG_PROCESS_GROUP 1  /* native/spawn.c's */
+#define FLAG_DIE_WITH_PARENT 16
+
+/*
+ * A sockexec policy: argv runs as it is (the file is argv[0], looked up in PATH; this
+ * process's environment), as the JS path would run it, without a call into JS. 0 when it
+ * started; else the errno (then JS decides, as for any request).
+ */
+static int spawn_direct(conn_t *c) {
+  request_t *r = &c->req;
+  size_t program = strnlen(r->args, r->args_len);
+  int32_t out[5] = {0};
+  spawn_text_t text;
+  char *file_and_argv = malloc(program + 1 + r->args_len);
+  int error;
+  if (!file_and_argv) return ENOMEM;
+  memcpy(file_and_argv, r->args, program);
+  file_and_argv[program] = '\0';
+  memcpy(file_and_argv + program + 1, r->args, r->args_len);
+  text.file_and_argv = file_and_argv;
+  text.length = program + 1 + r->args_len;
+  text.argc = (uint32_t)r->argc;
+  text.flags = FLAG_DIE_WITH_PARENT | (c->process_group ? FLAG_PROCESS_GROUP : 0);
+  error = spawn_packed(c->hub->addon->env, c->hub->addon, NULL, &text, out, 5, c->kill_timeout,
+                       80, 24, on_child_exit, c);
+  free(file_and_argv);
+  if (error == 0) started(c, out, c->process_group);
+  return error;
+}
+
 static void decide(conn_t *c, int complete) {
   hub_t *h = c->hub;
   napi_env env = h->addon->env;
@@ -824,7 +885,12 @@ static void on_socket_readable(conn_t *c) {
     int r = request_feed(&c->req, &c->limits, c->buf + c->buf_off, c->buf_len - c->buf_off, &used);
     c->buf_off += used;
     if (r == REQ_MORE) return;
-    decide(c, r == REQ_COMPLETE);
+    c->t_request = 0;
+    /* (An empty program name is refused, in JS's words.) */
+    if (r != REQ_COMPLETE || !c->direct || c->req.args_len == 0 || c->req.args[0] == '\0' ||
+        spawn_direct(c) != 0) {
+      decide(c, r == REQ_COMPLETE);
+    }
     if (c->state != S_RUNNING) return;
   }
   process_stdin(c);
@@ -1257,25 +1323,31 @@ static conn_t *conn_of(hub_t *h, napi_env env, napi_value value) {
 
 /*
  * connServe(fd, id, timeoutMs, requestTimeoutMs, killTimeoutMs, maxArgs, maxArgLength,
- *           maxArgBytes, maxDataLength, wantPeer): serves the accepted client `fd` (owned from now on).
+ *           maxArgBytes, maxDataLength, wantPeer, direct, processGroup, exitGraceMs): serves the
+ * accepted client `fd` (owned from now on). `direct`: the policy is sockexec's and nothing
+ * needs the argv in JS (no audit log) — argv is then run as it is, JS not asked.
  */
 napi_value js_conn_serve(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value args[10];
+  size_t argc = 13;
+  napi_value args[13];
   hub_t *h = hub_of(env);
   int32_t fd = -1, id = 0;
   double numbers[7] = {0};
-  bool want_peer = false;
+  bool want_peer = false, direct = false, group = false;
+  uint32_t exit_grace = 0;
   conn_t *c;
   int i;
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (!h || argc < 10 || napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 ||
+  if (!h || argc < 13 || napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 ||
       napi_get_value_int32(env, args[1], &id) != napi_ok) {
     napi_throw_type_error(env, NULL, "connServe: bad arguments (after connInit)");
     return NULL;
   }
   for (i = 0; i < 7; i++) napi_get_value_double(env, args[2 + i], &numbers[i]);
   napi_get_value_bool(env, args[9], &want_peer);
+  napi_get_value_bool(env, args[10], &direct);
+  napi_get_value_bool(env, args[11], &group);
+  napi_get_value_uint32(env, args[12], &exit_grace);
   c = calloc(1, sizeof *c);
   if (!c) {
     close(fd);
@@ -1289,6 +1361,9 @@ napi_value js_conn_serve(napi_env env, napi_callback_info info) {
   c->out[1] = (watch_t){c, -1, W_STDERR, 0};
   c->in = (watch_t){c, -1, W_STDIN, 0};
   c->kill_timeout = (uint32_t)numbers[2];
+  c->direct = direct;
+  c->process_group = group;
+  c->exit_grace = exit_grace;
   c->limits.max_args = (uint64_t)numbers[3];
   c->limits.max_arg_length = (uint64_t)numbers[4];
   c->limits.max_arg_bytes = (uint64_t)numbers[5];
@@ -1319,11 +1394,6 @@ napi_value js_conn_serve(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void set_nonblocking(int fd) {
-  int flags = fcntl(fd, F_GETFL);
-  if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
 /*
  * connSpawn(id, ...PackedSpawn (9), exitGraceMs) → 0 when the program started (its pid in
  * out[0] of the Int32Array given last), else the errno of what failed (nothing was started:
@@ -1338,7 +1408,7 @@ napi_value js_conn_spawn(napi_env env, napi_callback_info info) {
   int32_t *out = NULL, flags = 0;
   size_t out_length = 0;
   napi_typedarray_type type;
-  int error, i;
+  int error;
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
   if (argc < 12 || !(c = conn_of(h, env, args[0])) || c->state != S_DECIDING ||
       napi_get_value_uint32(env, args[10], &exit_grace) != napi_ok ||
@@ -1349,21 +1419,12 @@ napi_value js_conn_spawn(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_get_value_int32(env, args[6], &flags);
-  error = spawn_packed(env, h->addon, args + 1, out, out_length, c->kill_timeout, 80, 24,
+  error = spawn_packed(env, h->addon, args + 1, NULL, out, out_length, c->kill_timeout, 80, 24,
                        on_child_exit, c);
   if (error < 0) return NULL; /* thrown */
   if (error == 0) {
-    c->spawned = 1;
-    c->pid = out[0];
-    c->process_group = (flags & 1) != 0; /* FLAG_PROCESS_GROUP */
     c->exit_grace = exit_grace;
-    c->spawned_at = uv_now(h->addon->loop);
-    c->in.fd = out[1];
-    c->out[0].fd = out[2];
-    c->out[1].fd = out[3];
-    for (i = 1; i <= 3; i++) set_nonblocking(out[i]);
-    c->state = S_RUNNING;
-    update(c);
+    started(c, out, (flags & FLAG_PROCESS_GROUP) != 0);
   }
   napi_create_int32(env, error, &result);
   return result;

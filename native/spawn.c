@@ -657,7 +657,7 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
     napi_get_value_int32(env, v, &rows);
   }
   if (!out || out_type != napi_int32_array) out_length = 0;
-  error = spawn_packed(env, a, args, out, out_length, grace, columns, rows, NULL, NULL);
+  error = spawn_packed(env, a, args, NULL, out, out_length, grace, columns, rows, NULL, NULL);
   if (error < 0) return NULL; /* thrown */
   napi_create_int32(env, error, &result);
   return result;
@@ -665,12 +665,15 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
 
 /*
  * spawn()'s work, for js_spawn and for the daemon's native connections (conn.c): `args` are
- * the nine packed leading arguments (PackedSpawn). With `on_exit`, the reaped child is told to
- * it (with `ctx`) instead of JS's onExit, and stdin is not held for JS (the caller owns it).
- * Returns 0 (out = pid, fds), an errno (out[0] = the stage), or -1 with a TypeError thrown.
+ * the nine packed leading arguments (PackedSpawn); or, without them, `text` says what to run
+ * (file and argv, NUL-separated; this process's environment, nothing else changed). With
+ * `on_exit`, the reaped child is told to it (with `ctx`) instead of JS's onExit, and stdin is
+ * not held for JS (the caller owns it). Returns 0 (out = pid, fds), an errno (out[0] = the
+ * stage), or -1 with a TypeError thrown.
  */
-int spawn_packed(napi_env env, addon_t *a, napi_value *args, int32_t *out, size_t out_length,
-                 uint32_t grace, int32_t columns, int32_t rows, spawn_exit_cb on_exit, void *ctx) {
+int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t *text,
+                 int32_t *out, size_t out_length, uint32_t grace, int32_t columns, int32_t rows,
+                 spawn_exit_cb on_exit, void *ctx) {
   spawn_job *job = NULL;
   spawn_plan *plan;
   child_t *c = NULL;
@@ -683,11 +686,16 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, int32_t *out, size_
   pid_t pid = -1;
   sigset_t all, old;
 
-  napi_get_value_uint32(env, args[1], &arg_count);
-  napi_get_value_uint32(env, args[3], &env_count);
-  napi_get_value_int32(env, args[5], &flags);
-  napi_get_value_int32(env, args[6], &uid);
-  napi_get_value_int32(env, args[7], &gid);
+  if (args) {
+    napi_get_value_uint32(env, args[1], &arg_count);
+    napi_get_value_uint32(env, args[3], &env_count);
+    napi_get_value_int32(env, args[5], &flags);
+    napi_get_value_int32(env, args[6], &uid);
+    napi_get_value_int32(env, args[7], &gid);
+  } else {
+    arg_count = text->argc;
+    flags = text->flags;
+  }
   fd_count = (flags & FLAG_REPORT_PIPE) ? 4 : 3;
   if (!out || out_length < (size_t)fd_count + 1 || arg_count == 0) {
     napi_throw_type_error(env, NULL, "spawn: bad arguments");
@@ -702,19 +710,25 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, int32_t *out, size_
   plan = &job->plan;
 
   /* Everything the child reads is copied into the job here (the ownership rule, at the top). */
-  job->argv_text = get_string(env, args[0], &argv_len);
+  if (args) {
+    job->argv_text = get_string(env, args[0], &argv_len);
+  } else if ((job->argv_text = malloc(text->length + 1))) {
+    memcpy(job->argv_text, text->file_and_argv, text->length);
+    job->argv_text[text->length] = '\0';
+    argv_len = text->length;
+  }
   job->file_and_argv = job->argv_text ? split_parts(job->argv_text, argv_len, arg_count + 1) : NULL;
   if (!job->file_and_argv) error = ENOMEM;
-  napi_typeof(env, args[2], &type);
-  if (type == napi_string) {
+  if (args) napi_typeof(env, args[2], &type);
+  if (args && type == napi_string) {
     job->env_text = get_string(env, args[2], &env_len);
     job->envp = job->env_text ? split_parts(job->env_text, env_len, env_count) : NULL;
     if (!job->envp) error = ENOMEM;
   } else if (copy_environ(job, &job->envp) != 0) {
     error = ENOMEM;
   }
-  napi_typeof(env, args[4], &type);
-  if (type == napi_string && !(job->cwd = get_string(env, args[4], NULL))) error = ENOMEM;
+  if (args) napi_typeof(env, args[4], &type);
+  if (args && type == napi_string && !(job->cwd = get_string(env, args[4], NULL))) error = ENOMEM;
   if (error) goto done;
   plan->argv = job->file_and_argv + 1;
   plan->envp = job->envp;
@@ -731,8 +745,8 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, int32_t *out, size_
   plan->gid = (gid_t)gid;
   memcpy(plan->shell, "/bin/sh", sizeof plan->shell);
 
-  napi_typeof(env, args[8], &type);
-  if (type == napi_object) {
+  if (args) napi_typeof(env, args[8], &type);
+  if (args && type == napi_object) {
     uint32_t length = 0;
     napi_get_array_length(env, args[8], &length);
     for (i = 0; i + 2 < (int)length && plan->rlimit_count < MAX_RLIMITS; i += 3) {

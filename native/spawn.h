@@ -12,8 +12,16 @@ void spawn_teardown(addon_t *a);
 struct rusage;
 typedef void (*spawn_exit_cb)(void *ctx, int status, int reaped, int exec_error,
                               const struct rusage *usage);
-int spawn_packed(napi_env env, addon_t *a, napi_value *args, int32_t *out, size_t out_length,
-                 uint32_t grace, int32_t columns, int32_t rows, spawn_exit_cb on_exit, void *ctx);
+/* What to run, without JS arguments: file and argv, NUL-separated (argc of them after the file). */
+typedef struct {
+  const char *file_and_argv;
+  size_t length;
+  uint32_t argc;
+  int32_t flags;
+} spawn_text_t;
+int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t *text,
+                 int32_t *out, size_t out_length, uint32_t grace, int32_t columns, int32_t rows,
+                 spawn_exit_cb on_exit, void *ctx);
 
 napi_value js_spawn(napi_env env, napi_callback_info info);
 napi_value js_set_usage_buffer(napi_env env, napi_callback_info info);

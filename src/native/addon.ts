@@ -92,6 +92,9 @@ export interface Addon {
     maxArgBytes: number,
     maxDataLength: number,
     wantPeer: boolean,
+    direct: boolean,
+    processGroup: boolean,
+    exitGraceMs: number,
   ): void;
   connSpawn(
     id: number,

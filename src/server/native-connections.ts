@@ -74,6 +74,8 @@ export interface NativeHost {
   readonly audit: AuditLog | null;
   /** Accepted client descriptors, to serve, queue or close. */
   onAccepted(fds: Int32Array, count: number): void;
+  /** A native connection has ended (not when handed off: its Connection ends later). */
+  onNativeClosed(connection: NativeConnection): void;
   /** A native connection became a JS one (its socket and the bytes read so far). */
   onHandoff(connection: NativeConnection, socket: Socket, prefix: Buffer, elapsedMs: number): void;
 }
@@ -93,7 +95,7 @@ function onEvent(kind: number, id: number, extra: Buffer | undefined): string | 
   const connection = connections.get(id);
   if (!connection) return undefined;
   if (kind === EV_REQUEST) connection.onRequest(extra);
-  else if (kind === EV_EXEC_ERROR) return connection.execErrorMessage();
+  else if (kind === EV_EXEC_ERROR) return connection.execErrorMessage(extra!);
   else if (kind === EV_CLOSED) connection.onClosed();
   return undefined;
 }
@@ -164,21 +166,25 @@ export function closeAccepted(fd: number): void {
 /** One client served natively, until it ends or is handed off. */
 export class NativeConnection {
   readonly id: number;
-  readonly closed: Promise<void>;
-  #resolveClosed!: () => void;
+  /** Made only when someone waits for it (shutdown): most connections end unwatched. */
+  #closed: Promise<void> | null = null;
+  #resolveClosed: (() => void) | null = null;
+  #ended = false;
   readonly #host: NativeHost;
-  readonly #time = new Date().toISOString();
+  readonly #acceptedAt = Date.now();
   readonly #startedAt = performance.now();
   #argv: string[] = [];
   /** The JS Connection this became, if it was handed off. */
   #handedOff = false;
 
-  constructor(fd: number, host: NativeHost) {
+  constructor(host: NativeHost) {
     this.id = nextId++;
     this.#host = host;
-    this.closed = new Promise((resolve) => {
-      this.#resolveClosed = resolve;
-    });
+  }
+
+  /** Serves the accepted client `fd` (owned from now on). Its end may be told at once. */
+  start(fd: number): void {
+    const host = this.#host;
     const { options } = host;
     const { limits } = options;
     connections.set(this.id, this);
@@ -193,7 +199,26 @@ export class NativeConnection {
       limits.maxArgBytes,
       limits.maxDataLength,
       host.audit !== null,
+      // Nothing to decide or record per argv: conn.c runs it as the JS path would.
+      options.policy.isOpen && host.audit === null,
+      options.processGroup,
+      DEFAULT_EXIT_GRACE,
     );
+  }
+
+  /** Settles once the connection has ended (its Connection, when it was handed off). */
+  get closed(): Promise<void> {
+    this.#closed ??= this.#ended
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+          this.#resolveClosed = resolve;
+        });
+    return this.#closed;
+  }
+
+  #end(): void {
+    this.#ended = true;
+    this.#resolveClosed?.();
   }
 
   /** Daemon shutdown: as Connection.shutdown. */
@@ -248,19 +273,20 @@ export class NativeConnection {
 
   /** A handed-off client's Connection has closed: so has this. */
   handedOffClosed(): void {
-    this.#resolveClosed();
+    this.#end();
   }
 
-  /** The program could not be executed (its errno in the record): LocalChannel's words for it. */
-  execErrorMessage(): string {
-    return execFailure(this.#argv[0]!, getSystemErrorName(-record[REC.errno]!))[1];
+  /** `program` could not be executed (the errno in the record): LocalChannel's words for it. */
+  execErrorMessage(program: Buffer): string {
+    return execFailure(program.toString('utf8'), getSystemErrorName(-record[REC.errno]!))[1];
   }
 
   onClosed(): void {
     connections.delete(this.id);
     const audit = this.#host.audit;
     if (audit) audit.write(this.#record());
-    this.#resolveClosed();
+    this.#end();
+    this.#host.onNativeClosed(this);
   }
 
   #record(): AuditRecord {
@@ -272,7 +298,7 @@ export class NativeConnection {
     const wall = record[REC.wall]!;
     const known = (value: number) => (value >= 0 ? value : null);
     return {
-      time: this.#time,
+      time: new Date(this.#acceptedAt).toISOString(),
       peer:
         record[REC.peerPid]! >= 0
           ? { pid: record[REC.peerPid]!, uid: record[REC.peerUid]!, gid: record[REC.peerGid]! }

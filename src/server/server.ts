@@ -211,9 +211,13 @@ export class Server implements NativeHost {
   }
 
   #serveNative(fd: number): void {
-    const connection = new NativeConnection(fd, this);
+    const connection = new NativeConnection(this);
     this.#active.add(connection);
-    void connection.closed.then(() => this.#release(connection));
+    connection.start(fd);
+  }
+
+  onNativeClosed(connection: NativeConnection): void {
+    this.#release(connection);
   }
 
   /** A native connection's client is served by a JS Connection from now on, in the same slot. */
