@@ -47,7 +47,13 @@
 
 #define ARG_OVERHEAD 24 /* what an argument costs besides its bytes: src/protocol/argv-collector.ts */
 #define MAX_ARGC_DIGITS 10
-#define READ_SIZE 65536
+#define READ_SIZE 65536 /* client bytes, per read */
+/*
+ * Output is read into one buffer of the hub's this long; a read that fills a default pipe
+ * enlarges that pipe to it (as NativeOutput does): bulk output then takes 16 times fewer reads.
+ */
+#define PIPE_READ_SIZE (1024 * 1024)
+#define PIPE_FILLED 65536
 #define MAX_PIPE_DRAIN (1024 * 1024) /* read at the grace's end, per pipe (MAX_PIPE_SIZE in JS) */
 #define MAX_EVENTS 64
 #define ACCEPT_BATCH 64
@@ -303,6 +309,7 @@ struct conn {
   int shut_pending, shut_done, client_eof;
   /* the program */
   int spawned, reaped, child_done, exec_failed, process_group, grace_over;
+  int enlarged[2];
   int direct; /* the policy is sockexec's: argv runs as it is, without asking JS (connServe) */
   pid_t pid;
   int status, status_known;
@@ -677,7 +684,7 @@ static void close_pipes_after_grace(conn_t *c) {
   for (i = 0; i < 2; i++) {
     size_t taken = 0;
     while (c->out[i].fd >= 0 && taken < MAX_PIPE_DRAIN) {
-      ssize_t n = read(c->out[i].fd, c->hub->rbuf, READ_SIZE);
+      ssize_t n = read(c->out[i].fd, c->hub->rbuf, PIPE_READ_SIZE);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       taken += (size_t)n;
@@ -915,9 +922,13 @@ static void on_socket_writable(conn_t *c) {
 
 static void on_pipe_readable(conn_t *c, int i) {
   ssize_t n;
-  do n = read(c->out[i].fd, c->hub->rbuf, READ_SIZE);
+  do n = read(c->out[i].fd, c->hub->rbuf, PIPE_READ_SIZE);
   while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n >= PIPE_FILLED && !c->enlarged[i]) {
+    c->enlarged[i] = 1;
+    fcntl(c->out[i].fd, F_SETPIPE_SZ, PIPE_READ_SIZE); /* best effort (the user's pipe quota) */
+  }
   if (n > 0) {
     relay(c, i, c->hub->rbuf, (size_t)n);
     return;
@@ -1160,7 +1171,7 @@ napi_value js_conn_init(napi_env env, napi_callback_info info) {
     return NULL;
   }
   h = calloc(1, sizeof *h);
-  if (!h || !(h->rbuf = malloc(READ_SIZE))) {
+  if (!h || !(h->rbuf = malloc(PIPE_READ_SIZE))) {
     free(h);
     napi_throw_error(env, "ENOMEM", "connInit: out of memory");
     return NULL;
