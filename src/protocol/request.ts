@@ -198,28 +198,23 @@ export class RequestDecoder {
   }
 }
 
-const COMMA = 0x2c;
-
-/** argc and argv as netstrings, in one buffer (written in place: one allocation per request). */
+/**
+ * argc and argv as netstrings, in one buffer. Strings (the usual argv) are framed as one
+ * string and encoded at once: one allocation and one encoder call per request.
+ */
 export function encodeArgs(argv: readonly (string | Buffer)[]): Buffer {
   const argc = String(argv.length);
-  const head = `${argc.length}:${argc},`;
-  let size = head.length;
-  const lengths: number[] = [];
+  let text = `${argc.length}:${argc},`;
   for (const arg of argv) {
-    const length = typeof arg === 'string' ? Buffer.byteLength(arg) : arg.length;
-    lengths.push(length);
-    size += String(length).length + length + 2;
+    if (typeof arg !== 'string') return encodeMixedArgs(argv);
+    text += `${Buffer.byteLength(arg)}:${arg},`;
   }
-  const out = Buffer.allocUnsafe(size);
-  let at = out.write(head, 0, 'latin1');
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    at += out.write(`${lengths[i]}:`, at, 'latin1');
-    at += typeof arg === 'string' ? out.write(arg, at, 'utf8') : arg.copy(out, at);
-    out[at++] = COMMA;
-  }
-  return out;
+  return Buffer.from(text);
+}
+
+/** encodeArgs with byte arguments among the strings. */
+function encodeMixedArgs(argv: readonly (string | Buffer)[]): Buffer {
+  return Buffer.concat([encodeNetstring(String(argv.length)), ...argv.map(encodeNetstring)]);
 }
 
 /** One stdin netstring as buffers to write in order. An empty chunk encodes to nothing: `0:,` would close stdin. */
