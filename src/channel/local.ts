@@ -17,7 +17,7 @@ import {
   resolveTerminal,
   type Terminal,
 } from '../core/terminal.js';
-import { ArgumentError, ProcsockError, SpawnError, throwIfAborted } from '../errors.js';
+import { ArgumentError, abortError, ProcsockError, SpawnError } from '../errors.js';
 import { addonAvailable, readAvailable } from '../native/addon.js';
 import { printable } from '../util/printable.js';
 import { checkCgroupPath, removeAbandonedCgroup, runCgroup } from './cgroup.js';
@@ -332,20 +332,9 @@ export class LocalChannel extends ProcessChannel {
       this.emit('drain');
     });
     child.stdin!.on('drain', () => this.emit('drain'));
-    for (const [stream, type] of [
-      [child.stdout, 'stdout'],
-      [child.stderr, 'stderr'],
-      [child.report, 'report'],
-    ] as const) {
-      if (!stream) continue;
-      if (type === 'report') stream.on('data', (data: Buffer) => this.#report.push(data));
-      else stream.on('data', (data: Buffer) => this.emitOutput(type, data));
-      stream.on('error', () => {});
-      stream.on('close', () => {
-        this.#openStreams--;
-        this.#maybeFinish();
-      });
-    }
+    this.#watchOutput(child.stdout, (data) => this.emitOutput('stdout', data));
+    this.#watchOutput(child.stderr, (data) => this.emitOutput('stderr', data));
+    this.#watchOutput(child.report, (data) => this.#report.push(data));
     child.on('exit', (code, signal) => {
       this.#reaped = signal ? killedBy(wireSignalName(signal)) : exitedWith(code ?? 0);
       this.#usage = this.#measure(child.usage ?? UNKNOWN_CHILD_USAGE);
@@ -354,6 +343,17 @@ export class LocalChannel extends ProcessChannel {
       this.#maybeFinish();
     });
     return child;
+  }
+
+  /** An output pipe (or the reaper's report): its data, and its close counted towards the end. */
+  #watchOutput(stream: ChildOutput | null | undefined, onData: (data: Buffer) => void): void {
+    if (!stream) return;
+    stream.on('data', onData);
+    stream.on('error', ignore);
+    stream.on('close', () => {
+      this.#openStreams--;
+      this.#maybeFinish();
+    });
   }
 
   #failExec(error: unknown): void {
@@ -669,23 +669,26 @@ export function localTransport(defaults: LocalChannelOptions = {}): Transport {
     start: (request: LaunchRequest) => new LocalChannel(request.argv, merge(defaults, request)),
     cancel: () => Promise.resolve(),
   };
+  // Nothing to get ready locally: every prepare() answers with the same settled promise.
+  const ready = Promise.resolve(launch);
   return {
     description: 'a local child process',
-    prepare: async (options = {}) => {
-      throwIfAborted(options.signal);
-      return launch;
+    prepare: (options = {}) => {
+      const { signal } = options;
+      return signal?.aborted ? Promise.reject(abortError(signal)) : ready;
     },
   };
 }
 
 /** The transport's defaults with the request's options laid over them (an undefined one does not erase a default). */
 function merge(defaults: LocalChannelOptions, request: LaunchRequest): LocalChannelOptions {
-  const { argv: _argv, ...options } = request;
-  const merged: LocalChannelOptions = { ...defaults };
-  for (const [key, value] of Object.entries(options)) {
-    if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
+  const merged: Record<string, unknown> = { ...defaults };
+  const given = request as unknown as Record<string, unknown>;
+  for (const key of Object.keys(given)) {
+    const value = given[key];
+    if (value !== undefined && key !== 'argv') merged[key] = value;
   }
-  return merged;
+  return merged as LocalChannelOptions;
 }
 
 function terminalsHere(choice: SpawnBackendChoice | undefined): boolean {
@@ -724,6 +727,8 @@ function readNow(
   }
   return true;
 }
+
+function ignore(): void {}
 
 function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   try {
