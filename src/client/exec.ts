@@ -210,12 +210,15 @@ function callTransport(target: Transport | null, options: RunOptions<Encoding>):
 /** The call forms: (), (...strings), (argv[] | string, options?), (options), (...strings, options). */
 function parseCall(args: unknown[]): { argv: unknown; options: RunOptions<Encoding> } {
   const last = args.at(-1);
-  const options = isOptionsObject(last) ? last : {};
-  const rest = isOptionsObject(last) ? args.slice(0, -1) : args;
-  if (rest.length === 0) return { argv: undefined, options };
-  if (rest.length === 1 && (Array.isArray(rest[0]) || typeof rest[0] === 'string')) {
-    return { argv: rest[0], options };
+  const withOptions = isOptionsObject(last);
+  const options = withOptions ? last : {};
+  const count = withOptions ? args.length - 1 : args.length;
+  if (count === 0) return { argv: undefined, options };
+  const first = args[0];
+  if (count === 1 && (Array.isArray(first) || typeof first === 'string')) {
+    return { argv: first, options };
   }
+  const rest = withOptions ? args.slice(0, -1) : args;
   if (rest.every((arg) => typeof arg === 'string')) return { argv: rest, options };
   throw new ArgumentError(
     `call with strings (program and arguments), an argv array, and/or an options object; got ${rest.map(describeValue).join(', ')}`,

@@ -102,7 +102,8 @@ class Execution {
   #timer: NodeJS.Timeout | null = null;
   #wallTimer: NodeJS.Timeout | null = null;
   #pendingCallbacks = 0;
-  readonly #callbacksSettled = new Set<Promise<unknown>>();
+  /** Callbacks' promises still pending (made at the first one: most calls have none). */
+  #callbacksSettled: Set<Promise<unknown>> | null = null;
 
   constructor(channel: ProcessChannel, plan: ExecutionPlan) {
     this.#channel = channel;
@@ -147,7 +148,8 @@ class Execution {
     }
     this.#flushDecoders();
     // The call is done when the consumer is too: wait for callbacks still working.
-    while (this.#callbacksSettled.size > 0) await Promise.all(this.#callbacksSettled);
+    const settling = this.#callbacksSettled;
+    while (settling && settling.size > 0) await Promise.all(settling);
     // A daemon that was sent the call's timeout stopped the program at it before this timer did.
     if (!this.#failure && this.#channel.reason === 'timeout' && hasDeadline(this.#plan.timeout)) {
       this.#failure = this.#timeoutError('timeout');
@@ -242,19 +244,21 @@ class Execution {
       this.#channel.pause();
       this.#disarmTimer();
     }
+    this.#callbacksSettled ??= new Set();
+    const pending = this.#callbacksSettled;
     const settled = Promise.resolve(returned).then(
       () => {
-        this.#callbacksSettled.delete(settled);
+        pending.delete(settled);
         if (--this.#pendingCallbacks > 0 || this.#failure || this.#channel.closed) return;
         this.#channel.resume();
         this.#armTimer();
       },
       (error: unknown) => {
-        this.#callbacksSettled.delete(settled);
+        pending.delete(settled);
         this.#fail(error as Error);
       },
     );
-    this.#callbacksSettled.add(settled);
+    pending.add(settled);
   }
 
   #endStdin(): void {

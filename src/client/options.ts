@@ -118,15 +118,16 @@ export type ResolvedExecOptions = {
     : Exclude<ExecOptions<Encoding>[K], undefined>;
 };
 
-/** The table's defaults, as one object: each call's resolution starts from a copy of it. */
-const TABLE_DEFAULTS: Readonly<Record<string, unknown>> = Object.fromEntries(
-  EXEC_OPTION_NAMES.map((name) => [name, EXEC_OPTIONS[name].default]),
+/** The table's defaults, as one object: a call that sets an option gets a copy of it. */
+const TABLE_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze(
+  Object.fromEntries(EXEC_OPTION_NAMES.map((name) => [name, EXEC_OPTIONS[name].default])),
 );
 
 /**
  * Merges a call's options over an exec's defaults, checks every value, and refuses unknown
  * keys (`extra` names what the caller takes besides the table, such as `signal`). Only the
- * keys that are there are visited: a call usually sets one or two of the table's options.
+ * keys that are there are visited: a call usually sets one or two of the table's options,
+ * and one that sets none gets the defaults' own (frozen) object, not a copy.
  */
 export function resolveExecOptions(
   defaults: Partial<Record<ExecOptionName, unknown>> | CheckedDefaults,
@@ -135,18 +136,25 @@ export function resolveExecOptions(
 ): ResolvedExecOptions {
   refuseUnknownKeys(options, extra, 'option');
   const given = options as Record<string, unknown>;
-  let resolved: Record<string, unknown>;
+  let base = TABLE_DEFAULTS;
+  let resolved: Record<string, unknown> | null = null;
+  const set = (name: string, value: unknown) => {
+    resolved ??= { ...base };
+    resolved[name] = value;
+  };
   if (defaults instanceof CheckedDefaults) {
-    resolved = { ...defaults.current(given) };
+    base = defaults.current(given);
   } else {
-    resolved = { ...TABLE_DEFAULTS };
     for (const name of Object.keys(defaults)) {
-      if (given[name] === undefined)
-        take(resolved, name, (defaults as Record<string, unknown>)[name]);
+      const value = (defaults as Record<string, unknown>)[name];
+      if (given[name] === undefined && taken(name, value)) set(name, value);
     }
   }
-  for (const name of Object.keys(given)) take(resolved, name, given[name]);
-  const result = resolved as ResolvedExecOptions;
+  for (const name of Object.keys(given)) {
+    const value = given[name];
+    if (taken(name, value)) set(name, value);
+  }
+  const result = (resolved ?? base) as ResolvedExecOptions;
   if (result.timeoutFatal === false && result.timeout !== 0 && result.timeout !== Infinity) {
     throw new ArgumentError(
       'timeoutFatal: false only turns off the idle limit (idleTimeout); the wall-clock timeout is ' +
@@ -211,16 +219,16 @@ export class CheckedDefaults {
         invalid.push(name);
       }
     }
-    this.#merged = merged;
+    this.#merged = Object.freeze(merged);
     this.#invalid = invalid;
   }
 }
 
-/** Checks and keeps a set value of a table option (anything else is not the table's). */
-function take(resolved: Record<string, unknown>, name: string, value: unknown): void {
-  if (value === undefined || !isExecOption(name)) return;
+/** Whether `value` is a set value of a table option (checked: throws when bad) — anything else is not the table's. */
+function taken(name: string, value: unknown): boolean {
+  if (value === undefined || !isExecOption(name)) return false;
   EXEC_OPTIONS[name].check(value, name);
-  resolved[name] = value;
+  return true;
 }
 
 export function isExecOption(name: string): name is ExecOptionName {
@@ -323,9 +331,11 @@ export function checkArgv(argv: unknown, what = 'argv'): readonly string[] {
       `${what} must be a non-empty array of strings; got ${describeValue(argv)}`,
     );
   }
-  for (const [index, arg] of argv.entries()) {
-    if (typeof arg !== 'string') {
-      throw new ArgumentError(`${what}[${index}] must be a string; got ${describeValue(arg)}`);
+  for (let index = 0; index < argv.length; index++) {
+    if (typeof argv[index] !== 'string') {
+      throw new ArgumentError(
+        `${what}[${index}] must be a string; got ${describeValue(argv[index])}`,
+      );
     }
   }
   if (argv[0] === '') throw new ArgumentError(`${what}[0], the program, must not be empty`);
