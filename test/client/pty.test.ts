@@ -101,6 +101,47 @@ for (const where of ['local', 'daemon'] as const) {
       assert.equal(result.exitCode, 0);
     });
 
+    test('the real python3 -i REPL, driven as a person would: prompts, echo, a traceback on stderr, end of input at the prompt', async () => {
+      // TERM=dumb: readline without escape sequences, so the prompts and echo are plain text.
+      const session = await connectTo({ pty: true, env: { ...process.env, TERM: 'dumb' } });
+      const seen = { stdout: '', stderr: '' };
+      /** Reads both streams until stdout matches; returns the stdout read meanwhile. */
+      const prompt = async (pattern: RegExp) => {
+        const from = seen.stdout.length;
+        while (!pattern.test(seen.stdout.slice(from))) {
+          const item = await session.receive({ timeout: 20_000 });
+          assert.ok(item.type === 'stdout' || item.type === 'stderr', JSON.stringify(seen));
+          seen[item.type] += item.data.toString();
+        }
+        return seen.stdout.slice(from);
+      };
+      try {
+        session.sendArgs(['python3', '-q', '-i']);
+        await prompt(/>>> $/);
+        await session.send('def twice(x):\n    return 2 * x\n\n');
+        await prompt(/\.\.\. \r\n>>> $/);
+        await session.send('twice(21)\n');
+        assert.match(await prompt(/42\r\n>>> $/), /twice\(21\)\r\n42\r\n>>> $/);
+        await session.send('1/0\n');
+        await prompt(/>>> $/);
+        // End of input typed at the prompt (readline, in raw mode, takes ^D on an empty line).
+        await session.sendClose();
+        for (;;) {
+          const item = await session.receive({ timeout: 20_000 });
+          if (item.type === 'stdout' || item.type === 'stderr')
+            seen[item.type] += item.data.toString();
+          else {
+            assert.equal(item.type, 'exit');
+            if (item.type === 'exit') assert.deepEqual([item.exitCode, item.termSignal], [0, null]);
+            break;
+          }
+        }
+        assert.match(seen.stderr, /ZeroDivisionError: division by zero/);
+      } finally {
+        await session.close();
+      }
+    });
+
     test('python3 sees a terminal on stdout', async () => {
       const result = await run(['python3', '-c', 'import sys; print(sys.stdout.isatty())'], {
         ...target(),
