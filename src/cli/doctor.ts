@@ -4,11 +4,14 @@
  * programs are spawned natively, 1 when procsock fell back to child_process (or was told
  * to), so a deployment script can insist on the fast path.
  */
+import { delegatedCgroup } from '../channel/cgroup.js';
+import { REAPER_MISSING, reaperPath } from '../channel/contain.js';
 import { spawnBackendInUse } from '../channel/spawn/index.js';
 import {
   addonAvailable,
   addonExitWatch,
   addonReport,
+  cgroupDelegated,
   nativeUnavailableReason,
   runtimeLibc,
 } from '../native/addon.js';
@@ -61,7 +64,15 @@ export async function main(args: string[], version: string): Promise<number> {
     lines.push(`  ${candidate.origin}: ${candidate.path}: ${error ?? 'loaded'}`);
   }
   if (line.startsWith('spawn backend: native')) lines.push(`exit watch: ${addonExitWatch()}`);
-  for (const name of ['PROCSOCK_SPAWN', 'PROCSOCK_NATIVE_PATH']) {
+  const reaper = reaperPath();
+  lines.push(
+    `containment: ${reaper === null ? `none (${REAPER_MISSING})` : `procsock_reaper (${reaper})`}`,
+  );
+  const cgroup = reaper === null ? null : delegatedCgroup(cgroupDelegated);
+  lines.push(
+    `cgroup per run (serve --cgroup auto): ${cgroup ?? "none (this process's cgroup was not delegated to it)"}`,
+  );
+  for (const name of ['PROCSOCK_SPAWN', 'PROCSOCK_NATIVE_PATH', 'PROCSOCK_REAPER_PATH']) {
     lines.push(`${name}=${process.env[name] || '(unset)'}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);

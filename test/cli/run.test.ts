@@ -7,9 +7,9 @@
 import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { spawnBackendInUse } from '../../src/channel/local.js';
 import { parseRunArgs } from '../../src/cli/run.js';
 import { finished, runCli, spawnCli, stdoutUntil, testChildren } from '../helpers/cli.js';
-import { spawnBackendInUse } from '../../src/channel/local.js';
 import { startDaemon, startDaemonProcess, type TestDaemon } from '../helpers/daemon.js';
 import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 

@@ -111,6 +111,12 @@ describe('the npm package, installed without a compiler', { skip }, () => {
       const doctor = await inProject(dir, join(dir, 'node_modules', '.bin', 'procsock'), [
         'doctor',
       ]);
+      assert.ok(
+        doctor.stdout.includes(
+          `containment: procsock_reaper (${installed}/prebuilds/${platform}/procsock_reaper.glibc)`,
+        ),
+        doctor.stdout,
+      );
       assert.match(
         doctor.stdout,
         new RegExp(
