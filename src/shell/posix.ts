@@ -92,6 +92,8 @@ const BASH_HEADER = 2 * PIECE_CHARS + 4;
 const BASH_BLOCK = 64;
 /** Ends every command bash evaluates: the command's status, and `eval` returns 0 (see the top). */
 const BASH_TAIL = '\n__pss=$?';
+/** The final run's (stop()) tail: the shell exits with the command's status. */
+const BASH_FINAL_TAIL = '\n\\builtin exit "$?"';
 /** Characters whose count in bash's locale is not their count here: such a run is read to a NUL. */
 const NON_ASCII = /[^\x00-\x7f]/;
 /**
@@ -112,12 +114,14 @@ const TERMINAL_MODES =
   ';\\\\builtin command -p stty \\"\\$__pstty\\" 0</dev/tty 2>/dev/null||\\\\builtin :';
 
 /**
- * bash's read–eval loop. Per run: print the last run's report (nothing before the first), read
+ * bash's read–eval loop. Per run: print the last run's report (the probe's before the first), read
  * the run's first block (`read -N`: one system call for the block, where reading to a
  * delimiter takes one per byte), restore the last status as `$?` (`false`, or the function
  * for other statuses, each on the left of `&&`, so neither `set -e` nor an ERR trap sees it;
  * no function call for 0 or 1, so a RETURN trap under `set -T` stays quiet), then `eval` the
- * command, which ends with `__pss=$?` (eval returns 0: see the top).
+ * command, which ends with `__pss=$?` (eval returns 0: see the top). The block's `read` also
+ * empties `__pss` (`-N` gives a second name nothing), so a run whose tail did not run (a
+ * `break` or `continue` in it) reports no status.
  * The block's kind (after the status) says where the command is: `s`, in the block; `l`, in
  * the next N characters (N in the block), read with a second `read -N`; `u`, up to a NUL (the
  * command is not ASCII, so its length in characters depends on bash's locale: read to a
@@ -128,8 +132,8 @@ const TERMINAL_MODES =
  *
  * The report is in the inner loop's condition, so a `continue` in a command still reports;
  * a `break` ends the inner loop, the outer one starts it again (the report follows); a
- * `break N` that ends both starts the loop anew through `eval`. At end of input (stop())
- * the shell exits with the last command's status.
+ * `break N` that ends both starts the loop anew through `eval`. stop()'s final command
+ * ends with `exit "$?"` (at end of input `__pss` has been emptied by the read).
  */
 function bashLoop(stderrMarker: boolean, commandStdin: string, terminal: boolean): string {
   const pieces = `"\${__psh:0:${PIECE_CHARS}}" "\${__psh:${PIECE_CHARS}:${PIECE_CHARS}}"`;
@@ -140,6 +144,8 @@ function bashLoop(stderrMarker: boolean, commandStdin: string, terminal: boolean
   const closeCopy = stderrMarker ? ` ${STDERR_COPY}>&-` : '';
   const status = `\${__psh:${2 * PIECE_CHARS}:3}`;
   const kind = `\${__psh:${2 * PIECE_CHARS + 3}:1}`;
+  // The marker's place in a pattern: the common runs are told apart on the whole block.
+  const anyMarker = '?'.repeat(2 * PIECE_CHARS);
   const rest =
     `case ${kind} in ` +
     `l) ${BASH_READ} -N "\${__psh:${BASH_HEADER}}" -u "$__psfd" __psr && __psh=\${__psh:0:${BASH_HEADER}}$__psr;; ` +
@@ -148,13 +154,13 @@ function bashLoop(stderrMarker: boolean, commandStdin: string, terminal: boolean
     `*) \\${RESTORE_FUNCTION} "${status}" && \\builtin :;; esac`;
   return (
     `while while ${toStderr}\\builtin printf "$__psf" ${pieces}${evalStatus} "$__pss"; ` +
-    `${terminal ? TERMINAL_SYNC : ''}${BASH_READ} -N ${BASH_BLOCK} -u "$__psfd" __psh; do __pss=-; ` +
-    `case \${__psh:${2 * PIECE_CHARS}:4} in 000s) ;; 001s) \\builtin false && \\builtin :;; ` +
+    `${terminal ? TERMINAL_SYNC : ''}${BASH_READ} -N ${BASH_BLOCK} -u "$__psfd" __psh __pss; do ` +
+    `case $__psh in ${anyMarker}000s*) ;; ${anyMarker}001s*) \\builtin false && \\builtin :;; ` +
     `*) ${rest};; esac; ` +
     `\\builtin eval "\${__psh:${BASH_HEADER}}${terminal ? TERMINAL_MODES : ''}"${commandStdin}${closeCopy}; done; ` +
     `\\builtin [ -n "$__psh" ]; do \\builtin :; done; ` +
     // After a `break N` that ended both loops; `&&`, so the report's `$?` is 0.
-    `\\builtin [ -n "$__psh" ] && \\builtin eval "$__psl"; \\builtin exit "$__pss"`
+    `\\builtin [ -n "$__psh" ] && \\builtin eval "$__psl"; \\builtin exit "\${__pss:-2}"`
   );
 }
 
@@ -255,7 +261,12 @@ export class PosixFraming implements Framing {
   finalInput(command: string | undefined): string {
     if (this.#probe) this.#readProbe(this.#probe.payload);
     if (this.#loop)
-      return this.#bashRun(freshMarker(PIECE_BYTES), freshMarker(PIECE_BYTES), command ?? 'true');
+      return this.#bashRun(
+        freshMarker(PIECE_BYTES),
+        freshMarker(PIECE_BYTES),
+        command ?? 'true',
+        BASH_FINAL_TAIL,
+      );
     if (command === undefined) return 'true\n';
     return `${this.#restore()}${command.endsWith('\n') ? command : `${command}\n`}`;
   }
@@ -264,11 +275,11 @@ export class PosixFraming implements Framing {
    * A run of bash's loop: the header (marker pieces, the status to restore, the kind), then the
    * command with its tail: in the block (`s`), after a length (`l`), or up to a NUL (`u`).
    */
-  #bashRun(p1: string, p2: string, command: string): string {
+  #bashRun(p1: string, p2: string, command: string, tail = BASH_TAIL): string {
     const status = Math.min(Math.max(this.#lastStatus() ?? 0, 0), 255);
     // On an interactive terminal a NUL first: where the driver's bytes start (TERMINAL_SYNC).
     const header = `${this.#terminal ? '\0' : ''}${p1}${p2}${String(status).padStart(3, '0')}`;
-    const text = command + BASH_TAIL;
+    const text = command + tail;
     const room = BASH_BLOCK - BASH_HEADER;
     if (NON_ASCII.test(text)) return `${header}u${''.padEnd(room)}${text}\0`;
     if (text.length <= room) return `${header}s${text.padEnd(room)}`;
