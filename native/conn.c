@@ -106,6 +106,15 @@ typedef struct {
   uint64_t length, remaining, max;
 } netstring_t;
 
+/* The comma after a payload: the netstring is complete (1), or malformed (0). */
+static int ns_comma(netstring_t *ns, char byte) {
+  if (byte != ',') return 0;
+  ns->state = NS_LENGTH;
+  ns->length = 0;
+  ns->digits = 0;
+  return 1;
+}
+
 /*
  * Consumes from p[0..n) up to one payload piece: returns the bytes used; *piece (maybe empty)
  * and *last (the netstring ended: its comma checked) say what was found, *bad a violation.
@@ -147,28 +156,22 @@ static size_t ns_feed(netstring_t *ns, const char *p, size_t n, const char **pie
       ns->remaining -= take;
       if (ns->remaining > 0) return i;
       if (i < n) {
-        if (p[i++] != ',') {
+        if (!ns_comma(ns, p[i++])) {
           *piece = NULL;
           *piece_len = 0;
           *bad = BAD_FORM;
           return i;
         }
-        ns->state = NS_LENGTH;
-        ns->length = 0;
-        ns->digits = 0;
         *last = 1;
         return i;
       }
       ns->state = NS_COMMA;
       return i;
     } else {
-      if (p[i++] != ',') {
+      if (!ns_comma(ns, p[i++])) {
         *bad = BAD_FORM;
         return i;
       }
-      ns->state = NS_LENGTH;
-      ns->length = 0;
-      ns->digits = 0;
       *piece = p + i;
       *last = 1;
       return i;

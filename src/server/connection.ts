@@ -55,6 +55,18 @@ import { RequestDecoder } from '../protocol/request.js';
 import { isExtendedRefusal, planExtendedRun, uncontainable } from './extension.js';
 import type { ResolvedServeOptions } from './options.js';
 
+/** What a plan asks of the spawn: the same for a JS connection and a native one. */
+export function planSpawnFields(plan: LaunchPlan) {
+  return {
+    file: plan.file,
+    env: plan.env,
+    cwd: plan.cwd,
+    uid: plan.identity?.uid,
+    gid: plan.identity?.gid,
+    rlimits: plan.rlimits,
+  };
+}
+
 export type ConnectionState = 'reading' | 'running' | 'replying' | 'abandoned' | 'closed';
 
 export class Connection {
@@ -334,12 +346,7 @@ export class Connection {
     // was checked against that already. A contained run gets its cgroup, where there is one.
     const contained = run.contain && uncontainable(plan) === null;
     const channel = new LocalChannel(plan.argv, {
-      file: plan.file,
-      env: plan.env,
-      cwd: plan.cwd,
-      uid: plan.identity?.uid,
-      gid: plan.identity?.gid,
-      rlimits: plan.rlimits,
+      ...planSpawnFields(plan),
       processGroup: run.processGroup,
       contain: contained,
       cgroup: contained ? (this.#options.cgroup ?? undefined) : undefined,

@@ -28,6 +28,7 @@ import { signalName } from '../core/signals.js';
 import { type Addon, loadAddon } from '../native/addon.js';
 import type { AuditLog, AuditRecord } from '../policy/audit.js';
 import { isRefusal } from '../policy/policy.js';
+import { planSpawnFields } from './connection.js';
 import type { ResolvedServeOptions } from './options.js';
 
 const EV_ACCEPT = 1;
@@ -249,12 +250,7 @@ export class NativeConnection {
     if (isRefusal(plan)) return false;
     const request = {
       argv: plan.argv,
-      file: plan.file,
-      env: plan.env,
-      cwd: plan.cwd,
-      uid: plan.identity?.uid,
-      gid: plan.identity?.gid,
-      rlimits: plan.rlimits,
+      ...planSpawnFields(plan),
       processGroup: options.processGroup,
     };
     const packed = packSpawn(request, plan.file ?? plan.argv[0]!);
