@@ -13,6 +13,7 @@ typedef struct child child_t;
 typedef struct reader reader_t;
 typedef struct guarded guarded_t;
 typedef struct tty_writer tty_writer_t;
+typedef struct hangup_watch hangup_watch_t;
 
 typedef struct {
   napi_env env;
@@ -28,6 +29,7 @@ typedef struct {
   int sigchld_live;          /* how many of them wait for SIGCHLD (no pidfd) */
   reader_t *readers;         /* open output pipes, a doubly linked list */
   tty_writer_t *writers;     /* open pty masters written to (pty.c), a doubly linked list */
+  hangup_watch_t *hangups;   /* client sockets watched for a hang-up (hangup.c), a doubly linked list */
   struct hub *conns;         /* the daemon's native connections (conn.c), once connInit ran */
   napi_ref usage_ref;        /* Float64Array(3) the exit callback finds the child's rusage in */
   double *usage;

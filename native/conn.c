@@ -424,6 +424,14 @@ static void update(conn_t *c) {
   if (c->state == S_READING || (c->state == S_RUNNING && !c->stdin_pending) ||
       (c->state == S_REPLYING && !c->client_eof)) {
     sock |= EPOLLIN;
+  } else if (c->state == S_RUNNING) {
+    /*
+     * stdin waits for the program (not read: back-pressure), so the client's end of file would
+     * go unseen. Registered for EPOLLHUP alone (reported whatever is asked): a Unix socket
+     * reports it when the client closed both directions, not for a half-close (the client may
+     * still read its reply; its stdin is delivered first, as when reading). See dispatch.
+     */
+    sock |= EPOLLHUP;
   }
   if (c->outq_len > c->outq_off) sock |= EPOLLOUT;
   watch_set(h, &c->sock, sock);
@@ -1071,6 +1079,12 @@ static void dispatch(watch_t *w, uint32_t events) {
   if (c->finished) return;
   switch (w->kind) {
     case W_SOCKET:
+      if ((events & (EPOLLHUP | EPOLLERR)) && !(w->mask & EPOLLIN) && c->state == S_RUNNING) {
+        /* The client hung up while its stdin was not read (see update). */
+        if (!c->stop_reason) c->stop_reason = R_HANGUP;
+        abandon(c, E_CLIENT_EOF);
+        break;
+      }
       if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (w->mask & EPOLLIN)) on_socket_readable(c);
       if (w->fd >= 0 && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->outq_len > c->outq_off) {
         on_socket_writable(c);

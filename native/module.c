@@ -1,7 +1,8 @@
 /*
  * The addon module: sets up each Node environment's state (init), tears it down when the
  * environment goes away, and exports the calls of every part (spawn.c, pipe.c, pty.c,
- * peercred.c, cgroup.c). The only file that knows all of them; none of them knows it.
+ * peercred.c, cgroup.c, conn.c, hangup.c). The only file that knows all of them; none of
+ * them knows it.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -14,6 +15,7 @@
 #include "addon.h"
 #include "cgroup.h"
 #include "conn.h"
+#include "hangup.h"
 #include "peercred.h"
 #include "pipe.h"
 #include "pty.h"
@@ -34,6 +36,7 @@ static void cleanup(napi_async_cleanup_hook_handle handle, void *data) {
   close_all_conns(a);
   close_all_readers(a);
   close_all_tty_writers(a);
+  close_all_hangup_watches(a);
   addon_closed(a);
 }
 
@@ -144,6 +147,8 @@ NAPI_MODULE_INIT() {
       {"ttyResize", NULL, js_tty_resize, NULL, NULL, NULL, napi_default, NULL},
       {"ttyEofChar", NULL, js_tty_eof_char, NULL, NULL, NULL, napi_default, NULL},
       {"ttyRef", NULL, js_tty_ref, NULL, NULL, NULL, napi_default, NULL},
+      {"hangupWatch", NULL, js_hangup_watch, NULL, NULL, NULL, napi_default, NULL},
+      {"hangupUnwatch", NULL, js_hangup_unwatch, NULL, NULL, NULL, napi_default, NULL},
       {"connInit", NULL, js_conn_init, NULL, NULL, NULL, napi_default, NULL},
       {"connListen", NULL, js_conn_listen, NULL, NULL, NULL, napi_default, NULL},
       {"connAccept", NULL, js_conn_accept, NULL, NULL, NULL, napi_default, NULL},

@@ -54,6 +54,9 @@ export interface Addon {
   readAvailable(fd: number, into: Uint8Array): number;
   shutdownWrite(fd: number): number;
   cgroupDelegated(path: string): boolean | null;
+  /** native/hangup.c: watches a dup of a socket for its peer's full close (not a half-close). */
+  hangupWatch(fd: number, onHangup: () => void): HangupHandle;
+  hangupUnwatch(handle: HangupHandle): void;
   setPipeSize(fd: number, bytes: number): number;
   setReadBuffer(buffer: Uint8Array): void;
   setUsageBuffer(usage: Float64Array): void;
@@ -109,6 +112,9 @@ export interface Addon {
     maxArgBytes: number,
   ): { result: 'more' | 'complete' | 'handoff'; used: number; args?: Buffer };
 }
+
+/** The addon's handle of a hang-up watch (native/hangup.c). */
+export type HangupHandle = { readonly __hangup: unique symbol };
 
 /** The addon's handle of a pty master's writer (native/pty.c). */
 export type TtyHandle = { readonly __tty: unique symbol };
@@ -185,6 +191,20 @@ export function shutdownWrite(fd: number): number | null {
   const native = loadAddon();
   // An addon built before shutdownWrite existed (a stale build) has none.
   return typeof native?.shutdownWrite === 'function' ? native.shutdownWrite(fd) : null;
+}
+
+/**
+ * Watches the connected Unix socket `fd` for its peer's full close (or a failure) WITHOUT
+ * reading it: `onHangup` is called once when the peer has closed both directions; a
+ * half-close (the peer shut down only its writing side) is not one. Returns the function
+ * that stops watching (call it before the socket is closed: the watch holds a dup of it);
+ * null when the addon is not built (or is a stale build without the call).
+ */
+export function watchHangup(fd: number, onHangup: () => void): (() => void) | null {
+  const native = loadAddon();
+  if (typeof native?.hangupWatch !== 'function') return null;
+  const handle = native.hangupWatch(fd, onHangup);
+  return () => native.hangupUnwatch(handle);
 }
 
 /**

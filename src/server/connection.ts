@@ -37,7 +37,7 @@ import {
   ProtocolError,
   SPAWN_ERROR_EXIT_CODE,
 } from '../errors.js';
-import { peerCredentials, shutdownWrite } from '../native/addon.js';
+import { peerCredentials, shutdownWrite, watchHangup } from '../native/addon.js';
 import type { AuditLog, AuditRecord } from '../policy/audit.js';
 import { isRefusal, type LaunchPlan } from '../policy/policy.js';
 import {
@@ -78,6 +78,8 @@ export class Connection {
   #state: ConnectionState = 'reading';
   #channel: LocalChannel | null = null;
   #stdinBlocked = false;
+  /** Stops watching the unread socket for a hang-up (set while #stdinBlocked; see #pauseReading). */
+  #unwatchHangup: (() => void) | null = null;
   #socketClosed = false;
   #finished = false;
   #deadlineTimer: NodeJS.Timeout | null = null;
@@ -167,9 +169,8 @@ export class Connection {
   start(prefix?: Buffer, elapsedMs = 0): void {
     const socket = this.#socket;
     if (this.#audit) {
-      // Node does not expose the descriptor officially; the audit log is where it is worth it.
-      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-      this.#record.peer = fd !== undefined && fd >= 0 ? peerCredentials(fd) : null;
+      const fd = socketFd(socket);
+      this.#record.peer = fd === undefined ? null : peerCredentials(fd);
     }
     socket.on('data', (chunk: Buffer) => this.#guard(() => this.#onData(chunk)));
     socket.on('end', () =>
@@ -180,6 +181,7 @@ export class Connection {
     );
     socket.on('drain', () => this.#channel?.resume());
     socket.on('close', () => {
+      this.#stopHangupWatch();
       this.#socketClosed = true;
       this.#maybeClosed();
     });
@@ -408,15 +410,42 @@ export class Connection {
       this.#stopAtLimit(`stdin limit of ${max} bytes reached`, 'stdin-limit');
       return;
     }
-    if (!channel.write(data) && !this.#stdinBlocked) {
-      this.#stdinBlocked = true;
-      this.#socket.pause();
+    if (!channel.write(data) && !this.#stdinBlocked) this.#pauseReading();
+  }
+
+  /**
+   * The program's stdin is full: the client is not read until it drains (back-pressure). Not
+   * read, its end of file would go unseen, and a client gone meanwhile would leave its program
+   * running (with -t 0, for ever): so its full close is watched for without reading
+   * (native/hangup.c) and handled as the hang-up it is. A half-close is not one: the client
+   * may still read its reply, and its stdin still waiting is delivered first, as when reading.
+   * Without the addon there is no watch: such a hang-up is seen once stdin drains or at -t.
+   */
+  #pauseReading(): void {
+    this.#stdinBlocked = true;
+    this.#socket.pause();
+    const fd = socketFd(this.#socket);
+    if (fd === undefined) return;
+    try {
+      this.#unwatchHangup = watchHangup(fd, () =>
+        this.#guard(() => this.#onClientGone('the client closed its end', false)),
+      );
+    } catch (error) {
+      this.#log(`cannot watch the paused client for a hang-up: ${describeError(error)}`);
     }
+  }
+
+  /** Called before the socket is read again or closed: the watch holds a dup of it. */
+  #stopHangupWatch(): void {
+    const unwatch = this.#unwatchHangup;
+    this.#unwatchHangup = null;
+    unwatch?.();
   }
 
   #onStdinDrain(): void {
     if (!this.#stdinBlocked) return;
     this.#stdinBlocked = false;
+    this.#stopHangupWatch();
     if (this.#state === 'running') this.#socket.resume();
   }
 
@@ -473,6 +502,7 @@ export class Connection {
         : `program ${this.pid ?? ''} killed by ${status.termSignal}`,
     );
     // Keep reading (and discarding) so the client's late stdin or EOF is noticed.
+    this.#stopHangupWatch();
     this.#socket.resume();
     const reason = this.#endReason(status);
     this.#record.reason = reason;
@@ -500,8 +530,8 @@ export class Connection {
   #shutdownNow(): void {
     const socket = this.#socket;
     if (socket.writableLength > 0) return;
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (fd !== undefined && fd >= 0) shutdownWrite(fd);
+    const fd = socketFd(socket);
+    if (fd !== undefined) shutdownWrite(fd);
   }
 
   /** The first cause procsock stopped the run for; else how the program ended by itself. */
@@ -562,6 +592,7 @@ export class Connection {
     if (this.#state !== 'replying') this.#record.error ??= why;
     const channel = this.#channel;
     this.#state = channel && !channel.closed ? 'abandoned' : 'closed';
+    this.#stopHangupWatch();
     this.#socket.destroy();
     if (channel && !channel.closed) {
       this.#log(
@@ -698,4 +729,10 @@ export class Connection {
     const log = this.#options.log;
     if (log) log(`connection ${this.id}: ${typeof message === 'string' ? message : message()}`);
   }
+}
+
+/** A socket's descriptor (Node does not expose it officially), if it has one open. */
+function socketFd(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return fd !== undefined && fd >= 0 ? fd : undefined;
 }
