@@ -185,17 +185,17 @@ static ssize_t read_leaf_file(const char *name, char *buffer, size_t size) {
   return total;
 }
 
-/* The leaf's members now (cgroup.procs), into `members`. */
-static void read_members(void) {
-  int fd, capacity = 0;
+/* The members now of the cgroup directory `dir` (its cgroup.procs), into `members`. */
+static void read_members_at(int dir) {
+  int fd, capacity = 0, full = 0;
   char buffer[4096], digits[16];
   int digit_count = 0;
   ssize_t n, i;
   member_count = 0;
-  if (cgroup_leaf < 0) return;
-  fd = openat(cgroup_leaf, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+  if (dir < 0) return;
+  fd = openat(dir, "cgroup.procs", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
-  for (;;) {
+  while (!full) {
     n = read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -208,16 +208,26 @@ static void read_members(void) {
       digits[digit_count] = '\0';
       digit_count = 0;
       if (member_count == capacity) {
-        pid_t *grown;
-        capacity = capacity ? capacity * 2 : 64;
-        grown = realloc(members, (size_t)capacity * sizeof *members);
-        if (!grown) break;
+        /* The new size is kept only once the memory is had; without it, reading stops here. */
+        int grown_capacity = capacity ? capacity * 2 : 64;
+        pid_t *grown = realloc(members, (size_t)grown_capacity * sizeof *members);
+        if (!grown) {
+          full = 1;
+          break;
+        }
         members = grown;
+        capacity = grown_capacity;
       }
       members[member_count++] = (pid_t)strtol(digits, NULL, 10);
     }
   }
   close(fd);
+}
+
+/* The leaf's members now (cgroup.procs), into `members`. */
+static void read_members(void) {
+  member_count = 0;
+  if (cgroup_leaf >= 0) read_members_at(cgroup_leaf);
 }
 
 static int is_member(pid_t pid) {
@@ -251,33 +261,40 @@ static void signal_cgroup(int sig, pid_t skip) {
   }
 }
 
+static int remove_cgroup_tree(int parent, const char *name, int depth);
+static void remove_subtree(int parent, const char *name, int depth);
+static void kill_members_in(int parent, const char *name, int depth);
+
 /* Makes the leaf: CGROUP_DIR/run-<pid>, or (a stale one of a pid that was ours) again. */
 static int make_cgroup(const char *parent) {
-  int attempt;
+  int attempt, error;
   cgroup_parent = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (cgroup_parent < 0) return errno;
   snprintf(cgroup_name, sizeof cgroup_name, "run-%d", (int)self);
   for (attempt = 0;; attempt++) {
     if (mkdirat(cgroup_parent, cgroup_name, 0755) == 0) break;
     /* A leaf left by an earlier reaper of this pid that was killed: empty, it goes. */
-    if (errno != EEXIST || attempt > 0 || unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR) != 0) {
-      return errno;
-    }
+    if (errno != EEXIST || attempt > 0) return errno;
+    /* With the cgroups its program made inside it, if any (remove_cgroup's order). */
+    if ((error = remove_cgroup_tree(cgroup_parent, cgroup_name, 0)) != 0) return error;
   }
   cgroup_leaf = openat(cgroup_parent, cgroup_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (cgroup_leaf >= 0) cgroup_procs = openat(cgroup_leaf, "cgroup.procs", O_WRONLY | O_CLOEXEC);
   if (cgroup_leaf < 0 || cgroup_procs < 0) {
-    int error = errno;
+    error = errno;
     unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR);
     return error;
   }
   return 0;
 }
 
-/* Waits (up to `ms`) until the leaf has no member left: cgroup.events says "populated 0". */
+/*
+ * Waits (up to `ms`) until the leaf has no member left, in it or in a cgroup below it:
+ * cgroup.events says "populated 0". Returns 1 once it does, 0 at the timeout, -1 unreadable.
+ */
 static int wait_unpopulated(long ms) {
   long long deadline = now_ms() + ms;
-  int fd = openat(cgroup_leaf, "cgroup.events", O_RDONLY | O_CLOEXEC);
+  int fd = openat(cgroup_leaf, "cgroup.events", O_RDONLY | O_CLOEXEC), empty = 0;
   if (fd < 0) return -1;
   for (;;) {
     char buffer[256];
@@ -286,7 +303,10 @@ static int wait_unpopulated(long ms) {
     ssize_t n = pread(fd, buffer, sizeof buffer - 1, 0);
     if (n >= 0) {
       buffer[n] = '\0';
-      if (strstr(buffer, "populated 0")) break;
+      if (strstr(buffer, "populated 0")) {
+        empty = 1;
+        break;
+      }
     }
     left = deadline - now_ms();
     if (left <= 0) break;
@@ -294,23 +314,102 @@ static int wait_unpopulated(long ms) {
     poll(&watch, 1, (int)left);
   }
   close(fd);
-  return 0;
+  return empty;
 }
 
-/* Removes the leaf once its last member is gone; one that will not empty is KILLed first. */
-static void remove_cgroup(long kill_timeout) {
-  if (cgroup_leaf < 0) return;
-  if (unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR) != 0 && errno == EBUSY) {
-    /* Not our descendant (the tree is reaped), yet in the run's cgroup: it is the run's. */
-    int fd = openat(cgroup_leaf, "cgroup.kill", O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ssize_t n = write(fd, "1", 1);
-      (void)n;
-      close(fd);
-    }
-    wait_unpopulated(kill_timeout);
-    unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR);
+/* Deeper than this, cgroups the program made below its leaf are left (and so is the leaf). */
+#define MAX_CGROUP_DEPTH 32
+
+/*
+ * Calls `each(parent_fd, name, depth)` for every directory directly below the directory `dir`
+ * (the cgroups a program made inside its leaf); `dir` itself stays open.
+ */
+static void for_each_subdir(int dir, int depth, void (*each)(int, const char *, int)) {
+  int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *listing;
+  struct dirent *entry;
+  if (fd < 0) return;
+  listing = fdopendir(fd);
+  if (!listing) {
+    close(fd);
+    return;
   }
+  while ((entry = readdir(listing)) != NULL) {
+    struct stat info;
+    if (!strcmp(entry->d_name, ".") || !strcmp(entry->d_name, "..")) continue;
+    if (entry->d_type != DT_DIR) {
+      if (entry->d_type != DT_UNKNOWN) continue;
+      if (fstatat(dirfd(listing), entry->d_name, &info, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(info.st_mode)) continue;
+    }
+    each(dirfd(listing), entry->d_name, depth + 1);
+  }
+  closedir(listing);
+}
+
+/* Removes the cgroup `name` below `parent` depth-first: the cgroups inside it, then it. */
+static int remove_cgroup_tree(int parent, const char *name, int depth) {
+  if (depth <= MAX_CGROUP_DEPTH) {
+    int dir = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+      for_each_subdir(dir, depth, remove_subtree);
+      close(dir);
+    }
+  }
+  return unlinkat(parent, name, AT_REMOVEDIR) == 0 ? 0 : errno;
+}
+
+static void remove_subtree(int parent, const char *name, int depth) {
+  (void)remove_cgroup_tree(parent, name, depth);
+}
+
+/* Without cgroup.kill: KILLs every member of the cgroup `dir` and of the cgroups below it. */
+static void kill_members_at(int dir, int depth) {
+  int i;
+  read_members_at(dir);
+  for (i = 0; i < member_count; i++) {
+    if (members[i] > 0 && members[i] != self) kill(members[i], SIGKILL);
+  }
+  if (depth < MAX_CGROUP_DEPTH) for_each_subdir(dir, depth, kill_members_in);
+}
+
+static void kill_members_in(int parent, const char *name, int depth) {
+  int dir = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;
+  kill_members_at(dir, depth);
+  close(dir);
+}
+
+/*
+ * Removes the leaf once its last member is gone; one that will not empty is KILLed first
+ * (cgroup.kill; before Linux 5.14, member by member in rounds until it is empty or
+ * `kill_timeout` has passed). Cgroups the program made inside the leaf go first.
+ */
+static void remove_cgroup(long kill_timeout) {
+  long long deadline;
+  int fd;
+  if (cgroup_leaf < 0) return;
+  if (unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR) == 0 || errno != EBUSY) return;
+  /* Busy: members left (not our descendants: the tree is reaped, yet the run's), or cgroups. */
+  deadline = now_ms() + kill_timeout;
+  fd = openat(cgroup_leaf, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = write(fd, "1", 1);
+    close(fd);
+    if (n != 1) fd = -1;
+  }
+  if (fd >= 0) {
+    wait_unpopulated(kill_timeout);
+  } else {
+    for (;;) {
+      long long left = deadline - now_ms();
+      int empty;
+      kill_members_at(cgroup_leaf, 0);
+      empty = wait_unpopulated(left < 0 ? 0 : left > 100 ? 100 : left);
+      if (empty != 0 || now_ms() >= deadline) break;
+    }
+  }
+  for_each_subdir(cgroup_leaf, 0, remove_subtree);
+  unlinkat(cgroup_parent, cgroup_name, AT_REMOVEDIR);
 }
 
 /* A field of the leaf's cpu.stat ("user_usec 123"), or -1. */

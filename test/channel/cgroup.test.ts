@@ -59,6 +59,29 @@ describe('contained runs in a cgroup of their own', { skip }, () => {
     assert.equal(channel.descendantsStopped, 0);
   });
 
+  test('cgroups the program made inside its leaf, with a member, are removed with the leaf', async () => {
+    // Without -u the program owns its leaf ($PPID is the reaper: the leaf is run-$PPID) and can
+    // nest cgroups in it; a descendant moves itself into the deepest one and outlives the program.
+    const script =
+      'leaf="$1/run-$PPID"; mkdir "$leaf/x" "$leaf/x/y" "$leaf/z" || exit 9; ' +
+      '(echo 0 > "$leaf/x/y/cgroup.procs" && exec sleep 300) & echo $!; ' +
+      'while ! grep -qx "$!" "$leaf/x/y/cgroup.procs"; do :; done; echo moved';
+    const channel = new LocalChannel(['bash', '-c', script, 'bash', base], {
+      contain: true,
+      cgroup: base,
+      exitGrace: 0,
+      killTimeout: KILL_TIMEOUT,
+    });
+    const out = collect(channel);
+    const leaf = channel.cgroup!;
+    const [pid] = await pidsOf(out, 2);
+    assert.deepEqual(await channel.done(), { exitCode: 0, termSignal: null });
+    assert.equal(out().trim().split('\n')[1], 'moved');
+    assert.equal(isAlive(pid!), false);
+    assert.equal(existsSync(leaf), false);
+    assert.deepEqual(leavesOf(base), []);
+  });
+
   for (const [how, stop] of [
     ['terminate() (TERM, then KILL)', (channel: LocalChannel) => channel.terminate()],
     ['destroy() (a timeout, an abort)', (channel: LocalChannel) => channel.destroy()],
