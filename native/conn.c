@@ -294,6 +294,9 @@ typedef struct {
 struct conn {
   uv_timer_t timer; /* first: its close callback frees the connection */
   hub_t *hub;
+  /* The close callbacks use this, not hub->addon: at teardown the hub's poll is closed last and
+   * libuv runs close callbacks newest first, so hub_closed() has freed the hub before them. */
+  addon_t *addon;
   int32_t id;
   int state;
   int finished;
@@ -331,6 +334,7 @@ typedef struct listener {
   uv_poll_t poll; /* first */
   uv_timer_t retry;
   hub_t *hub;
+  addon_t *addon; /* for listener_closed(): the hub may be freed by then (see conn_t) */
   int fd;
   int32_t id;
   int32_t *accepted; /* JS's Int32Array, ACCEPT_BATCH long */
@@ -342,6 +346,7 @@ typedef struct listener {
 typedef struct group_kill {
   uv_timer_t timer; /* first */
   hub_t *hub;
+  addon_t *addon; /* for group_kill_closed(): the hub may be freed by then (see conn_t) */
   pid_t pgid;
   struct group_kill *prev, *next;
 } group_kill_t;
@@ -374,6 +379,8 @@ static void hub_call(hub_t *h, int kind, int32_t id, napi_value extra, char *res
   napi_env env = a->env;
   napi_handle_scope scope;
   napi_value fn, recv, args[3], ret;
+  /* empty unless the callback returns a string: not when it throws or no scope opens */
+  if (result && result_size > 0) result[0] = '\0';
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_get_reference_value(env, h->on_event, &fn);
   napi_get_reference_value(env, a->resource, &recv);
@@ -387,7 +394,6 @@ static void hub_call(hub_t *h, int kind, int32_t id, napi_value extra, char *res
     napi_fatal_exception(env, error);
   } else if (result && result_size > 0) {
     size_t length = 0;
-    result[0] = '\0';
     napi_get_value_string_utf8(env, ret, result, result_size, &length);
   }
   napi_close_handle_scope(env, scope);
@@ -483,7 +489,7 @@ static void on_group_kill(uv_timer_t *timer);
 
 static void group_kill_closed(uv_handle_t *handle) {
   group_kill_t *g = (group_kill_t *)handle;
-  addon_t *a = g->hub->addon;
+  addon_t *a = g->addon;
   free(g);
   addon_closed(a);
 }
@@ -502,6 +508,7 @@ static void stop_group(conn_t *c) {
   g = calloc(1, sizeof *g);
   if (!g) return;
   g->hub = c->hub;
+  g->addon = c->hub->addon;
   g->pgid = c->pid;
   uv_timer_init(c->hub->addon->loop, &g->timer);
   uv_unref((uv_handle_t *)&g->timer);
@@ -651,8 +658,9 @@ static void reply_exit(conn_t *c) {
     hub_call(c->hub, EV_EXEC_ERROR, c->id, program, message, sizeof message);
     napi_close_handle_scope(env, scope);
     if (message[0]) {
-      send_output(c, 1, message, strlen(message));
-      c->bytes_out += (double)strlen(message);
+      size_t n = strnlen(message, sizeof message);
+      send_output(c, 1, message, n);
+      c->bytes_out += (double)n;
     }
     code = c->exec_failed == ENOENT ? 127 : 126;
     c->status_known = 1;
@@ -1027,7 +1035,7 @@ static void on_timer(uv_timer_t *timer) {
 
 static void conn_free(uv_handle_t *handle) {
   conn_t *c = (conn_t *)handle;
-  addon_t *a = c->hub->addon;
+  addon_t *a = c->addon;
   free(c->req.args);
   free(c->buf);
   free(c->outq);
@@ -1254,7 +1262,7 @@ napi_value js_conn_listen(napi_env env, napi_callback_info info) {
 
 static void listener_closed(uv_handle_t *handle) {
   listener_t *l = handle->data;
-  addon_t *a = l->hub->addon;
+  addon_t *a = l->addon;
   if (--l->closing > 0) {
     addon_closed(a);
     return;
@@ -1287,6 +1295,7 @@ napi_value js_conn_accept(napi_env env, napi_callback_info info) {
     return NULL;
   }
   l->hub = h;
+  l->addon = h->addon;
   l->fd = fd;
   l->id = id;
   l->accepted = data;
@@ -1383,6 +1392,7 @@ napi_value js_conn_serve(napi_env env, napi_callback_info info) {
     return NULL;
   }
   c->hub = h;
+  c->addon = h->addon;
   c->id = id;
   c->sock = (watch_t){c, fd, W_SOCKET, 0};
   c->out[0] = (watch_t){c, -1, W_STDOUT, 0};

@@ -806,6 +806,16 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t 
               CLONE_VM | (CHILD_RUNS_ALONE && !(flags & FLAG_TERMINAL) ? 0 : CLONE_VFORK) | SIGCHLD,
               plan);
   if (pid < 0) error = errno;
+  else if ((flags & FLAG_PROCESS_GROUP) && !(flags & FLAG_TERMINAL)) {
+    /* The child's own setpgid may not have run yet: without this a TERM to the group right after
+     * the spawn (kill(-pid), a hang-up or shutdown) finds no group (ESRCH) and is lost. Both calls
+     * make the same group; this one fails harmlessly (EACCES) once the child has exec'd. It is a
+     * system call on the pid only: nothing of the plan is touched (the ownership rule). Not for a
+     * terminal: its child's setsid() would fail once it leads a group. */
+    int saved = errno;
+    (void)setpgid(pid, pid);
+    errno = saved;
+  }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* The child has its own copy of the descriptor table: ours of its ends can go now. */
   for (i = 0; i < fd_count; i++) {

@@ -252,6 +252,19 @@ for (const backend of ['native', 'child_process'] as const) {
       await waitUntil(() => !isAlive(grandchild), 'the grandchild is gone');
     });
 
+    test('a process group: a TERM sent at once after the spawn reaches the group', async () => {
+      // The native backend's parent makes the group too (setpgid(pid, pid) after clone): else
+      // a kill(-pid) before the child's own setpgid found no group and the TERM was lost.
+      for (let i = 0; i < 20; i++) {
+        const channel = new LocalChannel(
+          ['sleep', '30'],
+          opts({ processGroup: true, killTimeout: 60_000 }),
+        );
+        channel.kill('SIGTERM');
+        assert.deepEqual(await channel.done(), { exitCode: null, termSignal: 'TERM' }, `run ${i}`);
+      }
+    });
+
     test('terminate: TERM, then KILL after killTimeout for a program that ignores TERM', async () => {
       const term = new LocalChannel(['sleep', '30'], opts({ killTimeout: 200 }));
       term.terminate();

@@ -15,6 +15,7 @@ import type { ServeOptions } from '../../src/server/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { childrenOf, isAlive, openFdCount, tempDir, waitUntil } from '../helpers/process.js';
 import { extendedRequest, ns, RawClient, request } from '../helpers/raw-client.js';
+import { fixture, report, scenario } from '../helpers/scenario.js';
 
 const native = addonAvailable() && process.env.PROCSOCK_SPAWN !== 'child_process';
 const skip = native ? false : 'the native path needs the native spawn backend';
@@ -297,6 +298,16 @@ test('shutdown: a running program is TERMed and its client told; nothing is left
   assert.equal(isAlive(pid), false, 'the program is gone');
   assert.deepEqual(programs(), [], 'no child is left');
   await waitUntil(() => openFdCount() <= fdsBefore, 'every descriptor is closed');
+});
+
+test('a process that ends with a group kill pending tears the native path down cleanly', {
+  skip,
+}, async () => {
+  // conn.c's close callbacks ran after the hub's (libuv closes newest first) and read the freed
+  // hub: under the ASan build (scripts/test-sanitizers.sh) that was a use-after-free report and
+  // the scenario's exit status 1.
+  const { member } = report<{ member: number }>(await scenario([fixture('conn-teardown.mjs')]));
+  await waitUntil(() => !isAlive(member), 'the group was TERMed when its leader exited');
 });
 
 test('many runs, hang-ups and violations leave no descriptor, child or group behind', {
