@@ -24,7 +24,9 @@ function collect(channel: LocalChannel): { stdout: () => string } {
   return { stdout: () => Buffer.concat(chunks).toString() };
 }
 
-describe('PTY mode on a LocalChannel', { skip: !native }, () => {
+describe('PTY mode on a LocalChannel', {
+  skip: !native && 'the native backend only: runs in the native pass',
+}, () => {
   test('stdin: write() returns false once the terminal is full; drain once the program reads', async () => {
     // The program reads nothing until USR1, then everything.
     const channel = new LocalChannel(
@@ -95,7 +97,7 @@ describe('PTY mode on a LocalChannel', { skip: !native }, () => {
   });
 
   test('contained: the reaper leads the session, the program has the foreground; ^C and SIGWINCH reach it once; leftovers stop', {
-    skip: !reaperAvailable(),
+    skip: !reaperAvailable() && 'procsock_reaper is not built',
   }, async () => {
     const pidFile = files.path('contained-job.pid');
     const channel = new LocalChannel(

@@ -48,7 +48,7 @@ for (const where of ['local', 'daemon'] as const) {
     connect(where === 'local' ? 'local' : daemon.path, options);
 
   describe(`PTY mode, ${where === 'local' ? 'a local child' : 'through the daemon'}`, {
-    skip: !native,
+    skip: !native && 'the native backend only: runs in the native pass',
   }, () => {
     test('tty prints a /dev/pts path; stdin and stdout are the terminal, stderr is not', async () => {
       const script =
@@ -226,7 +226,9 @@ for (const where of ['local', 'daemon'] as const) {
   });
 }
 
-describe('PTY mode on the child_process backend', { skip: native }, () => {
+describe('PTY mode on the child_process backend', {
+  skip: native && "the child_process backend's case: runs in the child_process pass",
+}, () => {
   test('run() and connect() refuse pty with a typed error saying how; nothing runs', async () => {
     const marker = files.path('cp-ran');
     const check = (error: unknown) => {

@@ -236,7 +236,9 @@ describe('limits per program', () => {
 describe('resource limits', () => {
   const native = spawnBackendInUse() === 'native';
 
-  test('are applied in the child before exec (native backend)', { skip: !native }, async () => {
+  test('are applied in the child before exec (native backend)', {
+    skip: !native && 'the native backend only: runs in the native pass',
+  }, async () => {
     const daemon = await startDaemon({ policy: { rlimits: { openFiles: 17, cpuSeconds: 3 } } });
     try {
       const reply = await exchange(daemon, ['sh', '-c', 'ulimit -n; ulimit -t']);
@@ -248,7 +250,7 @@ describe('resource limits', () => {
   });
 
   test('without the native backend the daemon refuses to start, saying why', {
-    skip: native,
+    skip: native && "the child_process backend's case: runs in the child_process pass",
   }, async () => {
     await assert.rejects(
       serve({
@@ -265,7 +267,7 @@ describe('identity', () => {
   const root = process.getuid?.() === 0;
 
   test('as root with no user and no allowRoot, the daemon refuses to start', {
-    skip: !root,
+    skip: !root && 'needs root',
   }, async () => {
     await assert.rejects(
       serve({ path: files.path('root.sock') }),
@@ -277,7 +279,9 @@ describe('identity', () => {
     );
   });
 
-  test('programs run as the given user, with its group only', { skip: !root }, async () => {
+  test('programs run as the given user, with its group only', {
+    skip: !root && 'needs root',
+  }, async () => {
     const daemon = await startDaemon({ policy: { user: 65_534, group: 65_534 } });
     try {
       const reply = await exchange(daemon, ['sh', '-c', 'id -u; id -g; id -G']);

@@ -31,7 +31,9 @@ function pairsAfterHello(pairs: [string, string][]): [string, string][] {
   return pairs.slice(1).filter(([type]) => type !== 'usage');
 }
 
-describe('a daemon that gives terminals', { skip: !native }, () => {
+describe('a daemon that gives terminals', {
+  skip: !native && 'the native backend only: runs in the native pass',
+}, () => {
   test('pty 1 with a size: the program has the terminal on 0 and 1, stderr apart', async () => {
     const script =
       'tty; stty size; test -t 0 && test -t 1 && echo in-out; test -t 2 || echo pipe >&2';
@@ -183,7 +185,9 @@ describe('a daemon that gives terminals', { skip: !native }, () => {
     });
   });
 
-  describe('a contained daemon', { skip: !reaperAvailable() }, () => {
+  describe('a contained daemon', {
+    skip: !reaperAvailable() && 'procsock_reaper is not built',
+  }, () => {
     let contained: TestDaemon;
     before(async () => {
       contained = await startDaemon({ contain: true, collectLog: true });
@@ -214,7 +218,9 @@ describe('a daemon that gives terminals', { skip: !native }, () => {
   });
 });
 
-describe('a daemon on the child_process backend', { skip: native }, () => {
+describe('a daemon on the child_process backend', {
+  skip: native && "the child_process backend's case: runs in the child_process pass",
+}, () => {
   test('pty is answered unsupported, saying it needs the native backend; nothing run', async () => {
     const marker = files.path('cp-ran');
     const reply = await RawClient.exchange(

@@ -26,7 +26,9 @@ for (const kind of KINDS) {
   // The terminal (its commands' stdin too) is bash's only, and the native backend's.
   const terminal = kind === 'an interactive terminal';
   const shells = terminal ? SHELLS.filter((program) => program === 'bash') : SHELLS;
-  describe(`hostile shell state, over ${kind}`, { skip: terminal && !native }, () => {
+  describe(`hostile shell state, over ${kind}`, {
+    skip: terminal && !native && 'a terminal needs the native backend: runs in the native pass',
+  }, () => {
     let daemon: TestDaemon | undefined;
     before(async () => {
       if (kind === 'daemon') {

@@ -23,7 +23,9 @@ after(() => daemon.close());
 for (const where of ['local', 'daemon'] as const) {
   const transport = () => (where === 'local' ? ('local' as const) : { socket: daemon.path });
 
-  describe(`Shell on a terminal, ${where}`, { skip: !native }, () => {
+  describe(`Shell on a terminal, ${where}`, {
+    skip: !native && 'the native backend only: runs in the native pass',
+  }, () => {
     for (const program of ['bash', 'sh']) {
       test(`${program}: a terminal for every run, with each run's stdout, stderr and status`, async () => {
         const shell = Shell.posix({
@@ -165,7 +167,9 @@ for (const where of ['local', 'daemon'] as const) {
   });
 }
 
-describe('Shell on a terminal where there is none', { skip: native }, () => {
+describe('Shell on a terminal where there is none', {
+  skip: native && "the child_process backend's case: runs in the child_process pass",
+}, () => {
   test('start() rejects with UnsupportedOptionError (child_process cannot give one)', async () => {
     const shell = Shell.posix({ program: 'bash', pty: true });
     await assert.rejects(shell.start(10_000), (error) => {
@@ -179,7 +183,7 @@ describe('Shell on a terminal where there is none', { skip: native }, () => {
 });
 
 test('an interactive terminal needs bash or python; write() needs one', {
-  skip: !native,
+  skip: !native && 'the native backend only: runs in the native pass',
 }, async () => {
   assert.throws(() => Shell.node({ pty: { interactive: true } }), /reads its requests ahead/);
   assert.throws(() => Shell.posix({ pty: { interactive: 1 as never } }), {
