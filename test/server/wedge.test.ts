@@ -11,32 +11,45 @@
  * default — they are stopped with it: test/server/containment.test.ts.)
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { startDaemon, startDaemonProcess, type TestDaemon } from '../helpers/daemon.js';
 import { childrenOf, isAlive, tempDir } from '../helpers/process.js';
 import { RawClient, request } from '../helpers/raw-client.js';
 
 const files = tempDir('procsock-wedge-');
-/** Descendants the programs left behind: killed when the file is done. */
-const leftBehind: number[] = [];
+/**
+ * These tests leave processes behind on purpose: a descendant holding the pipes, and the
+ * foreground sleep of a program the daemon KILLed (an uncontained daemon cannot stop them:
+ * that is what they show). Their sleeps carry this file's own duration, so the after hook
+ * finds every one and none outlives the file.
+ */
+const LONG = `1000.${process.pid}`;
 after(() => {
-  for (const pid of leftBehind) {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string;
     try {
-      process.kill(pid, 'SIGKILL');
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'latin1');
     } catch {
-      // Already gone (containment, when it exists, stops them).
+      continue; // gone meanwhile
+    }
+    if (argv === `sleep\0${LONG}\0`) {
+      try {
+        process.kill(Number(entry), 'SIGKILL');
+      } catch {
+        // ended meanwhile
+      }
     }
   }
-  files.cleanup();
 });
+after(() => files.cleanup());
 
 /** The first stdout line: the pid of the descendant the program left holding its pipes. */
 async function descendantPid(client: RawClient): Promise<number> {
   const [first] = await client.waitForPairs(1);
   const pid = /^(\d+)\n/.exec(first?.[1] ?? '')?.[1];
   assert.ok(pid, `no pid line in ${JSON.stringify(first)}`);
-  leftBehind.push(Number(pid));
   return Number(pid);
 }
 
@@ -61,7 +74,7 @@ async function assertSlotFree(daemon: TestDaemon): Promise<void> {
  * until KILLed, each line first to stdout and then to `count`: the last number in `count` is
  * at most one more than the last one that reached the pipe.
  */
-function busyIgnoringTerm(count: string, leave = 'sleep 1000 &'): string[] {
+function busyIgnoringTerm(count: string, leave = `sleep ${LONG} &`): string[] {
   return [
     'sh',
     '-c',
@@ -82,8 +95,8 @@ function lastOfSequence(stdout: string): number {
 
 describe('the deadline: TERM, KILL after the kill timeout, then the pipes are closed', () => {
   for (const [name, processGroup, leave] of [
-    ['a background job holds the pipes', false, 'sleep 1000 &'],
-    ['--kill-group, a setsid grandchild holds the pipes', true, 'setsid sleep 1000 &'],
+    ['a background job holds the pipes', false, `sleep ${LONG} &`],
+    ['--kill-group, a setsid grandchild holds the pipes', true, `setsid sleep ${LONG} &`],
   ] as const) {
     test(name, async () => {
       const audit = files.path(`deadline-${processGroup}.audit`);
@@ -123,8 +136,8 @@ describe('the deadline: TERM, KILL after the kill timeout, then the pipes are cl
 
 describe('a hang-up with no deadline (-t 0): the slot frees after the kill timeout', () => {
   for (const [name, processGroup, leave] of [
-    ['a background job holds the pipes', false, 'sleep 1000 &'],
-    ['--kill-group, a setsid grandchild holds the pipes', true, 'setsid sleep 1000 &'],
+    ['a background job holds the pipes', false, `sleep ${LONG} &`],
+    ['--kill-group, a setsid grandchild holds the pipes', true, `setsid sleep ${LONG} &`],
   ] as const) {
     test(name, async () => {
       const audit = files.path(`hangup-${processGroup}.audit`);
@@ -139,7 +152,9 @@ describe('a hang-up with no deadline (-t 0): the slot frees after the kill timeo
       try {
         const before = new Set(childrenOf().map((child) => child.pid));
         const client = await RawClient.connect(daemon.path);
-        client.send(request(['sh', '-c', `trap "" TERM; ${leave} echo $!; sleep 1000`], [], false));
+        client.send(
+          request(['sh', '-c', `trap "" TERM; ${leave} echo $!; sleep ${LONG}`], [], false),
+        );
         const holder = await descendantPid(client);
         const program = childrenOf().filter((child) => !before.has(child.pid));
         assert.equal(program.length, 1);
@@ -167,7 +182,11 @@ test('SIGTERM shutdown does not wait for a daemonised grandchild holding the pip
     const client = await RawClient.connect(daemon.path);
     // The subshell exits at once: its setsid child is reparented, a daemon of its own.
     client.send(
-      request(['sh', '-c', 'trap "" TERM; (setsid sleep 1000 & echo $!); sleep 1000'], [], false),
+      request(
+        ['sh', '-c', `trap "" TERM; (setsid sleep ${LONG} & echo $!); sleep ${LONG}`],
+        [],
+        false,
+      ),
     );
     const holder = await descendantPid(client);
     assert.equal(await daemon.stop('SIGTERM'), 0, daemon.stderr());
