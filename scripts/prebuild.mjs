@@ -194,20 +194,9 @@ function buildExecutables(id, target) {
   const outputs = [];
   for (const gyp of gypTargets('executable')) {
     const out = prebuiltExecutablePath(target.arch, target.libc, gyp.target_name);
-    mkdirSync(dirname(out), { recursive: true });
-    const partial = `${out}.partial`;
-    const [cc, args] = executableCommand(target, gyp, partial);
-    const result = spawnSync(cc, args, { cwd: root, encoding: 'utf8' });
-    if (result.status !== 0) {
-      rmSync(partial, { force: true });
-      throw new Error(`${id}: ${cc} failed for ${gyp.target_name}:\n${result.stderr}`);
-    }
-    const problems = checkElf(partial, target, { executable: true });
-    if (problems.length > 0) {
-      rmSync(partial, { force: true });
-      throw new Error(`${id}: ${gyp.target_name} fails its ABI check:\n  ${problems.join('\n  ')}`);
-    }
-    renameSync(partial, out);
+    compileChecked(id, target, gyp.target_name, out, { executable: true }, (partial) =>
+      executableCommand(target, gyp, partial),
+    );
     outputs.push(out);
   }
   return outputs;
@@ -241,39 +230,51 @@ function build(id, target, headers) {
   const outputs = [];
   for (const gyp of gypTargets()) {
     const out = prebuildPath(target.arch, target.libc, gyp.target_name);
-    mkdirSync(dirname(out), { recursive: true });
-    const partial = `${out}.partial`;
-    const args = [
-      ...flags,
-      ...(gyp.cflags ?? []),
-      ...(gyp.defines ?? []).map((define) => `-D${define}`),
-      '-fPIC',
-      '-shared',
-      '-s',
-      '-Wl,-z,relro,-z,now',
-      '-I',
-      headers,
-      ...gyp.sources.map((source) => join(root, source)),
-      '-o',
-      partial,
-      ...(gyp.ldflags ?? []),
-      ...(gyp.libraries ?? []),
-      ...libs,
-    ];
-    const result = spawnSync(target.cc, args, { cwd: root, encoding: 'utf8' });
-    if (result.status !== 0) {
-      rmSync(partial, { force: true });
-      throw new Error(`${id}: ${target.cc} failed:\n${result.stderr}`);
-    }
-    const problems = checkElf(partial, target);
-    if (problems.length > 0) {
-      rmSync(partial, { force: true });
-      throw new Error(`${id}: ${gyp.target_name} fails its ABI check:\n  ${problems.join('\n  ')}`);
-    }
-    renameSync(partial, out);
+    compileChecked(id, target, gyp.target_name, out, {}, (partial) => [
+      target.cc,
+      [
+        ...flags,
+        ...(gyp.cflags ?? []),
+        ...(gyp.defines ?? []).map((define) => `-D${define}`),
+        '-fPIC',
+        '-shared',
+        '-s',
+        '-Wl,-z,relro,-z,now',
+        '-I',
+        headers,
+        ...gyp.sources.map((source) => join(root, source)),
+        '-o',
+        partial,
+        ...(gyp.ldflags ?? []),
+        ...(gyp.libraries ?? []),
+        ...libs,
+      ],
+    ]);
     outputs.push(out);
   }
   return outputs;
+}
+
+/**
+ * Compiles into `out`.partial (`command(partial)` gives the compiler and its arguments), checks
+ * the result's ABI, and only then renames it to `out`: a failed or unfit build never leaves a
+ * file where a loader would look.
+ */
+function compileChecked(id, target, name, out, elfOptions, command) {
+  mkdirSync(dirname(out), { recursive: true });
+  const partial = `${out}.partial`;
+  const [cc, args] = command(partial);
+  const result = spawnSync(cc, args, { cwd: root, encoding: 'utf8' });
+  if (result.status !== 0) {
+    rmSync(partial, { force: true });
+    throw new Error(`${id}: ${cc} failed for ${name}:\n${result.stderr}`);
+  }
+  const problems = checkElf(partial, target, elfOptions);
+  if (problems.length > 0) {
+    rmSync(partial, { force: true });
+    throw new Error(`${id}: ${name} fails its ABI check:\n  ${problems.join('\n  ')}`);
+  }
+  renameSync(partial, out);
 }
 
 /** What would stop the binary from loading on its platform; empty when none. */
