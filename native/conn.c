@@ -433,11 +433,12 @@ static void update(conn_t *c) {
   } else if (c->state == S_RUNNING) {
     /*
      * stdin waits for the program (not read: back-pressure), so the client's end of file would
-     * go unseen. Registered for EPOLLHUP alone (reported whatever is asked): a Unix socket
-     * reports it when the client closed both directions, not for a half-close (the client may
-     * still read its reply; its stdin is delivered first, as when reading). See dispatch.
+     * go unseen. Registered for EPOLLRDHUP (EPOLLHUP is reported whatever is asked): a Unix
+     * socket raises it at once when the client closed its end, fully or only its write side,
+     * even with stdin unread before it — a hang-up while the program runs, as when reading
+     * (sockexec's rule), whenever the program reads that stdin. See dispatch.
      */
-    sock |= EPOLLHUP;
+    sock |= EPOLLRDHUP;
   }
   if (c->outq_len > c->outq_off) sock |= EPOLLOUT;
   watch_set(h, &c->sock, sock);
@@ -1087,7 +1088,8 @@ static void dispatch(watch_t *w, uint32_t events) {
   if (c->finished) return;
   switch (w->kind) {
     case W_SOCKET:
-      if ((events & (EPOLLHUP | EPOLLERR)) && !(w->mask & EPOLLIN) && c->state == S_RUNNING) {
+      if ((events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && !(w->mask & EPOLLIN) &&
+          c->state == S_RUNNING) {
         /* The client hung up while its stdin was not read (see update). */
         if (!c->stop_reason) c->stop_reason = R_HANGUP;
         abandon(c, E_CLIENT_EOF);

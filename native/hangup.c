@@ -1,19 +1,19 @@
 /*
  * A hang-up watch: while the daemon does not read a client's socket (its program's stdin is
- * full: back-pressure), it cannot see the client's end of file, so a client that goes away
- * would leave its program running. This watches a dup() of the socket for the peer's FULL
- * close only, without reading it and without touching Node's own watcher of the descriptor
- * (epoll keys a registration on the descriptor number, so the dup is a registration of its own).
+ * full and the daemon's read-ahead too: back-pressure), it cannot see the client's end of
+ * file, so a client that goes away would leave its program running. This watches a dup() of
+ * the socket for the peer's close, without reading it and without touching Node's own watcher
+ * of the descriptor (epoll keys a registration on the descriptor number, so the dup is a
+ * registration of its own).
  *
- * What is a hang-up: on a Unix stream socket the peer's close (or shutdown of both
- * directions) sets both shutdown bits of ours, which poll reports as POLLHUP; a half-close
- * (the peer shut down its write side only, as some clients do once their request is sent)
- * sets only the receive bit: POLLRDHUP and POLLIN, and the peer may still read its reply —
- * that is not one. epoll always reports EPOLLHUP and EPOLLERR whatever is asked, so the dup
- * is polled for UV_PRIORITIZED alone (EPOLLPRI: out-of-band data, which a Unix socket never
- * has): libuv then wakes us for HUP or ERR and never for data or a half-close, so a
- * half-closed client costs no wake-ups. The callback checks POLLHUP/POLLERR itself with
- * poll(2), and calls JS once.
+ * What is a hang-up: as for sockexec, the client's end of file while its program runs — a
+ * full close (both shutdown bits of ours set: POLLHUP) or a half-close (the peer shut down its
+ * write side only: POLLRDHUP, which the kernel raises at once even with data still unread
+ * before it). Seen here at once whatever stdin waits before it, so the rule does not depend
+ * on when the program reads (or drops) that stdin: before, a half-close was judged when the
+ * daemon got to it, a race with the program's exit. The dup is polled for UV_DISCONNECT
+ * (EPOLLRDHUP; EPOLLHUP and EPOLLERR are reported whatever is asked) and never for data, so a
+ * client that is merely unread costs no wake-ups. The callback checks with poll(2), calls JS once.
  *
  * hangupWatch(fd, onHangup: () => void) → handle; hangupUnwatch(handle): stops, closes the
  * dup (the handle is dead after it). JS unwatches before it closes the socket, since the
@@ -35,13 +35,13 @@ typedef struct hangup_watch {
   struct hangup_watch *prev, *next;
 } hangup_watch_t;
 
-/* Whether the peer closed both directions (or the socket failed): not a half-close. */
+/* Whether the peer closed its end, fully or only its write side (or the socket failed). */
 static int peer_gone(int fd) {
-  struct pollfd p = {.fd = fd, .events = 0, .revents = 0};
+  struct pollfd p = {.fd = fd, .events = POLLRDHUP, .revents = 0};
   int n;
   do n = poll(&p, 1, 0);
   while (n < 0 && errno == EINTR);
-  return n == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
+  return n == 1 && (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) != 0;
 }
 
 static void on_event(uv_poll_t *handle, int status, int events) {
@@ -92,7 +92,7 @@ napi_value js_hangup_watch(napi_env env, napi_callback_info info) {
   napi_create_reference(env, args[1], 1, &h->on_hangup);
   LIST_ADD(a->hangups, h);
   uv_unref((uv_handle_t *)&h->w.poll); /* the connection's other handles hold the loop */
-  uv_poll_start(&h->w.poll, UV_PRIORITIZED, on_event);
+  uv_poll_start(&h->w.poll, UV_DISCONNECT, on_event);
   napi_create_external(env, h, NULL, NULL, &result);
   return result;
 }

@@ -194,11 +194,12 @@ export function shutdownWrite(fd: number): number | null {
 }
 
 /**
- * Watches the connected Unix socket `fd` for its peer's full close (or a failure) WITHOUT
- * reading it: `onHangup` is called once when the peer has closed both directions; a
- * half-close (the peer shut down only its writing side) is not one. Returns the function
- * that stops watching (call it before the socket is closed: the watch holds a dup of it);
- * null when the addon is not built (or is a stale build without the call).
+ * Watches the connected Unix socket `fd` for its peer's close WITHOUT reading it: `onHangup`
+ * is called once when the peer has closed its end — fully, or only its writing side (a
+ * half-close, which the kernel reports at once even with data unread before it) — or the
+ * socket failed. Returns the function that stops watching (call it before the socket is
+ * closed: the watch holds a dup of it); null when the addon is not built (or is a stale
+ * build without the call).
  */
 export function watchHangup(fd: number, onHangup: () => void): (() => void) | null {
   const native = loadAddon();

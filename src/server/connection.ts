@@ -67,6 +67,13 @@ export function planSpawnFields(plan: LaunchPlan) {
   };
 }
 
+/**
+ * Most stdin read ahead of a program's full stdin before the client is paused: more than a
+ * client's default socket send buffer (net.core.wmem_default, 208 KiB) holds, so a message a
+ * client sends behind the stdin it has in flight is seen at once.
+ */
+export const READ_AHEAD_BYTES = 512 * 1024;
+
 export type ConnectionState = 'reading' | 'running' | 'replying' | 'abandoned' | 'closed';
 
 export class Connection {
@@ -77,8 +84,19 @@ export class Connection {
   readonly #decoder: RequestDecoder;
   #state: ConnectionState = 'reading';
   #channel: LocalChannel | null = null;
+  /** The program's stdin is full: what the client sends meanwhile waits in #stdinQueue. */
   #stdinBlocked = false;
-  /** Stops watching the unread socket for a hang-up (set while #stdinBlocked; see #pauseReading). */
+  /**
+   * Stdin read ahead of a full program stdin, in order, at most READ_AHEAD_BYTES; then the
+   * socket is paused. Reading on is what lets a message behind that stdin (a `stop`, a
+   * signal) or the client's end of file be seen at once instead of after the program reads.
+   */
+  #stdinQueue: Buffer[] = [];
+  #queuedBytes = 0;
+  /** The stdin terminator was read behind the queue: the program's stdin closes after it. */
+  #stdinEndQueued = false;
+  #socketPaused = false;
+  /** Stops watching the unread socket for a hang-up (set while paused; see #pauseReading). */
   #unwatchHangup: (() => void) | null = null;
   #socketClosed = false;
   #finished = false;
@@ -145,7 +163,7 @@ export class Connection {
           this.#startProgram(argv);
         },
         onStdin: (data) => this.#writeStdin(data),
-        onStdinEnd: () => this.#channel?.end(),
+        onStdinEnd: () => this.#endStdin(),
         onExtended: options.extension ? (version) => this.#extend(version) : undefined,
       },
       options.limits,
@@ -257,7 +275,7 @@ export class Connection {
     return {
       onHeader: (request) => this.#startExtended(request),
       onStdin: (data) => this.#writeStdin(data),
-      onStdinEnd: () => this.#channel?.end(),
+      onStdinEnd: () => this.#endStdin(),
       onSignal: (name) => this.#signal(name),
       onWindow: (columns, rows) => this.#resize(columns, rows),
       onStop: (cause) => this.#clientStop(cause),
@@ -320,6 +338,8 @@ export class Connection {
     }
     this.#clientStopped = true;
     this.#stopReason ??= cause;
+    // The client gave up on the run: stdin waiting for the program is dropped, and more with it.
+    this.#dropStdinQueue();
     channel.resume();
     this.#socket.write(encodeStopping(this.#killTimeout));
     this.#terminate(`the client stopped the run (${cause})`);
@@ -403,26 +423,51 @@ export class Connection {
   #writeStdin(data: Buffer): void {
     const channel = this.#channel;
     if (channel === null || this.#state !== 'running' || this.#stdinCapped) return;
+    if (this.#clientStopped) return;
     const max = this.#options.policy.options.maxStdinBytes;
     this.#record.bytesIn += data.length;
     if (max !== undefined && this.#record.bytesIn > max) {
       this.#stdinCapped = true;
+      this.#dropStdinQueue();
       this.#stopAtLimit(`stdin limit of ${max} bytes reached`, 'stdin-limit');
       return;
     }
-    if (!channel.write(data) && !this.#stdinBlocked) this.#pauseReading();
+    if (this.#stdinBlocked) {
+      // The decoder's chunk may be a view of the socket's buffer: keep a copy of our own.
+      this.#stdinQueue.push(Buffer.from(data));
+      this.#queuedBytes += data.length;
+      if (this.#queuedBytes >= READ_AHEAD_BYTES) this.#pauseReading();
+      return;
+    }
+    if (!channel.write(data)) this.#stdinBlocked = true;
+  }
+
+  /** The stdin terminator: the program's stdin closes once what is queued before it went in. */
+  #endStdin(): void {
+    if (this.#stdinBlocked) this.#stdinEndQueued = true;
+    else this.#channel?.end();
+  }
+
+  /** Stdin waiting for the program is dropped (the run is being stopped, or has ended). */
+  #dropStdinQueue(): void {
+    this.#stdinQueue = [];
+    this.#queuedBytes = 0;
+    this.#stdinEndQueued = false;
+    this.#stdinBlocked = false;
+    this.#resumeReading();
   }
 
   /**
-   * The program's stdin is full: the client is not read until it drains (back-pressure). Not
-   * read, its end of file would go unseen, and a client gone meanwhile would leave its program
-   * running (with -t 0, for ever): so its full close is watched for without reading
-   * (native/hangup.c) and handled as the hang-up it is. A half-close is not one: the client
-   * may still read its reply, and its stdin still waiting is delivered first, as when reading.
+   * The program's stdin is full and READ_AHEAD_BYTES more wait for it: the client is not read
+   * until it drains (back-pressure). Not read, its end of file would go unseen, and a client
+   * gone meanwhile would leave its program running (with -t 0, for ever): so its close — full,
+   * or a half-close, which while the program runs is a hang-up too (sockexec's rule) — is
+   * watched for without reading (native/hangup.c) and handled as the hang-up it is, at once.
    * Without the addon there is no watch: such a hang-up is seen once stdin drains or at -t.
    */
   #pauseReading(): void {
-    this.#stdinBlocked = true;
+    if (this.#socketPaused) return;
+    this.#socketPaused = true;
     this.#socket.pause();
     const fd = socketFd(this.#socket);
     if (fd === undefined) return;
@@ -435,6 +480,13 @@ export class Connection {
     }
   }
 
+  #resumeReading(): void {
+    if (!this.#socketPaused) return;
+    this.#socketPaused = false;
+    this.#stopHangupWatch();
+    if (this.#state === 'running' || this.#state === 'replying') this.#socket.resume();
+  }
+
   /** Called before the socket is read again or closed: the watch holds a dup of it. */
   #stopHangupWatch(): void {
     const unwatch = this.#unwatchHangup;
@@ -442,11 +494,24 @@ export class Connection {
     unwatch?.();
   }
 
+  /** The program took its stdin: what waited goes in, in order, until it is full again. */
   #onStdinDrain(): void {
-    if (!this.#stdinBlocked) return;
+    const channel = this.#channel;
+    if (!this.#stdinBlocked || channel === null) return;
     this.#stdinBlocked = false;
-    this.#stopHangupWatch();
-    if (this.#state === 'running') this.#socket.resume();
+    while (this.#stdinQueue.length > 0) {
+      const data = this.#stdinQueue.shift()!;
+      this.#queuedBytes -= data.length;
+      if (!channel.write(data)) {
+        this.#stdinBlocked = true;
+        break;
+      }
+    }
+    if (!this.#stdinBlocked && this.#stdinEndQueued) {
+      this.#stdinEndQueued = false;
+      channel.end();
+    }
+    if (this.#queuedBytes < READ_AHEAD_BYTES) this.#resumeReading();
   }
 
   #onOutput(chunk: OutputChunk): void {
@@ -502,7 +567,7 @@ export class Connection {
         : `program ${this.pid ?? ''} killed by ${status.termSignal}`,
     );
     // Keep reading (and discarding) so the client's late stdin or EOF is noticed.
-    this.#stopHangupWatch();
+    this.#dropStdinQueue();
     this.#socket.resume();
     const reason = this.#endReason(status);
     this.#record.reason = reason;
@@ -593,6 +658,7 @@ export class Connection {
     const channel = this.#channel;
     this.#state = channel && !channel.closed ? 'abandoned' : 'closed';
     this.#stopHangupWatch();
+    this.#stdinQueue = [];
     this.#socket.destroy();
     if (channel && !channel.closed) {
       this.#log(

@@ -174,9 +174,13 @@ test('kill-timeout: KILL follows TERM after the run’s own grace, not the daemo
       ['kill-timeout', '300'],
     ]),
   );
-  // A TERM that came before the fixture set its trap (a slow start) ends it at once.
+  // A TERM that came before the fixture set its trap (a slow start) ends it at once; one it
+  // caught is recorded by the trap, which sh runs only once its sleep returns — on a loaded
+  // machine possibly after the KILL, 300 ms later (a KILL with no record). The daemon's own
+  // minute would time the test out.
   const survivedTerm = existsSync(record) && /^TERM$/m.test(readFileSync(record, 'utf8'));
-  assert.deepEqual(reply.exit, ['termsig', survivedTerm ? 'KILL' : 'TERM']);
+  if (survivedTerm) assert.deepEqual(reply.exit, ['termsig', 'KILL']);
+  else assert.ok(reply.exit?.[0] === 'termsig' && /^(TERM|KILL)$/.test(reply.exit[1]));
   assert.equal(reasonOf(reply), 'timeout');
 });
 

@@ -5,22 +5,21 @@
  * Connection) and the EPOLLHUP registration in native/conn.c (the native path) a client gone
  * meanwhile left its program running until it ended or -t (with -t 0, for ever).
  *
- * A full close is a hang-up: the program is stopped (TERM), reaped, nothing is left running,
- * and the audit log says hangup. A half-close is not (the client may still read its reply, and
- * its stdin is delivered first, as when the daemon reads): the program runs on and the reply
- * arrives. Each case runs on the daemon as tests start it (contained unless
+ * A close is a hang-up, full or half (sockexec's rule while the program runs, and so whatever
+ * stdin waits before it): the program is stopped (TERM), reaped, nothing is left running, and
+ * the audit log says hangup. Each case runs on the daemon as tests start it (contained unless
  * PROCSOCK_TEST_CONTAIN=0), uncontained (served by native/conn.c on the native backend), and
  * uncontained in JavaScript (PROCSOCK_DAEMON_NATIVE=0).
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { addonAvailable } from '../../src/native/addon.js';
 import type { ServeOptions } from '../../src/server/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { childrenOf, isAlive, tempDir, waitUntil } from '../helpers/process.js';
-import { ns, RawClient, request } from '../helpers/raw-client.js';
+import { args, extendedRequest, ns, RawClient, request } from '../helpers/raw-client.js';
 
 const files = tempDir('procsock-paused-hangup-');
 after(() => files.cleanup());
@@ -40,7 +39,12 @@ async function daemon(options: Partial<ServeOptions>, js: boolean): Promise<Test
 }
 
 /** 2 MiB of stdin in 32 KiB pieces: far more than the pipe and the daemon hold. */
-const STDIN = Buffer.concat(Array.from({ length: 64 }, () => ns(Buffer.alloc(32 * 1024, 'a'))));
+const PIECE = Buffer.alloc(32 * 1024, 'a');
+const STDIN = Buffer.concat(Array.from({ length: 64 }, () => ns(PIECE)));
+/** The same in the protocol extension's `stdin` messages. */
+const EXTENDED_STDIN = Buffer.concat(
+  Array.from({ length: 64 }, () => Buffer.concat([ns('stdin'), ns(PIECE)])),
+);
 
 /**
  * A point where the daemon (in this process, on this loop) has taken every event ready: an
@@ -58,18 +62,18 @@ async function daemonTurned(path: string): Promise<void> {
  * client (the program's stdin is full), and everything sent is in the kernel, so a shutdown
  * of the client goes out at once.
  */
-async function fillUntilPaused(client: RawClient, path: string): Promise<void> {
+async function fillUntilPaused(client: RawClient, path: string, stdin = STDIN): Promise<void> {
   const fd = (client.socket as unknown as { _handle: { fd: number } })._handle.fd;
   let offset = 0;
   let turned = false;
   for (;;) {
     const before = offset;
     try {
-      while (offset < STDIN.length) offset += writeSync(fd, STDIN, offset);
+      while (offset < stdin.length) offset += writeSync(fd, stdin, offset);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
     }
-    if (offset === STDIN.length)
+    if (offset === stdin.length)
       assert.fail('the daemon took 2 MiB of stdin the program never read');
     if (offset === before && turned) return;
     await daemonTurned(path);
@@ -129,33 +133,93 @@ for (const [name, options, js] of daemons) {
       assert.equal(record?.error, 'the client closed its end');
     });
 
-    test('a half-close while the client is not read is no hang-up: the program runs on', async () => {
+    test('a half-close while the client is not read is a hang-up, at once, as sockexec’s', async () => {
       const fifo = files.path(`go-${name.replaceAll(' ', '-')}`);
       execFileSync('mkfifo', [fifo]);
-      const d = await daemon(options, js);
+      const audit = files.path(`half-${name.replaceAll(' ', '-')}.jsonl`);
+      const d = await daemon({ ...options, policy: { audit } }, js);
       try {
+        // The program would exit by itself, without reading its stdin, once told to: it is not.
+        // Before, the half-close was judged only once the daemon got to it behind that stdin —
+        // after the program had exited (a reply) or not yet (a hang-up): a race.
         const [client, pid] = await startProgram(
           d.path,
           `read line < '${fifo}'; echo "$line"; exit 3`,
         );
         await fillUntilPaused(client, d.path);
         client.socket.end(); // nothing is left buffered here: the shutdown goes out now
-        // The daemon's loop turns (this exchange needs several) with the half-close reported.
-        await daemonTurned(d.path);
-        assert.ok(isAlive(pid), 'the program runs on after the half-close');
-        writeFileSync(fifo, 'go\n');
-        // The program exits without reading its stdin. Which the daemon learns first — that
-        // exit, or the half-close behind the stdin it then discards — is a race of the kernel's:
-        // sockexec's rule makes the second a hang-up (the client closed while its program
-        // ran), and a contained run's exit comes later (through the reaper). Either way the
-        // program ended by itself and the connection closes; a reply that came is whole.
+        await waitUntil(() => !isAlive(pid), 'the program was stopped');
         const reply = await client.reply();
-        await waitUntil(() => !isAlive(pid), 'the program ended');
-        if (reply.exit !== undefined) {
-          assert.equal(reply.stdout, `${pid}\ngo\n`);
-          assert.deepEqual(reply.exit, ['exitcode', '3']);
-        }
+        assert.equal(reply.exit, undefined, 'no exit pair after a hang-up');
         await waitUntil(() => d.server.connections === 0, 'the connection is closed');
+      } finally {
+        await d.close();
+      }
+      const record = auditRecords(audit).find((entry) => entry.argv[0] === 'sh');
+      assert.equal(record?.reason, 'hangup');
+      assert.equal(record?.termSignal, 'TERM');
+    });
+  });
+}
+
+/**
+ * Messages of the protocol extension behind stdin the program does not read: the daemon reads
+ * ahead of a full stdin (a bounded queue, README "Limits"), so a `stop` (or a signal) that
+ * follows a few hundred KiB of stdin is seen at once — before, it waited behind that stdin
+ * for ever (the call hung up 5 s later, and only the hang-up watch then stopped the program).
+ */
+for (const [name, options, js] of daemons) {
+  describe(`${name}: messages behind unread stdin`, () => {
+    test('a stop behind 256 KiB of unread stdin is answered at once, the stdin dropped', async () => {
+      // A deadline far enough that a stop it does not see ends as 'deadline' instead of hanging.
+      const d = await daemon({ ...options, timeout: 20_000 }, js);
+      try {
+        const client = await RawClient.connect(d.path);
+        client.send(
+          extendedRequest(
+            [...args(['sh', '-c', 'echo $$; exec sleep 300']), ['kill-timeout', '5000']],
+            [],
+          ),
+        );
+        await client.waitForStdout('\n');
+        const pid = Number((await client.waitForPairs(2))[1]![1].trim());
+        const stdin = EXTENDED_STDIN.subarray(0, 8 * (PIECE.length + 15));
+        client.send(Buffer.concat([stdin, ns('stop'), ns('abort')]));
+        const reply = await client.reply();
+        assert.deepEqual(
+          reply.pairs.filter(([type]) => type === 'stopping' || type === 'reason'),
+          [
+            ['stopping', '5000'],
+            ['reason', 'abort'],
+          ],
+        );
+        assert.deepEqual(reply.exit, ['termsig', 'TERM']);
+        assert.ok(pid > 0 && !isAlive(pid));
+      } finally {
+        await d.close();
+      }
+    });
+
+    test('a signal behind unread stdin reaches the program at once', async () => {
+      const d = await daemon({ ...options, timeout: 20_000 }, js);
+      try {
+        const client = await RawClient.connect(d.path);
+        client.send(
+          extendedRequest(
+            args([
+              'sh',
+              '-c',
+              "trap 'echo got INT; exit 7' INT; echo ready; while :; do sleep 0.05; done",
+            ]),
+            [],
+          ),
+        );
+        await client.waitForStdout('ready\n');
+        const stdin = EXTENDED_STDIN.subarray(0, 8 * (PIECE.length + 15));
+        client.send(Buffer.concat([stdin, ns('signal'), ns('INT')]));
+        const reply = await client.reply();
+        assert.equal(reply.stdout, 'ready\ngot INT\n');
+        assert.deepEqual(reply.exit, ['exitcode', '7']);
       } finally {
         await d.close();
       }
