@@ -45,12 +45,14 @@
  * same signal):
  *
  *   status=<wait status> utime=<µs> stime=<µs> maxrss=<KiB> stopped=<n> execerr=<errno>
- *   [cgerr=<errno>] [mempeak=<bytes>]
+ *   killed=<0|1> [cgerr=<errno>] [mempeak=<bytes>]
  *
  * usage of the program and every descendant it reaped (RUSAGE_CHILDREN; with a cgroup, the
  * CPU times are its cpu.stat and mempeak its memory.peak, when the memory controller is
  * enabled there), how many processes other than the program had to be signalled, the errno
- * of a failed exec (0 if none) and, with -c, of a cgroup that could not be made or joined.
+ * of a failed exec (0 if none), whether the tree was sent KILL (procsock logs the KILL the
+ * reaper sent on its own clock from this) and, with -c, of a cgroup that could not be made or
+ * joined.
  *
  * The tree is found by reading the parent of every process in /proc (the children files of
  * /proc/PID/task/TID need CONFIG_PROC_CHILDREN, which not every kernel has); that happens only
@@ -89,6 +91,9 @@ static pid_t program = -1;
 static int own_group = 0;
 /* Its stdin is a terminal (PTY mode): the program gets its own group and the foreground. */
 static int terminal = 0;
+/* Whether the tree was sent KILL (by the kill timeout, or asked to), for the report. */
+static int killed;
+
 /* Distinct processes (other than the program) signalled so far, for the report. */
 static pid_t signalled[MAX_TRACKED];
 static int signalled_count = 0;
@@ -534,9 +539,9 @@ static void report(int status, int exec_error, int cgroup_error) {
     if (read_leaf_file("memory.peak", text, sizeof text) > 0) peak = strtoll(text, NULL, 10);
   }
   length = snprintf(line, sizeof line,
-                    "status=%d utime=%lld stime=%lld maxrss=%ld stopped=%d execerr=%d", status,
-                    utime, stime, usage.ru_maxrss, signalled_count + signalled_overflow,
-                    exec_error);
+                    "status=%d utime=%lld stime=%lld maxrss=%ld stopped=%d execerr=%d killed=%d",
+                    status, utime, stime, usage.ru_maxrss, signalled_count + signalled_overflow,
+                    exec_error, killed);
   if (length > 0 && cgroup_error) {
     length += snprintf(line + length, sizeof line - (size_t)length, " cgerr=%d", cgroup_error);
   }
@@ -729,6 +734,7 @@ int main(int argc, char **argv) {
       } else {
         /* KILL until the tree is empty: a process forking meanwhile is caught next round. */
         signal_tree(SIGKILL, 0);
+        killed = 1;
         phase = KILLING;
         deadline = now_ms() + 100;
       }
@@ -751,6 +757,7 @@ int main(int argc, char **argv) {
       }
     } else if (sig == SIG_KILL_TREE) {
       signal_tree(SIGKILL, 0);
+      killed = 1;
       phase = KILLING;
       deadline = now_ms() + 100;
     } else if (sig > 0 && sig != SIGCHLD && sig != SIGPIPE && !program_done) {

@@ -126,6 +126,8 @@ export interface ReaperReport {
   cgroupErrno: number;
   /** The leaf cgroup's memory.peak, bytes, where its memory controller was enabled; else null. */
   memoryPeak: number | null;
+  /** Whether the reaper sent KILL to the tree (its kill timeout expired, or it was asked to). */
+  killed: boolean;
 }
 
 /** Parses the reaper's one line; null when it is missing or malformed (the reaper was killed). */
@@ -151,5 +153,6 @@ export function parseReaperReport(text: string): ReaperReport | null {
     execErrno: fields.get('execerr') ?? 0,
     cgroupErrno: fields.get('cgerr') ?? 0,
     memoryPeak: fields.get('mempeak') ?? null,
+    killed: (fields.get('killed') ?? 0) > 0,
   };
 }

@@ -131,6 +131,15 @@ export interface LocalChannelOptions {
    * for fewer reads — what a relay such as the daemon wants. Default false.
    */
   lendOutput?: boolean;
+  /**
+   * Called once when stopping the run comes to KILL: `'channel'` when this channel sent it
+   * (`terminate()` or `destroy()`, its kill timeout expired), `'reaper'` when — contained —
+   * the reaper did on its own clock (its report says so, at the end: first when this process
+   * was busy, or the reaper was stopped from outside, or what the program left running
+   * outlived the exit grace). Never for a timer that found nothing to KILL, so a log made
+   * from it says what happened. Not called for `kill('SIGKILL')`.
+   */
+  onKill?: (by: 'channel' | 'reaper') => void;
 }
 
 export { DEFAULT_KILL_TIMEOUT };
@@ -177,6 +186,8 @@ export class LocalChannel extends ProcessChannel {
   #descendantsStopped = 0;
   #programPid: number | undefined;
   readonly #terminal: Terminal | null;
+  readonly #onKill: ((by: 'channel' | 'reaper') => void) | undefined;
+  #killNoticed = false;
 
   /** Starts the program at once. Throws `ArgumentError` only for an empty argv. */
   constructor(argv: readonly string[], options: LocalChannelOptions = {}) {
@@ -190,6 +201,7 @@ export class LocalChannel extends ProcessChannel {
     this.#exitGrace = options.exitGrace ?? DEFAULT_EXIT_GRACE;
     this.#contained = options.contain ?? false;
     this.#terminal = resolveTerminal(options.pty);
+    this.#onKill = options.onKill;
     if (this.#contained && !reaperAvailable()) throw new ArgumentError(REAPER_MISSING);
     if (options.cgroup !== undefined) {
       if (!this.#contained)
@@ -437,6 +449,7 @@ export class LocalChannel extends ProcessChannel {
     }
     this.#reaped = report.status;
     this.#descendantsStopped = report.descendantsStopped;
+    if (report.killed) this.#noticeKill('reaper');
     this.#usage = this.#measure(report.usage);
     return false;
   }
@@ -518,11 +531,16 @@ export class LocalChannel extends ProcessChannel {
    * signal is passed on to the program by the reaper.
    */
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    this.#deliver(signal);
+  }
+
+  /** `kill()`: true when a signal was sent, false when there was nobody left to send it to. */
+  #deliver(signal: NodeJS.Signals): boolean {
     const pid = this.#child?.pid;
-    if (pid === undefined || this.closed) return;
+    if (pid === undefined || this.closed) return false;
     try {
       if (this.#contained) {
-        if (this.#reaped !== null) return;
+        if (this.#reaped !== null) return false;
         // TERM the program (and its group) now, and the reaper TERMs the rest of the tree;
         // before the reaper has said which pid the program has, the reaper TERMs it all.
         const program = this.programPid;
@@ -534,10 +552,18 @@ export class LocalChannel extends ProcessChannel {
           process.kill(pid, signal === 'SIGKILL' ? SIG_KILL_TREE : signal);
         }
       } else if (this.#processGroup) process.kill(-pid, signal);
-      else if (this.#reaped === null) this.#child!.kill(signal);
+      else if (this.#reaped === null) return this.#child!.kill(signal);
+      else return false;
+      return true;
     } catch {
-      // ESRCH: already gone.
+      return false; // ESRCH: already gone.
     }
+  }
+
+  #noticeKill(by: 'channel' | 'reaper'): void {
+    if (this.#killNoticed) return;
+    this.#killNoticed = true;
+    this.#onKill?.(by);
   }
 
   override ref(): void {
@@ -591,7 +617,7 @@ export class LocalChannel extends ProcessChannel {
     this.#killTimer = setTimeout(() => {
       this.#killTimer = null;
       this.#graceOver = true;
-      this.kill('SIGKILL');
+      if (this.#deliver('SIGKILL')) this.#noticeKill('channel');
       this.#closePipesAfterGrace();
     }, this.#killTimeout);
   }

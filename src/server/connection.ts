@@ -103,7 +103,14 @@ export class Connection {
   #deadlineTimer: NodeJS.Timeout | null = null;
   #requestTimer: NodeJS.Timeout | null = null;
   #dropTimer: NodeJS.Timeout | null = null;
-  #killLogTimer: NodeJS.Timeout | null = null;
+  /**
+   * The run is being stopped (deadline, shutdown, a stop, a limit): from here a client that
+   * takes none of its reply for two kill timeouts is dropped (see #holdDrop).
+   */
+  #stopping = false;
+  /** The socket took no more (write() returned false) and has not drained since. */
+  #sendHeld = false;
+  #holdTimer: NodeJS.Timeout | null = null;
   #resolveClosed!: () => void;
   readonly #audit: AuditLog | null;
   /** What the audit log will say of this connection, filled in as it goes. */
@@ -197,7 +204,7 @@ export class Connection {
     socket.on('error', (error) =>
       this.#guard(() => this.#onClientGone(`socket error: ${describeError(error)}`, true)),
     );
-    socket.on('drain', () => this.#channel?.resume());
+    socket.on('drain', () => this.#guard(() => this.#onSocketDrain()));
     socket.on('close', () => {
       this.#stopHangupWatch();
       this.#socketClosed = true;
@@ -234,7 +241,8 @@ export class Connection {
         this.#stopReason ??= 'shutdown';
         this.#terminate('the daemon is shutting down');
       }
-      this.#dropAfter(2 * this.#options.killTimeout);
+      this.#stopping = true;
+      this.#holdDrop();
     });
   }
 
@@ -343,7 +351,6 @@ export class Connection {
     channel.resume();
     this.#socket.write(encodeStopping(this.#killTimeout));
     this.#terminate(`the client stopped the run (${cause})`);
-    this.#dropAfter(2 * this.#killTimeout);
   }
 
   #onRunTimeout(): void {
@@ -351,7 +358,6 @@ export class Connection {
     if (this.#state !== 'running') return;
     this.#stopReason ??= 'timeout';
     this.#terminate("the run's own timeout passed");
-    this.#dropAfter(2 * this.#options.killTimeout);
   }
 
   #spawn(
@@ -377,6 +383,7 @@ export class Connection {
       pty: run.terminal,
       // Output is only relayed: read it into reused buffers (see #send).
       lendOutput: true,
+      onKill: (by) => this.#guard(() => this.#onKill(by)),
     });
     this.#record.pid = channel.pid ?? null;
     this.#channel = channel;
@@ -543,7 +550,10 @@ export class Connection {
       more = socket.write(part);
     }
     socket.uncork();
-    if (!more) this.#channel?.pause();
+    if (!more) {
+      this.#channel?.pause();
+      this.#held();
+    }
   }
 
   /** A policy limit: the client is told on stderr, the program stopped as at the deadline. */
@@ -577,11 +587,12 @@ export class Connection {
     // stdin terminator, sent as the program exits) fail with EPIPE, and a Node client loses
     // the reply still unread in its socket with it.
     const socket = this.#socket;
-    socket.write(
+    const written = socket.write(
       this.#extension === null
         ? exit
         : Buffer.concat([encodeRunEnd(reason, this.#usage(), this.#refusedField), exit]),
     );
+    if (!written) this.#held();
     this.#shutdownNow();
     socket.end(() => this.#dropAfter(this.#options.killTimeout));
   }
@@ -665,7 +676,6 @@ export class Connection {
         `sending TERM to pid ${channel.programPid ?? channel.pid}, KILL in ${this.#killTimeout} ms if it lives`,
       );
       channel.destroy();
-      this.#logKill(channel);
     }
   }
 
@@ -678,7 +688,6 @@ export class Connection {
       case 'running':
         this.#stopReason ??= 'deadline';
         this.#terminate('the deadline passed');
-        this.#dropAfter(2 * this.#options.killTimeout);
         return;
       case 'replying':
         this.#abandon('the deadline passed before the client took the reply');
@@ -702,34 +711,69 @@ export class Connection {
   }
 
   #terminate(why: string): void {
+    this.#stopping = true;
+    this.#holdDrop();
     const channel = this.#channel;
     if (channel === null || channel.closed) return;
     this.#log(
       `${why}: sending TERM to pid ${channel.programPid ?? channel.pid}, KILL in ${this.#killTimeout} ms if it lives`,
     );
     channel.terminate();
-    this.#logKill(channel);
   }
 
-  /** The channel sends KILL itself when the kill timeout expires; this only logs it. */
-  #logKill(channel: LocalChannel): void {
-    if (this.#options.log === null || this.#killLogTimer) return;
-    this.#killLogTimer = setTimeout(() => {
-      this.#killLogTimer = null;
-      if (!channel.closed) {
-        this.#log(`pid ${channel.programPid ?? channel.pid} outlived the grace: KILL sent`);
-      }
-    }, this.#killTimeout);
+  /** The channel's KILL, as it was sent (by the channel, or by a contained run's reaper). */
+  #onKill(by: 'channel' | 'reaper'): void {
+    const channel = this.#channel;
+    const pid = channel?.programPid ?? channel?.pid;
+    this.#log(
+      `pid ${pid} outlived the grace: KILL sent${by === 'reaper' ? ' (by its reaper)' : ''}`,
+    );
   }
 
-  /** A last resort for clients that do not take their reply: drop them after `ms`. */
+  /** The socket is full: the client is not taking its reply (yet). */
+  #held(): void {
+    this.#sendHeld = true;
+    this.#holdDrop();
+  }
+
+  #onSocketDrain(): void {
+    this.#sendHeld = false;
+    if (this.#holdTimer) clearTimeout(this.#holdTimer);
+    this.#holdTimer = null;
+    this.#channel?.resume();
+  }
+
+  /**
+   * A last resort for a client that does not take its reply while its run is being stopped:
+   * dropped once it has taken nothing for two kill timeouts (its program then gets KILL if it
+   * still lives, and its output is drained). Counted only while the socket is full — the
+   * client is the hold-up — so a reading client is never dropped on the way: it gets the exit
+   * pair however long the KILL takes to be reaped (a contained run on a loaded machine).
+   * Before, one timer ran from the TERM, racing the KILL's reap, and could drop a client
+   * that was reading.
+   */
+  #holdDrop(): void {
+    if (!this.#stopping || !this.#sendHeld || this.#holdTimer || this.#finished) return;
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      this.#guard(() => {
+        if (this.#state === 'closed' || this.#state === 'abandoned') return;
+        this.#abandon('the client did not take its reply in time');
+      });
+    }, 2 * this.#killTimeout);
+  }
+
+  /**
+   * The whole reply is in the kernel (the client's to read, whatever we do now): a client that
+   * does not close its end is closed after `ms`, freeing the slot.
+   */
   #dropAfter(ms: number): void {
     if (this.#dropTimer || this.#finished) return;
     this.#dropTimer = setTimeout(() => {
       this.#dropTimer = null;
       this.#guard(() => {
         if (this.#state === 'closed' || this.#state === 'abandoned') return;
-        this.#abandon('the client did not take its reply in time');
+        this.#abandon('the client did not close its end after its reply');
       });
     }, ms);
   }
@@ -740,10 +784,10 @@ export class Connection {
     if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     if (this.#dropTimer) clearTimeout(this.#dropTimer);
     this.#clearRequestTimer();
-    if (this.#killLogTimer) clearTimeout(this.#killLogTimer);
+    if (this.#holdTimer) clearTimeout(this.#holdTimer);
     if (this.#runTimer) clearTimeout(this.#runTimer);
     this.#runTimer = null;
-    this.#killLogTimer = null;
+    this.#holdTimer = null;
     this.#deadlineTimer = null;
     this.#dropTimer = null;
     this.#finished = true;
