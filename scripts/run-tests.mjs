@@ -54,13 +54,33 @@ if (unsearchable.length > 0) {
   process.env.PATH = pathEntries.filter(searchable).join(':');
 }
 
+/**
+ * The passes: the whole suite per backend; then, for the whole suite on the native backend, the
+ * server tests once more with uncontained test daemons (PROCSOCK_TEST_CONTAIN=0, see
+ * test/helpers/daemon.ts), which the daemon serves in native/conn.c instead of in JavaScript
+ * (src/server/native-connections.ts): every server behaviour on that path too (~45 s).
+ */
+function passes() {
+  const list = backends().map((backend) => ({ backend, files, env: {} }));
+  if (named.length === 0 && list.some(({ backend }) => backend === 'native')) {
+    const server = files.filter((file) => file.startsWith(join('test', 'server') + '/'));
+    list.push({ backend: 'native', files: server, env: { PROCSOCK_TEST_CONTAIN: '0' } });
+  }
+  return list;
+}
+
 let status = 0;
-for (const backend of backends()) {
-  if (backend) console.log(`# spawn backend: ${backend}`);
+for (const pass of passes()) {
+  if (pass.backend) {
+    const uncontained = pass.env.PROCSOCK_TEST_CONTAIN === '0' ? ', uncontained server tests' : '';
+    console.log(`# spawn backend: ${pass.backend}${uncontained}`);
+  }
+  const env = { ...process.env, ...pass.env };
+  if (pass.backend) env.PROCSOCK_SPAWN = pass.backend;
   const result = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...files],
-    { stdio: 'inherit', env: backend ? { ...process.env, PROCSOCK_SPAWN: backend } : process.env },
+    ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...pass.files],
+    { stdio: 'inherit', env },
   );
   if (result.status !== 0) status = result.status ?? 1;
 }

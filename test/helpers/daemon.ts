@@ -11,6 +11,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { reaperAvailable } from '../../src/channel/contain.js';
 import { type ServeOptions, type Server, serve } from '../../src/server/index.js';
 import { childrenOf, type ProcessInfo, tempDir, waitUntil } from './process.js';
 
@@ -29,6 +30,11 @@ export interface TestDaemon {
  * server tests can be run against that path too. (Tests of containment itself fail then.)
  */
 const UNCONTAINED = process.env.PROCSOCK_TEST_CONTAIN === '0';
+
+/** Whether a test daemon contains its runs unless told otherwise (the reaper is built, and not PROCSOCK_TEST_CONTAIN=0). */
+export function testDaemonsContain(): boolean {
+  return !UNCONTAINED && reaperAvailable();
+}
 
 export async function startDaemon(
   options: Partial<ServeOptions> & { collectLog?: boolean } = {},

@@ -67,6 +67,7 @@ describe('the daemon gives each contained run a cgroup of its own', { skip }, ()
     test(`${name}: setsid, set -m and & descendants stop through the cgroup`, async () => {
       const audit = files.path(`${reason}.audit`);
       const daemon = await startDaemon({
+        contain: true,
         cgroup: base,
         timeout: reason === 'deadline' ? 1000 : 0,
         killTimeout: 300,
@@ -102,7 +103,7 @@ describe('the daemon gives each contained run a cgroup of its own', { skip }, ()
   }
 
   test('shutdown: the running tree stops through the cgroup, and no leaf is left', async () => {
-    const daemon = await startDaemon({ cgroup: base, timeout: 0, killTimeout: 300 });
+    const daemon = await startDaemon({ contain: true, cgroup: base, timeout: 0, killTimeout: 300 });
     const client = await RawClient.connect(daemon.path);
     client.send(request(ESCAPERS));
     const { pids } = await started(client);
@@ -116,7 +117,11 @@ describe('the daemon gives each contained run a cgroup of its own', { skip }, ()
   test('a program run as another user (policy user) is in its leaf', {
     skip: account ? false : 'needs root and useradd',
   }, async () => {
-    const daemon = await startDaemon({ cgroup: base, policy: { user: account!.name } });
+    const daemon = await startDaemon({
+      contain: true,
+      cgroup: base,
+      policy: { user: account!.name },
+    });
     try {
       const reply = await RawClient.exchange(
         daemon.path,
@@ -187,7 +192,9 @@ describe('the daemon gives each contained run a cgroup of its own', { skip }, ()
       test(`${name}: moves into a leaf of its own first; runs get theirs next to it`, async () => {
         const dir = join(base, name.startsWith('auto') ? 'ns' : 'own');
         mkdirSync(dir);
-        const daemon = await startDaemonProcess(['-d', ...flags(dir)], { prefix: prefix(dir) });
+        const daemon = await startDaemonProcess(['-d', '--contain', ...flags(dir)], {
+          prefix: prefix(dir),
+        });
         try {
           const own = readFileSync(`/proc/${daemon.pid}/cgroup`, 'utf8');
           assert.match(own, /\/procsock-daemon\n/, own);

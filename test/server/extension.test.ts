@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
 import { spawnBackendInUse } from '../../src/channel/local.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, type TestDaemon, testDaemonsContain } from '../helpers/daemon.js';
 import { childrenOf, tempDir, waitUntil } from '../helpers/process.js';
 import {
   args,
@@ -54,7 +54,7 @@ function shape(reply: Reply): Pair[] {
  * Uncontained: the native spawn reaps with wait4, so CPU times (its maxRSS would include
  * this process's, so none); child_process's waitpid gives nothing.
  */
-const USAGE_OF_A_RUN = reaperAvailable()
+const USAGE_OF_A_RUN = testDaemonsContain()
   ? 'userCPUTime systemCPUTime maxRSS wallTime descendantsStopped'
   : spawnBackendInUse() === 'native'
     ? 'userCPUTime systemCPUTime wallTime'
@@ -500,7 +500,11 @@ test('contain 0 on a containing daemon is refused by its policy unless clientUnc
   skip: !reaperAvailable() && 'procsock_reaper is not built',
 }, async () => {
   const marker = files.path('uncontained-must-not-exist');
-  const refused = await exchange(extendedRequest([...args(['touch', marker]), ['contain', '0']]));
+  const containing = await startDaemon({ contain: true });
+  const refused = await exchange(
+    extendedRequest([...args(['touch', marker]), ['contain', '0']]),
+    containing.path,
+  ).finally(() => containing.close());
   assert.equal(
     refused.stderr,
     'procsock: contain 0: this daemon contains every run, and clients may not opt out (procsock serve --client-no-contain allows it)\n',
@@ -509,7 +513,7 @@ test('contain 0 on a containing daemon is refused by its policy unless clientUnc
   assert.ok(refused.pairs.some(([type, data]) => type === 'refused' && data === 'contain'));
   assert.deepEqual(refused.exit, ['exitcode', '126']);
   assert.throws(() => readFileSync(marker), { code: 'ENOENT' }, 'nothing ran');
-  const lenient = await startDaemon({ policy: { clientUncontained: true } });
+  const lenient = await startDaemon({ contain: true, policy: { clientUncontained: true } });
   try {
     const loose = await exchange(
       extendedRequest([...args(['sh', '-c', 'echo $PPID']), ['contain', '0']]),
@@ -556,7 +560,7 @@ test('contain 1 where the run cannot be contained (policy rlimits) is refused as
 test('exit-grace: the daemon ends a run whose descendant holds its pipes after that grace', {
   skip: !reaperAvailable() && 'procsock_reaper is not built',
 }, async () => {
-  const logged = await startDaemon({ collectLog: true, killTimeout: 2000 });
+  const logged = await startDaemon({ contain: true, collectLog: true, killTimeout: 2000 });
   const fifo = files.path('never-written');
   try {
     execFileSync('mkfifo', [fifo]);
