@@ -2,7 +2,7 @@
  * `procsock serve`: the daemon's command line, flag for flag that of sockexec 3.1.1
  * (times in seconds here), plus long options for procsock's extras.
  *
- * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 100 for a usage error,
+ * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT/SIGHUP), 100 for a usage error,
  * 111 when the daemon cannot start (socket path in use, no permission…).
  */
 import { readFileSync } from 'node:fs';
@@ -91,7 +91,7 @@ Policy — who may run what (none given: sockexec's behaviour, but see --user):
                                 options on the command line override it
   -h, --help                    print this help and exit
 
-Exit status: 0 after SIGTERM/SIGINT (clean shutdown), ${EXIT_USAGE} usage error, ${EXIT_FATAL} cannot start.`;
+Exit status: 0 after SIGTERM/SIGINT/SIGHUP (clean shutdown), ${EXIT_USAGE} usage error, ${EXIT_FATAL} cannot start.`;
 
 export { EXIT_USAGE, UsageError };
 
@@ -365,6 +365,9 @@ function seconds(flag: string, text: string, min: number): number {
  * Runs `procsock serve ARGS…`; resolves with the exit status once the daemon has shut down.
  * `onListening` is called once the socket is bound and listening (`npm run serve` says so then).
  */
+/** The signals that shut the daemon down cleanly (exit 0). */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+
 export async function main(
   args: string[],
   version: string,
@@ -383,16 +386,16 @@ export async function main(
   const log = command.debug
     ? (line: string) => process.stderr.write(`procsock serve: ${line}\n`)
     : undefined;
-  // From here on a SIGTERM/SIGINT means a clean shutdown — even one that comes while the
-  // socket is being bound, before serve() has resolved (the default action would kill the
-  // daemon and leave the socket file behind).
+  // From here on a SIGTERM/SIGINT/SIGHUP means a clean shutdown — even one that comes while
+  // the socket is being bound, before serve() has resolved (the default action would kill the
+  // daemon and leave the socket file behind, and an uncontained program running). SIGHUP: the
+  // terminal the daemon was started from went away (sockexec dies of it the hard way).
   let signalled: (signal: NodeJS.Signals) => void;
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
     signalled = resolve;
   });
   const onSignal = (signal: NodeJS.Signals) => signalled(signal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  for (const name of STOP_SIGNALS) process.on(name, onSignal);
   try {
     // Descriptors inherited without close-on-exec would leak into every program.
     const closed = closeInheritedDescriptors();
@@ -418,7 +421,6 @@ export async function main(
     await server.close();
     return 0;
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+    for (const name of STOP_SIGNALS) process.off(name, onSignal);
   }
 }

@@ -1,6 +1,6 @@
 /**
  * `procsock serve` as a process: flags, exit codes (100 usage, 111 fatal), the debug log,
- * and SPEC §2 point 8, clean shutdown on SIGTERM/SIGINT.
+ * and SPEC §2 point 8, clean shutdown on SIGTERM/SIGINT (and SIGHUP).
  */
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -191,7 +191,9 @@ describe('a running daemon process', () => {
     }
   });
 
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  // SIGHUP too: the terminal a daemon was started from closing. Its default action killed the
+  // daemon at once, leaving the socket file behind and an uncontained program running.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     test(`8. clean shutdown on ${signal}: programs TERMed then KILLed, reaped, socket removed, exit 0`, async () => {
       const daemon = await startDaemonProcess(['-t', '0', '-k', '1']);
       const record = dir.path(`shutdown-${signal}.log`);
