@@ -100,6 +100,11 @@ export class Policy {
   /** With a user: its HOME, USER and LOGNAME, and where its programs start (see userSession). */
   readonly #session: UserSession | undefined;
 
+  /** Whom programs run as (`user`/`group`), or undefined: the daemon's own identity. */
+  get identity(): Identity | undefined {
+    return this.#identity;
+  }
+
   /** Validates the options; throws `PolicyError` with a message fit for the command line. */
   constructor(options: PolicyOptions = {}, runningAsRoot = process.getuid?.() === 0) {
     this.options = Object.freeze({ ...options });

@@ -183,12 +183,22 @@ function resolveContain(contain: boolean | undefined): boolean {
 }
 
 /** Builds the policy and checks what it needs from this machine, at start-up rather than per program. */
+const INT32_MAX = 0x7fffffff;
+
 function resolvePolicy(options: PolicyOptions): Policy {
   let policy: Policy;
   try {
     policy = new Policy(options);
   } catch (error) {
     throw new ArgumentError(`serve(): policy: ${(error as Error).message}`);
+  }
+  // Node's child_process takes ids as int32: a higher one would fail every run (126), not the start.
+  const identity = policy.identity;
+  const highest = identity ? Math.max(identity.uid, identity.gid) : 0;
+  if (highest > INT32_MAX && spawnBackendInUse() !== 'native') {
+    throw new ArgumentError(
+      `serve(): policy: id ${highest} is beyond what Node's child_process can set (${INT32_MAX}): it needs the native spawn backend: ${nativeUnavailableReason()}`,
+    );
   }
   if (options.rlimits && Object.keys(options.rlimits).length > 0) {
     if (spawnBackendInUse() !== 'native') {

@@ -114,6 +114,25 @@ describe('identity', () => {
     assert.throws(() => resolveIdentity('no-such-user-procsock'), /no user named/);
     assert.throws(() => resolveIdentity('root', 'no-such-group-procsock'), /no group named/);
   });
+
+  test('ids out of range, empty names and dashed names are refused at start, not at each run', () => {
+    // (uid_t)-1 is setresuid's "unchanged"; beyond it uid_t wraps. Both started the daemon before,
+    // and every run then failed (126) — or, in a spawn that passed -1 on, kept the daemon's uid.
+    assert.throws(() => resolveIdentity(4294967295), /user id 4294967295 is out of range/);
+    assert.throws(() => resolveIdentity('99999999999'), /user id 99999999999 is out of range/);
+    assert.throws(
+      () => resolveIdentity('root', '4294967295'),
+      /group id 4294967295 is out of range/,
+    );
+    assert.deepEqual(resolveIdentity(4294967294).uid, 4294967294);
+    assert.throws(() => resolveIdentity(''), /the user is empty/);
+    assert.throws(() => resolveIdentity('root', ''), /the group is empty/);
+    // A name is a key, never an option of getent's: --help printed its usage, taken for an entry
+    // (uid NaN), and -1 or -s failed with getent's own complaint.
+    assert.throws(() => resolveIdentity('--help'), /no user named "--help"/);
+    assert.throws(() => resolveIdentity('-s'), /no user named "-s"/);
+    assert.throws(() => resolveIdentity('root', '--help'), /no group named "--help"/);
+  });
 });
 
 describe('Policy', () => {

@@ -292,6 +292,16 @@ describe('identity', () => {
     }
   });
 
+  test('a user id that Node’s child_process cannot set is refused at start-up there', {
+    skip: spawnBackendInUse() === 'native' ? 'the native backend sets any uid_t' : false,
+  }, async () => {
+    // Before, the daemon started and every run failed: "cannot execute (ERR_INVALID_ARG_TYPE)".
+    await assert.rejects(
+      serve({ path: files.path('bigid.sock'), policy: { user: 2147483648 } }),
+      /id 2147483648 is beyond what Node's child_process can set \(2147483647\): it needs the native spawn backend/,
+    );
+  });
+
   test('a user that does not exist is refused at start-up', async () => {
     await assert.rejects(
       serve({ path: files.path('nouser.sock'), policy: { user: 'procsock-no-such-user' } }),
