@@ -367,6 +367,8 @@ function seconds(flag: string, text: string, min: number): number {
  */
 /** The signals that shut the daemon down cleanly (exit 0). */
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+/** The signals answered with a status line on stderr. */
+const STATUS_SIGNALS: readonly NodeJS.Signals[] = ['SIGUSR1', 'SIGUSR2'];
 
 export async function main(
   args: string[],
@@ -396,11 +398,20 @@ export async function main(
   });
   const onSignal = (signal: NodeJS.Signals) => signalled(signal);
   for (const name of STOP_SIGNALS) process.on(name, onSignal);
+  // SIGUSR1 and SIGUSR2 (sockexec dumps its connections on them; operators send them): a status
+  // line. Unhandled, USR2 would kill the daemon the hard way, and USR1 would open Node's
+  // inspector on 127.0.0.1:9229 — no authentication: any local user, a program this daemon runs
+  // as --user among them, could then run code as the daemon (root). A listener keeps it shut.
+  let server: Awaited<ReturnType<typeof serve>> | undefined;
+  const onStatus = (signal: NodeJS.Signals) =>
+    process.stderr.write(
+      `procsock serve: ${signal}: ${server ? `${server.connections} connections being served, ${server.queued} waiting` : 'starting'}\n`,
+    );
+  for (const name of STATUS_SIGNALS) process.on(name, onStatus);
   try {
     // Descriptors inherited without close-on-exec would leak into every program.
     const closed = closeInheritedDescriptors();
     if (closed.length > 0) log?.(`closed inherited descriptors ${closed.join(', ')}`);
-    let server: Awaited<ReturnType<typeof serve>>;
     try {
       server = await serve({ ...command.options, log });
     } catch (error) {
@@ -422,5 +433,6 @@ export async function main(
     return 0;
   } finally {
     for (const name of STOP_SIGNALS) process.off(name, onSignal);
+    for (const name of STATUS_SIGNALS) process.off(name, onStatus);
   }
 }

@@ -3,7 +3,14 @@
  * and SPEC §2 point 8, clean shutdown on SIGTERM/SIGINT (and SIGHUP).
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { parseServeArgs, UsageError } from '../../src/cli/serve.js';
 import { daemonChildren, listedFds, runCli, startDaemonProcess } from '../helpers/daemon.js';
@@ -191,6 +198,35 @@ describe('a running daemon process', () => {
     }
   });
 
+  test('SIGUSR1 and SIGUSR2: a status line; the daemon serves on, and no inspector opens', async () => {
+    const daemon = await startDaemonProcess([]);
+    try {
+      const holder = await RawClient.connect(daemon.path);
+      holder.send(request(['cat'], ['x'], false));
+      await holder.waitForStdout('x');
+      for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) {
+        process.kill(daemon.pid, signal);
+        await waitUntil(
+          () =>
+            daemon
+              .stderr()
+              .includes(`procsock serve: ${signal}: 1 connections being served, 0 waiting\n`),
+          `the status line for ${signal}`,
+        );
+      }
+      // Before, USR2 killed the daemon and USR1 opened Node's inspector on 127.0.0.1:9229, which
+      // any local user could attach to and run code as the daemon.
+      assert.doesNotMatch(daemon.stderr(), /Debugger listening/);
+      assert.deepEqual(listeningTcp(daemon.pid), [], 'the daemon listens on no TCP port');
+      const reply = await RawClient.exchange(daemon.path, request(['echo', 'still']));
+      assert.equal(reply.stdout, 'still\n');
+      holder.destroy();
+    } finally {
+      await daemon.stop();
+      daemon.cleanup();
+    }
+  });
+
   // SIGHUP too: the terminal a daemon was started from closing. Its default action killed the
   // daemon at once, leaving the socket file behind and an uncontained program running.
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
@@ -230,3 +266,25 @@ describe('a running daemon process', () => {
     });
   }
 });
+
+/** The TCP ports process `pid` listens on (its socket inodes among /proc/net/tcp{,6}'s LISTEN lines). */
+function listeningTcp(pid: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      if (inode) inodes.add(inode);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((table) =>
+    readFileSync(table, 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((fields) => fields[3] === '0A' && inodes.has(fields[9] ?? ''))
+      .map((fields) => fields[1]!),
+  );
+}
