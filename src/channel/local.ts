@@ -249,15 +249,6 @@ export class LocalChannel extends ProcessChannel {
   }
 
   /**
-   * The leaf cgroup's peak memory (memory.peak, bytes: everything charged to the run's
-   * processes together, page cache included), once the run has ended; null without a cgroup
-   * or where the memory controller is not enabled for it.
-   */
-  get memoryPeak(): number | null {
-    return this.#memoryPeak;
-  }
-
-  /**
    * What the run cost, once it has exited (null before, and after an exec failure): CPU and
    * peak RSS from wait4 — of the program and every descendant the reaper reaped when
    * contained; uncontained, the CPU of the program and the children it waited for (native
@@ -413,7 +404,11 @@ export class LocalChannel extends ProcessChannel {
   }
 
   #measure(child: ChildUsage): ResourceUsage {
-    return { ...child, wallTime: Math.round(performance.now() - this.#startedAt) };
+    return {
+      ...child,
+      memoryPeak: this.#memoryPeak,
+      wallTime: Math.round(performance.now() - this.#startedAt),
+    };
   }
 
   /**
@@ -441,7 +436,8 @@ export class LocalChannel extends ProcessChannel {
       );
       return true;
     }
-    this.#memoryPeak = report.memoryPeak;
+    // memory.peak is in bytes; usage is in process.resourceUsage()'s KiB, as maxRSS.
+    this.#memoryPeak = report.memoryPeak === null ? null : Math.ceil(report.memoryPeak / 1024);
     if (report.execErrno > 0) {
       const code = getSystemErrorName(-report.execErrno);
       this.#failExec(Object.assign(new Error(code), { code }));

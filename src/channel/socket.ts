@@ -323,6 +323,7 @@ export class SocketChannel extends ProcessChannel {
       userCPUTime: usage.userCPUTime ?? null,
       systemCPUTime: usage.systemCPUTime ?? null,
       maxRSS: usage.maxRSS ?? null,
+      memoryPeak: usage.memoryPeak ?? null,
       wallTime: usage.wallTime,
     };
   }
@@ -526,8 +527,9 @@ class DaemonLaunch implements Launch {
   honours(option: ProgramOptionName): boolean {
     // Through the protocol extension, when the daemon speaks it (if not, the channel says
     // so; the daemon checks containment and the exit grace against its policy) — but never
-    // detached: a daemon's run ends with its connection, so it leaves nothing behind.
-    return option !== 'detached';
+    // detached: a daemon's run ends with its connection, so it leaves nothing behind; nor a
+    // cgroup: the daemon chooses its runs' cgroups (procsock serve --cgroup).
+    return option !== 'detached' && option !== 'cgroup';
   }
 
   start(request: LaunchRequest): ProcessChannel {

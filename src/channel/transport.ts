@@ -38,6 +38,12 @@ export interface ProgramOptions {
   pty?: PtyOption;
   /** Let the program outlive this process (LocalChannelOptions.detached). */
   detached?: boolean;
+  /**
+   * A delegated cgroup v2 directory the contained run gets a leaf cgroup of its own in
+   * (LocalChannelOptions.cgroup; needs `contain: true`). Local runs only: a daemon chooses its
+   * runs' cgroups itself (procsock serve --cgroup), so a daemon transport refuses it.
+   */
+  cgroup?: string;
 }
 
 export type ProgramOptionName = keyof ProgramOptions;
@@ -147,6 +153,7 @@ export const PROGRAM_OPTION_NAMES = [
   'exitGrace',
   'pty',
   'detached',
+  'cgroup',
 ] as const satisfies readonly ProgramOptionName[];
 
 /** What to do instead, for each option a plain sockexec daemon cannot be told. */
@@ -173,4 +180,8 @@ export const HOW_INSTEAD: Record<ProgramOptionName, string> = {
     "a daemon's client must not leave processes behind: a daemon's program ends with its " +
     'connection (it is stopped when the client hangs up), so it cannot outlive the client. ' +
     'Drop the option, or run the program locally with detached: true',
+  cgroup:
+    'a daemon puts its contained runs in cgroups of its own choosing (procsock serve --cgroup DIR, ' +
+    'or --cgroup auto: its delegated cgroup), which a client cannot name; the usage of such a run ' +
+    'has its memoryPeak. Drop the option, or run the program locally',
 };

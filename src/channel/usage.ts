@@ -10,6 +10,13 @@ export interface ResourceUsage {
   systemCPUTime: number | null;
   /** Largest peak RSS among them (not a sum), KiB. */
   maxRSS: number | null;
+  /**
+   * Peak memory of the run's cgroup (its `memory.peak`: every process of the run together, page
+   * cache included), KiB — a run in a cgroup of its own with the memory controller enabled for
+   * it (a contained run given a `cgroup`, or a daemon's contained run in its delegated cgroup);
+   * null anywhere else. Not comparable with `maxRSS`, the largest single process's peak.
+   */
+  memoryPeak: number | null;
   /** From the start to the exit being reported, ms. */
   wallTime: number;
 }

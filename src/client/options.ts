@@ -107,6 +107,7 @@ export const EXEC_OPTIONS: Readonly<Record<ExecOptionName, OptionSpec>> = {
   exitGrace: { default: undefined, check: duration, program: true },
   pty: { default: undefined, check: (value, name) => resolveTerminal(value, name), program: true },
   detached: { default: undefined, check: checkBoolean, program: true },
+  cgroup: { default: undefined, check: checkString, program: true },
 };
 
 export const EXEC_OPTION_NAMES = Object.keys(EXEC_OPTIONS) as ExecOptionName[];

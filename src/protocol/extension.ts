@@ -81,6 +81,8 @@ export interface WireUsage {
   userCPUTime?: number;
   systemCPUTime?: number;
   maxRSS?: number;
+  /** The run's cgroup's memory.peak, KiB (see `ResourceUsage.memoryPeak`). */
+  memoryPeak?: number;
   wallTime?: number;
   descendantsStopped?: number;
 }
@@ -89,6 +91,7 @@ const USAGE_KEYS: readonly (keyof WireUsage)[] = [
   'userCPUTime',
   'systemCPUTime',
   'maxRSS',
+  'memoryPeak',
   'wallTime',
   'descendantsStopped',
 ];

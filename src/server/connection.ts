@@ -627,6 +627,7 @@ export class Connection {
     if (usage.userCPUTime !== null) known.userCPUTime = usage.userCPUTime;
     if (usage.systemCPUTime !== null) known.systemCPUTime = usage.systemCPUTime;
     if (usage.maxRSS !== null) known.maxRSS = usage.maxRSS;
+    if (usage.memoryPeak !== null) known.memoryPeak = usage.memoryPeak;
     const stopped = this.#channel?.descendantsStopped ?? null;
     if (stopped !== null) known.descendantsStopped = stopped;
     return known;

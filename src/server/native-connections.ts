@@ -311,6 +311,7 @@ export class NativeConnection {
               userCPUTime: known(record[REC.user]!),
               systemCPUTime: known(record[REC.system]!),
               maxRSS: null,
+              memoryPeak: null,
               wallTime: wall,
             }
           : null,

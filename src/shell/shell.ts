@@ -117,6 +117,13 @@ export interface ShellOptions {
    */
   contain?: boolean;
   /**
+   * Local transport: a delegated cgroup v2 directory the contained shell gets a leaf cgroup
+   * of its own in (see `LocalChannelOptions.cgroup`): every process it starts is in it, and
+   * stopping the shell kills the cgroup. Needs containment (`contain` not false). A daemon
+   * chooses its runs' cgroups itself (`procsock serve --cgroup`): refused there at `start()`.
+   */
+  cgroup?: string;
+  /**
    * Run the program on a terminal (PTY mode: `true`, or `{ columns, rows }`): it and its
    * commands write to a terminal (`isatty(1)`, `stty size`, colours, line-buffered output)
    * while each run's stdout, stderr and status are framed as usual. The terminal is raw
@@ -266,6 +273,14 @@ export class Shell {
     }
     const transport = resolveTransport(options.transport ?? 'local');
     if (options.killTimeout !== undefined) checkDuration('killTimeout', options.killTimeout);
+    if (options.cgroup !== undefined) {
+      if (typeof options.cgroup !== 'string' || options.cgroup === '') {
+        throw new ArgumentError('cgroup must be a cgroup v2 directory (an absolute path)');
+      }
+      if (options.contain === false) {
+        throw new ArgumentError('cgroup needs a contained shell: drop contain: false');
+      }
+    }
     const preset = options.sentinel;
     const interactive = interactiveTerminal(options.pty);
     if (interactive && preset !== 'posix' && preset !== 'python') {
@@ -506,7 +521,7 @@ export class Shell {
 
   /** Starts the program through the transport, in a process group of its own where the transport can. */
   async #open(): Promise<ProcessChannel> {
-    const { cwd, env, killTimeout } = this.#options;
+    const { cwd, env, killTimeout, cgroup } = this.#options;
     const launch = await this.#transport.prepare();
     // Locally: a process group of its own, contained, and a shell's exit ends its session at
     // once — jobs holding its pipes are not waited for. Through a daemon, only what the caller
@@ -516,7 +531,7 @@ export class Shell {
     const processGroup = (local && launch.honours('processGroup')) || undefined;
     const contain =
       local && launch.honours('contain')
-        ? (this.#options.contain ?? reaperAvailable())
+        ? (this.#options.contain ?? (cgroup !== undefined || reaperAvailable()))
         : this.#options.contain;
     const exitGrace = local && launch.honours('exitGrace') ? 0 : undefined;
     const request: LaunchRequest = {
@@ -528,6 +543,7 @@ export class Shell {
       contain,
       exitGrace,
       pty: this.#terminal,
+      cgroup,
     };
     return startChannel(launch, request, this.#transport);
   }

@@ -28,6 +28,7 @@ export function withoutUsage<T extends { usage: ResourceUsage | null }>(
 export function assertUsageShape(usage: ResourceUsage): void {
   assert.deepEqual(Object.keys(usage).sort(), [
     'maxRSS',
+    'memoryPeak',
     'systemCPUTime',
     'userCPUTime',
     'wallTime',
