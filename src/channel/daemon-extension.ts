@@ -38,10 +38,20 @@ export interface ExtendedLaunch {
 export function extendedLaunch(
   request: LaunchRequest,
   daemonSpeaks?: boolean,
+  transport = 'the daemon',
 ): ExtendedLaunch | null {
   const needed =
     PROGRAM_OPTION_NAMES.find((name) => isSet(request, name)) ??
     (request.protocol === 'procsock' ? 'protocol' : undefined);
+  if (request.protocol === 'plain') {
+    if (needed === undefined) return null;
+    throw new UnsupportedOptionError(
+      `${needed} cannot be honoured in the plain sockexec protocol (protocol: 'plain'): it needs ` +
+        "the procsock protocol extension. Use protocol: 'auto' with a procsock daemon, or drop the option",
+      needed,
+      transport,
+    );
+  }
   const wanted = needed === undefined && request.ownStops === true && daemonSpeaks !== false;
   if (needed === undefined && !wanted) return null;
   const option = needed ?? 'protocol';

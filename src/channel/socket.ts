@@ -535,7 +535,7 @@ class DaemonLaunch implements Launch {
   start(request: LaunchRequest): ProcessChannel {
     if (this.#started) throw new StateError('a launch starts one program; prepare another');
     const path = this.#path;
-    const extended = extendedLaunch(request, daemonSpeaksExtension(path));
+    const extended = extendedLaunch(request, daemonSpeaksExtension(path), this.#description);
     const socket = this.socket;
     if (socket.readableLength > 0 && !this.#early) {
       this.#early = new ProtocolError('the daemon sent data before the args were sent');

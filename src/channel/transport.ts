@@ -53,9 +53,10 @@ export interface LaunchRequest extends ProgramOptions {
   readonly argv: readonly string[];
   /**
    * For a daemon transport: `'procsock'` uses the protocol extension even when no option
-   * needs it (a session that will call `signal()`); `'auto'` (default) only when one does.
+   * needs it (a session that will call `signal()`); `'auto'` (default) only when one does (or
+   * `ownStops` wants it); `'plain'` never (an option that needs it is refused).
    */
-  readonly protocol?: 'auto' | 'procsock';
+  readonly protocol?: 'auto' | 'plain' | 'procsock';
   /**
    * The call's own wall-clock limit in ms (run()'s `timeout`), which the caller enforces. A
    * daemon transport that uses the protocol extension anyway sends it as the run's timeout

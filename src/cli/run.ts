@@ -201,6 +201,7 @@ async function runProgram(command: RunCommand, stdin: Readable | null): Promise<
       timeout: command.timeout,
       idleTimeout: command.idleTimeout,
       signal: controller.signal,
+      protocol: wireProtocol(command),
       ...(command.pty ? { pty: terminalOption(command.pty) } : {}),
     });
     return stopStatus ?? shellStatus(result);
@@ -220,6 +221,19 @@ async function runProgram(command: RunCommand, stdin: Readable | null): Promise<
     // process would wait for its writer to close it before exiting.
     stdin?.destroy();
   }
+}
+
+/**
+ * Through a daemon: the plain protocol unless a flag needs more. Our own signals (Ctrl-C,
+ * TERM, HUP) stop the program by a hang-up, as sockexec's own clients do, which every daemon
+ * answers with TERM, then KILL: we exit 128+n at once either way, so the extension would only
+ * have us wait for the program's end, and against a plain daemon (the C sockexec) it would
+ * cost a refused connection per run (a process remembers a refusal, but each run is a process
+ * of its own). `--timeout`/`--idle-timeout` do use it where the daemon speaks it (the daemon
+ * then enforces the limit and reports the end), and `--pty` needs it.
+ */
+function wireProtocol(command: RunCommand): 'auto' | 'plain' {
+  return command.timeout > 0 || command.idleTimeout > 0 || command.pty ? 'auto' : 'plain';
 }
 
 /** Writes a chunk; while the terminal or pipe is full, the program is held back. */

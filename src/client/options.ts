@@ -66,13 +66,18 @@ export interface ExecOptions<E extends Encoding = 'utf8'> extends ProgramOptions
    * it down before, and a refusal (nothing ran) runs the call plain. `'procsock'`: always the
    * extension, so the result has the daemon's `reason` and `usage` — a daemon that does not
    * speak it makes the call reject with `UnsupportedOptionError` (`option: 'protocol'`),
-   * nothing run. A local program has no wire: its result is complete either way.
+   * nothing run. `'plain'`: never the extension, not even for the call's own limits (a stop
+   * then hangs up, as sockexec's own clients do, and the result has no status): for a daemon
+   * known to be a plain sockexec, where `'auto'` would pay one refused connection per process
+   * for a call with a limit of its own; an option that needs the extension is refused
+   * (`UnsupportedOptionError`), nothing run. A local program has no wire: its result is
+   * complete either way.
    */
   protocol?: Protocol;
 }
 
 /** The wire protocol of a daemon call: see `ExecOptions.protocol`. */
-export type Protocol = 'auto' | 'procsock';
+export type Protocol = 'auto' | 'plain' | 'procsock';
 
 export type ExecOptionName = keyof ExecOptions<Encoding>;
 
@@ -306,8 +311,10 @@ function checkEncoding(value: unknown, name: string): void {
 }
 
 export function checkProtocol(value: unknown, name: string): void {
-  if (value !== 'auto' && value !== 'procsock') {
-    throw new ArgumentError(`${name} must be 'auto' or 'procsock'; got ${describeValue(value)}`);
+  if (value !== 'auto' && value !== 'plain' && value !== 'procsock') {
+    throw new ArgumentError(
+      `${name} must be 'auto', 'plain' or 'procsock'; got ${describeValue(value)}`,
+    );
   }
 }
 

@@ -111,7 +111,8 @@ export interface ConnectOptions extends ProgramOptions {
    * Through a daemon: `'procsock'` starts the program in the procsock protocol extension even
    * when no option needs it, so that `signal()` works (a daemon that does not speak it makes
    * the session fail with `UnsupportedOptionError`, nothing run); `'auto'` (default) uses it
-   * only for cwd, env, processGroup or killTimeout. A local program needs no protocol.
+   * only for cwd, env, processGroup or killTimeout; `'plain'` never (then `sendArgs` throws
+   * `UnsupportedOptionError` for an option that needs it). A local program needs no protocol.
    */
   protocol?: Protocol;
 }

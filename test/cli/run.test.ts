@@ -6,6 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { spawnBackendInUse } from '../../src/channel/local.js';
 import { parseRunArgs } from '../../src/cli/run.js';
@@ -284,4 +285,91 @@ test('procsock serve --no-client-pty: a run asking for a terminal is refused, ot
     await daemon.stop();
     daemon.cleanup();
   }
+});
+
+describe('procsock run --socket: the wire protocol of its connections', () => {
+  /** A Unix socket in front of a daemon that records the first bytes of every connection. */
+  async function recordingProxy(target: string) {
+    const dir = tempDir('procsock-run-proxy-');
+    const path = dir.path('proxy.sock');
+    const openings: string[] = [];
+    const sockets = new Set<Socket>();
+    const server = createServer((client) => {
+      const upstream = createConnection(target);
+      for (const socket of [client, upstream]) {
+        sockets.add(socket);
+        socket.on('error', () => {});
+        socket.on('close', () => sockets.delete(socket));
+      }
+      const index = openings.push('') - 1;
+      client.on('data', (chunk) => {
+        if (openings[index]!.length < 64) openings[index] += chunk.toString('latin1');
+      });
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    return {
+      path,
+      openings,
+      async close() {
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        dir.cleanup();
+      },
+    };
+  }
+
+  const EXTENDED = /^12:1;procsock\//;
+
+  test('against a daemon without the extension (as the C sockexec): one plain connection per run', async () => {
+    const daemon = await startDaemon({ extension: false });
+    const proxy = await recordingProxy(daemon.path);
+    try {
+      const result = await runCli(['run', '--socket', proxy.path, '--', 'sh', '-c', 'echo ok']);
+      assert.deepEqual(result, { status: 0, stdout: 'ok\n', stderr: '' });
+      assert.equal(proxy.openings.length, 1, JSON.stringify(proxy.openings));
+      assert.match(proxy.openings[0]!, /^1:3,2:sh,/);
+    } finally {
+      await proxy.close();
+      await daemon.close();
+    }
+  });
+
+  test('against a procsock daemon: plain without a limit; --timeout uses the extension (the daemon enforces it)', async () => {
+    const daemon = await startDaemon();
+    const proxy = await recordingProxy(daemon.path);
+    try {
+      assert.equal((await runCli(['run', '--socket', proxy.path, '--', 'true'])).status, 0);
+      const limited = await runCli(['run', '-s', proxy.path, '--timeout', '60000', '--', 'true']);
+      assert.equal(limited.status, 0);
+      assert.equal(proxy.openings.length, 2, JSON.stringify(proxy.openings));
+      assert.doesNotMatch(proxy.openings[0]!, EXTENDED);
+      assert.match(proxy.openings[1]!, EXTENDED);
+    } finally {
+      await proxy.close();
+      await daemon.close();
+    }
+  });
+
+  test('SIGINT on a plain run through a daemon: the program is stopped, exit 130', async () => {
+    const daemon = await startDaemon({ killTimeout: 500 });
+    try {
+      const child = spawnCli([
+        'run',
+        '--socket',
+        daemon.path,
+        '--',
+        'sh',
+        '-c',
+        'echo $$; exec sleep 300',
+      ]);
+      const result = finished(child);
+      const pid = Number(await stdoutUntil(child, '\n'));
+      child.kill('SIGINT');
+      assert.equal((await result).status, 130);
+      await waitUntil(() => !isAlive(pid), 'the program is gone');
+    } finally {
+      await daemon.close();
+    }
+  });
 });

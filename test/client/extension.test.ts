@@ -232,6 +232,28 @@ describe('calls that need nothing extra stay plain sockexec requests, byte for b
     );
   });
 
+  test("protocol: 'plain' sends the plain request even with limits of the call's own; an option that needs more is refused", async () => {
+    seen.length = 0;
+    const signal = new AbortController().signal;
+    const options = { socket: path, protocol: 'plain', timeout: 5000, signal } as const;
+    assert.equal((await run(['echo', 'hi'], { ...options, maxBuffer: 10 })).exitCode, 0);
+    assert.deepEqual(
+      seen.map((bytes) => bytes.toString('latin1')),
+      ['1:2,4:echo,2:hi,0:,'],
+    );
+    await assert.rejects(run(['pwd'], { ...options, cwd: '/tmp' }), (error: unknown) => {
+      assert.ok(error instanceof UnsupportedOptionError, String(error));
+      assert.equal(error.option, 'cwd');
+      assert.match(error.message, /protocol: 'plain'/);
+      return true;
+    });
+    await assert.rejects(
+      run(['true'], { socket: path, protocol: 'plain' as 'auto' | 'plain', pty: true }),
+      UnsupportedOptionError,
+    );
+    assert.equal(seen.length, 1, 'nothing more was sent');
+  });
+
   test('a call with a limit of its own tries the extension; answered without the hello, it sends the plain request, byte for byte', async () => {
     seen.length = 0;
     // This fake answers even the opening with an exit status: not the hello, so not spoken.
