@@ -6,6 +6,7 @@
  * as shells do. When procsock itself cannot start it (no descriptors or memory left), the
  * channel ends with a `SpawnError` instead (`'error'`, then `'close'`): the program never ran.
  */
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { DEFAULT_KILL_TIMEOUT } from '../core/limits.js';
@@ -188,6 +189,7 @@ export class LocalChannel extends ProcessChannel {
   readonly #terminal: Terminal | null;
   readonly #onKill: ((by: 'channel' | 'reaper') => void) | undefined;
   #killNoticed = false;
+  readonly #cwd: string | undefined;
 
   /** Starts the program at once. Throws `ArgumentError` only for an empty argv. */
   constructor(argv: readonly string[], options: LocalChannelOptions = {}) {
@@ -202,6 +204,7 @@ export class LocalChannel extends ProcessChannel {
     this.#contained = options.contain ?? false;
     this.#terminal = resolveTerminal(options.pty);
     this.#onKill = options.onKill;
+    this.#cwd = options.cwd;
     if (this.#contained && !reaperAvailable()) throw new ArgumentError(REAPER_MISSING);
     if (options.cgroup !== undefined) {
       if (!this.#contained)
@@ -362,7 +365,13 @@ export class LocalChannel extends ProcessChannel {
   #failExec(error: unknown): void {
     this.#abandonChild();
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
-    const [exitCode, line] = execFailure(this.argv[0]!, code);
+    // The kernel's errno does not say whether the program or the cwd was missing (ENOENT for
+    // both): a cwd that cannot be entered is named, with the daemon's words and status.
+    const cwd = this.#cwd === undefined ? null : cwdProblem(this.#cwd);
+    const [exitCode, line] =
+      cwd === null
+        ? execFailure(this.argv[0]!, code)
+        : [126, `procsock: cwd ${printable(this.#cwd!)}: ${cwd}\n`];
     this.emitOutput('stderr', Buffer.from(line));
     this.emitExit(exitedWith(exitCode));
     this.emitClose();
@@ -678,6 +687,18 @@ export function execFailure(program: string, code: string): [exitCode: 126 | 127
           ? [126, 'invalid argument (an argument contains a NUL byte)']
           : [126, `cannot execute (${code})`];
   return [exitCode, `procsock: ${printable(program)}: ${reason}\n`];
+}
+
+/** Why `cwd` cannot be a program's working directory, in the daemon's words; null when it can. */
+function cwdProblem(cwd: string): string | null {
+  try {
+    if (!statSync(cwd).isDirectory()) return 'not a directory';
+    accessSync(cwd, fsConstants.X_OK);
+    return null;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'no such directory' : `cannot use it (${code})`;
+  }
 }
 
 /**
