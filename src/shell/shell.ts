@@ -41,7 +41,12 @@ import {
   MAX_TIMER,
 } from '../core/limits.js';
 import type { ExitStatus, OutputChunk } from '../core/output.js';
-import { type PtyOptions, resolveTerminal, type Terminal } from '../core/terminal.js';
+import {
+  checkWindowSide,
+  type PtyOptions,
+  resolveTerminal,
+  type Terminal,
+} from '../core/terminal.js';
 import {
   ArgumentError,
   describeError,
@@ -446,6 +451,28 @@ export class Shell {
       throw new StateError(`write() needs a run out (the shell is ${this.#state})`);
     }
     return this.#channel.write(bytes);
+  }
+
+  /**
+   * PTY mode (`pty`): sets the shell's terminal window size in character cells, 1 to 65535,
+   * while it runs (idle or running a command): the terminal's foreground process group gets
+   * SIGWINCH, and later `stty size </dev/tty`, `$COLUMNS` of a new program, `tput cols` see
+   * it. Locally at once, through a procsock daemon one more message. Throws `ArgumentError`
+   * for a bad size or without `pty`, `StateError` when the shell is not started.
+   */
+  resize(columns: number, rows: number): void {
+    checkWindowSide('columns', columns);
+    checkWindowSide('rows', rows);
+    if (!this.#terminal) {
+      throw new ArgumentError(
+        'resize(): the shell has no terminal; give the Shell pty: true (or { columns, rows })',
+      );
+    }
+    const channel = this.#channel;
+    if ((this.#state !== 'idle' && this.#state !== 'running') || !channel) {
+      throw new StateError(`resize() needs the shell started (it is ${this.#state})`);
+    }
+    channel.resize(columns, rows);
   }
 
   /**

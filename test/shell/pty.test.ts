@@ -65,6 +65,36 @@ for (const where of ['local', 'daemon'] as const) {
       });
     }
 
+    test('resize(): a new window size, idle and while a run waits for it (SIGWINCH)', async () => {
+      const shell = Shell.posix({
+        program: 'bash',
+        transport: transport(),
+        pty: { columns: 100, rows: 30 },
+      });
+      await shell.start(10_000);
+      try {
+        shell.resize(120, 40);
+        assert.equal((await shell.run('stty size </dev/tty', 10_000)).stdout, '40 120\n');
+        // A run that waits for its SIGWINCH, says on stderr when its trap is set, then prints
+        // the size it sees: resized at that word.
+        let stdout = '';
+        await shell.run(
+          {
+            command:
+              "(trap 'stty size </dev/tty; exit' WINCH; echo ready >&2; while :; do sleep 0.05; done)",
+            stdout: { write: (chunk: Buffer) => void (stdout += chunk) },
+            stderr: { write: (chunk: Buffer) => chunk.includes('ready') && shell.resize(90, 20) },
+          },
+          10_000,
+        );
+        assert.equal(stdout, '20 90\n');
+        assert.throws(() => shell.resize(0, 10), ArgumentError);
+      } finally {
+        await shell.close();
+      }
+      assert.throws(() => shell.resize(80, 24), StateError);
+    });
+
     test('python: the driver writes to a terminal; statuses per run; stop() ends it', async () => {
       const shell = Shell.python({ transport: transport(), pty: true });
       await shell.start(10_000);
@@ -198,6 +228,10 @@ test('an interactive terminal needs bash or python; write() needs one', {
     assert.equal(dash.state, 'off');
     await dash.close();
   }
+});
+
+test('resize() without a terminal is an ArgumentError saying how to get one', () => {
+  assert.throws(() => Shell.posix({ program: 'sh' }).resize(80, 24), /pty: true/);
 });
 
 test('presets that cannot run on a terminal, and terminal options a Shell decides, are refused at once', () => {
