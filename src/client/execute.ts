@@ -201,6 +201,12 @@ class Execution {
     const bytes = this.#collectedBytes[type] + data.length;
     if (bytes > this.#maxBuffer) {
       const limit = this.#maxBuffer;
+      // As Node's execFile: the result keeps the output up to the limit (whole characters
+      // only, in 'utf8'), so the error says what the program wrote before it was stopped.
+      const room = limit - this.#collectedBytes[type];
+      const kept = this.#plan.encoding === 'utf8' ? utf8Prefix(data, room) : room;
+      if (kept > 0) this.#collected[type].push(data.subarray(0, kept));
+      this.#collectedBytes[type] += kept;
       this.#fail(
         new LimitError(
           `${this.#plan.argv[0]} wrote more than ${limit} bytes to ${type} (maxBuffer); it was stopped ` +
@@ -347,6 +353,19 @@ function joined(chunks: Buffer[], encoding: Encoding): string | Buffer {
   if (encoding === 'buffer') return Buffer.concat(chunks);
   if (chunks.length === 0) return '';
   return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8');
+}
+
+/**
+ * How many of `data`'s first `room` bytes end on a UTF-8 character boundary (a character cut
+ * by the limit is left out whole). Earlier chunks are not looked at: a character split across
+ * chunks that the limit cuts may still lose its tail.
+ */
+function utf8Prefix(data: Buffer, room: number): number {
+  if (room >= data.length) return data.length;
+  let end = room;
+  // Back over continuation bytes (10xxxxxx) to the start of the character the limit cuts.
+  while (end > 0 && end > room - 3 && (data[end]! & 0xc0) === 0x80) end--;
+  return end;
 }
 
 /** Client data as a Buffer: strings as UTF-8, byte arrays without a copy. */

@@ -13,6 +13,7 @@ import { daemonTransport } from '../../src/channel/socket.js';
 import type { Launch, Transport } from '../../src/channel/transport.js';
 import { parseRunArgs } from '../../src/cli/run.js';
 import { createExec, run } from '../../src/client/exec.js';
+import type { ExecResult } from '../../src/client/execute.js';
 import { connect } from '../../src/client/session.js';
 import { DEFAULT_MAX_BUFFER } from '../../src/core/limits.js';
 import {
@@ -32,7 +33,7 @@ import { Policy } from '../../src/policy/policy.js';
 import { Shell } from '../../src/shell/shell.js';
 import { childrenNamed, openTarget, TARGET_KINDS, type TestTarget } from '../channel/targets.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { withoutUsage } from '../helpers/outcome.js';
+import { failure, withoutUsage } from '../helpers/outcome.js';
 import { tempDir, waitUntil } from '../helpers/process.js';
 
 const MiB = 1024 * 1024;
@@ -107,6 +108,27 @@ for (const kind of TARGET_KINDS) {
         /to stderr \(maxBuffer\)/,
       );
       await gone('sleep');
+    });
+
+    test("maxBuffer: the error's result keeps the output up to the limit, whole characters in utf8", async () => {
+      // One write of 10 two-byte characters: the limit of 5 cuts the third in half.
+      const wide = [
+        'python3',
+        '-c',
+        'import os; os.write(1, ("é" * 10).encode()); import time; time.sleep(30)',
+      ];
+      const [text, result] = await failure(run(wide, { transport: target.target, maxBuffer: 5 }));
+      assert.equal(text.code, 'PROCSOCK_LIMIT');
+      assert.equal(result.stdout, 'éé');
+      const [, bytes] = await failure(
+        run(wide, { transport: target.target, maxBuffer: 5, encoding: 'buffer' }),
+      );
+      // Bytes are bytes: exactly the limit.
+      assert.deepEqual(
+        (bytes as unknown as ExecResult<Buffer>).stdout,
+        Buffer.from('é'.repeat(10)).subarray(0, 5),
+      );
+      await gone('python3');
     });
 
     test('maxBuffer counts collected bytes only: a callback stream is not capped', async () => {
