@@ -244,6 +244,7 @@ export class Shell {
 
   /** A shell for sh/bash/dash/zsh with per-run random markers and exit statuses. */
   static posix(options: PosixShellOptions = {}): Shell {
+    refusePresetSentinel(options, 'posix');
     return new Shell({ ...options, program: options.program ?? 'sh', sentinel: 'posix' });
   }
 
@@ -253,11 +254,13 @@ export class Shell {
    * on stderr with status 1. `args` go to the interpreter before the driver (e.g. `['-X', 'dev']`).
    */
   static python(options: ReplShellOptions = {}): Shell {
+    refusePresetSentinel(options, 'python');
     return new Shell({ ...options, program: options.program ?? 'python3', sentinel: 'python' });
   }
 
   /** Node (`node` by default) through a driver of ours: as `Shell.python`, in one global scope. */
   static node(options: ReplShellOptions = {}): Shell {
+    refusePresetSentinel(options, 'node');
     return new Shell({ ...options, program: options.program ?? 'node', sentinel: 'node' });
   }
 
@@ -266,6 +269,7 @@ export class Shell {
    * dot-commands, each run's errors on its stderr; `exitCode` is null (sqlite3 reports none).
    */
   static sqlite(options: ReplShellOptions & { database?: string } = {}): Shell {
+    refusePresetSentinel(options, 'sqlite');
     const { database, ...rest } = options;
     const args = [...(rest.args ?? []), ...(database === undefined ? [] : [database])];
     return new Shell({ ...rest, args, program: rest.program ?? 'sqlite3', sentinel: 'sqlite' });
@@ -276,6 +280,7 @@ export class Shell {
     if (typeof options?.program !== 'string' || options.program === '') {
       throw new ArgumentError('a shell needs a program (e.g. "bash")');
     }
+    refuseUnknownShellOptions(options);
     const transport = resolveTransport(options.transport ?? 'local');
     if (options.killTimeout !== undefined) checkDuration('killTimeout', options.killTimeout);
     if (options.cgroup !== undefined) {
@@ -933,4 +938,51 @@ function interactiveTerminal(pty: ShellOptions['pty']): boolean {
     throw new ArgumentError(`pty.interactive: expected a boolean, not ${typeof interactive}`);
   }
   return interactive === true;
+}
+
+/** Every key of `ShellOptions` (and `database`, which only `Shell.sqlite` takes and removes). */
+const SHELL_OPTION_KEYS: ReadonlySet<string> = new Set([
+  'program',
+  'args',
+  'cwd',
+  'env',
+  'terminator',
+  'sentinel',
+  'stderrSentinel',
+  'stderr',
+  'transport',
+  'killTimeout',
+  'maxBuffer',
+  'contain',
+  'cgroup',
+  'pty',
+] satisfies (keyof ShellOptions)[]);
+
+/** What to do instead, for options a caller of run() or spawn() would reach for. */
+const SHELL_INSTEAD: Readonly<Record<string, string>> = {
+  timeout: 'give each call its own: start(ms), run(command, ms), stop(ms)',
+  signal: 'a Shell takes no AbortSignal: close() kills it, and a run takes a timeout',
+  idleTimeout: 'a run takes a wall-clock timeout: run(command, ms)',
+  processGroup: 'a local Shell always has a process group of its own',
+  detached: 'a Shell ends with this process; contain: false lets its jobs outlive it',
+};
+
+/** A Shell option that is not one is refused, never ignored (a typo would silently do nothing). */
+function refuseUnknownShellOptions(options: object): void {
+  for (const [key, value] of Object.entries(options)) {
+    if (value === undefined || SHELL_OPTION_KEYS.has(key)) continue;
+    const instead = SHELL_INSTEAD[key];
+    throw new ArgumentError(
+      `unknown Shell option ${JSON.stringify(key)}${instead ? `: ${instead}` : ''}`,
+    );
+  }
+}
+
+/** A preset makes its own sentinel: one given to it would be overridden, so it is refused. */
+function refusePresetSentinel(options: object, preset: string): void {
+  if ((options as { sentinel?: unknown }).sentinel !== undefined) {
+    throw new ArgumentError(
+      `the ${preset} preset makes its own sentinel; drop sentinel (or use new Shell({ sentinel }))`,
+    );
+  }
 }

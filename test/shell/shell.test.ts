@@ -402,6 +402,25 @@ describe('options, parsers and timeouts', () => {
     );
   });
 
+  test('an option a Shell does not have is refused, never ignored; a preset refuses a sentinel', () => {
+    const sentinel = { command: 'echo x', value: 'x' };
+    for (const [key, reason] of [
+      ['timeout', /unknown Shell option "timeout": give each call its own/],
+      ['signal', /takes no AbortSignal/],
+      ['maxbuffer', /unknown Shell option "maxbuffer"$/],
+    ] as const) {
+      const options = { program: 'sh', sentinel, [key]: 1 } as unknown as ShellOptions;
+      assert.throws(() => new Shell(options), reason);
+      assert.throws(() => Shell.posix({ [key]: 1 } as never), reason);
+      assert.throws(() => Shell.python({ [key]: 1 } as never), reason);
+    }
+    // An option set to undefined is not set, as everywhere else.
+    assert.ok(new Shell({ program: 'sh', sentinel, timeout: undefined } as ShellOptions));
+    for (const preset of ['posix', 'python', 'node', 'sqlite'] as const) {
+      assert.throws(() => Shell[preset]({ sentinel } as never), /makes its own sentinel/);
+    }
+  });
+
   test('bad arguments of start/run/stop reject (a promise-returning call never throws)', async () => {
     const shell = Shell.posix();
     await assert.rejects(shell.run(42 as unknown as string), ArgumentError);
