@@ -11,7 +11,7 @@ import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { DEFAULT_KILL_TIMEOUT } from '../core/limits.js';
 import { type ExitStatus, exitedWith, killedBy } from '../core/output.js';
-import { wireSignalName } from '../core/signals.js';
+import { checkSignal, wireSignalName } from '../core/signals.js';
 import {
   checkWindowSide,
   type PtyOption,
@@ -67,6 +67,13 @@ export interface LocalChannelOptions {
   processGroup?: boolean;
   /** Milliseconds between TERM and KILL when the program is stopped. Default `DEFAULT_KILL_TIMEOUT` (5000). */
   killTimeout?: number;
+  /**
+   * The signal `terminate()` (a stop, a destroy) sends first, instead of TERM — Node's
+   * `killSignal`: a name (`'SIGINT'`, `'INT'`) or number; KILL still follows after the kill
+   * timeout. Contained, the reaper passes it on to the program (TERM would reach the whole
+   * tree); the tree is KILLed at the end as always. Default TERM.
+   */
+  killSignal?: string | number;
   /**
    * Milliseconds the output pipes may stay open after the program has exited, because
    * something it started still holds them (`sleep 30 &`). Output keeps coming meanwhile (a
@@ -164,6 +171,7 @@ export class LocalChannel extends ProcessChannel {
   readonly #child: SpawnedChild | null;
   readonly #processGroup: boolean;
   readonly #killTimeout: number;
+  readonly #killSignal: NodeJS.Signals;
   readonly #exitGrace: number;
   #openStreams = 2;
   #reaped: ExitStatus | null = null;
@@ -200,6 +208,10 @@ export class LocalChannel extends ProcessChannel {
     this.argv = argv;
     this.#processGroup = options.processGroup ?? false;
     this.#killTimeout = options.killTimeout ?? DEFAULT_KILL_TIMEOUT;
+    this.#killSignal =
+      options.killSignal === undefined
+        ? 'SIGTERM'
+        : (`SIG${checkSignal(options.killSignal, 'killSignal')}` as NodeJS.Signals);
     this.#exitGrace = options.exitGrace ?? DEFAULT_EXIT_GRACE;
     this.#contained = options.contain ?? false;
     this.#terminal = resolveTerminal(options.pty);
@@ -618,7 +630,7 @@ export class LocalChannel extends ProcessChannel {
    */
   terminate(): void {
     if (this.closed || this.#killTimer || this.#graceOver) return;
-    this.kill('SIGTERM');
+    this.kill(this.#killSignal);
     this.#killTimer = setTimeout(() => {
       this.#killTimer = null;
       this.#graceOver = true;

@@ -528,8 +528,9 @@ class DaemonLaunch implements Launch {
     // Through the protocol extension, when the daemon speaks it (if not, the channel says
     // so; the daemon checks containment and the exit grace against its policy) — but never
     // detached: a daemon's run ends with its connection, so it leaves nothing behind; nor a
-    // cgroup: the daemon chooses its runs' cgroups (procsock serve --cgroup).
-    return option !== 'detached' && option !== 'cgroup';
+    // cgroup: the daemon chooses its runs' cgroups (procsock serve --cgroup); nor a kill signal
+    // other than TERM: the protocol has no field for it.
+    return option !== 'detached' && option !== 'cgroup' && option !== 'killSignal';
   }
 
   start(request: LaunchRequest): ProcessChannel {

@@ -30,6 +30,11 @@ export interface ProgramOptions {
   processGroup?: boolean;
   /** Milliseconds between TERM and KILL when the program is stopped. */
   killTimeout?: number;
+  /**
+   * The signal that stops the program (Node's `killSignal`: `'SIGINT'`, `'INT'`, 2…), KILL
+   * following after `killTimeout`. Default TERM. Local runs only: a daemon stops with TERM.
+   */
+  killSignal?: string | number;
   /** Contain the run: every descendant stops with it (LocalChannelOptions.contain). */
   contain?: boolean;
   /** Milliseconds pipes held by descendants may outlive the program (LocalChannelOptions.exitGrace). */
@@ -142,7 +147,12 @@ export function refuseUnhonoured(
 
 /** Whether `options` asks for `option` (`pty: false`, no terminal, asks for nothing). */
 export function isSet(options: ProgramOptions, option: ProgramOptionName): boolean {
-  return options[option] !== undefined && !(option === 'pty' && options[option] === false);
+  const value = options[option];
+  if (value === undefined) return false;
+  if (option === 'pty') return value !== false;
+  // TERM is what every transport stops with: asking for it asks for nothing.
+  if (option === 'killSignal') return !(value === 'TERM' || value === 'SIGTERM' || value === 15);
+  return true;
 }
 
 export const PROGRAM_OPTION_NAMES = [
@@ -150,6 +160,7 @@ export const PROGRAM_OPTION_NAMES = [
   'env',
   'processGroup',
   'killTimeout',
+  'killSignal',
   'contain',
   'exitGrace',
   'pty',
@@ -168,6 +179,10 @@ export const HOW_INSTEAD: Record<ProgramOptionName, string> = {
   processGroup:
     'the daemon decides that for all its programs (procsock serve --kill-group); drop the option',
   killTimeout: "the daemon's own grace applies (procsock serve -k SECONDS); drop the option",
+  killSignal:
+    'a daemon stops its programs with TERM, then KILL after its grace: drop the option (a ' +
+    'killTimeout shortens the grace), send the signal yourself (Session.signal() through a ' +
+    'procsock daemon), or run the program locally',
   contain:
     'a sockexec daemon cannot be told; a procsock daemon can (it contains its runs by ' +
     'default where procsock_reaper is built). Use a procsock daemon, or drop the option',

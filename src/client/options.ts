@@ -20,6 +20,7 @@ import {
   DEFAULT_MAX_BUFFER,
   describeValue,
 } from '../core/limits.js';
+import { checkSignal } from '../core/signals.js';
 import { resolveTerminal } from '../core/terminal.js';
 import { ArgumentError } from '../errors.js';
 import type { Encoding, OutputCallback, StdinSource } from './execute.js';
@@ -107,6 +108,11 @@ export const EXEC_OPTIONS: Readonly<Record<ExecOptionName, OptionSpec>> = {
   cwd: { default: undefined, check: checkString, program: true },
   env: { default: undefined, check: checkEnv, program: true },
   killTimeout: { default: undefined, check: duration, program: true },
+  killSignal: {
+    default: undefined,
+    check: (value, name) => void checkSignal(value, name),
+    program: true,
+  },
   processGroup: { default: undefined, check: checkBoolean, program: true },
   contain: { default: undefined, check: checkBoolean, program: true },
   exitGrace: { default: undefined, check: duration, program: true },

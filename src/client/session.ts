@@ -49,7 +49,7 @@ import {
 import type { RunOutcome } from '../channel/usage.js';
 import { checkByteCount, checkDuration, describeValue, hasDeadline } from '../core/limits.js';
 import type { OutputChunk, OutputType } from '../core/output.js';
-import { signalNumber, wireSignalName } from '../core/signals.js';
+import { checkSignal } from '../core/signals.js';
 import { checkWindowSide } from '../core/terminal.js';
 import {
   ArgumentError,
@@ -545,16 +545,5 @@ export class Session {
 
 /** `'INT'`, `'SIGINT'` or 2 → `'INT'`; `ArgumentError` for a signal this system does not have. */
 function signalName(signal: unknown): string {
-  const name =
-    typeof signal === 'number'
-      ? wireSignalName(signal)
-      : typeof signal === 'string'
-        ? wireSignalName(signal as NodeJS.Signals)
-        : '';
-  if (name === '' || signalNumber(name) === undefined || !/^[A-Z][A-Z0-9+-]*$/.test(name)) {
-    throw new ArgumentError(
-      `signal must be a signal name ('INT', 'SIGTERM'…) or number this system has; got ${describeValue(signal)}`,
-    );
-  }
-  return name;
+  return checkSignal(signal);
 }

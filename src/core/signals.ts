@@ -3,6 +3,8 @@
  * as the C sockexec sends them.
  */
 import { constants } from 'node:os';
+import { ArgumentError } from '../errors.js';
+import { describeValue } from './limits.js';
 
 const byNumber = new Map<number, string>();
 for (const [name, number] of Object.entries(constants.signals)) {
@@ -26,4 +28,23 @@ export function signalNumber(name: string): number | undefined {
 export function signalName(signal: number): NodeJS.Signals | undefined {
   const name = byNumber.get(signal);
   return name === undefined ? undefined : (`SIG${name}` as NodeJS.Signals);
+}
+
+/**
+ * A signal given by a caller — a name with or without `SIG` (`'INT'`, `'SIGTERM'`) or a number
+ * — as its wire name (`INT`); `ArgumentError` naming `what` for one this system does not have.
+ */
+export function checkSignal(signal: unknown, what = 'signal'): string {
+  const name =
+    typeof signal === 'number'
+      ? wireSignalName(signal)
+      : typeof signal === 'string'
+        ? wireSignalName(signal as NodeJS.Signals)
+        : '';
+  if (name === '' || signalNumber(name) === undefined || !/^[A-Z][A-Z0-9+-]*$/.test(name)) {
+    throw new ArgumentError(
+      `${what} must be a signal name ('INT', 'SIGTERM'…) or number this system has; got ${describeValue(signal)}`,
+    );
+  }
+  return name;
 }
