@@ -9,9 +9,15 @@ import { constants as bufferConstants } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import type { ProcessChannel } from '../channel/channel.js';
 import type { EndReason, ResourceUsage } from '../channel/usage.js';
-import { hasDeadline } from '../core/limits.js';
+import { describeValue, hasDeadline } from '../core/limits.js';
 import type { OutputChunk, OutputType } from '../core/output.js';
-import { abortError, LimitError, type ProcsockError, TimeoutError } from '../errors.js';
+import {
+  ArgumentError,
+  abortError,
+  LimitError,
+  type ProcsockError,
+  TimeoutError,
+} from '../errors.js';
 import type { StopCause } from '../protocol/extension.js';
 import { drainOrClose } from '../util/drain.js';
 
@@ -284,6 +290,11 @@ class Execution {
       } else if (stdin) {
         for await (const piece of stdin) {
           if (this.#failure || channel.closed) return;
+          if (typeof piece !== 'string' && !(piece instanceof Uint8Array)) {
+            throw new ArgumentError(
+              `stdin: an async iterable must yield strings or Buffers/Uint8Arrays; it yielded ${describeValue(piece)} (an object-mode stream?)`,
+            );
+          }
           if (!channel.write(toBuffer(piece))) await drained(channel);
           // Input the program accepts is progress too: a filter may print only at the end.
           if (this.#pendingCallbacks === 0) this.#timer?.refresh();
@@ -334,7 +345,14 @@ class Execution {
    */
   #fail(error: Error, reason: StopCause | null = null): void {
     if (this.#failure) return;
-    this.#failure = error;
+    // A callback or stdin source that throws or rejects with nothing (`Promise.reject()`,
+    // `throw 0`) still fails the call: it used to resolve as if the program had been killed.
+    this.#failure =
+      error ||
+      new Error(
+        `an output callback or the stdin source threw or rejected with ${String(error)}; the program was stopped`,
+        { cause: error },
+      );
     this.#stopReason = reason;
     this.#disarmTimer();
     if (this.#wallTimer) clearTimeout(this.#wallTimer);

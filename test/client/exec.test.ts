@@ -177,6 +177,39 @@ for (const kind of TARGET_KINDS) {
       );
     });
 
+    test('a callback that throws or rejects with nothing still fails the call (never a result)', async () => {
+      const exec = createExec(target.target);
+      const argv = ['sh', '-c', 'echo hi; exec sleep 30'];
+      for (const stdout of [
+        () => Promise.reject(),
+        () => Promise.reject(null),
+        () => {
+          throw 0;
+        },
+      ]) {
+        await assert.rejects(exec({ argv, stdout }), /threw or rejected with (undefined|null|0)/);
+      }
+      const stdin = (async function* () {
+        yield 'x';
+        throw undefined;
+      })();
+      await assert.rejects(exec({ argv: ['cat'], stdin }), /rejected with undefined/);
+    });
+
+    test('stdin that yields anything but strings and bytes is an ArgumentError; the program is stopped', async () => {
+      const exec = createExec(target.target);
+      for (const piece of [42, { a: 1 }, null]) {
+        const stdin = (async function* () {
+          yield piece as unknown as string;
+        })();
+        await assert.rejects(exec({ argv: ['cat'], stdin }), (error: unknown) => {
+          assert.ok(error instanceof ArgumentError, String(error));
+          assert.match(error.message, /must yield strings or Buffers/);
+          return true;
+        });
+      }
+    });
+
     test("idleTimeout is the longest wait between pieces of data (lua-resty-exec's timeout)", async () => {
       const exec = createExec(target.target, { idleTimeout: 300 });
       // 5 pieces 100 ms apart: 500 ms in all, never 300 ms without data.
