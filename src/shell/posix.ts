@@ -94,6 +94,16 @@ const BASH_BLOCK = 64;
 const BASH_TAIL = '\n__pss=$?';
 /** The final run's (stop()) tail: the shell exits with the command's status. */
 const BASH_FINAL_TAIL = '\n\\builtin exit "$?"';
+/**
+ * A command whose last line ends in a backslash continues on the next line, which is the
+ * framing's tail: `echo a \` would print `a __pss=0` and lose its status. An empty line
+ * after it ends the continuation, as in a script (`echo a` then a blank line). Other commands
+ * are left alone, so the common run's block stays as short.
+ */
+function closeContinuation(command: string): string {
+  return /(^|[^\\])(\\\\)*\\$/.test(command) ? `${command}\n` : command;
+}
+
 /** Characters whose count in bash's locale is not their count here: such a run is read to a NUL. */
 const NON_ASCII = /[^\x00-\x7f]/;
 /**
@@ -279,7 +289,7 @@ export class PosixFraming implements Framing {
     const status = Math.min(Math.max(this.#lastStatus() ?? 0, 0), 255);
     // On an interactive terminal a NUL first: where the driver's bytes start (TERMINAL_SYNC).
     const header = `${this.#terminal ? '\0' : ''}${p1}${p2}${String(status).padStart(3, '0')}`;
-    const text = command + tail;
+    const text = closeContinuation(command) + tail;
     const room = BASH_BLOCK - BASH_HEADER;
     if (NON_ASCII.test(text)) return `${header}u${''.padEnd(room)}${text}\0`;
     if (text.length <= room) return `${header}s${text.padEnd(room)}`;
@@ -316,7 +326,7 @@ export class PosixFraming implements Framing {
           `\\builtin eval ${quote(bashStart(this.#stderrMarker, this.#terminal))};; esac\n`
         : this.#loop
           ? this.#bashRun(p1, p2, command)
-          : `${this.#restore()}${this.#dialect.eval} ${quote(`${command}\n__pss=$?`)}${this.#redirect}` +
+          : `${this.#restore()}${this.#dialect.eval} ${quote(`${closeContinuation(command)}\n__pss=$?`)}${this.#redirect}` +
             // The copy of stderr is the driver's: the command does not inherit it.
             `${this.#stderrMarker ? ` ${STDERR_COPY}>&-` : ''};` +
             `${toStderr}${printf} "$__psf" ${p1} ${p2}${evalStatus} "$__pss"\n`;

@@ -287,6 +287,18 @@ for (const kind of KINDS) {
         });
       }
 
+      test(`${program}: a command ending in a backslash ends there; the framing's tail is not its next line`, async () => {
+        const { shell, run, noMarkerLeaked } = await open(program);
+        const joined = await run('false; echo a \\');
+        assert.deepEqual([joined.stdout, joined.stderr, joined.exitCode], ['a\n', '', 0]);
+        const escaped = await run('echo b \\\\');
+        assert.deepEqual([escaped.stdout, escaped.exitCode], ['b \\\n', 0]);
+        assert.equal(await status(run, '(exit 4) \\'), 4);
+        assert.equal((await run('echo $?')).stdout, '4\n');
+        noMarkerLeaked();
+        await shell.stop(5000);
+      });
+
       test(`${program}: exec 2>/dev/null and exec 2>&1 in a run keep later runs working`, async () => {
         const { shell, run } = await open(program);
         await run('exec 2>/dev/null');
