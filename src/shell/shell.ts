@@ -694,7 +694,7 @@ export class Shell {
     try {
       parser.write(data);
     } catch (error) {
-      exchange.parserError = error ?? new Error('a parser threw');
+      exchange.parserError = parserFailure(error, 'write');
     }
   }
 
@@ -773,7 +773,7 @@ export class Shell {
       try {
         parser?.end?.();
       } catch (error) {
-        exchange.parserError ??= error;
+        exchange.parserError ??= parserFailure(error, 'end');
       }
     }
     return exchange;
@@ -985,4 +985,14 @@ function refusePresetSentinel(options: object, preset: string): void {
       `the ${preset} preset makes its own sentinel; drop sentinel (or use new Shell({ sentinel }))`,
     );
   }
+}
+
+/**
+ * What a parser threw, as the run's error: an error as it is; nothing (`throw undefined`,
+ * `throw 0`) as an Error saying so — a falsy failure used to make the run succeed.
+ */
+function parserFailure(error: unknown, call: 'write' | 'end'): unknown {
+  return (
+    error || new Error(`an output parser's ${call}() threw ${String(error)}`, { cause: error })
+  );
 }

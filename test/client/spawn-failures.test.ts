@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
 import { type RunOptions, run } from '../../src/client/exec.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { childrenOf, openFdCount, openFds, tempDir, waitUntil } from '../helpers/process.js';
+import { childrenOf, openFds, tempDir, waitUntil } from '../helpers/process.js';
 
 const files = tempDir('procsock-spawn-failures-');
 const script = files.path('no-exec.sh');

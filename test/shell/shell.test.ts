@@ -488,6 +488,20 @@ describe('options, parsers and timeouts', () => {
     };
     await assert.rejects(shell.run(broken), /parser bug/);
     assert.equal(shell.state, 'idle');
+    // One that throws nothing (or 0) fails its run too, in write() and in end(): it used to succeed.
+    for (const thrown of [undefined, 0]) {
+      const throwing = () => {
+        throw thrown;
+      };
+      await assert.rejects(
+        shell.run({ command: 'echo a', stdout: { write: throwing } }),
+        /parser's write\(\) threw/,
+      );
+      await assert.rejects(
+        shell.run({ command: 'echo a', stdout: { write() {}, end: throwing } }),
+        /parser's end\(\) threw/,
+      );
+    }
     assert.equal((await shell.run('echo ok')).stdout, 'ok\n');
     await shell.stop(5000);
   });
