@@ -64,7 +64,12 @@ export type CwdDecision =
  */
 export function checkClientCwd(cwd: string, rule: ClientRule): CwdDecision {
   if (rule === 'none') {
-    return { ok: false, byPolicy: true, reason: 'clients may not choose the working directory' };
+    return {
+      ok: false,
+      byPolicy: true,
+      reason:
+        'clients may not choose the working directory (its operator can allow it: procsock serve --client-cwd DIR,…)',
+    };
   }
   let real: string;
   try {
@@ -84,5 +89,10 @@ export function checkClientCwd(cwd: string, rule: ClientRule): CwdDecision {
   const withSlash = real.endsWith(sep) ? real : real + sep;
   return rule.some((dir) => withSlash.startsWith(dir))
     ? { ok: true, path: real }
-    : { ok: false, byPolicy: true, reason: 'outside the directories clients may choose' };
+    : {
+        ok: false,
+        byPolicy: true,
+        reason:
+          'outside the directories clients may choose (procsock serve --client-cwd names them)',
+      };
 }

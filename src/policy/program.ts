@@ -77,7 +77,8 @@ function isExecutableFile(path: string): boolean {
 }
 
 /** The reason of the one refusal that is the policy's (the others: the program cannot be found or named). */
-export const NOT_ALLOWED = 'not allowed by the daemon policy';
+export const NOT_ALLOWED =
+  'not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)';
 
 /** Decides whether argv[0] may run, and by which real path. */
 export function checkProgram(

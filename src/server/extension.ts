@@ -89,7 +89,7 @@ export function planExtendedRun(
       const shown = refused.slice(0, 5).map(printable).join(', ');
       return refuse(
         'env',
-        `env: clients may not set ${shown}${refused.length > 5 ? `, … (${refused.length} in all)` : ''} on this daemon`,
+        `env: clients may not set ${shown}${refused.length > 5 ? `, … (${refused.length} in all)` : ''} on this daemon (its operator can allow it: procsock serve --client-env NAME,…)`,
       );
     }
     // replace: the client's variables are the environment, under the policy's fixed ones;
@@ -196,7 +196,10 @@ function terminalRefusal(
   options: ResolvedServeOptions,
 ): { what: string; reason: WireReason } | null {
   if (options.policy.options.clientPty === false) {
-    return { what: 'clients may not have a terminal on this daemon', reason: 'policy-refused' };
+    return {
+      what: 'clients may not have a terminal on this daemon (it was started with --no-client-pty)',
+      reason: 'policy-refused',
+    };
   }
   if (spawnBackendInUse() !== 'native') {
     return {

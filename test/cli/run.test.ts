@@ -276,7 +276,10 @@ test('procsock serve --no-client-pty: a run asking for a terminal is refused, ot
     assert.equal(refused.status, 125);
     assert.equal(refused.stdout, '');
     const [daemonLine, ownLine, ...rest] = refused.stderr.split('\n');
-    assert.equal(daemonLine, 'procsock: pty: clients may not have a terminal on this daemon');
+    assert.equal(
+      daemonLine,
+      'procsock: pty: clients may not have a terminal on this daemon (it was started with --no-client-pty)',
+    );
     assert.match(ownLine!, /^procsock run: pty cannot be honoured .*nothing was run/);
     assert.deepEqual(rest, ['']);
     const plain = await runCli(['run', '--socket', daemon.path, '--', 'sh', '-c', 'echo ok']);

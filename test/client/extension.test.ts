@@ -170,7 +170,10 @@ describe('a daemon whose policy forbids client options', () => {
     });
     const refused = await run(['cat'], { socket: strict.path, env: { FOO: 'x' } });
     assert.equal(refused.exitCode, 126);
-    assert.equal(refused.stderr, 'procsock: cat: not allowed by the daemon policy\n');
+    assert.equal(
+      refused.stderr,
+      'procsock: cat: not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)\n',
+    );
   });
 });
 

@@ -157,7 +157,10 @@ describe('Policy', () => {
     const plan = policy.plan(['/bin/sh', '-c', 'id']);
     assert.ok(isRefusal(plan));
     assert.equal(plan.exitCode, 126);
-    assert.match(plan.message, /^procsock: \/bin\/sh: not allowed by the daemon policy\n$/);
+    assert.equal(
+      plan.message,
+      'procsock: /bin/sh: not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)\n',
+    );
   });
 
   test('a control character in argv[0] is escaped in the message', () => {

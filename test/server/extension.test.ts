@@ -319,7 +319,10 @@ test('a policy that restricts anything refuses client env and cwd by default, cl
       restricted.path,
     );
     assert.deepEqual(shape(env), [
-      ['stderr', 'procsock: env: clients may not set FOO on this daemon\n'],
+      [
+        'stderr',
+        'procsock: env: clients may not set FOO on this daemon (its operator can allow it: procsock serve --client-env NAME,…)\n',
+      ],
       ['refused', 'env'],
       ['reason', 'policy-refused'],
       ['usage', ''],
@@ -329,11 +332,17 @@ test('a policy that restricts anything refuses client env and cwd by default, cl
       extendedRequest([...args(['pwd']), ['cwd', '/usr']]),
       restricted.path,
     );
-    assert.equal(cwd.stderr, 'procsock: cwd /usr: clients may not choose the working directory\n');
+    assert.equal(
+      cwd.stderr,
+      'procsock: cwd /usr: clients may not choose the working directory (its operator can allow it: procsock serve --client-cwd DIR,…)\n',
+    );
     assert.equal(reasonOf(cwd), 'policy-refused');
     assert.ok(cwd.pairs.some(([type, data]) => type === 'refused' && data === 'cwd'));
     const program = await exchange(extendedRequest(args(['cat'])), restricted.path);
-    assert.equal(program.stderr, 'procsock: cat: not allowed by the daemon policy\n');
+    assert.equal(
+      program.stderr,
+      'procsock: cat: not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)\n',
+    );
     assert.equal(reasonOf(program), 'policy-refused');
     assert.ok(!program.pairs.some(([type]) => type === 'refused'), 'the program is no option');
   } finally {
@@ -375,14 +384,17 @@ test('clientEnv and clientCwd lists open exactly what they name', async () => {
       ]),
       opened.path,
     );
-    assert.equal(other.stderr, 'procsock: env: clients may not set LD_PRELOAD on this daemon\n');
+    assert.equal(
+      other.stderr,
+      'procsock: env: clients may not set LD_PRELOAD on this daemon (its operator can allow it: procsock serve --client-env NAME,…)\n',
+    );
     const outside = await exchange(
       extendedRequest([...args(['sh', '-c', 'true']), ['cwd', '/tmp']]),
       opened.path,
     );
     assert.equal(
       outside.stderr,
-      'procsock: cwd /tmp: outside the directories clients may choose\n',
+      'procsock: cwd /tmp: outside the directories clients may choose (procsock serve --client-cwd names them)\n',
     );
   } finally {
     await opened.close();

@@ -63,7 +63,10 @@ describe('programs: the allow-list, checked by real path', () => {
   test('anything else gets a stderr message naming the policy and exit 126, and is logged', async () => {
     assert.deepEqual(
       (await exchange(daemon, ['sh', '-c', 'id'])).pairs,
-      refusedPairs('sh', 'not allowed by the daemon policy'),
+      refusedPairs(
+        'sh',
+        'not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)',
+      ),
     );
     assert.ok(
       daemon.log.some((line) => /refused \["sh","-c","id"\]/.test(line)),
@@ -74,12 +77,18 @@ describe('programs: the allow-list, checked by real path', () => {
   test('a symlink in the allowed directory pointing out of it is refused', async () => {
     assert.deepEqual(
       (await exchange(daemon, [`${allowed}/escape`])).pairs,
-      refusedPairs(`${allowed}/escape`, 'not allowed by the daemon policy'),
+      refusedPairs(
+        `${allowed}/escape`,
+        'not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)',
+      ),
     );
     // Even one pointing at a system shell.
     assert.deepEqual(
       (await exchange(daemon, [`${allowed}/sh`, '-c', 'id'])).pairs,
-      refusedPairs(`${allowed}/sh`, 'not allowed by the daemon policy'),
+      refusedPairs(
+        `${allowed}/sh`,
+        'not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)',
+      ),
     );
   });
 
@@ -87,7 +96,10 @@ describe('programs: the allow-list, checked by real path', () => {
     const sneaky = `${allowed}/../outside/tool`;
     assert.deepEqual(
       (await exchange(daemon, [sneaky])).pairs,
-      refusedPairs(sneaky, 'not allowed by the daemon policy'),
+      refusedPairs(
+        sneaky,
+        'not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)',
+      ),
     );
   });
 
@@ -98,7 +110,10 @@ describe('programs: the allow-list, checked by real path', () => {
     ]);
     assert.deepEqual(
       (await exchange(daemon, ['../outside/tool'])).pairs,
-      refusedPairs('../outside/tool', 'not allowed by the daemon policy'),
+      refusedPairs(
+        '../outside/tool',
+        'not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)',
+      ),
     );
   });
 
@@ -343,7 +358,10 @@ test('the audit log: one JSON line per connection, peer, argv, exit, bytes', asy
       gid: process.getgid!(),
     });
   }
-  assert.equal(refused.refused, 'procsock: sh: not allowed by the daemon policy');
+  assert.equal(
+    refused.refused,
+    'procsock: sh: not allowed by the daemon policy (its operator can allow it: procsock serve --allow PATH)',
+  );
   assert.equal(refused.exitCode, 126);
   assert.equal(refused.pid, null);
   assert.match(broken.error, /protocol violation/);

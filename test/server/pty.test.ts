@@ -151,7 +151,10 @@ describe('a daemon that gives terminals', {
         extendedRequest([...args(['touch', marker]), ['pty', '1']]),
       );
       assert.deepEqual(pairsAfterHello(reply.pairs), [
-        ['stderr', 'procsock: pty: clients may not have a terminal on this daemon\n'],
+        [
+          'stderr',
+          'procsock: pty: clients may not have a terminal on this daemon (it was started with --no-client-pty)\n',
+        ],
         ['refused', 'pty'],
         ['reason', 'policy-refused'],
         ['exitcode', '126'],
