@@ -63,7 +63,7 @@ if (unsearchable.length > 0) {
 function passes() {
   const list = backends().map((backend) => ({ backend, files, env: {} }));
   if (named.length === 0 && list.some(({ backend }) => backend === 'native')) {
-    const server = files.filter((file) => file.startsWith(join('test', 'server') + '/'));
+    const server = files.filter((file) => file.startsWith(`${join('test', 'server')}/`));
     list.push({ backend: 'native', files: server, env: { PROCSOCK_TEST_CONTAIN: '0' } });
   }
   return list;
