@@ -59,10 +59,10 @@
 #define ACCEPT_BATCH 64
 #define ACCEPT_RETRY_MS 50
 
-/* onEvent(kind, id, extra) */
-enum { EV_ACCEPT = 1, EV_REQUEST = 2, EV_EXEC_ERROR = 3, EV_CLOSED = 4 };
+/* onEvent(kind, id, extra, listenerId) */
+enum { EV_REQUEST = 2, EV_EXEC_ERROR = 3, EV_CLOSED = 4, EV_DRAINED = 5 };
 enum { S_READING, S_DECIDING, S_RUNNING, S_REPLYING, S_ABANDONED, S_CLOSED };
-enum { W_SOCKET, W_STDOUT, W_STDERR, W_STDIN };
+enum { W_SOCKET, W_STDOUT, W_STDERR, W_STDIN, W_PIDFD };
 enum { P_ARGC, P_ARGV, P_STDIN, P_DONE };
 /* The record's reason and error codes: src/server/native-connections.ts names them. */
 enum { R_NONE, R_EXIT, R_SIGNAL, R_DEADLINE, R_HANGUP, R_SHUTDOWN, R_PROTOCOL, R_SPAWN_FAILURE };
@@ -92,6 +92,7 @@ enum {
   REC_PEER_UID,
   REC_PEER_GID,
   REC_ERRNO,
+  REC_ELAPSED, /* ms since the accept (EV_REQUEST) */
   REC_FIELDS
 };
 
@@ -283,12 +284,22 @@ static int request_feed(request_t *r, const limits_t *limits, const char *p, siz
 
 typedef struct conn conn_t;
 typedef struct hub hub_t;
+typedef struct listener listener_t;
 
 typedef struct {
   conn_t *c;
   int fd;
   int kind;
-  uint32_t mask; /* what epoll watches it for; 0: not in the set */
+  uint32_t mask; /* what epoll reports it for now; 0: nothing (not in the set, or disarmed) */
+  /*
+   * EPOLLONESHOT (the output pipes, the pidfd): its event disarms it, and a disarmed
+   * descriptor is closed without an EPOLL_CTL_DEL. That is safe where a plain one is not (a
+   * cloned child that has not exec'd yet holds a copy, and epoll would go on reporting the
+   * closed descriptor): a disarmed entry reports nothing, and goes when the last copy does.
+   * Their last event is usually the only one (the EOF, the exit): one epoll_ctl each, not two.
+   */
+  int oneshot;
+  int in_set;
 } watch_t;
 
 struct conn {
@@ -297,10 +308,17 @@ struct conn {
   /* The close callbacks use this, not hub->addon: at teardown the hub's poll is closed last and
    * libuv runs close callbacks newest first, so hub_closed() has freed the hub before them. */
   addon_t *addon;
-  int32_t id;
+  listener_t *listener; /* its slot's; NULL once released */
+  int32_t id, listener_id;
   int state;
   int finished;
+  int js; /* JavaScript knows this connection (it was asked to decide): told of its end */
+  int handed_off;
+  uint64_t accepted_at;
   watch_t sock, out[2], in;
+  watch_t pidw; /* the child's pidfd (spawn.c's: closed when it reaps), while unreaped */
+  child_t *child;
+  int stdin_nonblocking;
   limits_t limits;
   request_t req;
   /* client bytes: everything until the spawn (for a handoff), then what is not parsed yet */
@@ -330,18 +348,35 @@ struct conn {
   conn_t *prev, *next;
 };
 
-typedef struct listener {
+/*
+ * A listening socket and its clients' slots: at most max_conns served at once (natively, or
+ * handed off to JavaScript: a handed-off client keeps its slot until connRelease), further
+ * clients accepted and held unread in a queue of at most `backlog`, beyond that closed at once
+ * (Server's rules). Freed once unlistened, its handles closed and none of its connections left.
+ */
+struct listener {
   uv_poll_t poll; /* first */
   uv_timer_t retry;
   hub_t *hub;
   addon_t *addon; /* for listener_closed(): the hub may be freed by then (see conn_t) */
   int fd;
   int32_t id;
-  int32_t *accepted; /* JS's Int32Array, ACCEPT_BATCH long */
-  napi_ref accepted_ref;
-  int closing;
+  int closing;  /* unlistened */
+  int handles;  /* close callbacks still to come, once unlistened */
+  int detached; /* no longer in the hub's list (teardown) */
+  /* what each connection is served with (connAccept) */
+  double timeout_ms, request_timeout_ms;
+  uint32_t kill_timeout, exit_grace;
+  limits_t limits;
+  int want_peer, direct, process_group, want_events;
+  /* the slots */
+  uint32_t max_conns, backlog;
+  uint32_t active; /* slots in use: connections served here, and handed-off ones */
+  uint32_t native; /* of them, served here (conn_t alive) */
+  int *queue;      /* accepted, waiting for a slot: a ring of `backlog` */
+  uint32_t q_head, q_len;
   struct listener *prev, *next;
-} listener_t;
+};
 
 typedef struct group_kill {
   uv_timer_t timer; /* first */
@@ -364,6 +399,14 @@ struct hub {
   size_t conn_count; /* the hub's poll holds the loop while there are any */
   listener_t *listeners;
   group_kill_t *group_kills;
+  int tearing; /* the environment is going away: JavaScript is not called */
+  int32_t last_id; /* connection ids */
+  /*
+   * The read end of a pipe whose write end is closed: the stdin of every program whose
+   * request ended its stdin before it was spawned (the usual `0:,`). It reads as end of file,
+   * as a pipe of its own would, without a pipe made and three descriptors closed per run.
+   */
+  int eof_fd;
 };
 
 static hub_t *hub_of(napi_env env) {
@@ -373,22 +416,23 @@ static hub_t *hub_of(napi_env env) {
 }
 
 /* onEvent(kind, id, extra) as an async callback; its result in *result when asked. */
-static void hub_call(hub_t *h, int kind, int32_t id, napi_value extra, char *result,
-                     size_t result_size) {
+static void hub_call(hub_t *h, int kind, int32_t id, int32_t listener, napi_value extra,
+                     char *result, size_t result_size) {
   addon_t *a = h->addon;
   napi_env env = a->env;
   napi_handle_scope scope;
-  napi_value fn, recv, args[3], ret;
+  napi_value fn, recv, args[4], ret;
   /* empty unless the callback returns a string: not when it throws or no scope opens */
   if (result && result_size > 0) result[0] = '\0';
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  if (h->tearing || napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_get_reference_value(env, h->on_event, &fn);
   napi_get_reference_value(env, a->resource, &recv);
   napi_create_int32(env, kind, &args[0]);
   napi_create_int32(env, id, &args[1]);
   if (extra) args[2] = extra;
   else napi_get_undefined(env, &args[2]);
-  if (napi_make_callback(env, a->async, recv, fn, 3, args, &ret) == napi_pending_exception) {
+  napi_create_int32(env, listener, &args[3]);
+  if (napi_make_callback(env, a->async, recv, fn, 4, args, &ret) == napi_pending_exception) {
     napi_value error;
     napi_get_and_clear_last_exception(env, &error);
     napi_fatal_exception(env, error);
@@ -404,18 +448,34 @@ static void hub_call(hub_t *h, int kind, int32_t id, napi_value extra, char *res
 static void watch_set(hub_t *h, watch_t *w, uint32_t mask) {
   struct epoll_event ev;
   if (w->fd < 0 || mask == w->mask) return;
-  ev.events = mask;
+  ev.events = mask ? mask | (w->oneshot ? EPOLLONESHOT : 0) : 0;
   ev.data.ptr = w;
-  if (mask == 0) epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, &ev);
-  else if (epoll_ctl(h->epfd, w->mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) != 0) return;
+  if (mask == 0 && !w->oneshot) {
+    epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, &ev);
+    w->in_set = 0;
+  } else if (epoll_ctl(h->epfd, w->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) != 0) {
+    return;
+  } else {
+    w->in_set = 1; /* (a one-shot descriptor not wanted is disarmed: MOD to no events) */
+  }
   w->mask = mask;
 }
 
-static void watch_close(hub_t *h, watch_t *w) {
+/* Out of the set (if it could still report anything) and forgotten; not closed. */
+static void watch_forget(hub_t *h, watch_t *w) {
+  struct epoll_event ev = {0};
   if (w->fd < 0) return;
-  watch_set(h, w, 0);
-  close(w->fd);
+  if (w->mask) epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, &ev);
   w->fd = -1;
+  w->mask = 0;
+  w->in_set = 0;
+}
+
+static void watch_close(hub_t *h, watch_t *w) {
+  int fd = w->fd;
+  if (fd < 0) return;
+  watch_forget(h, w);
+  close(fd);
 }
 
 static int pipes_open(conn_t *c) {
@@ -446,6 +506,7 @@ static void update(conn_t *c) {
     watch_set(h, &c->out[i], c->outq_len > c->outq_off ? 0 : EPOLLIN);
   }
   watch_set(h, &c->in, c->stdin_pending ? EPOLLOUT : 0);
+  watch_set(h, &c->pidw, EPOLLIN);
 }
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -515,6 +576,10 @@ static void stop_group(conn_t *c) {
   uv_unref((uv_handle_t *)&g->timer);
   uv_timer_start(&g->timer, on_group_kill, c->kill_timeout, 0);
   LIST_ADD(c->hub->group_kills, g);
+}
+
+static void set_nonblocking(int fd) {
+  fcntl(fd, F_SETFL, O_NONBLOCK); /* (a pipe end has no other status flag worth keeping) */
 }
 
 /* ---- the reply --------------------------------------------------------------------------- */
@@ -656,7 +721,7 @@ static void reply_exit(conn_t *c) {
     /* argv[0]: the arguments up to the first NUL */
     napi_create_buffer_copy(env, c->req.args ? strnlen(c->req.args, c->req.args_len) : 0,
                             c->req.args ? c->req.args : "", NULL, &program);
-    hub_call(c->hub, EV_EXEC_ERROR, c->id, program, message, sizeof message);
+    hub_call(c->hub, EV_EXEC_ERROR, c->id, c->listener_id, program, message, sizeof message);
     napi_close_handle_scope(env, scope);
     if (message[0]) {
       size_t n = strnlen(message, sizeof message);
@@ -703,6 +768,7 @@ static void close_pipes_after_grace(conn_t *c) {
   if (c->outq_len > c->outq_off && c->state != S_ABANDONED) return;
   for (i = 0; i < 2; i++) {
     size_t taken = 0;
+    if (c->out[i].fd >= 0) set_nonblocking(c->out[i].fd); /* a descendant may hold it open */
     while (c->out[i].fd >= 0 && taken < MAX_PIPE_DRAIN) {
       ssize_t n = read(c->out[i].fd, c->hub->rbuf, PIPE_READ_SIZE);
       if (n < 0 && errno == EINTR) continue;
@@ -746,6 +812,10 @@ static int flush_stdin(conn_t *c) {
     if (c->in.fd < 0) {
       c->pending_len = 0;
       break;
+    }
+    if (!c->stdin_nonblocking) {
+      c->stdin_nonblocking = 1;
+      set_nonblocking(c->in.fd);
     }
     n = write(c->in.fd, c->buf + c->pending_off, c->pending_len);
     if (n < 0 && errno == EINTR) continue;
@@ -806,21 +876,23 @@ static void process_stdin(conn_t *c) {
 static void on_child_exit(void *ctx, int status, int reaped, int exec_error,
                           const struct rusage *usage);
 
-static void set_nonblocking(int fd) {
-  fcntl(fd, F_SETFL, O_NONBLOCK); /* (a pipe end has no other status flag worth keeping) */
-}
 
 /* The program started (out: pid, stdin, stdout, stderr): relay from now on. */
-static void started(conn_t *c, const int32_t *out, int group) {
-  int i;
+static void started(conn_t *c, const int32_t *out, int group, const spawn_watch_t *watch) {
   c->spawned = 1;
+  c->pidw.fd = watch->pidfd; /* (-1: spawn.c learns of the exit from SIGCHLD) */
+  c->child = watch->child;
   c->pid = out[0];
   c->process_group = group;
   c->spawned_at = uv_now(c->hub->addon->loop);
   c->in.fd = out[1];
   c->out[0].fd = out[2];
   c->out[1].fd = out[3];
-  for (i = 1; i <= 3; i++) set_nonblocking(out[i]);
+  /*
+   * Not made non-blocking here (three fcntl per connection): an output pipe is read once per
+   * event that says it holds data, and made non-blocking only to be drained at the grace's
+   * end; stdin only before its first write.
+   */
   c->state = S_RUNNING;
   update(c);
 }
@@ -838,8 +910,9 @@ static int spawn_direct(conn_t *c) {
   size_t program = strnlen(r->args, r->args_len);
   int32_t out[5] = {0};
   spawn_text_t text;
+  spawn_watch_t watch = {-1, NULL};
   char *file_and_argv = malloc(program + 1 + r->args_len);
-  int error;
+  int error, no_stdin;
   if (!file_and_argv) return ENOMEM;
   memcpy(file_and_argv, r->args, program);
   file_and_argv[program] = '\0';
@@ -848,10 +921,17 @@ static int spawn_direct(conn_t *c) {
   text.length = program + 1 + r->args_len;
   text.argc = (uint32_t)r->argc;
   text.flags = FLAG_DIE_WITH_PARENT | (c->process_group ? FLAG_PROCESS_GROUP : 0);
+  /* The request's stdin is over already (an empty netstring comes first): no pipe for it. */
+  no_stdin = c->buf_len - c->buf_off >= 3 && memcmp(c->buf + c->buf_off, "0:,", 3) == 0;
+  text.stdin_fd = no_stdin ? c->hub->eof_fd : -1;
   error = spawn_packed(c->hub->addon->env, c->hub->addon, NULL, &text, out, 5, c->kill_timeout,
-                       80, 24, on_child_exit, c);
+                       80, 24, on_child_exit, c, &watch);
   free(file_and_argv);
-  if (error == 0) started(c, out, c->process_group);
+  if (error == 0 && no_stdin) {
+    c->buf_off += 3;
+    r->phase = P_DONE; /* (what follows is ignored, as after any stdin's end) */
+  }
+  if (error == 0) started(c, out, c->process_group, &watch);
   return error;
 }
 
@@ -862,9 +942,11 @@ static void decide(conn_t *c, int complete) {
   napi_value extra = NULL;
   c->t_request = 0;
   c->state = S_DECIDING;
+  c->js = 1;
+  if (h->record) h->record[REC_ELAPSED] = (double)(uv_now(h->addon->loop) - c->accepted_at);
   napi_open_handle_scope(env, &scope);
   if (complete) napi_create_buffer_copy(env, c->req.args_len, c->req.args ? c->req.args : "", NULL, &extra);
-  hub_call(h, EV_REQUEST, c->id, extra, NULL, 0);
+  hub_call(h, EV_REQUEST, c->id, c->listener_id, extra, NULL, 0);
   napi_close_handle_scope(env, scope);
   /* JS called connSpawn (running) or connHandoff (finished); anything else is a bug of ours. */
   if (c->state == S_DECIDING) abandon(c, E_INTERNAL);
@@ -940,10 +1022,13 @@ static void on_socket_writable(conn_t *c) {
   close_pipes_after_grace(c);
 }
 
-static void on_pipe_readable(conn_t *c, int i) {
-  ssize_t n;
-  do n = read(c->out[i].fd, c->hub->rbuf, PIPE_READ_SIZE);
-  while (n < 0 && errno == EINTR);
+static void on_pipe_readable(conn_t *c, int i, uint32_t events) {
+  ssize_t n = 0;
+  /* The writers are gone and nothing is left (a pipe says EPOLLHUP without EPOLLIN): no read. */
+  if (events & EPOLLIN) {
+    do n = read(c->out[i].fd, c->hub->rbuf, PIPE_READ_SIZE);
+    while (n < 0 && errno == EINTR);
+  }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
   if (n >= PIPE_FILLED && !c->enlarged[i]) {
     c->enlarged[i] = 1;
@@ -966,6 +1051,11 @@ static void on_stdin_writable(conn_t *c) {
 static void on_child_exit(void *ctx, int status, int reaped, int exec_error,
                           const struct rusage *usage) {
   conn_t *c = ctx;
+  /* spawn.c has closed the pidfd (its event had disarmed it, or it never was in the set). */
+  c->pidw.fd = -1;
+  c->pidw.mask = 0;
+  c->pidw.in_set = 0;
+  c->child = NULL;
   c->reaped = 1;
   c->status = status;
   c->status_known = reaped;
@@ -1044,12 +1134,33 @@ static void conn_free(uv_handle_t *handle) {
   addon_closed(a);
 }
 
-/* Unlinks and frees `c` (after this loop turn: its timer's close callback). */
-static void conn_release(conn_t *c) {
+static void slot_freed(listener_t *l);
+static void listener_left(listener_t *l);
+
+/*
+ * Unlinks and frees `c` (after this loop turn: its timer's close callback). Its slot is
+ * freed too, unless it was handed off (the JS Connection holds it until connRelease).
+ */
+static listener_t *conn_unlink(conn_t *c) {
+  listener_t *l = c->listener;
   c->finished = 1;
+  c->listener = NULL;
   LIST_REMOVE(c->hub->conns, c);
   if (--c->hub->conn_count == 0) uv_unref((uv_handle_t *)&c->hub->poll);
   addon_close(c->hub->addon, (uv_handle_t *)&c->timer, conn_free);
+  return l;
+}
+
+/* Its listener's share of an unlinked connection's end (the next client served, or the drain). */
+static void conn_left(listener_t *l, int handed_off) {
+  l->native--;
+  if (!handed_off) slot_freed(l);
+  listener_left(l);
+}
+
+static void conn_release(conn_t *c) {
+  int handed_off = c->handed_off;
+  conn_left(conn_unlink(c), handed_off);
 }
 
 /* Done once the socket is closed and the program (if any) reaped with its pipes closed. */
@@ -1059,7 +1170,7 @@ static void maybe_done(conn_t *c) {
   if (c->spawned && !c->child_done) return;
   c->state = S_CLOSED;
   close_stdin(c);
-  if (r) {
+  if (r && c->js) {
     int known = c->spawned && c->reaped && c->status_known;
     r[REC_PID] = c->spawned ? c->pid : -1;
     r[REC_CODE] = -1;
@@ -1079,8 +1190,12 @@ static void maybe_done(conn_t *c) {
     r[REC_PEER_GID] = c->peer[2];
     r[REC_ERRNO] = c->socket_errno;
   }
-  conn_release(c);
-  hub_call(c->hub, EV_CLOSED, c->id, NULL, NULL, 0);
+  {
+    /* JS records the end before its Server may learn (EV_DRAINED) that the last one ended. */
+    listener_t *l = conn_unlink(c);
+    if (c->js) hub_call(c->hub, EV_CLOSED, c->id, c->listener_id, NULL, NULL, 0);
+    conn_left(l, 0);
+  }
 }
 
 static void dispatch(watch_t *w, uint32_t events) {
@@ -1088,6 +1203,12 @@ static void dispatch(watch_t *w, uint32_t events) {
   if (c->finished) return;
   switch (w->kind) {
     case W_SOCKET:
+      if (c->state == S_REPLYING && c->shut_done && (events & EPOLLHUP)) {
+        /* Both directions are shut (ours, then the client's close): nothing to read for. */
+        c->client_eof = 1;
+        close_socket(c);
+        break;
+      }
       if ((events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && !(w->mask & EPOLLIN) &&
           c->state == S_RUNNING) {
         /* The client hung up while its stdin was not read (see update). */
@@ -1102,7 +1223,12 @@ static void dispatch(watch_t *w, uint32_t events) {
       break;
     case W_STDOUT:
     case W_STDERR:
-      on_pipe_readable(c, w->kind == W_STDOUT ? 0 : 1);
+      w->mask = 0; /* its event disarmed it (one-shot) */
+      on_pipe_readable(c, w->kind == W_STDOUT ? 0 : 1, events);
+      break;
+    case W_PIDFD:
+      w->mask = 0;
+      spawn_reap(c->child); /* (when it has not exited after all, update() re-arms it) */
       break;
     case W_STDIN:
       on_stdin_writable(c);
@@ -1137,15 +1263,56 @@ static void on_accept_retry(uv_timer_t *timer) {
   if (!l->closing) uv_poll_start(&l->poll, UV_READABLE, on_listen_readable);
 }
 
+static void conn_start(listener_t *l, int fd);
+
+/* Serves the client now, queues it for a slot, or closes it (all slots and the queue full). */
+static void place(listener_t *l, int fd) {
+  if (l->active < l->max_conns) {
+    conn_start(l, fd);
+  } else if (l->q_len < l->backlog) {
+    l->queue[(l->q_head + l->q_len++) % l->backlog] = fd;
+  } else {
+    close(fd);
+  }
+}
+
+/* A slot is free: the next queued client is served in it. */
+static void slot_freed(listener_t *l) {
+  l->active--;
+  while (!l->closing && l->q_len > 0 && l->active < l->max_conns) {
+    int fd = l->queue[l->q_head];
+    l->q_head = (l->q_head + 1) % l->backlog;
+    l->q_len--;
+    conn_start(l, fd);
+  }
+}
+
+static void listener_free(listener_t *l) {
+  if (!l->detached) LIST_REMOVE(l->hub->listeners, l);
+  free(l->queue);
+  free(l);
+}
+
+/* A connection of `l` has ended: an unlistened listener's last one tells JS, and frees it. */
+static void listener_left(listener_t *l) {
+  if (!l->closing || l->native > 0) return;
+  if (l->want_events) {
+    l->want_events = 0; /* once */
+    hub_call(l->hub, EV_DRAINED, 0, l->id, NULL, NULL, 0);
+  }
+  if (l->handles == 0) listener_free(l); /* its handles are closed already */
+}
+
 static void on_listen_readable(uv_poll_t *handle, int status, int events) {
   listener_t *l = (listener_t *)handle;
   int count = 0;
   (void)status;
   (void)events;
-  while (count < ACCEPT_BATCH) {
+  while (count < ACCEPT_BATCH && !l->closing) {
     int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      l->accepted[1 + count++] = fd;
+      count++;
+      place(l, fd);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -1156,9 +1323,6 @@ static void on_listen_readable(uv_poll_t *handle, int status, int events) {
     }
     break;
   }
-  /* accepted[0]: how many; JS serves, queues or closes each before the call returns. */
-  l->accepted[0] = count;
-  if (count > 0) hub_call(l->hub, EV_ACCEPT, l->id, NULL, NULL, 0);
 }
 
 /* ---- JS calls ---------------------------------------------------------------------------- */
@@ -1167,6 +1331,7 @@ static void hub_closed(uv_handle_t *handle) {
   hub_t *h = handle->data;
   addon_t *a = h->addon;
   close(h->epfd);
+  close(h->eof_fd);
   free(h->rbuf);
   free(h);
   addon_closed(a);
@@ -1205,8 +1370,17 @@ napi_value js_conn_init(napi_env env, napi_callback_info info) {
   }
   h->addon = a;
   h->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (h->epfd < 0 || uv_poll_init(a->loop, &h->poll, h->epfd) != 0) {
+  {
+    int ends[2];
+    h->eof_fd = -1;
+    if (pipe2(ends, O_CLOEXEC) == 0) {
+      close(ends[1]);
+      h->eof_fd = ends[0];
+    }
+  }
+  if (h->epfd < 0 || h->eof_fd < 0 || uv_poll_init(a->loop, &h->poll, h->epfd) != 0) {
     if (h->epfd >= 0) close(h->epfd);
+    if (h->eof_fd >= 0) close(h->eof_fd);
     free(h->rbuf);
     free(h);
     napi_throw_error(env, "EMFILE", "connInit: cannot create an epoll set");
@@ -1265,34 +1439,54 @@ napi_value js_conn_listen(napi_env env, napi_callback_info info) {
 static void listener_closed(uv_handle_t *handle) {
   listener_t *l = handle->data;
   addon_t *a = l->addon;
-  if (--l->closing > 0) {
-    addon_closed(a);
-    return;
-  }
-  if (l->accepted_ref) napi_delete_reference(a->env, l->accepted_ref);
-  free(l);
+  if (--l->handles == 0 && l->native == 0) listener_free(l);
   addon_closed(a);
 }
 
-/* connAccept(fd, id, accepted: Int32Array(64)): accepts on the listening `fd` (owned from now on). */
+static listener_t *listener_of(hub_t *h, napi_env env, napi_value value) {
+  int32_t id = 0;
+  listener_t *l;
+  if (!h || napi_get_value_int32(env, value, &id) != napi_ok) return NULL;
+  for (l = h->listeners; l; l = l->next) {
+    if (l->id == id && !l->closing) return l;
+  }
+  return NULL;
+}
+
+/*
+ * connAccept(fd, id, options: number[13]): accepts on the listening `fd` (owned from now on),
+ * serving each client with options = [timeoutMs, requestTimeoutMs, killTimeoutMs, maxArgs,
+ * maxArgLength, maxArgBytes, maxDataLength, wantPeer, direct, processGroup, exitGraceMs,
+ * maxConnections, backlog]. `direct`: the policy is sockexec's and nothing needs the argv in
+ * JS (no audit log) — argv is then run as it is, JS not asked.
+ */
+#define ACCEPT_OPTIONS 13
 napi_value js_conn_accept(napi_env env, napi_callback_info info) {
-  size_t argc = 3, length = 0;
+  size_t argc = 3;
   napi_value args[3];
   hub_t *h = hub_of(env);
   int32_t fd = -1, id = 0;
-  napi_typedarray_type type;
-  void *data = NULL;
+  double o[ACCEPT_OPTIONS] = {0};
+  uint32_t length = 0, i;
   listener_t *l;
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
   if (!h || argc < 3 || napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 ||
       napi_get_value_int32(env, args[1], &id) != napi_ok ||
-      napi_get_typedarray_info(env, args[2], &type, &length, &data, NULL, NULL) != napi_ok ||
-      type != napi_int32_array || length < ACCEPT_BATCH + 1) {
-    napi_throw_type_error(env, NULL, "connAccept: expected (fd, id, Int32Array(65)) after connInit");
+      napi_get_array_length(env, args[2], &length) != napi_ok || length < ACCEPT_OPTIONS) {
+    napi_throw_type_error(env, NULL, "connAccept: expected (fd, id, options[13]) after connInit");
     return NULL;
   }
+  for (i = 0; i < ACCEPT_OPTIONS; i++) {
+    napi_value v;
+    napi_get_element(env, args[2], i, &v);
+    if (napi_get_value_double(env, v, &o[i]) != napi_ok || !(o[i] >= 0)) {
+      napi_throw_type_error(env, NULL, "connAccept: options must be numbers >= 0");
+      return NULL;
+    }
+  }
   l = calloc(1, sizeof *l);
-  if (!l) {
+  if (!l || !(l->queue = malloc(sizeof *l->queue * (o[12] > 0 ? (size_t)o[12] : 1)))) {
+    free(l);
     napi_throw_error(env, "ENOMEM", "connAccept: out of memory");
     return NULL;
   }
@@ -1300,10 +1494,21 @@ napi_value js_conn_accept(napi_env env, napi_callback_info info) {
   l->addon = h->addon;
   l->fd = fd;
   l->id = id;
-  l->accepted = data;
-  napi_create_reference(env, args[2], 1, &l->accepted_ref);
+  l->timeout_ms = o[0];
+  l->request_timeout_ms = o[1];
+  l->kill_timeout = (uint32_t)o[2];
+  l->limits.max_args = (uint64_t)o[3];
+  l->limits.max_arg_length = (uint64_t)o[4];
+  l->limits.max_arg_bytes = (uint64_t)o[5];
+  l->limits.max_data_length = (uint64_t)o[6];
+  l->want_peer = o[7] != 0;
+  l->direct = o[8] != 0;
+  l->process_group = o[9] != 0;
+  l->exit_grace = (uint32_t)o[10];
+  l->max_conns = (uint32_t)o[11];
+  l->backlog = (uint32_t)o[12];
   if (uv_poll_init(h->addon->loop, &l->poll, fd) != 0) {
-    napi_delete_reference(env, l->accepted_ref);
+    free(l->queue);
     free(l);
     napi_throw_error(env, "EBADF", "connAccept: cannot watch the descriptor");
     return NULL;
@@ -1317,37 +1522,83 @@ napi_value js_conn_accept(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void listener_close(listener_t *l) {
+static void conn_shutdown(conn_t *c);
+
+/* Stops accepting: the listening socket and the queued clients closed, the served shut down. */
+static void listener_close(listener_t *l, int shut_down) {
+  conn_t *c, *next;
   if (l->closing) return;
-  l->closing = 2; /* two handles */
-  LIST_REMOVE(l->hub->listeners, l);
+  l->closing = 1;
+  l->handles = 2;
   /* Closed now, not at the close callback: nobody can connect once close() has returned. */
   uv_poll_stop(&l->poll);
   close(l->fd);
   l->fd = -1;
+  while (l->q_len > 0) {
+    close(l->queue[l->q_head]);
+    l->q_head = (l->q_head + 1) % l->backlog;
+    l->q_len--;
+  }
   addon_close(l->hub->addon, (uv_handle_t *)&l->poll, listener_closed);
   addon_close(l->hub->addon, (uv_handle_t *)&l->retry, listener_closed);
+  if (!shut_down) return;
+  for (c = l->hub->conns; c; c = next) {
+    next = c->next; /* (a shut-down connection may end at once: unlinked) */
+    if (c->listener == l) conn_shutdown(c);
+  }
 }
 
-/* connUnlisten(id): stops accepting and closes the listening socket. */
+/*
+ * connUnlisten(id) → how many of its connections are still served natively: stops accepting,
+ * closes the listening socket and the queued clients, and shuts the served ones down
+ * (Connection.shutdown). When some remain, onEvent(EV_DRAINED) tells when the last has ended.
+ */
 napi_value js_conn_unlisten(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value arg;
+  napi_value arg, result;
   hub_t *h = hub_of(env);
-  int32_t id = 0;
   listener_t *l;
+  uint32_t left = 0;
   napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (!h || argc < 1 || napi_get_value_int32(env, arg, &id) != napi_ok) {
+  if (!h || argc < 1) {
     napi_throw_type_error(env, NULL, "connUnlisten: expected (id)");
     return NULL;
   }
-  for (l = h->listeners; l; l = l->next) {
-    if (l->id == id) {
-      listener_close(l);
-      break;
-    }
+  if ((l = listener_of(h, env, arg))) {
+    l->want_events = 1;
+    listener_close(l, 1);
+    left = l->native;
+    if (left == 0) l->want_events = 0;
+  }
+  napi_create_uint32(env, left, &result);
+  return result;
+}
+
+/* connRelease(listenerId): a handed-off client's JS Connection has ended: its slot is free. */
+napi_value js_conn_release(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  listener_t *l;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  if (argc >= 1 && (l = listener_of(hub_of(env), env, arg)) && l->active > l->native) {
+    slot_freed(l);
   }
   return NULL;
+}
+
+/* connStats(listenerId) → [served natively, queued] (0s once unlistened). */
+napi_value js_conn_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg, result, v;
+  listener_t *l;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  l = argc >= 1 ? listener_of(hub_of(env), env, arg) : NULL;
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_uint32(env, l ? l->native : 0, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_uint32(env, l ? l->q_len : 0, &v);
+  napi_set_element(env, result, 1, v);
+  return result;
 }
 
 static conn_t *conn_of(hub_t *h, napi_env env, napi_value value) {
@@ -1360,56 +1611,33 @@ static conn_t *conn_of(hub_t *h, napi_env env, napi_value value) {
   return NULL;
 }
 
-/*
- * connServe(fd, id, timeoutMs, requestTimeoutMs, killTimeoutMs, maxArgs, maxArgLength,
- *           maxArgBytes, maxDataLength, wantPeer, direct, processGroup, exitGraceMs): serves the
- * accepted client `fd` (owned from now on). `direct`: the policy is sockexec's and nothing
- * needs the argv in JS (no audit log) — argv is then run as it is, JS not asked.
- */
-napi_value js_conn_serve(napi_env env, napi_callback_info info) {
-  size_t argc = 13;
-  napi_value args[13];
-  hub_t *h = hub_of(env);
-  int32_t fd = -1, id = 0;
-  double numbers[7] = {0};
-  bool want_peer = false, direct = false, group = false;
-  uint32_t exit_grace = 0;
-  conn_t *c;
-  int i;
-  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (!h || argc < 13 || napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 ||
-      napi_get_value_int32(env, args[1], &id) != napi_ok) {
-    napi_throw_type_error(env, NULL, "connServe: bad arguments (after connInit)");
-    return NULL;
-  }
-  for (i = 0; i < 7; i++) napi_get_value_double(env, args[2 + i], &numbers[i]);
-  napi_get_value_bool(env, args[9], &want_peer);
-  napi_get_value_bool(env, args[10], &direct);
-  napi_get_value_bool(env, args[11], &group);
-  napi_get_value_uint32(env, args[12], &exit_grace);
-  c = calloc(1, sizeof *c);
+/* Serves the accepted client `fd` (owned from now on) in a slot of `l`. */
+static void conn_start(listener_t *l, int fd) {
+  hub_t *h = l->hub;
+  conn_t *c = calloc(1, sizeof *c);
   if (!c) {
     close(fd);
-    napi_throw_error(env, "ENOMEM", "connServe: out of memory");
-    return NULL;
+    return;
   }
+  l->active++;
+  l->native++;
   c->hub = h;
   c->addon = h->addon;
-  c->id = id;
-  c->sock = (watch_t){c, fd, W_SOCKET, 0};
-  c->out[0] = (watch_t){c, -1, W_STDOUT, 0};
-  c->out[1] = (watch_t){c, -1, W_STDERR, 0};
-  c->in = (watch_t){c, -1, W_STDIN, 0};
-  c->kill_timeout = (uint32_t)numbers[2];
-  c->direct = direct;
-  c->process_group = group;
-  c->exit_grace = exit_grace;
-  c->limits.max_args = (uint64_t)numbers[3];
-  c->limits.max_arg_length = (uint64_t)numbers[4];
-  c->limits.max_arg_bytes = (uint64_t)numbers[5];
-  c->limits.max_data_length = (uint64_t)numbers[6];
+  c->listener = l;
+  c->listener_id = l->id;
+  c->id = ++h->last_id > 0 ? h->last_id : (h->last_id = 1);
+  c->sock = (watch_t){c, fd, W_SOCKET, 0, 0, 0};
+  c->out[0] = (watch_t){c, -1, W_STDOUT, 0, 1, 0};
+  c->out[1] = (watch_t){c, -1, W_STDERR, 0, 1, 0};
+  c->in = (watch_t){c, -1, W_STDIN, 0, 0, 0};
+  c->pidw = (watch_t){c, -1, W_PIDFD, 0, 1, 0};
+  c->kill_timeout = l->kill_timeout;
+  c->direct = l->direct;
+  c->process_group = l->process_group;
+  c->exit_grace = l->exit_grace;
+  c->limits = l->limits;
   c->peer[0] = c->peer[1] = c->peer[2] = -1;
-  if (want_peer) {
+  if (l->want_peer) {
     struct ucred cred;
     socklen_t size = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &size) == 0) {
@@ -1422,8 +1650,9 @@ napi_value js_conn_serve(napi_env env, napi_callback_info info) {
   uv_timer_init(h->addon->loop, &c->timer);
   LIST_ADD(h->conns, c);
   if (h->conn_count++ == 0) uv_ref((uv_handle_t *)&h->poll);
-  if (numbers[0] > 0) c->t_deadline = after_ms(c, (uint64_t)numbers[0]);
-  if (numbers[1] > 0) c->t_request = after_ms(c, (uint64_t)numbers[1]);
+  c->accepted_at = uv_now(h->addon->loop);
+  if (l->timeout_ms > 0) c->t_deadline = after_ms(c, (uint64_t)l->timeout_ms);
+  if (l->request_timeout_ms > 0) c->t_request = after_ms(c, (uint64_t)l->request_timeout_ms);
   c->state = S_READING;
   update(c);
   rearm(c);
@@ -1431,7 +1660,6 @@ napi_value js_conn_serve(napi_env env, napi_callback_info info) {
     abandon(c, E_INTERNAL);
     maybe_done(c);
   }
-  return NULL;
 }
 
 /*
@@ -1448,6 +1676,7 @@ napi_value js_conn_spawn(napi_env env, napi_callback_info info) {
   int32_t *out = NULL, flags = 0;
   size_t out_length = 0;
   napi_typedarray_type type;
+  spawn_watch_t watch = {-1, NULL};
   int error;
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
   if (argc < 12 || !(c = conn_of(h, env, args[0])) || c->state != S_DECIDING ||
@@ -1460,11 +1689,11 @@ napi_value js_conn_spawn(napi_env env, napi_callback_info info) {
   }
   napi_get_value_int32(env, args[6], &flags);
   error = spawn_packed(env, h->addon, args + 1, NULL, out, out_length, c->kill_timeout, 80, 24,
-                       on_child_exit, c);
+                       on_child_exit, c, &watch);
   if (error < 0) return NULL; /* thrown */
   if (error == 0) {
     c->exit_grace = exit_grace;
-    started(c, out, (flags & FLAG_PROCESS_GROUP) != 0);
+    started(c, out, (flags & FLAG_PROCESS_GROUP) != 0, &watch);
   }
   napi_create_int32(env, error, &result);
   return result;
@@ -1492,18 +1721,13 @@ napi_value js_conn_handoff(napi_env env, napi_callback_info info) {
   napi_set_element(env, result, 1, bytes);
   c->sock.fd = -1; /* JavaScript's now */
   c->state = S_CLOSED;
+  c->handed_off = 1;
   conn_release(c);
   return result;
 }
 
-/* connShutdown(id): the daemon shuts down (Connection.shutdown). */
-napi_value js_conn_shutdown(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value arg;
-  hub_t *h = hub_of(env);
-  conn_t *c;
-  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (argc < 1 || !(c = conn_of(h, env, arg))) return NULL; /* gone already */
+/* The daemon shuts down (Connection.shutdown). */
+static void conn_shutdown(conn_t *c) {
   if (c->state == S_READING) {
     if (!c->stop_reason) c->stop_reason = R_SHUTDOWN;
     close_socket(c);
@@ -1516,7 +1740,6 @@ napi_value js_conn_shutdown(napi_env env, napi_callback_info info) {
   update(c);
   rearm(c);
   maybe_done(c);
-  return NULL;
 }
 
 /*
@@ -1572,13 +1795,21 @@ void close_all_conns(addon_t *a) {
   hub_t *h = a->conns;
   int i;
   if (!h) return;
-  while (h->listeners) listener_close(h->listeners);
+  h->tearing = 1;
+  while (h->listeners) {
+    listener_t *l = h->listeners;
+    listener_close(l, 0);
+    LIST_REMOVE(h->listeners, l);
+    l->detached = 1;
+    if (l->native == 0 && l->handles == 0) listener_free(l);
+  }
   while (h->conns) {
     conn_t *c = h->conns;
     watch_close(h, &c->sock);
     watch_close(h, &c->out[0]);
     watch_close(h, &c->out[1]);
     watch_close(h, &c->in);
+    watch_forget(h, &c->pidw); /* spawn.c's (spawn_teardown has closed or adopted it) */
     conn_release(c);
   }
   while (h->group_kills) {

@@ -11,9 +11,9 @@ napi_value js_conn_init(napi_env env, napi_callback_info info);
 napi_value js_conn_listen(napi_env env, napi_callback_info info);
 napi_value js_conn_accept(napi_env env, napi_callback_info info);
 napi_value js_conn_unlisten(napi_env env, napi_callback_info info);
-napi_value js_conn_serve(napi_env env, napi_callback_info info);
+napi_value js_conn_release(napi_env env, napi_callback_info info);
+napi_value js_conn_stats(napi_env env, napi_callback_info info);
 napi_value js_conn_spawn(napi_env env, napi_callback_info info);
 napi_value js_conn_handoff(napi_env env, napi_callback_info info);
-napi_value js_conn_shutdown(napi_env env, napi_callback_info info);
 napi_value js_conn_parse(napi_env env, napi_callback_info info);
 #endif

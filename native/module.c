@@ -153,10 +153,10 @@ NAPI_MODULE_INIT() {
       {"connListen", NULL, js_conn_listen, NULL, NULL, NULL, napi_default, NULL},
       {"connAccept", NULL, js_conn_accept, NULL, NULL, NULL, napi_default, NULL},
       {"connUnlisten", NULL, js_conn_unlisten, NULL, NULL, NULL, napi_default, NULL},
-      {"connServe", NULL, js_conn_serve, NULL, NULL, NULL, napi_default, NULL},
+      {"connRelease", NULL, js_conn_release, NULL, NULL, NULL, napi_default, NULL},
+      {"connStats", NULL, js_conn_stats, NULL, NULL, NULL, napi_default, NULL},
       {"connSpawn", NULL, js_conn_spawn, NULL, NULL, NULL, napi_default, NULL},
       {"connHandoff", NULL, js_conn_handoff, NULL, NULL, NULL, napi_default, NULL},
-      {"connShutdown", NULL, js_conn_shutdown, NULL, NULL, NULL, napi_default, NULL},
       {"connParse", NULL, js_conn_parse, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

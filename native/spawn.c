@@ -171,7 +171,7 @@ struct child {
   addon_t *addon;
   pid_t pid;
   int pidfd;
-  int polled;     /* `poll` watches pidfd (else SIGCHLD tells of the exit) */
+  int polled;     /* `poll` watches pidfd (else SIGCHLD tells of the exit); 2: the caller does */
   int unreferenced; /* childRef(pid, false): waiting for it does not keep the loop alive */
   int group;      /* leads its own process group */
   unsigned grace_ms; /* TERM to KILL, should its environment go away first */
@@ -521,8 +521,11 @@ static int try_reap(child_t *c) {
     int exec_error = r > 0 ? c->job->plan.error : 0;
     free_job(c->job);
     c->job = NULL;
-    if (c->polled) {
+    if (c->polled == 1) {
       addon_close(a, (uv_handle_t *)&c->poll, free_child);
+    } else if (c->polled == 2) {
+      close(c->pidfd);
+      free(c);
     } else {
       if (!c->unreferenced && --a->sigchld_live == 0) uv_unref((uv_handle_t *)&a->sigchld);
       free(c);
@@ -532,6 +535,10 @@ static int try_reap(child_t *c) {
     else call_on_exit(a, pid, status, r > 0, exec_error);
   }
   return 1;
+}
+
+int spawn_reap(child_t *child) {
+  return try_reap(child);
 }
 
 static void on_pidfd_readable(uv_poll_t *handle, int status, int events) {
@@ -657,7 +664,7 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
     napi_get_value_int32(env, v, &rows);
   }
   if (!out || out_type != napi_int32_array) out_length = 0;
-  error = spawn_packed(env, a, args, NULL, out, out_length, grace, columns, rows, NULL, NULL);
+  error = spawn_packed(env, a, args, NULL, out, out_length, grace, columns, rows, NULL, NULL, NULL);
   if (error < 0) return NULL; /* thrown */
   napi_create_int32(env, error, &result);
   return result;
@@ -673,7 +680,7 @@ napi_value js_spawn(napi_env env, napi_callback_info info) {
  */
 int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t *text,
                  int32_t *out, size_t out_length, uint32_t grace, int32_t columns, int32_t rows,
-                 spawn_exit_cb on_exit, void *ctx) {
+                 spawn_exit_cb on_exit, void *ctx, spawn_watch_t *watch) {
   spawn_job *job = NULL;
   spawn_plan *plan;
   child_t *c = NULL;
@@ -682,7 +689,7 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t 
   int32_t flags = 0, uid = -1, gid = -1;
   napi_valuetype type;
   int pipes[MAX_CHILD_FDS][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
-  int error = 0, stage = STAGE_MEMORY, i, fd_count;
+  int error = 0, stage = STAGE_MEMORY, i, fd_count, shared_stdin = 0;
   pid_t pid = -1;
   sigset_t all, old;
 
@@ -787,7 +794,12 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t 
     goto done;
   }
   stage = STAGE_PIPE;
+  shared_stdin = !args && text->stdin_fd >= 0 && !(flags & FLAG_TERMINAL);
   for (i = 0; i < fd_count; i++) {
+    if (i == 0 && shared_stdin) {
+      plan->fds[0] = text->stdin_fd;
+      continue;
+    }
     /* (In PTY mode stdin, stdout and maybe stderr are the terminal's already.) */
     if (pipes[i][0] < 0 && pipes[i][1] < 0 && pipe2(pipes[i], O_CLOEXEC) != 0) {
       error = errno;
@@ -818,7 +830,7 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t 
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* The child has its own copy of the descriptor table: ours of its ends can go now. */
-  for (i = 0; i < fd_count; i++) {
+  for (i = shared_stdin ? 1 : 0; i < fd_count; i++) {
     close(plan->fds[i]);
     pipes[i][i == 0 ? 0 : 1] = -1;
   }
@@ -833,7 +845,12 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t 
   c->exit_ctx = ctx;
   job = NULL;
   c->pidfd = a->use_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
-  if (c->pidfd >= 0 && uv_poll_init(a->loop, &c->poll, c->pidfd) == 0) {
+  if (watch) watch->pidfd = -1;
+  if (c->pidfd >= 0 && watch) {
+    c->polled = 2;
+    watch->pidfd = c->pidfd;
+    watch->child = c;
+  } else if (c->pidfd >= 0 && uv_poll_init(a->loop, &c->poll, c->pidfd) == 0) {
     c->polled = 1;
     uv_poll_start(&c->poll, UV_READABLE, on_pidfd_readable);
   } else {
@@ -979,7 +996,8 @@ napi_value js_child_ref(napi_env env, napi_callback_info info) {
   }
   c = a->children;
   while (c && c->pid != pid) c = c->next;
-  if (!c || c->unreferenced == !on) return NULL;
+  /* (A native connection's child: its connection holds the loop.) */
+  if (!c || c->unreferenced == !on || c->polled == 2) return NULL;
   c->unreferenced = !on;
   if (c->polled) {
     if (on) uv_ref((uv_handle_t *)&c->poll);
@@ -1097,7 +1115,7 @@ void spawn_teardown(addon_t *a) {
       c->job = NULL;
       if (adopted) adopted[count++] = c->pid;
     }
-    if (c->polled) {
+    if (c->polled == 1) {
       addon_close(a, (uv_handle_t *)&c->poll, free_child);
     } else {
       if (c->pidfd >= 0) close(c->pidfd);

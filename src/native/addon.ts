@@ -77,34 +77,27 @@ export interface Addon {
   ttyRef(handle: TtyHandle, on: boolean): void;
   /** The daemon's native connections (native/conn.c; src/server/native-connections.ts). */
   connInit(
-    onEvent: (kind: number, id: number, extra: Buffer | undefined) => string | undefined,
+    onEvent: (
+      kind: number,
+      id: number,
+      extra: Buffer | undefined,
+      listenerId: number,
+    ) => string | undefined,
     record: Float64Array,
     signalNames: string[],
   ): void;
   connListen(path: string, backlog: number): number;
-  connAccept(fd: number, id: number, accepted: Int32Array): void;
-  connUnlisten(id: number): void;
-  connServe(
-    fd: number,
-    id: number,
-    timeoutMs: number,
-    requestTimeoutMs: number,
-    killTimeoutMs: number,
-    maxArgs: number,
-    maxArgLength: number,
-    maxArgBytes: number,
-    maxDataLength: number,
-    wantPeer: boolean,
-    direct: boolean,
-    processGroup: boolean,
-    exitGraceMs: number,
-  ): void;
+  /** options: native/conn.c's js_conn_accept says which, in order. */
+  connAccept(fd: number, id: number, options: number[]): void;
+  /** → how many connections are still served natively (EV_DRAINED tells when none). */
+  connUnlisten(id: number): number;
+  connRelease(id: number): void;
+  connStats(id: number): [served: number, queued: number];
   connSpawn(
     id: number,
     ...args: [...request: PackedSpawn, exitGraceMs: number, out: Int32Array]
   ): number;
   connHandoff(id: number): [fd: number, bytes: Buffer];
-  connShutdown(id: number): void;
   connParse(
     chunks: Buffer[],
     maxArgs: number,

@@ -1,13 +1,15 @@
 /**
  * The daemon's plain-protocol connections served in native code (native/conn.c): the addon
- * accepts in batches on a listening socket of its own, reads and decodes each request, spawns
- * the program, relays stdin and output and writes the reply, on one epoll set. This side is
- * told only what JavaScript must decide or record:
+ * accepts in batches on a listening socket of its own, keeps the Server's slots and queue
+ * (-m, -q), reads and decodes each request, spawns the program, relays stdin and output and
+ * writes the reply, on one epoll set. Under sockexec's policy with no audit log a connection
+ * costs JavaScript nothing at all; otherwise this side is told only what it must decide or
+ * record:
  *
- *   accepted descriptors  → the Server's slots and queue (`NativeListener.onAccepted`)
  *   a complete argv       → the policy's plan: spawned natively, or handed off
  *   an exec failure       → its stderr line, as LocalChannel words it
- *   the end               → the audit record; the slot is freed
+ *   the end               → the audit record (of a connection JavaScript was asked about)
+ *   the last one ended    → after NativeListener.close(): the Server's shutdown may finish
  *
  * Anything the native path does not do — the extension's opening, a malformed or over-limit
  * request, a refusal, a spawn that failed — is handed off before anything ran: the client's
@@ -18,7 +20,6 @@
  * the native spawn backend on the main thread, no containment, no debug log, no output or
  * stdin limit. PROCSOCK_DAEMON_NATIVE=0 turns it off (for A/B measurements).
  */
-import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
@@ -31,10 +32,10 @@ import { isRefusal } from '../policy/policy.js';
 import { planSpawnFields } from './connection.js';
 import type { ResolvedServeOptions } from './options.js';
 
-const EV_ACCEPT = 1;
 const EV_REQUEST = 2;
 const EV_EXEC_ERROR = 3;
 const EV_CLOSED = 4;
+const EV_DRAINED = 5;
 
 /** native/conn.c's record fields (REC_*), filled in just before EV_CLOSED. */
 const REC = {
@@ -52,8 +53,10 @@ const REC = {
   peerUid: 11,
   peerGid: 12,
   errno: 13,
+  /** ms since the accept, at EV_REQUEST */
+  elapsed: 14,
 } as const;
-const record = new Float64Array(new ArrayBuffer(14 * Float64Array.BYTES_PER_ELEMENT));
+const record = new Float64Array(new ArrayBuffer(15 * Float64Array.BYTES_PER_ELEMENT));
 /** conn.c's R_* codes, as the audit log words them. */
 const REASONS = [
   null,
@@ -65,43 +68,47 @@ const REASONS = [
   'protocol-violation',
   'spawn-failure',
 ];
-/** accepted[0] is how many descriptors follow (conn.c's ACCEPT_BATCH at most). */
-const ACCEPT_BATCH = 64;
 const spawned = new Int32Array(5);
 
 /** What a Server gives its native connections and listener. */
 export interface NativeHost {
   readonly options: ResolvedServeOptions;
   readonly audit: AuditLog | null;
-  /** Accepted client descriptors, to serve, queue or close. */
-  onAccepted(fds: Int32Array, count: number): void;
-  /** A native connection has ended (not when handed off: its Connection ends later). */
-  onNativeClosed(connection: NativeConnection): void;
-  /** A native connection became a JS one (its socket and the bytes read so far). */
+  /** A native connection became a JS one (its socket and the bytes read so far), in its slot. */
   onHandoff(connection: NativeConnection, socket: Socket, prefix: Buffer, elapsedMs: number): void;
 }
 
 let hub: Addon | null = null;
+/** The connections JavaScript was asked about (EV_REQUEST), until they end. */
 const connections = new Map<number, NativeConnection>();
-const listeners = new Map<number, NativeHost>();
-let nextId = 1;
+const listeners = new Map<number, NativeListener>();
+let nextListenerId = 1;
 
-function onEvent(kind: number, id: number, extra: Buffer | undefined): string | undefined {
-  if (kind === EV_ACCEPT) {
-    const host = listeners.get(id);
-    const accepted = acceptBuffers.get(id);
-    if (host && accepted) host.onAccepted(accepted.subarray(1), accepted[0]!);
-    return undefined;
+function onEvent(
+  kind: number,
+  id: number,
+  extra: Buffer | undefined,
+  listenerId: number,
+): string | undefined {
+  if (kind === EV_EXEC_ERROR) return execErrorMessage(extra!);
+  if (kind === EV_REQUEST) {
+    const listener = listeners.get(listenerId);
+    if (!listener) return undefined;
+    const connection = new NativeConnection(id, listener, record[REC.elapsed]!);
+    connections.set(id, connection);
+    connection.onRequest(extra);
+  } else if (kind === EV_CLOSED) {
+    connections.get(id)?.onClosed();
+  } else if (kind === EV_DRAINED) {
+    listeners.get(listenerId)?.drained();
   }
-  const connection = connections.get(id);
-  if (!connection) return undefined;
-  if (kind === EV_REQUEST) connection.onRequest(extra);
-  else if (kind === EV_EXEC_ERROR) return connection.execErrorMessage(extra!);
-  else if (kind === EV_CLOSED) connection.onClosed();
   return undefined;
 }
 
-const acceptBuffers = new Map<number, Int32Array>();
+/** `program` could not be executed (the errno in the record): LocalChannel's words for it. */
+function execErrorMessage(program: Buffer): string {
+  return execFailure(program.toString('utf8'), getSystemErrorName(-record[REC.errno]!))[1];
+}
 
 /** The addon, its connection hub initialised; null where the native path is unavailable. */
 function nativeHub(): Addon | null {
@@ -133,65 +140,20 @@ export function listenNative(path: string, backlog: number): number {
   return nativeHub()!.connListen(path, backlog);
 }
 
+/** A listening socket served natively, with the Server's slots and queue. */
 export class NativeListener {
-  readonly #id = nextId++;
+  readonly #id = nextListenerId++;
+  readonly host: NativeHost;
   #open = true;
+  #resolveDrained: (() => void) | null = null;
 
   /** Accepts on `fd` (a listening socket, owned from now on) for `host`. */
   constructor(fd: number, host: NativeHost) {
-    const accepted = new Int32Array(ACCEPT_BATCH + 1);
-    listeners.set(this.#id, host);
-    acceptBuffers.set(this.#id, accepted);
-    nativeHub()!.connAccept(fd, this.#id, accepted);
-  }
-
-  /** Stops accepting and closes the listening socket. */
-  close(): void {
-    if (!this.#open) return;
-    this.#open = false;
-    listeners.delete(this.#id);
-    acceptBuffers.delete(this.#id);
-    hub!.connUnlisten(this.#id);
-  }
-}
-
-/** Closes an accepted descriptor that will not be served. */
-export function closeAccepted(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Closed already.
-  }
-}
-
-/** One client served natively, until it ends or is handed off. */
-export class NativeConnection {
-  readonly id: number;
-  /** Made only when someone waits for it (shutdown): most connections end unwatched. */
-  #closed: Promise<void> | null = null;
-  #resolveClosed: (() => void) | null = null;
-  #ended = false;
-  readonly #host: NativeHost;
-  readonly #acceptedAt = Date.now();
-  readonly #startedAt = performance.now();
-  #argv: string[] = [];
-  /** The JS Connection this became, if it was handed off. */
-  #handedOff = false;
-
-  constructor(host: NativeHost) {
-    this.id = nextId++;
-    this.#host = host;
-  }
-
-  /** Serves the accepted client `fd` (owned from now on). Its end may be told at once. */
-  start(fd: number): void {
-    const host = this.#host;
+    this.host = host;
     const { options } = host;
     const { limits } = options;
-    connections.set(this.id, this);
-    hub!.connServe(
-      fd,
-      this.id,
+    listeners.set(this.#id, this);
+    nativeHub()!.connAccept(fd, this.#id, [
       options.timeout,
       options.requestTimeout,
       options.killTimeout,
@@ -199,32 +161,69 @@ export class NativeConnection {
       limits.maxArgLength,
       limits.maxArgBytes,
       limits.maxDataLength,
-      host.audit !== null,
+      host.audit !== null ? 1 : 0, // the peer's credentials, for the record
       // Nothing to decide or record per argv: conn.c runs it as the JS path would.
-      options.policy.isOpen && host.audit === null,
-      options.processGroup,
+      options.policy.isOpen && host.audit === null ? 1 : 0,
+      options.processGroup ? 1 : 0,
       DEFAULT_EXIT_GRACE,
-    );
+      options.maxConnections,
+      options.backlog,
+    ]);
   }
 
-  /** Settles once the connection has ended (its Connection, when it was handed off). */
-  get closed(): Promise<void> {
-    this.#closed ??= this.#ended
-      ? Promise.resolve()
-      : new Promise((resolve) => {
-          this.#resolveClosed = resolve;
-        });
-    return this.#closed;
+  /** Connections served natively now, and clients waiting for a slot. */
+  get counts(): { served: number; queued: number } {
+    if (!this.#open) return { served: 0, queued: 0 };
+    const [served, queued] = hub!.connStats(this.#id);
+    return { served, queued };
   }
 
-  #end(): void {
-    this.#ended = true;
-    this.#resolveClosed?.();
+  /**
+   * Stops accepting, closes the listening socket and the waiting clients, and shuts down the
+   * connections served natively (Connection.shutdown); settles once they have all ended.
+   */
+  close(): Promise<void> {
+    if (!this.#open) return Promise.resolve();
+    this.#open = false;
+    const left = hub!.connUnlisten(this.#id);
+    if (left === 0) {
+      listeners.delete(this.#id);
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.#resolveDrained = resolve;
+    });
   }
 
-  /** Daemon shutdown: as Connection.shutdown. */
-  shutdown(): void {
-    if (!this.#handedOff) hub!.connShutdown(this.id);
+  /** A handed-off client's Connection has ended: its slot is free. */
+  release(): void {
+    if (this.#open) hub!.connRelease(this.#id);
+  }
+
+  drained(): void {
+    listeners.delete(this.#id);
+    this.#resolveDrained?.();
+  }
+}
+
+/**
+ * A client served natively that JavaScript was asked about (its argv, for the policy), until
+ * it ends or is handed off.
+ */
+export class NativeConnection {
+  readonly id: number;
+  readonly #listener: NativeListener;
+  readonly #host: NativeHost;
+  readonly #acceptedAt: number;
+  readonly #startedAt: number;
+  #argv: string[] = [];
+
+  constructor(id: number, listener: NativeListener, elapsedMs: number) {
+    this.id = id;
+    this.#listener = listener;
+    this.#host = listener.host;
+    this.#acceptedAt = Date.now() - elapsedMs;
+    this.#startedAt = performance.now() - elapsedMs;
   }
 
   /** The argv is complete (or, with no `args`, the request is not the native path's). */
@@ -261,28 +260,19 @@ export class NativeConnection {
   #handoff(): void {
     const [fd, prefix] = hub!.connHandoff(this.id);
     connections.delete(this.id);
-    this.#handedOff = true;
     const socket = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
     socket.pause();
     this.#host.onHandoff(this, socket, prefix, performance.now() - this.#startedAt);
   }
 
-  /** A handed-off client's Connection has closed: so has this. */
+  /** A handed-off client's Connection has closed: its slot is free. */
   handedOffClosed(): void {
-    this.#end();
-  }
-
-  /** `program` could not be executed (the errno in the record): LocalChannel's words for it. */
-  execErrorMessage(program: Buffer): string {
-    return execFailure(program.toString('utf8'), getSystemErrorName(-record[REC.errno]!))[1];
+    this.#listener.release();
   }
 
   onClosed(): void {
     connections.delete(this.id);
-    const audit = this.#host.audit;
-    if (audit) audit.write(this.#record());
-    this.#end();
-    this.#host.onNativeClosed(this);
+    this.#host.audit?.write(this.#record());
   }
 
   #record(): AuditRecord {

@@ -19,9 +19,8 @@ import { type AuditLog, openAuditLog } from '../policy/audit.js';
 import { Connection } from './connection.js';
 import { DescriptorWatch } from './descriptors.js';
 import {
-  closeAccepted,
   listenNative,
-  NativeConnection,
+  type NativeConnection,
   type NativeHost,
   NativeListener,
   nativePathFor,
@@ -42,10 +41,9 @@ export class Server implements NativeHost {
   readonly path: string;
   readonly options: ResolvedServeOptions;
   readonly #net: NetServer;
-  readonly #active = new Set<Connection | NativeConnection>();
+  /** JS Connections (with the native path: the clients handed off to JS, in native slots). */
+  readonly #active = new Set<Connection>();
   readonly #queue = new Set<Socket>();
-  /** Clients the native listener accepted, waiting for a slot (descriptors). */
-  readonly #queuedFds = new Set<number>();
   /**
    * Plain connections are served natively (native-connections.ts) when these options allow
    * it; then the addon listens and accepts, and `#net` is never used.
@@ -86,12 +84,12 @@ export class Server implements NativeHost {
 
   /** Connections being served now (each counts until its program is reaped). */
   get connections(): number {
-    return this.#active.size;
+    return this.#active.size + (this.#listener?.counts.served ?? 0);
   }
 
   /** Clients accepted and waiting for a free slot. */
   get queued(): number {
-    return this.#queue.size + this.#queuedFds.size;
+    return this.#queue.size + (this.#listener?.counts.queued ?? 0);
   }
 
   /** Binds the socket path (see socket-path.ts) and starts accepting. */
@@ -149,19 +147,18 @@ export class Server implements NativeHost {
 
   async #shutdown(): Promise<void> {
     this.#state = 'closing';
-    this.#log(`shutting down: ${this.#active.size} connections, ${this.queued} waiting`);
+    this.#log(`shutting down: ${this.connections} connections, ${this.queued} waiting`);
     const stopped = new Promise<void>((resolve) => {
       if (!this.#net.listening) resolve();
       else this.#net.close(() => resolve());
     });
-    this.#listener?.close();
+    // (The native listener shuts down its own connections, queued and served.)
+    const native = this.#listener?.close();
     for (const socket of this.#queue) socket.destroy();
     this.#queue.clear();
-    for (const fd of this.#queuedFds) closeAccepted(fd);
-    this.#queuedFds.clear();
     const connections = [...this.#active];
     for (const connection of connections) connection.shutdown();
-    await Promise.all([stopped, ...connections.map((connection) => connection.closed)]);
+    await Promise.all([stopped, native, ...connections.map((connection) => connection.closed)]);
     if (this.#directory && this.#socketFile) removeSocketFile(this.#directory, this.#socketFile);
     this.#directory?.close();
     await this.#audit?.close();
@@ -199,44 +196,22 @@ export class Server implements NativeHost {
     this.#descriptors?.check(this.#active.size + this.queued);
   }
 
-  /** From the native listener: as #onConnection, for descriptors. */
-  onAccepted(fds: Int32Array, count: number): void {
-    for (let i = 0; i < count; i++) {
-      const fd = fds[i]!;
-      if (this.#state !== 'listening') closeAccepted(fd);
-      else if (this.#active.size < this.options.maxConnections) this.#serveNative(fd);
-      else if (this.queued < this.options.backlog) this.#queuedFds.add(fd);
-      else closeAccepted(fd);
-    }
-  }
-
-  #serveNative(fd: number): void {
-    const connection = new NativeConnection(this);
-    this.#active.add(connection);
-    connection.start(fd);
-  }
-
-  onNativeClosed(connection: NativeConnection): void {
-    this.#release(connection);
-  }
-
   /** A native connection's client is served by a JS Connection from now on, in the same slot. */
   onHandoff(native: NativeConnection, socket: Socket, prefix: Buffer, elapsedMs: number): void {
     socket.on('error', () => {
       // The Connection owns it from the next line on.
     });
     const connection = new Connection(socket, native.id, this.options, this.#audit);
-    this.#active.delete(native);
     this.#active.add(connection);
     void connection.closed.then(() => {
-      this.#release(connection);
+      this.#active.delete(connection);
       native.handedOffClosed();
     });
     connection.start(prefix, elapsedMs);
     if (this.#state === 'closing') connection.shutdown();
   }
 
-  #release(connection: Connection | NativeConnection): void {
+  #release(connection: Connection): void {
     if (!this.#active.delete(connection)) return;
     this.#serveNext();
     this.#checkDescriptors();
@@ -252,11 +227,6 @@ export class Server implements NativeHost {
 
   #serveNext(): void {
     if (this.#state !== 'listening') return;
-    for (const fd of this.#queuedFds) {
-      if (this.#active.size >= this.options.maxConnections) return;
-      this.#queuedFds.delete(fd);
-      this.#serveNative(fd);
-    }
     for (const socket of this.#queue) {
       if (this.#active.size >= this.options.maxConnections) return;
       this.#queue.delete(socket);

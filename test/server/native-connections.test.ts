@@ -14,7 +14,7 @@ import { addonAvailable } from '../../src/native/addon.js';
 import type { ServeOptions } from '../../src/server/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { childrenOf, isAlive, openFdCount, tempDir, waitUntil } from '../helpers/process.js';
-import { extendedRequest, ns, RawClient, request } from '../helpers/raw-client.js';
+import { args, extendedRequest, ns, RawClient, request } from '../helpers/raw-client.js';
 import { fixture, report, scenario } from '../helpers/scenario.js';
 
 const native = addonAvailable() && process.env.PROCSOCK_SPAWN !== 'child_process';
@@ -103,6 +103,13 @@ const CASES: Record<string, (string | Buffer)[]> = {
     Buffer.from([byte]),
   ),
   'stdin in later writes': [request(['cat'], [], false), ns('abc'), ns('def'), ns('')],
+  // (conn.c gives a program whose stdin ended with its request a shared pipe at end of file)
+  'stdin ended with the request: a pipe at end of file': [
+    request(['sh', '-c', 'test -p /dev/stdin && wc -c && cat && echo eof']),
+  ],
+  'stdin ended with the request, then garbage': [
+    Buffer.concat([request(['sh', '-c', 'wc -c']), Buffer.from('zz,1:x,')]),
+  ],
   'binary stdin': [request(['cat'], [Buffer.from([0, 1, 2, 255, 44, 58])])],
   'stdin after the terminator is ignored': [request(['cat'], ['x']), 'garbage, not a netstring'],
   'a malformed stdin netstring': [request(['cat'], [], false), 'x:,'],
@@ -267,6 +274,49 @@ test('maxConnections: a further client waits for a free slot', { skip }, async (
   } finally {
     await d.close();
   }
+});
+
+test('a handed-off client keeps its slot; the queue is held and bounded natively', {
+  skip,
+}, async () => {
+  const d = await daemon({ maxConnections: 1, backlog: 1 });
+  try {
+    // The extension is served by a JS Connection: in the native listener's slot.
+    const first = await RawClient.connect(d.path);
+    first.send(extendedRequest(args(['sh', '-c', 'read line; echo got $line']), []));
+    await waitUntil(() => d.server.connections === 1, 'the first client is served (in JS)');
+    const second = await RawClient.connect(d.path);
+    second.send(request(['echo', 'second']));
+    await waitUntil(() => d.server.queued === 1, 'the second client waits');
+    const third = await RawClient.connect(d.path);
+    await third.closed; // beyond the queue: closed at once, unread
+    assert.deepEqual((await third.reply()).pairs, []);
+    assert.equal(d.server.queued, 1, 'the second still waits');
+    first.send(Buffer.concat([ns('stdin'), ns('one\n'), ns('stdin'), ns('')]));
+    assert.equal((await first.reply()).stdout, 'got one\n');
+    assert.equal((await second.reply()).stdout, 'second\n', 'served once the slot was free');
+    await waitUntil(() => d.server.connections === 0, 'no connection left');
+  } finally {
+    await d.close();
+  }
+});
+
+test('shutdown closes the waiting clients and ends once the served one has', {
+  skip,
+}, async () => {
+  const fdsBefore = openFdCount();
+  const d = await daemon({ maxConnections: 1, killTimeout: 300 });
+  const running = await RawClient.connect(d.path);
+  running.send(request(['sleep', '30'], [], false));
+  await waitUntil(() => programs().length === 1, 'the program runs');
+  const waiting = await RawClient.connect(d.path);
+  waiting.send(request(['echo', 'never']));
+  await waitUntil(() => d.server.queued === 1, 'the second client waits');
+  await d.close();
+  assert.deepEqual((await running.reply()).exit, ['termsig', 'TERM']);
+  assert.deepEqual((await waiting.reply()).pairs, [], 'the waiting client is closed, unserved');
+  assert.deepEqual(programs(), [], 'no child is left');
+  await waitUntil(() => openFdCount() <= fdsBefore, 'every descriptor is closed');
 });
 
 test('the request timeout closes a client that never finishes its request', { skip }, async () => {
