@@ -170,6 +170,21 @@ export class SocketPathError extends SocketError {
 
 export class ShellTimeoutError extends ProcsockError {
   readonly code = 'PROCSOCK_SHELL_TIMEOUT' as const;
+  /**
+   * What the command had printed before it was killed (a `run('text')`: its collected stdout
+   * and stderr, as a result would have had them); null for start(), stop() and a commander,
+   * whose output went to its parsers.
+   */
+  readonly stdout: string | null;
+  readonly stderr: string | null;
+  constructor(
+    message: string,
+    options: { stdout?: string | null; stderr?: string | null; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.stdout = options.stdout ?? null;
+    this.stderr = options.stderr ?? null;
+  }
 }
 
 /** `exitCode` or `termSignal` tells how the shell ended (both null when the transport failed). */

@@ -868,13 +868,16 @@ export class Shell {
   }
 
   #timeoutError(exchange: Exchange): ShellTimeoutError {
-    const { timeout, commander } = exchange.job;
+    const { timeout, commander, collect } = exchange.job;
+    // What the command printed so far is the best clue to why it hung: kept on the error.
+    const printed = exchange.startup || !collect ? {} : collectedText(collect);
     return new ShellTimeoutError(
       exchange.startup
         ? `the shell (${this.#program}) did not answer its sentinel within ${timeout} ms of start(); ` +
             'it was killed (check the sentinel command and value)'
         : `${preview(commander.command)} did not finish within ${timeout} ms; ${this.#howKilled()}; ` +
             'start() it again',
+      printed,
     );
   }
 
@@ -995,4 +998,13 @@ function parserFailure(error: unknown, call: 'write' | 'end'): unknown {
   return (
     error || new Error(`an output parser's ${call}() threw ${String(error)}`, { cause: error })
   );
+}
+
+/** A collecting run's output so far; nothing when joining it fails (longer than a string). */
+function collectedText(collect: CollectCommander): { stdout?: string; stderr?: string } {
+  try {
+    return { stdout: collect.stdout.text, stderr: collect.stderr.text };
+  } catch {
+    return {};
+  }
 }

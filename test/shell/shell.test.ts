@@ -156,6 +156,24 @@ for (const kind of ['local', 'daemon'] as const) {
       await shell.stop(5000);
     });
 
+    test('5a. a run that times out: its error carries what the command printed before it hung', async () => {
+      const { shell } = posix();
+      await shell.start(5000);
+      // Printed at once, then silence: the 3 s give the output ample time to arrive first.
+      const hanging = shell.run('echo started; echo warned >&2; exec sleep 30', 3000);
+      await assert.rejects(hanging, (error: ShellTimeoutError) => {
+        assert.ok(error instanceof ShellTimeoutError);
+        assert.deepEqual([error.stdout, error.stderr], ['started\n', 'warned\n']);
+        return true;
+      });
+      // A start() that times out has no command output to tell.
+      const silent = new Shell({ program: 'sh', sentinel: { command: 'true', value: 'never' } });
+      await assert.rejects(silent.start(200), (error: ShellTimeoutError) => {
+        assert.deepEqual([error.stdout, error.stderr], [null, null]);
+        return true;
+      });
+    });
+
     test("5b. each run's timeout counts from its own start, whatever the runs before it had", async () => {
       // The Shell keeps one clock and restarts it per run: an earlier run's shorter timeout
       // must not cut a later one short, nor a run without one, and the clock still fires.
