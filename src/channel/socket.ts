@@ -126,6 +126,8 @@ export class SocketChannel extends ProcessChannel {
   #stdinEnded = false;
   #extension: Extension | null;
   #reason: WireReason | null = null;
+  /** Whether the daemon sent anything on this connection. */
+  #replied = false;
   #usage: WireUsage | null = null;
   /** Extended: the header field the daemon refused the run for, and what it said on stderr. */
   #refused: string | null = null;
@@ -225,7 +227,12 @@ export class SocketChannel extends ProcessChannel {
       // A daemon that does not speak the extension may reset the connection (it did not read
       // all of the request before closing): that is its answer, not a failure of the network.
       if (this.#extension && !this.#decoder.helloReceived) this.#onEnd();
-      else this.#fail(closedError('the connection to the daemon failed', error));
+      else {
+        const what = this.#replied
+          ? 'the connection to the daemon failed'
+          : `the daemon closed the connection${this.#unanswered()}`;
+        this.#fail(closedError(what, error));
+      }
     });
     socket.on('close', () => {
       if (this.#backstop) clearTimeout(this.#backstop);
@@ -361,7 +368,21 @@ export class SocketChannel extends ProcessChannel {
     this.socket.unref();
   }
 
+  /**
+   * For an error: a daemon that closes before replying at all refused the request unread —
+   * sockexec's way with one over its limits — unless the program ran and was stopped quietly.
+   */
+  #unanswered(): string {
+    if (this.#replied) return '';
+    return (
+      ' before replying anything: it refused the request (one over its limits: an argument ' +
+      'longer than --max-arg-length, 131072 bytes by default, more than --max-args arguments or ' +
+      '--max-arg-bytes in all), or it was stopped; its log (procsock serve -d) says which'
+    );
+  }
+
   #onData(chunk: Buffer): void {
+    this.#replied = true;
     // Stopped, and the daemon is still sending what it had queued: it is alive, wait on.
     if (this.#backstop && !this.#stopping) this.#backstop.refresh();
     try {
@@ -392,7 +413,11 @@ export class SocketChannel extends ProcessChannel {
       this.emitExit(this.#status);
     } else if (this.#status === null) {
       this.#fail(
-        new ClosedError('the daemon closed the connection before sending the exit status'),
+        new ClosedError(
+          this.#replied
+            ? 'the daemon closed the connection before sending the exit status'
+            : `the daemon closed the connection${this.#unanswered()}`,
+        ),
       );
     } else {
       this.#fail(new ProtocolError('the daemon closed the connection in the middle of a reply'));

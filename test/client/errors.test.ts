@@ -157,6 +157,22 @@ describe('a misbehaving daemon', () => {
     await session.close();
   });
 
+  test('a request over the daemon limits: the ClosedError says it was refused unread, and which limits', async () => {
+    const strict = await startDaemon({ limits: { maxArgLength: 1000 } });
+    try {
+      await assert.rejects(run(['echo', 'x'.repeat(100_000)], { socket: strict.path }), (error) => {
+        assert.ok(error instanceof ClosedError, String(error));
+        assert.match(error.message, /before replying anything: it refused the request/);
+        assert.match(error.message, /--max-arg-length/);
+        return true;
+      });
+      // The daemon serves the next request as usual.
+      assert.equal((await run(['echo', 'ok'], { socket: strict.path })).stdout, 'ok\n');
+    } finally {
+      await strict.close();
+    }
+  });
+
   test('the daemon going away before the args are sent is reported at sendArgs', async () => {
     const path = dir.path('drop.sock');
     const server = createServer((socket) => socket.destroy());
