@@ -82,7 +82,11 @@ for (const where of ['local', 'daemon'] as const) {
           {
             command:
               "(trap 'stty size </dev/tty; exit' WINCH; echo ready >&2; while :; do sleep 0.05; done)",
-            stdout: { write: (chunk: Buffer) => void (stdout += chunk) },
+            stdout: {
+              write(chunk: Buffer) {
+                stdout += chunk;
+              },
+            },
             stderr: { write: (chunk: Buffer) => chunk.includes('ready') && shell.resize(90, 20) },
           },
           10_000,
