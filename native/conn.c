@@ -206,19 +206,34 @@ static void request_init(request_t *r, const limits_t *limits) {
   (void)limits;
 }
 
-static int args_append(request_t *r, const char *p, size_t n) {
-  if (r->args_len + n > r->args_cap) {
-    size_t cap = r->args_cap ? r->args_cap : 256;
-    char *bigger;
-    while (cap < r->args_len + n) cap *= 2;
-    bigger = realloc(r->args, cap);
-    if (!bigger) return -1;
-    r->args = bigger;
-    r->args_cap = cap;
+/*
+ * Appends p[0..n) to a growable buffer (*data, *len used of *cap) whose bytes before *off are
+ * consumed already (off: NULL when nothing is): those are dropped first when the room runs
+ * out, then it doubles from `initial`. 0, or -1 when out of memory (the buffer unchanged).
+ */
+static int bytes_append(char **data, size_t *len, size_t *cap, size_t *off, const char *p,
+                        size_t n, size_t initial) {
+  if (*len + n > *cap && off && *off > 0) {
+    memmove(*data, *data + *off, *len - *off);
+    *len -= *off;
+    *off = 0;
   }
-  memcpy(r->args + r->args_len, p, n);
-  r->args_len += n;
+  if (*len + n > *cap) {
+    size_t bigger_cap = *cap ? *cap : initial;
+    char *bigger;
+    while (bigger_cap < *len + n) bigger_cap *= 2;
+    bigger = realloc(*data, bigger_cap);
+    if (!bigger) return -1;
+    *data = bigger;
+    *cap = bigger_cap;
+  }
+  memcpy(*data + *len, p, n);
+  *len += n;
   return 0;
+}
+
+static int args_append(request_t *r, const char *p, size_t n) {
+  return bytes_append(&r->args, &r->args_len, &r->args_cap, NULL, p, n, 256);
 }
 
 /*
@@ -535,9 +550,20 @@ static uint64_t after_ms(conn_t *c, uint64_t ms) {
 
 /* ---- the program ----------------------------------------------------------------------- */
 
+/*
+ * Signals the process group `pgid` our child led. Once that leader is reaped its pid may be
+ * reused, and a new process with it may lead a group of the same id: a process of that pid
+ * alive now is such a newcomer, and its group is not signalled. (What remains is a newcomer
+ * that made the group and exited since; the kill timeout is the window for all of it.)
+ */
+static void kill_group(pid_t pgid, int sig, int leader_reaped) {
+  if (leader_reaped && (kill(pgid, 0) == 0 || errno == EPERM)) return;
+  kill(-pgid, sig);
+}
+
 static void signal_child(conn_t *c, int sig) {
   if (!c->spawned || c->pid <= 0) return;
-  if (c->process_group) kill(-c->pid, sig);
+  if (c->process_group) kill_group(c->pid, sig, c->reaped);
   else if (!c->reaped) kill(c->pid, sig);
 }
 
@@ -558,7 +584,7 @@ static void group_kill_closed(uv_handle_t *handle) {
 
 static void on_group_kill(uv_timer_t *timer) {
   group_kill_t *g = (group_kill_t *)timer;
-  kill(-g->pgid, SIGKILL);
+  kill_group(g->pgid, SIGKILL, 1);
   LIST_REMOVE(g->hub->group_kills, g);
   addon_close(g->hub->addon, (uv_handle_t *)&g->timer, group_kill_closed);
 }
@@ -607,25 +633,7 @@ static void socket_failed(conn_t *c, int err) {
 
 static int outq_append(conn_t *c, const char *p, size_t n) {
   if (c->outq_off > 0 && c->outq_off == c->outq_len) c->outq_off = c->outq_len = 0;
-  if (c->outq_len + n > c->outq_cap) {
-    size_t cap = c->outq_cap ? c->outq_cap : 4096;
-    char *bigger;
-    if (c->outq_off > 0) { /* compact first */
-      memmove(c->outq, c->outq + c->outq_off, c->outq_len - c->outq_off);
-      c->outq_len -= c->outq_off;
-      c->outq_off = 0;
-    }
-    while (cap < c->outq_len + n) cap *= 2;
-    if (cap > c->outq_cap) {
-      bigger = realloc(c->outq, cap);
-      if (!bigger) return -1;
-      c->outq = bigger;
-      c->outq_cap = cap;
-    }
-  }
-  memcpy(c->outq + c->outq_len, p, n);
-  c->outq_len += n;
-  return 0;
+  return bytes_append(&c->outq, &c->outq_len, &c->outq_cap, &c->outq_off, p, n, 4096);
 }
 
 /* Writes the parts in order, now as far as the socket takes them, the rest queued. */
