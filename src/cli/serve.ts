@@ -356,7 +356,10 @@ function count(flag: string, text: string): number {
 function seconds(flag: string, text: string, min: number): number {
   const value = Number(text);
   if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || value < min || value * 1000 > MAX_TIMER) {
-    throw new UsageError(`${flag}: expected seconds ≥ ${min}, got ${JSON.stringify(text)}`);
+    const most = Math.floor(MAX_TIMER / 1000);
+    throw new UsageError(
+      `${flag}: expected seconds from ${min} to ${most} (about 24 days: the longest timer), got ${JSON.stringify(text)}`,
+    );
   }
   return Math.round(value * 1000);
 }

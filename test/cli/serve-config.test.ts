@@ -53,7 +53,7 @@ describe('serve --config mistakes', () => {
     );
     assert.match(
       message(config('bad-seconds.json', { timeout: 'soon' })),
-      /bad-seconds\.json: -t: expected seconds ≥ 0, got "soon"$/,
+      /bad-seconds\.json: -t: expected seconds from 0 to 2147483 \(about 24 days: the longest timer\), got "soon"$/,
     );
   });
 

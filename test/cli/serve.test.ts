@@ -122,6 +122,13 @@ describe('flags and exit codes', () => {
     });
   });
 
+  test('a duration past the longest timer names the range', () => {
+    assert.throws(
+      () => parseServeArgs(['-t', '2147484', 's']),
+      /-t: expected seconds from 0 to 2147483 \(about 24 days: the longest timer\), got "2147484"/,
+    );
+  });
+
   test('bad flag values are usage errors', () => {
     for (const args of [
       [],
@@ -130,6 +137,9 @@ describe('flags and exit codes', () => {
       ['-k', '0.5', 's'],
       ['-t', '-1', 's'],
       ['-t', 'x', 's'],
+      // Past the longest timer (2^31 - 1 ms): Node would fire it at once, every deadline at 1 ms.
+      ['-t', '2147484', 's'],
+      ['--request-timeout', '2147484', 's'],
       ['-M', '888', 's'],
       ['-M', '1777', 's'],
       ['-m', '0', 's'],
