@@ -1420,20 +1420,21 @@ napi_value js_conn_listen(napi_env env, napi_callback_info info) {
   struct sockaddr_un address;
   int32_t backlog = 0;
   int fd, error = 0;
+  /* One byte more than sun_path: a path of exactly 107 bytes (and its NUL) fits; 108 does not. */
+  char path[sizeof address.sun_path + 1];
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
   memset(&address, 0, sizeof address);
   address.sun_family = AF_UNIX;
-  if (argc < 2 ||
-      napi_get_value_string_utf8(env, args[0], address.sun_path, sizeof address.sun_path,
-                                 &length) != napi_ok ||
+  if (argc < 2 || napi_get_value_string_utf8(env, args[0], path, sizeof path, &length) != napi_ok ||
       napi_get_value_int32(env, args[1], &backlog) != napi_ok) {
     napi_throw_type_error(env, NULL, "connListen: expected (path, backlog)");
     return NULL;
   }
-  if (length >= sizeof address.sun_path - 1) {
+  if (length >= sizeof address.sun_path) {
     napi_create_int32(env, -ENAMETOOLONG, &result);
     return result;
   }
+  memcpy(address.sun_path, path, length + 1);
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) error = errno;
   else if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(fd, backlog) != 0) {

@@ -132,6 +132,11 @@ export function nativePathFor(options: ResolvedServeOptions): boolean {
   return nativeHub() !== null;
 }
 
+/** Whether `listenNative` can be used here (the addon is built): also for the JS path's listener. */
+export function nativeListenAvailable(): boolean {
+  return nativeHub() !== null;
+}
+
 /**
  * Binds and listens on `path` natively (the caller narrows the umask around it): the
  * descriptor, or a negative errno.

@@ -23,12 +23,14 @@ import {
   type NativeConnection,
   type NativeHost,
   NativeListener,
+  nativeListenAvailable,
   nativePathFor,
 } from './native-connections.js';
 import { type ResolvedServeOptions, resolveServeOptions, type ServeOptions } from './options.js';
 import type { SocketDirectory } from './socket-directory.js';
 import {
   listenOnPath,
+  listenOnPathByFd,
   listenOnPathNatively,
   octal,
   prepareSocketPath,
@@ -106,7 +108,17 @@ export class Server implements NativeHost {
         this.#socketFile = stats;
         this.#audit = audit; // (before any client can be accepted)
         this.#listener = new NativeListener(fd, this);
+      } else if (nativeListenAvailable()) {
+        this.#socketFile = await listenOnPathByFd(
+          this.#net,
+          listenNative,
+          path,
+          directory,
+          mode,
+          backlog,
+        );
       } else {
+        // Without the addon: libuv binds, and unlinks the path by name at close (see listenOnPathByFd).
         this.#socketFile = await listenOnPath(this.#net, path, directory, mode, backlog);
       }
     } catch (error) {

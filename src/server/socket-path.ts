@@ -151,6 +151,38 @@ export function listenOnPathNatively(
   return { fd, stats };
 }
 
+/**
+ * `listenOnPath` through a descriptor the addon bound (see listenOnPathNatively), which `server`
+ * then listens on: a listener libuv opened from a descriptor has no path of its own, so it does
+ * not unlink one at close. One bound by path does, by name — a socket that replaced ours since
+ * (another daemon's, after ours was removed) would go with it; removeSocketFile checks first.
+ */
+export async function listenOnPathByFd(
+  server: Server,
+  bindAndListen: (path: string, backlog: number) => number,
+  path: string,
+  directory: SocketDirectory,
+  mode: number,
+  backlog: number,
+): Promise<Stats> {
+  const { fd, stats } = listenOnPathNatively(bindAndListen, path, directory, mode, backlog);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      closeSync(fd);
+      reject(new SocketPathError(`cannot listen on ${path}: ${describeError(error)}`, path));
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ fd, backlog });
+  });
+  return stats;
+}
+
 /** The socket file just bound is there, a socket, with exactly `mode`; else `close()` and throw. */
 function checkCreated(
   path: string,

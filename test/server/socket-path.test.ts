@@ -8,6 +8,7 @@ import {
   mkdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -94,6 +95,26 @@ test('a live daemon is refused, and keeps working', async () => {
     await live.close();
   }
 });
+
+for (const contain of [true, false]) {
+  test(`shutdown leaves a socket that replaced ours alone (${contain ? 'contained: served in JS' : 'uncontained: served natively'})`, async () => {
+    // Ours was removed (by hand, a tmp cleaner) and another daemon bound the path since. Before,
+    // the JS path's listener was libuv's, which unlinks its path by name at close: the other
+    // daemon's live socket went with ours.
+    const path = dir.path(`replaced-${contain}.sock`);
+    const first = await serve({ policy: AS_ROOT, path, ...(contain ? {} : { contain: false }) });
+    rmSync(path);
+    const second = await serve({ policy: AS_ROOT, path, ...(contain ? {} : { contain: false }) });
+    try {
+      await first.close();
+      assert.ok(lstatSync(path).isSocket(), 'the second daemon’s socket is still there');
+      await assertServes(path);
+    } finally {
+      await second.close();
+    }
+    assert.throws(() => lstatSync(path), { code: 'ENOENT' }, 'removed by its own daemon');
+  });
+}
 
 test('a regular file is never deleted', async () => {
   const path = dir.path('file.sock');
