@@ -388,8 +388,18 @@ export async function main(
     process.stdout.write(`procsock ${version}\n`);
     return 0;
   }
+  // A daemon whose stderr is gone (the pipe's reader died: `| tee` killed, a log shipper
+  // restarted) goes on serving without its log: unhandled, the first write's EPIPE killed it,
+  // leaving the socket file and its programs behind. (sockexec ignores SIGPIPE likewise.)
+  let stderrGone = false;
+  const onStderrError = () => {
+    stderrGone = true;
+  };
+  process.stderr.on('error', onStderrError);
   const log = command.debug
-    ? (line: string) => process.stderr.write(`procsock serve: ${line}\n`)
+    ? (line: string) => {
+        if (!stderrGone) process.stderr.write(`procsock serve: ${line}\n`);
+      }
     : undefined;
   // From here on a SIGTERM/SIGINT/SIGHUP means a clean shutdown — even one that comes while
   // the socket is being bound, before serve() has resolved (the default action would kill the
@@ -437,5 +447,6 @@ export async function main(
   } finally {
     for (const name of STOP_SIGNALS) process.off(name, onSignal);
     for (const name of STATUS_SIGNALS) process.off(name, onStatus);
+    process.stderr.off('error', onStderrError);
   }
 }

@@ -237,6 +237,37 @@ describe('a running daemon process', () => {
     }
   });
 
+  test('-d with its stderr gone (the reader of the pipe died): the daemon serves on, and stops cleanly', async () => {
+    const path = dir.path('stderr-gone.sock');
+    const child = runCli(['serve', '-d', '--allow-root', '--audit', '-', path]);
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code) => resolve(code)),
+    );
+    child.stdout!.resume();
+    await new Promise<void>((resolve) => {
+      let text = '';
+      child.stderr!.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        if (text.includes('listening on')) resolve();
+      });
+    });
+    child.stderr!.destroy(); // the daemon's next log line meets EPIPE
+    try {
+      for (let i = 0; i < 3; i++) {
+        const reply = await RawClient.exchange(path, request(['echo', `${i}`]));
+        assert.deepEqual(reply.pairs, [
+          ['stdout', `${i}\n`],
+          ['exitcode', '0'],
+        ]);
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+    // Before, the first write after the reader went killed it: exit 1, the socket file left.
+    assert.equal(await exited, 0);
+    assert.equal(existsSync(path), false);
+  });
+
   // SIGHUP too: the terminal a daemon was started from closing. Its default action killed the
   // daemon at once, leaving the socket file behind and an uncontained program running.
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
