@@ -6,6 +6,7 @@
  * fails, so a rejected call leaves nothing running behind it.
  */
 import { constants as bufferConstants } from 'node:buffer';
+import { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { ProcessChannel } from '../channel/channel.js';
 import type { EndReason, ResourceUsage } from '../channel/usage.js';
@@ -287,6 +288,9 @@ class Execution {
     try {
       if (typeof stdin === 'string' || stdin instanceof Uint8Array) {
         channel.write(toBuffer(stdin));
+      } else if (stdin instanceof Readable) {
+        this.#feedReadable(stdin);
+        return;
       } else if (stdin) {
         for await (const piece of stdin) {
           if (this.#failure || channel.closed) return;
@@ -304,6 +308,69 @@ class Execution {
     } catch (error) {
       this.#fail(error as Error);
     }
+  }
+
+  /**
+   * A Readable is read as a pipe would read it, not through its async iterator: when the run
+   * ends first (the program exits without reading it all, a stop), the stream is paused and let
+   * go — not destroyed, and not left with a pending read that would take, and drop, the next
+   * chunk written to it (an iterator destroys the stream when left, and a later run given the
+   * same stream, process.stdin say, lost its first chunk and failed).
+   */
+  #feedReadable(stream: Readable): void {
+    const channel = this.#channel;
+    const detach = () => {
+      stream.pause();
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      channel.off('close', detach);
+    };
+    const onData = (piece: unknown) => {
+      if (this.#failure || channel.closed) {
+        detach();
+        return;
+      }
+      if (typeof piece !== 'string' && !(piece instanceof Uint8Array)) {
+        detach();
+        this.#fail(
+          new ArgumentError(
+            `stdin: a stream must give strings or Buffers/Uint8Arrays; it gave ${describeValue(piece)} (an object-mode stream?)`,
+          ),
+        );
+        return;
+      }
+      if (this.#pendingCallbacks === 0) this.#timer?.refresh();
+      if (channel.write(toBuffer(piece))) return;
+      stream.pause();
+      drained(channel).then(() => {
+        if (!this.#failure && !channel.closed && stream.listenerCount('data') > 0) stream.resume();
+      });
+    };
+    const onEnd = () => {
+      detach();
+      if (!this.#failure) channel.end();
+    };
+    const onError = (error: Error) => {
+      detach();
+      this.#fail(error);
+    };
+    if (stream.readableEnded) {
+      onEnd();
+      return;
+    }
+    if (stream.destroyed) {
+      this.#fail(
+        stream.errored ??
+          new ArgumentError('stdin: the stream was destroyed before the run could read it'),
+      );
+      return;
+    }
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('error', onError);
+    channel.once('close', detach);
+    stream.resume();
   }
 
   /** The idle timer; while a callback holds the program back it is disarmed (the wait is not the program's). */

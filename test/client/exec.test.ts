@@ -4,6 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { createExec, run } from '../../src/client/exec.js';
 import { AbortError, ArgumentError, TimeoutError } from '../../src/errors.js';
@@ -194,6 +195,18 @@ for (const kind of TARGET_KINDS) {
         throw undefined;
       })();
       await assert.rejects(exec({ argv: ['cat'], stdin }), /rejected with undefined/);
+    });
+
+    test('a stream the program did not read to its end is let go, not destroyed: the next run gets all of it', async () => {
+      const exec = createExec(target.target);
+      const source = new PassThrough();
+      assert.equal((await exec({ argv: ['true'], stdin: source })).exitCode, 0);
+      assert.equal(source.destroyed, false);
+      // The first run is over: nothing of its own may take what is written from now on.
+      const next = exec({ argv: ['cat'], stdin: source });
+      source.write('hello ');
+      source.end('world');
+      assert.equal((await next).stdout, 'hello world');
     });
 
     test('stdin that yields anything but strings and bytes is an ArgumentError; the program is stopped', async () => {
