@@ -375,9 +375,10 @@ export class SocketChannel extends ProcessChannel {
   #unanswered(): string {
     if (this.#replied) return '';
     return (
-      ' before replying anything: it refused the request (one over its limits: an argument ' +
-      'longer than --max-arg-length, 131072 bytes by default, more than --max-args arguments or ' +
-      '--max-arg-bytes in all), or it was stopped; its log (procsock serve -d) says which'
+      ' without replying anything: either it refused the request unread (what a daemon does with ' +
+      'one over its limits: an argument longer than --max-arg-length, 131072 bytes by default, ' +
+      'more than --max-args arguments or --max-arg-bytes in all) or it stopped (killed, shut ' +
+      'down) while the program ran; its log (procsock serve -d) says which'
     );
   }
 

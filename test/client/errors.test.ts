@@ -13,8 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { createExec, run } from '../../src/client/exec.js';
 import { connect } from '../../src/client/session.js';
 import { ClosedError, ConnectError, ProtocolError } from '../../src/errors.js';
-import { startDaemon } from '../helpers/daemon.js';
-import { tempDir, waitUntil } from '../helpers/process.js';
+import { startDaemon, startDaemonProcess } from '../helpers/daemon.js';
+import { childrenOf, isAlive, tempDir, waitUntil } from '../helpers/process.js';
 
 const dir = tempDir('procsock-client-');
 after(() => dir.cleanup());
@@ -162,7 +162,10 @@ describe('a misbehaving daemon', () => {
     try {
       await assert.rejects(run(['echo', 'x'.repeat(100_000)], { socket: strict.path }), (error) => {
         assert.ok(error instanceof ClosedError, String(error));
-        assert.match(error.message, /before replying anything: it refused the request/);
+        assert.match(
+          error.message,
+          /without replying anything: either it refused the request unread/,
+        );
         assert.match(error.message, /--max-arg-length/);
         return true;
       });
@@ -170,6 +173,26 @@ describe('a misbehaving daemon', () => {
       assert.equal((await run(['echo', 'ok'], { socket: strict.path })).stdout, 'ok\n');
     } finally {
       await strict.close();
+    }
+  });
+
+  test('a daemon killed while its silent program runs: a ClosedError that says it may have stopped', async () => {
+    const daemon = await startDaemonProcess(['-t', '0']);
+    try {
+      const call = run(['sleep', '30'], { socket: daemon.path });
+      await waitUntil(() => childrenOf(daemon.pid).length > 0, 'the daemon started sleep');
+      const started = childrenOf(daemon.pid).map((child) => child.pid);
+      process.kill(daemon.pid, 'SIGKILL');
+      await assert.rejects(call, (error) => {
+        assert.ok(error instanceof ClosedError, String(error));
+        assert.match(error.message, /or it stopped \(killed, shut down\) while the program ran/);
+        return true;
+      });
+      // What the daemon started does not outlive it (a parent-death signal).
+      await waitUntil(() => !started.some(isAlive), 'the daemon’s child is gone');
+    } finally {
+      await daemon.exited;
+      daemon.cleanup();
     }
   });
 
