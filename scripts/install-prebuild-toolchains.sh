@@ -1,7 +1,7 @@
 #!/bin/sh
 # What scripts/prebuild.mjs needs for every target, from Debian's packages (.ci/run runs this):
-# the arm64 cross compiler, musl-gcc, and Debian's musl-dev:arm64 unpacked into
-# .cache/sysroot-aarch64-musl (downloaded with an apt state of its own, so no foreign
+# the arm64 cross compiler and its glibc (libc6-dev-arm64-cross), musl-gcc, and Debian's
+# musl-dev:arm64 unpacked into .cache/sysroot-aarch64-musl (downloaded with an apt state of its own, so no foreign
 # architecture is added to the machine); qemu-user, under which the arm64 prebuilds are loaded;
 # systemd-analyze, which checks the example unit.
 set -eu
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 apt="apt-get -qq -o DPkg::Lock::Timeout=600"
 need=""
 command -v aarch64-linux-gnu-gcc >/dev/null || need="$need gcc-aarch64-linux-gnu"
+# Its glibc headers and start files: only a Recommends of the compiler, which --no-install-recommends skips.
+[ -e /usr/aarch64-linux-gnu/include/stdio.h ] || need="$need libc6-dev-arm64-cross"
 command -v musl-gcc >/dev/null || need="$need musl-tools"
 command -v systemd-analyze >/dev/null || need="$need systemd"
 command -v qemu-aarch64 >/dev/null || need="$need qemu-user"
