@@ -5,7 +5,7 @@
  */
 import { createExec } from 'procsock';
 
-const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local');
+const exec = createExec(process.env.PROCSOCK_SOCKET || 'local');
 
 exec.argv = ['uname', '-a'];
 const result = await exec();

@@ -7,7 +7,7 @@
  */
 import { createExec } from 'procsock';
 
-const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local');
+const exec = createExec(process.env.PROCSOCK_SOCKET || 'local');
 
 const result = await exec('bash', '-c', 'echo $PATH');
 process.stdout.write(result.stdout); // /usr/local/bin:/usr/bin:/bin...

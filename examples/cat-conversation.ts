@@ -6,7 +6,7 @@
  */
 import { connect } from 'procsock';
 
-const session = await connect(process.env.PROCSOCK_SOCKET ?? 'local', { timeout: 60_000 });
+const session = await connect(process.env.PROCSOCK_SOCKET || 'local', { timeout: 60_000 });
 try {
   session.sendArgs(['cat']); // starts the program
 

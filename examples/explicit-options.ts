@@ -6,7 +6,7 @@
  */
 import { createExec } from 'procsock';
 
-const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local');
+const exec = createExec(process.env.PROCSOCK_SOCKET || 'local');
 
 const result = await exec({
   argv: 'cat', // a single string: a program with no arguments

@@ -6,7 +6,7 @@
  */
 import { createExec } from 'procsock';
 
-const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local');
+const exec = createExec(process.env.PROCSOCK_SOCKET || 'local');
 
 const result = await exec('uname');
 // { argv: ['uname'], stdout: 'Linux\n', stderr: '', unknown: '', exitCode: 0, termSignal: null }

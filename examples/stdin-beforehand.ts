@@ -6,7 +6,7 @@
  */
 import { createExec } from 'procsock';
 
-const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local');
+const exec = createExec(process.env.PROCSOCK_SOCKET || 'local');
 
 exec.stdin = 'this is neat!';
 const result = await exec('cat');

@@ -7,7 +7,7 @@
  */
 import { createExec } from 'procsock';
 
-const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local');
+const exec = createExec(process.env.PROCSOCK_SOCKET || 'local');
 
 const started = Date.now();
 exec.stdout = (data) => {

@@ -8,7 +8,7 @@
  */
 import { createExec, TimeoutError } from 'procsock';
 
-const exec = createExec(process.env.PROCSOCK_SOCKET ?? 'local', { idleTimeout: 100 });
+const exec = createExec(process.env.PROCSOCK_SOCKET || 'local', { idleTimeout: 100 });
 const slow = ['sh', '-c', 'sleep 0.3; echo finally'];
 
 try {
