@@ -510,6 +510,10 @@ export class Session {
 
   #onChannelClose(): void {
     if (this.#state === 'running') this.#state = 'finished';
+    // The program is gone and everything it held released: an abort now has nothing to stop,
+    // and a long-lived signal must not keep every finished session alive (as a ChildProcess
+    // lets go of its signal at its exit).
+    this.#options.signal?.removeEventListener('abort', this.#onAbort);
     this.#settleWaiter();
   }
 

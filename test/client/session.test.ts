@@ -5,6 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -208,6 +209,18 @@ for (const kind of TARGET_KINDS) {
       await session.close();
       assert.equal(session.state, 'closed');
       await waitUntil(() => childrenNamed('sleep').length === 0, 'sleep is reaped', 5000);
+    });
+
+    test('a finished session lets go of its signal, closed or not (one signal for many sessions)', async () => {
+      const controller = new AbortController();
+      for (let i = 0; i < 12; i++) {
+        const session = await connect(target.target, { signal: controller.signal });
+        session.sendArgs(['true']);
+        session.sendClose();
+        await session.wait();
+        if (i % 2 === 0) await session.close();
+      }
+      assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
     });
 
     test('the underlying socket is there for a daemon session, a pid for a local one', async () => {
