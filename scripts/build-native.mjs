@@ -66,7 +66,8 @@ function nodedirArgs() {
 function fail(reason) {
   if (required) {
     console.error(
-      `procsock: the native spawn addon failed to build (${reason}), and PROCSOCK_REQUIRE_NATIVE=1`,
+      `procsock: the native spawn addon failed to build (${reason}), and PROCSOCK_REQUIRE_NATIVE=1 makes that an error. ` +
+        `No prebuilt binary fits this machine, and building one needs ${requirements}.`,
     );
     process.exit(1);
   }
