@@ -2,7 +2,15 @@
  * The audit log: one JSON object per line and per connection, on stderr or appended to a
  * file, so it can be shipped and queried as it is. `-d` keeps its own human-readable log.
  */
-import { constants, createWriteStream, openSync, type WriteStream } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  createWriteStream,
+  fstatSync,
+  openSync,
+  type Stats,
+  type WriteStream,
+} from 'node:fs';
 import type { ResourceUsage } from '../channel/usage.js';
 import type { PeerCredentials } from '../native/addon.js';
 
@@ -64,14 +72,28 @@ export function openAuditLog(target: string): AuditLog {
   }
   let fd: number;
   try {
+    // O_NONBLOCK: a FIFO planted at the path (no reader) fails at once instead of blocking the
+    // daemon's start for ever — where even SIGTERM is not handled (no effect on a regular file).
     fd = openSync(
       target,
-      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      constants.O_WRONLY |
+        constants.O_APPEND |
+        constants.O_CREAT |
+        constants.O_NOFOLLOW |
+        constants.O_NONBLOCK,
       0o640,
     );
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ELOOP') throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENXIO') throw new Error(`${target} is a FIFO, not a file: give a regular file`);
+    if (code !== 'ELOOP') throw error;
     throw new Error(`${target} is a symbolic link: not followed (give the file itself)`);
+  }
+  try {
+    checkAuditFile(target, fstatSync(fd));
+  } catch (error) {
+    closeSync(fd);
+    throw error;
   }
   const stream: WriteStream = createWriteStream('', { fd });
   stream.on('error', (error) => {
@@ -81,4 +103,24 @@ export function openAuditLog(target: string): AuditLog {
     write: (record) => stream.write(`${JSON.stringify(record)}\n`),
     close: () => new Promise((resolve) => stream.end(resolve)),
   };
+}
+
+/**
+ * The audit log holds every client's argv: it must be a regular file that root or the
+ * daemon's user owns, which nobody else may write. A file someone else made at the path first
+ * (in /tmp, say) would give them every record, and one they may write lets them forge them.
+ */
+function checkAuditFile(target: string, stats: Stats): void {
+  if (!stats.isFile()) throw new Error(`${target} is not a regular file: give a file`);
+  const self = process.geteuid?.() ?? 0;
+  if (stats.uid !== 0 && stats.uid !== self) {
+    throw new Error(
+      `${target} is owned by uid ${stats.uid}, not by root or the daemon's user: its owner could read every record; remove it or give a file of your own`,
+    );
+  }
+  if ((stats.mode & 0o022) !== 0) {
+    throw new Error(
+      `${target} has mode 0${(stats.mode & 0o777).toString(8)}: others may write it and forge records; chmod go-w it`,
+    );
+  }
 }

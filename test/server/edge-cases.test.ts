@@ -5,8 +5,17 @@
  * is in socket-directory.test.ts.
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync, symlinkSync, watch, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  readFileSync,
+  symlinkSync,
+  watch,
+  writeFileSync,
+} from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { ArgumentError } from '../../src/errors.js';
 import { runCli, startDaemon, startDaemonProcess } from '../helpers/daemon.js';
@@ -94,6 +103,34 @@ test('the audit log is opened without following a symlink', async () => {
       /audit\.jsonl is a symbolic link: not followed/.test(error.message),
   );
   assert.equal(readFileSync(target, 'utf8'), 'keep\n');
+});
+
+test('the audit log must be a regular file of root or the daemon, that nobody else may write', async () => {
+  // A FIFO planted at the path: the open blocked the daemon's start for ever (SIGTERM too).
+  const fifo = files.path('fifo.jsonl');
+  execFileSync('mkfifo', [fifo]);
+  await assert.rejects(
+    startDaemon({ policy: { audit: fifo } }),
+    /fifo\.jsonl is a FIFO, not a file/,
+  );
+  const open = files.path('open.jsonl');
+  writeFileSync(open, '');
+  chmodSync(open, 0o666);
+  await assert.rejects(
+    startDaemon({ policy: { audit: open } }),
+    /open\.jsonl has mode 0666: others may write it and forge records; chmod go-w it/,
+  );
+  if (process.geteuid?.() === 0) {
+    // Made first by someone else (a world-writable directory): they would read every record.
+    const theirs = files.path('theirs.jsonl');
+    writeFileSync(theirs, '');
+    chownSync(theirs, 65_534, 65_534);
+    await assert.rejects(
+      startDaemon({ policy: { audit: theirs } }),
+      /theirs\.jsonl is owned by uid 65534, not by root or the daemon's user/,
+    );
+    assert.equal(readFileSync(theirs, 'utf8'), '');
+  }
 });
 
 describe('the request timeout', () => {
