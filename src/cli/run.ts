@@ -20,7 +20,7 @@
  * `--pty` and its end is typed as the terminal's end-of-file character. The window is not
  * resized after the start.
  */
-import { createReadStream, openSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { run } from '../client/index.js';
 import { signalNumber } from '../core/signals.js';
@@ -161,7 +161,15 @@ export async function main(args: string[]): Promise<number> {
 
 function openStdin(file: string | undefined, pty: boolean): Readable | null {
   // Opened now, so that a missing file is reported before anything starts.
-  if (file !== undefined) return createReadStream('', { fd: openSync(file, 'r') });
+  if (file !== undefined) {
+    const fd = openSync(file, 'r');
+    // A directory opens, and fails only at the first read, with the program already started.
+    if (fstatSync(fd).isDirectory()) {
+      closeSync(fd);
+      throw new Error(`${file} is a directory`);
+    }
+    return createReadStream('', { fd });
+  }
   // Our terminal goes to the program's only when it has one: keystrokes, raw (see the top).
   return process.stdin.isTTY && !pty ? null : process.stdin;
 }

@@ -82,6 +82,12 @@ describe('procsock run: arguments', () => {
     assert.match(stderr, /no daemon socket at .*none\.sock/);
   });
 
+  test('a directory as --stdin-file: one line, exit 125, nothing run', async () => {
+    const { status, stdout, stderr } = await runCli(['run', '-i', '/tmp', '--', 'echo', 'ran']);
+    assert.deepEqual([status, stdout], [125, '']);
+    assert.equal(stderr, 'procsock run: --stdin-file: /tmp is a directory\n');
+  });
+
   test('a missing --stdin-file: one line, exit 125, nothing run', async () => {
     const { status, stdout, stderr } = await runCli([
       'run',
