@@ -62,7 +62,7 @@
 /* onEvent(kind, id, extra, listenerId) */
 enum { EV_REQUEST = 2, EV_EXEC_ERROR = 3, EV_CLOSED = 4, EV_DRAINED = 5 };
 enum { S_READING, S_DECIDING, S_RUNNING, S_REPLYING, S_ABANDONED, S_CLOSED };
-enum { W_SOCKET, W_STDOUT, W_STDERR, W_STDIN, W_PIDFD };
+enum { W_SOCKET, W_STDOUT, W_STDERR, W_STDIN, W_PIDFD, W_REPORT };
 enum { P_ARGC, P_ARGV, P_STDIN, P_DONE };
 /* The record's reason and error codes: src/server/native-connections.ts names them. */
 enum { R_NONE, R_EXIT, R_SIGNAL, R_DEADLINE, R_HANGUP, R_SHUTDOWN, R_PROTOCOL, R_SPAWN_FAILURE };
@@ -334,6 +334,15 @@ struct conn {
   watch_t pidw; /* the child's pidfd (spawn.c's: closed when it reaps), while unreaped */
   child_t *child;
   int stdin_nonblocking;
+  /*
+   * Contained (the program runs under procsock_reaper, which is our child): the reaper's
+   * report on its descriptor 3 — `pid=N` first, then how the program ended — read to its end.
+   */
+  const char *reaper;
+  watch_t report;
+  char report_text[512];
+  size_t report_len;
+  pid_t program_pid;
   limits_t limits;
   request_t req;
   /* client bytes: everything until the spawn (for a handoff), then what is not parsed yet */
@@ -384,6 +393,7 @@ struct listener {
   uint32_t kill_timeout, exit_grace;
   limits_t limits;
   int want_peer, direct, process_group, want_events;
+  char *reaper; /* contained: procsock_reaper's path (src/channel/contain.ts); else NULL */
   /* the slots */
   uint32_t max_conns, backlog;
   uint32_t active; /* slots in use: connections served here, and handed-off ones */
@@ -494,7 +504,7 @@ static void watch_close(hub_t *h, watch_t *w) {
 }
 
 static int pipes_open(conn_t *c) {
-  return c->out[0].fd >= 0 || c->out[1].fd >= 0;
+  return c->out[0].fd >= 0 || c->out[1].fd >= 0 || c->report.fd >= 0;
 }
 
 /* What each descriptor is watched for, from the state: called after every event. */
@@ -522,6 +532,7 @@ static void update(conn_t *c) {
   }
   watch_set(h, &c->in, c->stdin_pending ? EPOLLOUT : 0);
   watch_set(h, &c->pidw, EPOLLIN);
+  watch_set(h, &c->report, EPOLLIN);
 }
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -561,8 +572,25 @@ static void kill_group(pid_t pgid, int sig, int leader_reaped) {
   kill(-pgid, sig);
 }
 
+/* The reaper's "KILL the whole tree now", and "TERM the tree but the program" (native/reaper.c). */
+#define SIG_KILL_TREE 40
+#define SIG_STOP_REST 41
+
 static void signal_child(conn_t *c, int sig) {
   if (!c->spawned || c->pid <= 0) return;
+  if (c->reaper) {
+    /* As LocalChannel.#deliver: TERM the program (or its group) and have the reaper TERM the
+     * rest; before the reaper has said which pid the program has, the reaper TERMs it all. */
+    if (c->reaped) return;
+    if (sig == SIGTERM && c->program_pid > 0) {
+      if (c->process_group) kill(-c->program_pid, SIGTERM);
+      else kill(c->program_pid, SIGTERM);
+      kill(c->pid, SIG_STOP_REST);
+    } else {
+      kill(c->pid, sig == SIGKILL ? SIG_KILL_TREE : sig);
+    }
+    return;
+  }
   if (c->process_group) kill_group(c->pid, sig, c->reaped);
   else if (!c->reaped) kill(c->pid, sig);
 }
@@ -750,12 +778,15 @@ static void reply_exit(conn_t *c) {
 }
 
 static void maybe_done(conn_t *c);
+static void take_report(conn_t *c);
 
 static void maybe_child_done(conn_t *c) {
   if (!c->spawned || c->child_done || !c->reaped || pipes_open(c)) return;
   c->child_done = 1;
   c->t_kill = c->t_grace = 0;
-  if (c->process_group && !c->exec_failed) stop_group(c);
+  if (c->reaper && !c->exec_failed) take_report(c);
+  /* (Contained, the reaper has ended the whole tree already.) */
+  if (c->process_group && !c->exec_failed && !c->reaper) stop_group(c);
   reply_exit(c);
 }
 
@@ -763,6 +794,58 @@ static void relay(conn_t *c, int i, const char *data, size_t n) {
   if (c->state != S_RUNNING) return; /* abandoned, or the exit was written: dropped */
   c->bytes_out += (double)n;
   send_output(c, i, data, n);
+}
+
+/* Reads what the reaper has reported (up to the buffer); closes the pipe at its end. */
+static void read_report(conn_t *c) {
+  for (;;) {
+    ssize_t n;
+    if (c->report_len >= sizeof c->report_text - 1) { /* more than a report: the rest dropped */
+      n = read(c->report.fd, c->hub->rbuf, PIPE_READ_SIZE);
+    } else {
+      n = read(c->report.fd, c->report_text + c->report_len, sizeof c->report_text - 1 - c->report_len);
+      if (n > 0) c->report_len += (size_t)n;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) break;
+  }
+  c->report_text[c->report_len] = '\0';
+  watch_close(c->hub, &c->report);
+}
+
+/* `key=` in the reaper's report, as a number: 1, or 0 when it is not there. */
+static int report_field(const conn_t *c, const char *key, long *value) {
+  size_t k = strlen(key);
+  const char *p = c->report_text;
+  while ((p = strstr(p, key))) {
+    if ((p == c->report_text || p[-1] == ' ' || p[-1] == '\n') && p[k] == '=') {
+      char *end;
+      long v = strtol(p + k + 1, &end, 10);
+      if (end != p + k + 1) {
+        *value = v;
+        return 1;
+      }
+    }
+    p += k;
+  }
+  return 0;
+}
+
+/*
+ * The reaper's report replaces what its own exit says (LocalChannel's #takeReport): the
+ * program's status, or that it could not be executed. A report without a status (the reaper
+ * was killed) leaves the reaper's own.
+ */
+static void take_report(conn_t *c) {
+  long status = 0, exec_error = 0;
+  if (!report_field(c, "status", &status)) return;
+  if (report_field(c, "execerr", &exec_error) && exec_error > 0) {
+    c->exec_failed = (int)exec_error;
+    return;
+  }
+  c->status = (int)status;
+  c->status_known = 1;
 }
 
 /*
@@ -788,6 +871,11 @@ static void close_pipes_after_grace(conn_t *c) {
   }
   watch_close(c->hub, &c->out[0]);
   watch_close(c->hub, &c->out[1]);
+  if (c->report.fd >= 0) {
+    set_nonblocking(c->report.fd);
+    read_report(c);
+    watch_close(c->hub, &c->report); /* (a report that does not end: what came is all) */
+  }
   maybe_child_done(c);
 }
 
@@ -896,6 +984,10 @@ static void started(conn_t *c, const int32_t *out, int group, const spawn_watch_
   c->in.fd = out[1];
   c->out[0].fd = out[2];
   c->out[1].fd = out[3];
+  if (c->reaper) {
+    c->report.fd = out[4];
+    set_nonblocking(out[4]); /* read to EAGAIN (read_report): a line now, the rest at the end */
+  }
   /*
    * Not made non-blocking here (three fcntl per connection): an output pipe is read once per
    * event that says it holds data, and made non-blocking only to be drained at the grace's
@@ -906,6 +998,7 @@ static void started(conn_t *c, const int32_t *out, int group, const spawn_watch_
 }
 
 #define FLAG_PROCESS_GROUP 1  /* native/spawn.c's */
+#define FLAG_REPORT_PIPE 8
 #define FLAG_DIE_WITH_PARENT 16
 
 /*
@@ -919,16 +1012,43 @@ static int spawn_direct(conn_t *c) {
   int32_t out[5] = {0};
   spawn_text_t text;
   spawn_watch_t watch = {-1, NULL};
-  char *file_and_argv = malloc(program + 1 + r->args_len);
+  char prefix[160];
+  int prefix_len = 0, prefix_args = 0;
+  char *file_and_argv;
   int error, no_stdin;
+  if (c->reaper) {
+    /*
+     * reaperArgv's: the reaper's file, then `procsock_reaper PARENT EXIT_GRACE KILL_TIMEOUT
+     * GROUP FILE`, then argv (the program is the file, looked up in PATH by the reaper).
+     */
+    prefix_len = snprintf(prefix, sizeof prefix, "procsock_reaper%c%ld%c%u%c%u%c%c%c", 0,
+                          (long)getpid(), 0, c->exit_grace, 0, c->kill_timeout, 0,
+                          c->process_group ? '1' : '0', 0);
+    prefix_args = 5;
+  }
+  file_and_argv = malloc((c->reaper ? strlen(c->reaper) : program) + 1 + (size_t)prefix_len +
+                         program + 1 + r->args_len);
   if (!file_and_argv) return ENOMEM;
-  memcpy(file_and_argv, r->args, program);
-  file_and_argv[program] = '\0';
-  memcpy(file_and_argv + program + 1, r->args, r->args_len);
+  text.length = 0;
+  if (c->reaper) {
+    size_t n = strlen(c->reaper) + 1;
+    memcpy(file_and_argv, c->reaper, n); /* the file */
+    memcpy(file_and_argv + n, prefix, (size_t)prefix_len);
+    memcpy(file_and_argv + n + prefix_len, r->args, program); /* the reaper's FILE */
+    file_and_argv[n + prefix_len + program] = '\0';
+    text.length = n + (size_t)prefix_len + program + 1;
+  } else {
+    memcpy(file_and_argv, r->args, program); /* the file */
+    file_and_argv[program] = '\0';
+    text.length = program + 1;
+  }
+  memcpy(file_and_argv + text.length, r->args, r->args_len);
+  text.length += r->args_len;
   text.file_and_argv = file_and_argv;
-  text.length = program + 1 + r->args_len;
-  text.argc = (uint32_t)r->argc;
-  text.flags = FLAG_DIE_WITH_PARENT | (c->process_group ? FLAG_PROCESS_GROUP : 0);
+  text.argc = (uint32_t)r->argc + (c->reaper ? (uint32_t)prefix_args + 1 : 0);
+  /* Contained, the program leads the group (the reaper makes it); the reaper stays in ours. */
+  text.flags = FLAG_DIE_WITH_PARENT |
+               (c->reaper ? FLAG_REPORT_PIPE : c->process_group ? FLAG_PROCESS_GROUP : 0);
   /* The request's stdin is over already (an empty netstring comes first): no pipe for it. */
   no_stdin = c->buf_len - c->buf_off >= 3 && memcmp(c->buf + c->buf_off, "0:,", 3) == 0;
   text.stdin_fd = no_stdin ? c->hub->eof_fd : -1;
@@ -1080,6 +1200,7 @@ static void on_child_exit(void *ctx, int status, int reaped, int exec_error,
     c->t_kill = 0;
     watch_close(c->hub, &c->out[0]);
     watch_close(c->hub, &c->out[1]);
+    watch_close(c->hub, &c->report);
   } else if (pipes_open(c)) {
     if (c->exit_grace == 0) c->grace_over = 1;
     else if (!c->t_grace && !c->grace_over) c->t_grace = after_ms(c, c->exit_grace);
@@ -1234,6 +1355,15 @@ static void dispatch(watch_t *w, uint32_t events) {
       w->mask = 0; /* its event disarmed it (one-shot) */
       on_pipe_readable(c, w->kind == W_STDOUT ? 0 : 1, events);
       break;
+    case W_REPORT:
+      w->mask = 0;
+      read_report(c);
+      if (!c->program_pid) {
+        long pid = 0;
+        if (report_field(c, "pid", &pid) && pid > 0) c->program_pid = (pid_t)pid;
+      }
+      if (c->report.fd < 0) maybe_child_done(c);
+      break;
     case W_PIDFD:
       w->mask = 0;
       spawn_reap(c->child); /* (when it has not exited after all, update() re-arms it) */
@@ -1297,6 +1427,7 @@ static void slot_freed(listener_t *l) {
 
 static void listener_free(listener_t *l) {
   if (!l->detached) LIST_REMOVE(l->hub->listeners, l);
+  free(l->reaper);
   free(l->queue);
   free(l);
 }
@@ -1471,8 +1602,11 @@ static listener_t *listener_of(hub_t *h, napi_env env, napi_value value) {
  */
 #define ACCEPT_OPTIONS 13
 napi_value js_conn_accept(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value args[3];
+  size_t argc = 4;
+  napi_value args[4];
+  napi_valuetype reaper_type = napi_undefined;
+  char reaper[4096] = "";
+  size_t reaper_len = 0;
   hub_t *h = hub_of(env);
   int32_t fd = -1, id = 0;
   double o[ACCEPT_OPTIONS] = {0};
@@ -1482,7 +1616,14 @@ napi_value js_conn_accept(napi_env env, napi_callback_info info) {
   if (!h || argc < 3 || napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 ||
       napi_get_value_int32(env, args[1], &id) != napi_ok ||
       napi_get_array_length(env, args[2], &length) != napi_ok || length < ACCEPT_OPTIONS) {
-    napi_throw_type_error(env, NULL, "connAccept: expected (fd, id, options[13]) after connInit");
+    napi_throw_type_error(env, NULL, "connAccept: expected (fd, id, options[13], reaper?) after connInit");
+    return NULL;
+  }
+  if (argc >= 4) napi_typeof(env, args[3], &reaper_type);
+  if (reaper_type == napi_string &&
+      (napi_get_value_string_utf8(env, args[3], reaper, sizeof reaper, &reaper_len) != napi_ok ||
+       reaper_len == 0 || reaper_len >= sizeof reaper - 1)) {
+    napi_throw_type_error(env, NULL, "connAccept: the reaper's path is too long");
     return NULL;
   }
   for (i = 0; i < ACCEPT_OPTIONS; i++) {
@@ -1516,7 +1657,14 @@ napi_value js_conn_accept(napi_env env, napi_callback_info info) {
   l->exit_grace = (uint32_t)o[10];
   l->max_conns = (uint32_t)o[11];
   l->backlog = (uint32_t)o[12];
+  if (reaper_len > 0 && !(l->reaper = strdup(reaper))) {
+    free(l->queue);
+    free(l);
+    napi_throw_error(env, "ENOMEM", "connAccept: out of memory");
+    return NULL;
+  }
   if (uv_poll_init(h->addon->loop, &l->poll, fd) != 0) {
+    free(l->reaper);
     free(l->queue);
     free(l);
     napi_throw_error(env, "EBADF", "connAccept: cannot watch the descriptor");
@@ -1640,6 +1788,8 @@ static void conn_start(listener_t *l, int fd) {
   c->out[1] = (watch_t){c, -1, W_STDERR, 0, 1, 0};
   c->in = (watch_t){c, -1, W_STDIN, 0, 0, 0};
   c->pidw = (watch_t){c, -1, W_PIDFD, 0, 1, 0};
+  c->report = (watch_t){c, -1, W_REPORT, 0, 1, 0};
+  c->reaper = l->reaper;
   c->kill_timeout = l->kill_timeout;
   c->direct = l->direct;
   c->process_group = l->process_group;
@@ -1697,6 +1847,10 @@ napi_value js_conn_spawn(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_get_value_int32(env, args[6], &flags);
+  if (c->reaper) { /* a contained listener's requests are all its own (nativePathFor) */
+    napi_create_int32(env, EINVAL, &result);
+    return result;
+  }
   error = spawn_packed(env, h->addon, args + 1, NULL, out, out_length, c->kill_timeout, 80, 24,
                        on_child_exit, c, &watch);
   if (error < 0) return NULL; /* thrown */

@@ -88,7 +88,7 @@ export interface Addon {
   ): void;
   connListen(path: string, backlog: number): number;
   /** options: native/conn.c's js_conn_accept says which, in order. */
-  connAccept(fd: number, id: number, options: number[]): void;
+  connAccept(fd: number, id: number, options: number[], reaper: string | null): void;
   /** → how many connections are still served natively (EV_DRAINED tells when none). */
   connUnlisten(id: number): number;
   connRelease(id: number): void;

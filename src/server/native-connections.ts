@@ -17,12 +17,14 @@
  * client (so its replies, logs and audit records are the JS path's own).
  *
  * The native path is used where it can do everything a connection needs (`nativePathFor`):
- * the native spawn backend on the main thread, no containment, no debug log, no output or
- * stdin limit. PROCSOCK_DAEMON_NATIVE=0 turns it off (for A/B measurements).
+ * the native spawn backend on the main thread, no debug log, no output or stdin limit, and
+ * when contained, sockexec's open policy without an audit log or a cgroup per run (conn.c
+ * starts each program under procsock_reaper itself and reads its report). PROCSOCK_DAEMON_NATIVE=0 turns it off (for A/B measurements).
  */
 import { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { isMainThread } from 'node:worker_threads';
+import { reaperPath } from '../channel/contain.js';
 import { DEFAULT_EXIT_GRACE, execFailure, spawnBackendInUse } from '../channel/local.js';
 import { packSpawn } from '../channel/spawn/native/arguments.js';
 import { signalName } from '../core/signals.js';
@@ -125,7 +127,8 @@ function nativeHub(): Addon | null {
 /** Whether a daemon with these options serves plain connections natively (see the top). */
 export function nativePathFor(options: ResolvedServeOptions): boolean {
   if (process.env.PROCSOCK_DAEMON_NATIVE === '0') return false;
-  if (!isMainThread || options.contain || options.log !== null) return false;
+  if (!isMainThread || options.log !== null) return false;
+  if (options.contain && !containsNatively(options)) return false;
   const policy = options.policy.options;
   if (policy.maxOutputBytes !== undefined || policy.maxStdinBytes !== undefined) return false;
   if (spawnBackendInUse() !== 'native') return false;
@@ -135,6 +138,21 @@ export function nativePathFor(options: ResolvedServeOptions): boolean {
 /** Whether `listenNative` can be used here (the addon is built): also for the JS path's listener. */
 export function nativeListenAvailable(): boolean {
   return nativeHub() !== null;
+}
+
+/**
+ * A contained daemon's connections are native when every run is the same, sockexec's: the
+ * open policy without an audit log (conn.c then runs argv under the reaper itself, as
+ * LocalChannel would), and no cgroup per run.
+ */
+function containsNatively(options: ResolvedServeOptions): boolean {
+  const { policy } = options;
+  return (
+    policy.isOpen &&
+    policy.options.audit === undefined &&
+    options.cgroup === null &&
+    reaperPath() !== null
+  );
 }
 
 /**
@@ -158,22 +176,27 @@ export class NativeListener {
     const { options } = host;
     const { limits } = options;
     listeners.set(this.#id, this);
-    nativeHub()!.connAccept(fd, this.#id, [
-      options.timeout,
-      options.requestTimeout,
-      options.killTimeout,
-      limits.maxArgs,
-      limits.maxArgLength,
-      limits.maxArgBytes,
-      limits.maxDataLength,
-      host.audit !== null ? 1 : 0, // the peer's credentials, for the record
-      // Nothing to decide or record per argv: conn.c runs it as the JS path would.
-      options.policy.isOpen && host.audit === null ? 1 : 0,
-      options.processGroup ? 1 : 0,
-      DEFAULT_EXIT_GRACE,
-      options.maxConnections,
-      options.backlog,
-    ]);
+    nativeHub()!.connAccept(
+      fd,
+      this.#id,
+      [
+        options.timeout,
+        options.requestTimeout,
+        options.killTimeout,
+        limits.maxArgs,
+        limits.maxArgLength,
+        limits.maxArgBytes,
+        limits.maxDataLength,
+        host.audit !== null ? 1 : 0, // the peer's credentials, for the record
+        // Nothing to decide or record per argv: conn.c runs it as the JS path would.
+        options.policy.isOpen && host.audit === null ? 1 : 0,
+        options.processGroup ? 1 : 0,
+        DEFAULT_EXIT_GRACE,
+        options.maxConnections,
+        options.backlog,
+      ],
+      options.contain ? reaperPath() : null,
+    );
   }
 
   /** Connections served natively now, and clients waiting for a slot. */

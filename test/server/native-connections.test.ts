@@ -11,6 +11,7 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
+import { reaperAvailable } from '../../src/channel/contain.js';
 import { addonAvailable } from '../../src/native/addon.js';
 import type { ServeOptions } from '../../src/server/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -20,6 +21,7 @@ import { fixture, report, scenario } from '../helpers/scenario.js';
 
 const native = addonAvailable() && process.env.PROCSOCK_SPAWN !== 'child_process';
 const skip = native ? false : 'the native path needs the native spawn backend';
+const skipContained = skip || (reaperAvailable() ? false : 'containment needs procsock_reaper');
 const files = tempDir('procsock-native-conn-');
 
 /** A daemon that serves natively (`js`: the same options, served in JavaScript). */
@@ -74,12 +76,12 @@ after(async () => {
   files.cleanup();
 });
 
-test('which daemons serve natively: uncontained, no log, no output or stdin limit', {
+test('which daemons serve natively: no log, no output or stdin limit, contained only as sockexec', {
   skip,
 }, async () => {
   for (const options of [
     { collectLog: true },
-    { contain: true },
+    { contain: true, policy: { cwd: '/' } },
     { policy: { maxOutputBytes: 10 } },
     { policy: { maxStdinBytes: 10 } },
   ] as Partial<ServeOptions>[]) {
@@ -111,7 +113,7 @@ const CASES: Record<string, (string | Buffer)[]> = {
   'stdin in later writes': [request(['cat'], [], false), ns('abc'), ns('def'), ns('')],
   // (conn.c gives a program whose stdin ended with its request a shared pipe at end of file)
   'stdin ended with the request: a pipe at end of file': [
-    request(['sh', '-c', 'test -p /dev/stdin && wc -c && cat && echo eof']),
+    request(['sh', '-c', 'test -p /dev/stdin && cat && wc -c']),
   ],
   'stdin ended with the request, then garbage': [
     Buffer.concat([request(['sh', '-c', 'wc -c']), Buffer.from('zz,1:x,')]),
@@ -412,6 +414,60 @@ test('many runs, hang-ups and violations leave no descriptor, child or group beh
     await Promise.all(runs);
     await waitUntil(() => d.server.connections === 0, 'every connection is closed');
     await waitUntil(() => programs().length === 0, 'every child is reaped');
+    await waitUntil(() => openFdCount() <= fdsBefore, 'every descriptor is closed');
+  } finally {
+    await d.close();
+  }
+});
+
+test('contained under sockexec’s policy: served natively, the same reply bytes as the JS path', {
+  skip: skipContained,
+}, async () => {
+  const inside = await daemon({ contain: true });
+  const insideJs = await daemon({ contain: true }, true);
+  try {
+    for (const [name, pieces] of Object.entries(CASES)) {
+      const [a, b] = [await replay(inside.path, pieces), await replay(insideJs.path, pieces)];
+      assert.equal(a.toString('latin1'), b.toString('latin1'), name);
+    }
+  } finally {
+    await inside.close();
+    await insideJs.close();
+  }
+});
+
+test('contained natively: what a run leaves behind, a hang-up and the deadline stop the whole tree', {
+  skip: skipContained,
+}, async () => {
+  const d = await daemon({ contain: true, timeout: 1500, killTimeout: 300 });
+  try {
+    await RawClient.exchange(d.path, request(['true']));
+    const fdsBefore = openFdCount();
+    // Out of the group's reach (its own session): the reaper stops it after the exit grace.
+    const left = await RawClient.exchange(
+      d.path,
+      request(['sh', '-c', 'setsid sleep 30 & echo $!']),
+    );
+    assert.deepEqual(left.exit, ['exitcode', '0']);
+    const orphan = Number(left.stdout.trim());
+    await waitUntil(() => !isAlive(orphan), 'what the run left running was stopped');
+    // A hang-up while the program runs: the program and what it started are stopped.
+    const client = await RawClient.connect(d.path);
+    client.send(request(['sh', '-c', 'sleep 30 & echo $$ $!; wait'], [], false));
+    const [[, pids]] = (await client.waitForPairs(1)) as [[string, string]];
+    client.destroy();
+    for (const pid of pids.trim().split(' ').map(Number)) {
+      await waitUntil(() => !isAlive(pid), `${pid} was stopped at the hang-up`);
+    }
+    // The deadline: TERM, then KILL after the kill timeout for a program that ignores TERM.
+    const stubborn = await RawClient.exchange(
+      d.path,
+      request(['sh', '-c', "trap '' TERM; echo ready; exec sleep 30"]),
+    );
+    assert.equal(stubborn.stdout, 'ready\n');
+    assert.deepEqual(stubborn.exit, ['termsig', 'KILL']);
+    await waitUntil(() => d.server.connections === 0, 'every connection is closed');
+    await waitUntil(() => programs().length === 0, 'every child (each run’s reaper) is reaped');
     await waitUntil(() => openFdCount() <= fdsBefore, 'every descriptor is closed');
   } finally {
     await d.close();
