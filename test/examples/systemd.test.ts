@@ -1,7 +1,8 @@
 /**
  * examples/systemd/procsock.service passes `systemd-analyze verify` as written, with procsock
  * installed where `npm install -g` puts it (/usr/local/bin, in a private mount namespace
- * holding a symlink to the packed package's bin, so the machine itself is not changed).
+ * holding a symlink to the packed package's bin, so the machine itself is not changed). The
+ * unit checked is the one the package ships (the README copies it from `npm root -g`).
  */
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
@@ -9,10 +10,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { installInto, packWorkspace, REPO, type Workspace } from '../helpers/package.js';
+import { installInto, packWorkspace, type Workspace } from '../helpers/package.js';
 
 const run = promisify(execFile);
-const UNIT = join(REPO, 'examples', 'systemd', 'procsock.service');
 
 function why(): string | false {
   if (process.env.PROCSOCK_SPAWN === 'child_process') {
@@ -30,10 +30,12 @@ function why(): string | false {
 describe('the systemd unit', { skip: why() }, () => {
   let workspace: Workspace;
   let bin: string;
+  let unit: string;
   before(async () => {
     workspace = await packWorkspace();
     const { dir } = await installInto(workspace, 'systemd', ['--ignore-scripts']);
     bin = join(dir, 'node_modules', '.bin', 'procsock');
+    unit = join(dir, 'node_modules', 'procsock', 'examples', 'systemd', 'procsock.service');
   });
   after(() => workspace?.cleanup());
 
@@ -43,7 +45,7 @@ describe('the systemd unit', { skip: why() }, () => {
       'sh',
       '-c',
       `mount -t tmpfs tmpfs /usr/local/bin && ${setup} && exec systemd-analyze verify "$0"`,
-      UNIT,
+      unit,
     ]);
 
   test('systemd-analyze verify passes with procsock in /usr/local/bin', async () => {

@@ -79,6 +79,11 @@ describe('the npm package, installed without a compiler', { skip }, () => {
     assert.match(pkg.scripts.install, /^node scripts\/build-native\.mjs$/);
     assert.ok(files.includes('scripts/build-native.mjs'));
     assert.ok(files.includes('scripts/native-build.json'));
+    // The README's systemd setup copies the unit from the installed package.
+    assert.deepEqual(
+      files.filter((file) => file.startsWith('examples/')),
+      ['examples/systemd/procsock.service'],
+    );
   });
 
   for (const [name, npmArgs] of [
