@@ -142,6 +142,12 @@ async function run(marker, code) {
   }
   fs.writeSync(2, marker + '\n');
   fs.writeSync(1, marker + ' ' + status + '\n');
+  // Code that closed descriptor 3 took the requests' pipe away under the socket, which then
+  // waits for ever: end, so the next run fails at once (ShellCrashError) instead of hanging.
+  try { fs.fstatSync(3); } catch {
+    fs.writeSync(2, 'procsock: a run closed descriptor 3, which carries the requests: the shell cannot go on\n');
+    process.exit(70);
+  }
 }
 `;
 

@@ -6,7 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { ArgumentError, type ShellCrashError } from '../../src/errors.js';
+import { ArgumentError, ShellCrashError } from '../../src/errors.js';
 import { SentinelFraming } from '../../src/shell/framing.js';
 import { Shell, type ShellOptions } from '../../src/shell/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -76,6 +76,16 @@ for (const kind of ['local', 'daemon'] as const) {
       assert.equal(syntax.exitCode, 1);
       assert.match(syntax.stderr, /SyntaxError/);
       assert.equal((await js.run('require("node:os").EOL')).stdout, "'\\n'\n");
+      // A run that closes the requests' descriptor ends the driver (exit 70): the next run fails
+      // at once with a crash (it used to wait for ever), and the shell starts again.
+      await js.run('require("node:fs").closeSync(3)');
+      await assert.rejects(js.run('1', 10_000), (error: ShellCrashError) => {
+        assert.ok(error instanceof ShellCrashError, String(error));
+        // Its line (stderr between runs) is quoted where it is read before the exit (locally).
+        assert.equal(error.exitCode, 70);
+        return true;
+      });
+      await js.start(10_000);
       await js.stop(5000);
     });
 
