@@ -14,6 +14,8 @@
  * `maxArgBytes` bounds a connection's memory however the request is split, running or not,
  * and 65,536 arguments (`maxArgs`) still fit the default with 512 KiB of text.
  */
+import { isUtf8 } from 'node:buffer';
+
 export const ARG_OVERHEAD = 24;
 
 export class ArgvCollector {
@@ -56,6 +58,20 @@ export class ArgvCollector {
       this.#ends = ends;
     }
     this.#ends[this.#count++] = this.#length;
+  }
+
+  /**
+   * The index of the first argument that is not valid UTF-8, or -1. Such an argument cannot be
+   * text without being altered (its bad bytes would become U+FFFD): the daemon refuses it.
+   */
+  firstNotUtf8(): number {
+    let start = 0;
+    for (let i = 0; i < this.#count; i++) {
+      const end = this.#ends[i]!;
+      if (end > start && !isUtf8(this.#bytes.subarray(start, end))) return i;
+      start = end;
+    }
+    return -1;
   }
 
   /** The arguments as UTF-8 text, as the program will get them. */

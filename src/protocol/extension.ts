@@ -26,6 +26,7 @@
  * This file holds the codec only; what each option means is decided by the daemon
  * (src/server/extension.ts) and its policy.
  */
+import { isUtf8 } from 'node:buffer';
 import { MAX_TIMER } from '../core/limits.js';
 import { MAX_WINDOW_SIDE, type PtyStderr } from '../core/terminal.js';
 import { LimitError, ProtocolError } from '../errors.js';
@@ -119,6 +120,8 @@ export interface ExtendedRequest {
   pty?: { columns?: number; rows?: number; stderr?: PtyStderr; raw?: boolean };
   /** Fields this daemon does not implement (newer versions' fields), in order. */
   unsupported: string[];
+  /** The first field whose value is not valid UTF-8 (`arg 2`, `env`, `cwd`): refused, not altered. */
+  notUtf8?: string;
 }
 
 export interface ExtendedRequestHandler {
@@ -317,12 +320,14 @@ export class ExtendedRequestParser {
           );
         }
         this.#countArgBytes(ARG_OVERHEAD); // as for a plain request's arguments
+        if (!isUtf8(value)) request.notUtf8 ??= `arg ${request.argv.length}`;
         request.argv.push(value.toString('utf8'));
         return;
       case 'env':
         this.#onEnv(value);
         return;
       case 'cwd': {
+        if (!isUtf8(value)) request.notUtf8 ??= 'cwd';
         const cwd = value.toString('utf8');
         if (!cwd.startsWith('/') || cwd.includes('\0')) {
           throw violation('cwd must be an absolute path without NUL bytes');
@@ -403,6 +408,7 @@ export class ExtendedRequestParser {
     }
     // The environment shares the kernel's argument space with argv (ARG_MAX), so its limit too.
     this.#countArgBytes(value.length + ARG_OVERHEAD);
+    if (!isUtf8(value)) this.#request.notUtf8 ??= 'env';
     const entry = value.toString('utf8');
     const equals = entry.indexOf('=');
     if (equals <= 0 || entry.includes('\0')) {

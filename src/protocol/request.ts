@@ -47,8 +47,11 @@ export const DEFAULT_REQUEST_LIMITS: Readonly<RequestLimits> = Object.freeze({
 });
 
 export interface RequestHandler {
-  /** All arguments have arrived, decoded as UTF-8: start the program. */
-  onArgs(argv: string[]): void;
+  /**
+   * All arguments have arrived, decoded as UTF-8: start the program. `notUtf8`: the index of
+   * the first argument that is not valid UTF-8 (its text has U+FFFD for the bad bytes), or -1.
+   */
+  onArgs(argv: string[], notUtf8: number): void;
   /** A piece of stdin data, never empty, in order. */
   onStdin(data: Buffer): void;
   /** The terminator arrived: close the program's stdin. Nothing after it is parsed. */
@@ -183,7 +186,7 @@ export class RequestDecoder {
     this.#argv = null;
     this.#phase = 'stdin';
     this.#decoder.maxLength = this.#limits.maxDataLength;
-    this.#handler.onArgs(collector.strings());
+    this.#handler.onArgs(collector.strings(), collector.firstNotUtf8());
   }
 
   #collect(piece: Buffer): void {

@@ -52,7 +52,7 @@ import {
 } from '../protocol/extension.js';
 import { encodeExit, encodeOutput } from '../protocol/reply.js';
 import { RequestDecoder } from '../protocol/request.js';
-import { isExtendedRefusal, planExtendedRun, uncontainable } from './extension.js';
+import { isExtendedRefusal, notUtf8Message, planExtendedRun, uncontainable } from './extension.js';
 import type { ResolvedServeOptions } from './options.js';
 
 /** What a plan asks of the spawn: the same for a JS connection and a native one. */
@@ -165,9 +165,9 @@ export class Connection {
     this.#killTimeout = options.killTimeout;
     this.#decoder = new RequestDecoder(
       {
-        onArgs: (argv) => {
+        onArgs: (argv, notUtf8) => {
           this.#clearRequestTimer();
-          this.#startProgram(argv);
+          this.#startProgram(argv, notUtf8);
         },
         onStdin: (data) => this.#writeStdin(data),
         onStdinEnd: () => this.#endStdin(),
@@ -257,8 +257,14 @@ export class Connection {
     }
   }
 
-  #startProgram(argv: string[]): void {
+  #startProgram(argv: string[], notUtf8 = -1): void {
     if (!this.#acceptArgv(argv)) return;
+    if (notUtf8 >= 0) {
+      const what = notUtf8 === 0 ? 'the program name' : `argument ${notUtf8}`;
+      const message = notUtf8Message(what);
+      this.#refuse(`procsock: ${message}\n`, 126, message, 'spawn-failure');
+      return;
+    }
     const plan = this.#options.policy.plan(argv);
     if (isRefusal(plan)) {
       const reason = plan.byPolicy ? 'policy-refused' : 'spawn-failure';

@@ -63,6 +63,9 @@ export function planExtendedRun(
     exitCode: 126,
     reason,
   });
+  if (request.notUtf8 !== undefined) {
+    return refuse(undefined, notUtf8Message(request.notUtf8), 'spawn-failure');
+  }
   if (request.unsupported.length > 0) {
     return refuse(
       request.unsupported[0],
@@ -208,4 +211,13 @@ function terminalRefusal(
     };
   }
   return null;
+}
+
+/**
+ * Why a request with bytes that are not UTF-8 is refused (`what`: `argument 2`, `env`, `cwd`):
+ * this daemon passes them to the program as text, and text cannot carry them unaltered — they
+ * would arrive with U+FFFD for the bad bytes, a different file name or argument.
+ */
+export function notUtf8Message(what: string): string {
+  return `${what} is not valid UTF-8: this daemon would have to alter it to pass it on, and does not; send it as UTF-8`;
 }

@@ -195,3 +195,69 @@ function cpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks
 }
+
+describe('arguments that are not UTF-8, where the daemon passes text (the JS path)', () => {
+  /** printf's format `%s` and the bytes ff c3: as text they would become U+FFFD U+FFFD. */
+  const bytes = Buffer.from([0x25, 0x73, 0xff, 0xc3]);
+  async function jsDaemon(): Promise<Awaited<ReturnType<typeof startDaemon>>> {
+    // A log keeps a daemon on the JS path (native/conn.c runs the bytes as they are).
+    return startDaemon({ collectLog: true });
+  }
+
+  test('a plain request: refused with 126 and why, never run with its bytes altered', async () => {
+    const d = await jsDaemon();
+    try {
+      const reply = await RawClient.exchange(
+        d.path,
+        Buffer.concat([ns('2'), ns('printf'), ns(bytes), ns('')]),
+      );
+      // Before: printf ran with U+FFFD U+FFFD in place of ff c3, and printed them.
+      assert.deepEqual(reply.pairs, [
+        [
+          'stderr',
+          'procsock: argument 1 is not valid UTF-8: this daemon would have to alter it to pass it on, and does not; send it as UTF-8\n',
+        ],
+        ['exitcode', '126'],
+      ]);
+    } finally {
+      await d.close();
+    }
+  });
+
+  test('an extended request: arg, env and cwd values alike', async () => {
+    const d = await jsDaemon();
+    try {
+      for (const [field, value, what] of [
+        ['arg', bytes, 'arg 1'],
+        ['env', Buffer.concat([Buffer.from('X='), bytes]), 'env'],
+        ['cwd', Buffer.concat([Buffer.from('/tmp/'), bytes]), 'cwd'],
+      ] as const) {
+        const reply = await RawClient.exchange(
+          d.path,
+          Buffer.concat([
+            ns('1;procsock/1'),
+            ns(''),
+            ns('arg'),
+            ns('printf'),
+            ns(field),
+            ns(value),
+            ns(''),
+            ns('stdin'),
+            ns(''),
+          ]),
+        );
+        assert.equal(
+          reply.stderr,
+          `procsock: ${what} is not valid UTF-8: this daemon would have to alter it to pass it on, and does not; send it as UTF-8\n`,
+          field,
+        );
+        assert.deepEqual(reply.exit, ['exitcode', '126'], field);
+        assert.ok(
+          reply.pairs.some(([type, data]) => type === 'reason' && data === 'spawn-failure'),
+        );
+      }
+    } finally {
+      await d.close();
+    }
+  });
+});
