@@ -10,6 +10,7 @@
  * daemon honours and any other daemon refuses at once: then the channel fails with an
  * `UnsupportedOptionError` saying so, nothing having run.
  */
+import { lstatSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { checkByteCount } from '../core/limits.js';
 import type { ExitStatus } from '../core/output.js';
@@ -600,6 +601,20 @@ class DaemonLaunch implements Launch {
 /** Connects to a daemon socket, turning system errors into a `ConnectError` that says what to do. */
 export function connectToDaemon(path: string, signal?: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    // Node (libuv) cuts a longer path short without a word, and would connect to whatever
+    // socket lives at the first 107 bytes: refused instead.
+    const bytes = Buffer.byteLength(path);
+    if (bytes > MAX_SOCKET_PATH_BYTES) {
+      reject(
+        new ConnectError(
+          `cannot connect to the procsock daemon: the socket path is ${bytes} bytes, and a Unix socket ` +
+            `address holds at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path (ENAMETOOLONG)`,
+          path,
+          'ENAMETOOLONG',
+        ),
+      );
+      return;
+    }
     // Not net.connect's own `signal`: that one destroys the socket on abort for as long as it
     // lives, so a call's abort would hang up on the daemon instead of asking it to stop.
     const socket = connect({ path });
@@ -622,8 +637,31 @@ export function connectToDaemon(path: string, signal?: AbortSignal): Promise<Soc
   });
 }
 
+/** Most bytes of a Unix socket path: sockaddr_un's sun_path holds 108 with the final NUL. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/** What is at `path` when it is not a socket (connect says ECONNREFUSED for a file too); null otherwise. */
+function notASocket(path: string): string | null {
+  try {
+    const stats = lstatSync(path);
+    if (stats.isSocket()) return null;
+    return stats.isDirectory() ? 'a directory' : stats.isFile() ? 'a regular file' : 'not a socket';
+  } catch {
+    return null;
+  }
+}
+
 function connectError(path: string, error: NodeJS.ErrnoException): ConnectError {
   const reason = error.code ?? 'EUNKNOWN';
+  const other = reason === 'ECONNREFUSED' ? notASocket(path) : null;
+  if (other !== null) {
+    return new ConnectError(
+      `cannot connect to the procsock daemon: ${path} is ${other}, not a daemon's socket; give the path the daemon listens on (procsock serve PATH) (${reason})`,
+      path,
+      reason,
+      { cause: error },
+    );
+  }
   const what: Record<string, string> = {
     ENOENT: `no daemon socket at ${path}; start one with: procsock serve ${path}${process.getuid?.() === 0 ? ' (as root: procsock serve --allow-root, or --user NAME)' : ''}`,
     ECONNREFUSED: `nothing is listening on ${path} (a stale socket file); restart the daemon`,

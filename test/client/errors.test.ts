@@ -5,7 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -42,6 +42,40 @@ describe('connection errors', () => {
       return true;
     });
     await assert.rejects(connect(path), ConnectError);
+  });
+
+  test('a path that is a file or a directory: ConnectError saying it is no socket (not "stale")', async () => {
+    const file = dir.path('not-a-socket');
+    writeFileSync(file, '');
+    for (const [path, what] of [
+      [file, 'a regular file'],
+      [dir.path(''), 'a directory'],
+    ] as const) {
+      await assert.rejects(run('true', { socket: path }), (error: ConnectError) => {
+        assert.ok(error instanceof ConnectError);
+        assert.equal(error.reason, 'ECONNREFUSED');
+        assert.match(error.message, new RegExp(`is ${what}, not a daemon's socket`));
+        return true;
+      });
+    }
+  });
+
+  test('a path longer than a socket address holds is refused, never cut short to another socket', async () => {
+    // A daemon listening at the first 107 bytes of the long path: Node would connect to it.
+    const long = dir.path('z'.repeat(120));
+    const short = long.slice(0, 107);
+    const server = createServer((socket) => socket.end('8:exitcode,1:0,'));
+    await new Promise<void>((resolve) => server.listen(short, resolve));
+    try {
+      await assert.rejects(run('true', { socket: long }), (error: ConnectError) => {
+        assert.ok(error instanceof ConnectError, String(error));
+        assert.equal(error.reason, 'ENAMETOOLONG');
+        assert.match(error.message, /holds at most 107/);
+        return true;
+      });
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   test('a stale socket file (nothing listening): ConnectError that says so', async () => {
