@@ -139,6 +139,9 @@ function optionsFrom(parsed: ReturnType<typeof parse>): ServeCommand {
   }
   const options: ServeOptions = { path, limits, processGroup: values['kill-group'] ?? false };
   if (values['no-extension']) options.extension = false;
+  if (values.contain && values['no-contain']) {
+    throw new UsageError('--contain and --no-contain conflict');
+  }
   if (values.contain) options.contain = true;
   if (values['no-contain']) options.contain = false;
   if (values.cgroup !== undefined) {
@@ -176,7 +179,12 @@ type ParsedValues = ReturnType<typeof parse>['values'];
 function policyOptions(values: ParsedValues): PolicyOptions {
   const policy: PolicyOptions = {};
   if (values.allow !== undefined) policy.allow = values.allow;
-  if (values['exec-path'] !== undefined) policy.path = values['exec-path'];
+  if (values['exec-path'] !== undefined) {
+    if (values['exec-path'].split(':').every((dir) => dir === '')) {
+      throw new UsageError('--exec-path: expected directories, separated by colons');
+    }
+    policy.path = values['exec-path'];
+  }
   const envPass = values['env-pass'];
   if (envPass !== undefined) policy.envPass = nameList(envPass);
   if (values['client-env'] !== undefined) policy.clientEnv = nameList(values['client-env']);

@@ -17,6 +17,15 @@ export interface ClientOptionRules {
   cwd: ClientRule;
 }
 
+/** Throws unless every entry can be an environment variable's name (no `=`, NUL or white space). */
+export function checkVariableNames(names: readonly string[], what: string): void {
+  for (const name of names) {
+    if (/[=\0\s]/.test(name)) {
+      throw new Error(`${what}: ${JSON.stringify(name)} is not a variable name`);
+    }
+  }
+}
+
 /** Validates a rule at start-up; directories of a cwd rule become real paths ending in `/`. */
 export function resolveClientRule(rule: ClientRule, what: 'clientEnv' | 'clientCwd'): ClientRule {
   if (rule === 'all' || rule === 'none') return rule;
@@ -24,11 +33,7 @@ export function resolveClientRule(rule: ClientRule, what: 'clientEnv' | 'clientC
     throw new Error(`${what} must be 'all', 'none' or a list of non-empty strings`);
   }
   if (what === 'clientEnv') {
-    for (const name of rule) {
-      if (name.includes('=') || name.includes('\0')) {
-        throw new Error(`clientEnv: ${JSON.stringify(name)} is not a variable name`);
-      }
-    }
+    checkVariableNames(rule, 'clientEnv');
     return [...rule];
   }
   return rule.map((dir) => {

@@ -9,7 +9,12 @@ import { statSync } from 'node:fs';
 import type { SpawnLimits } from '../channel/spawn/backend.js';
 import { PolicyError } from '../errors.js';
 import { printable } from '../util/printable.js';
-import { type ClientOptionRules, type ClientRule, resolveClientRule } from './client-options.js';
+import {
+  type ClientOptionRules,
+  type ClientRule,
+  checkVariableNames,
+  resolveClientRule,
+} from './client-options.js';
 import { buildEnvironment, type EnvironmentRule } from './environment.js';
 import { type Identity, resolveIdentity } from './identity.js';
 import { checkProgram, findProgram, NOT_ALLOWED, ProgramAllowList } from './program.js';
@@ -128,6 +133,13 @@ export class Policy {
     }
     this.#session = this.#identity ? userSession(this.#identity) : undefined;
     const envPass = options.envPass ?? 'all';
+    if (Array.isArray(envPass)) {
+      try {
+        checkVariableNames(envPass, 'envPass');
+      } catch (error) {
+        throw new PolicyError((error as Error).message);
+      }
+    }
     const envSet = options.envSet ?? {};
     this.#env =
       envPass === 'all' && Object.keys(envSet).length === 0

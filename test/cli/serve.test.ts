@@ -140,6 +140,9 @@ describe('flags and exit codes', () => {
       // Past the longest timer (2^31 - 1 ms): Node would fire it at once, every deadline at 1 ms.
       ['-t', '2147484', 's'],
       ['--request-timeout', '2147484', 's'],
+      // Accepted before: the last one won, and an empty PATH found nothing.
+      ['--contain', '--no-contain', 's'],
+      ['--exec-path', '', 's'],
       ['-M', '888', 's'],
       ['-M', '1777', 's'],
       ['-m', '0', 's'],

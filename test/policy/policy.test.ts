@@ -136,6 +136,23 @@ describe('identity', () => {
 });
 
 describe('Policy', () => {
+  test('envPass names must be variable names, as clientEnv names are', () => {
+    // Accepted before (and matched nothing), while clientEnv refused the same names.
+    assert.throws(
+      () => new Policy({ envPass: ['bogus='], allowRoot: true }, true),
+      /envPass: "bogus=" is not a variable name/,
+    );
+    assert.throws(
+      () => new Policy({ envPass: ['A B'], allowRoot: true }, true),
+      /envPass: "A B" is not a variable name/,
+    );
+    assert.throws(
+      () => new Policy({ clientEnv: ['A B'], allowRoot: true }, true),
+      /clientEnv: "A B" is not a variable name/,
+    );
+    assert.doesNotThrow(() => new Policy({ envPass: ['PATH', 'HOME'], allowRoot: true }, true));
+  });
+
   test('root without a user is refused unless allowRoot', () => {
     assert.throws(() => new Policy({}, true), PolicyError);
     assert.throws(() => new Policy({ user: 0 }, true), /refusing to run programs as root/);
