@@ -48,7 +48,14 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
   #closed = false;
   /** `done()`'s promise, made when first asked for: a channel nobody waits on makes none. */
   #done: Promise<ExitStatus | null> | null = null;
-  #settleDone: (() => void) | null = null;
+  /**
+   * Its resolving functions, kept as they are: a closure made in the executor over them (and
+   * over `this`) made V8 keep every run's objects through the scavenges that followed — each
+   * new space grew to 16 MB, what it held was promoted, and a mark-compact came every few
+   * thousand local spawns (+22k instructions per spawn, bench/README.md's local-spawn note).
+   */
+  #resolveDone: ((status: ExitStatus | null) => void) | null = null;
+  #rejectDone: ((error: ProcsockError) => void) | null = null;
 
   /** Sends stdin data. Returns false when the caller should wait for `'drain'`. Empty data is a no-op. */
   abstract write(data: Buffer | string): boolean;
@@ -207,7 +214,8 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
       this.#done = this.#error ? Promise.reject(this.#error) : Promise.resolve(this.#exitStatus);
     } else {
       this.#done = new Promise((resolve, reject) => {
-        this.#settleDone = () => (this.#error ? reject(this.#error) : resolve(this.#exitStatus));
+        this.#resolveDone = resolve;
+        this.#rejectDone = reject;
       });
     }
     return this.#done;
@@ -237,7 +245,10 @@ export abstract class ProcessChannel extends EventEmitter<ProcessChannelEvents> 
   protected emitClose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#settleDone?.();
+    if (this.#error) this.#rejectDone?.(this.#error);
+    else this.#resolveDone?.(this.#exitStatus);
+    this.#resolveDone = null;
+    this.#rejectDone = null;
     this.emit('close');
   }
 }

@@ -31,12 +31,15 @@ export function usageBuffer(): Float64Array {
  * shared memory's peak — this Node process's — into it, so that figure is ours, not the program's.
  */
 function reapedCPU(): ChildUsage {
-  const known = (value: number) => (value >= 0 ? value : null);
   return {
     userCPUTime: known(reapedUsage[0]!),
     systemCPUTime: known(reapedUsage[1]!),
     maxRSS: null,
   };
+}
+
+function known(value: number): number | null {
+  return value >= 0 ? value : null;
 }
 
 /** Tells `listener` of the exit of `pid`, once. */
