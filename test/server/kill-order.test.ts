@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { reaperAvailable } from '../../src/channel/contain.js';
+import { spawnBackendInUse } from '../../src/channel/local.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { isAlive, processInfo, tempDir, waitUntil } from '../helpers/process.js';
 import { RawClient, request } from '../helpers/raw-client.js';
@@ -88,6 +89,44 @@ describe('a contained run', { skip }, () => {
       const reply = await client.reply();
       assert.deepEqual(reply.exit, ['termsig', 'KILL'], d.log.join('\n'));
       assert.doesNotMatch(d.log.join('\n'), /did not take its reply/);
+    } finally {
+      await d.close();
+    }
+  });
+});
+
+/** Whether `pid` has signal `signal` pending (a stopped process keeps it until continued). */
+function pending(pid: number, signal: number): boolean {
+  const status = readSafe(`/proc/${pid}/status`);
+  const mask = (name: string) =>
+    BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1] ?? '0'}`);
+  return ((mask('SigPnd') | mask('ShdPnd')) & (1n << BigInt(signal - 1))) !== 0n;
+}
+
+const nativeSkip =
+  skip ||
+  (spawnBackendInUse() === 'native' ? false : 'the native path needs the native spawn backend');
+
+describe('a contained run served natively (no log: native/conn.c)', { skip: nativeSkip }, () => {
+  test('a client reading its reply gets the exit pair however late the KILL is reaped', {
+    todo: 'conn.c: t_drop = deadline + 2k races the reap of the KILL sent at +k (BOARD 04:49)',
+  }, async () => {
+    const record = files.path('late-reap-native.log');
+    const d = await startDaemon({ contain: true, timeout: 300, killTimeout: 300 });
+    try {
+      assert.ok(d.server.nativeConnections, 'served by native/conn.c');
+      const [client, pid] = await startIgnoringTerm(d.path, record);
+      const reaper = processInfo(pid)!.ppid;
+      await waitUntil(() => readSafe(record) !== '', 'the deadline TERMed the program');
+      process.kill(reaper, 'SIGSTOP');
+      try {
+        // The daemon's KILL of the tree (signal 40 to the reaper) waits, pending, for it.
+        await waitUntil(() => pending(reaper, 40), 'KILL was sent');
+        await delay(3 * 300);
+      } finally {
+        process.kill(reaper, 'SIGCONT');
+      }
+      assert.deepEqual((await client.reply()).exit, ['termsig', 'KILL']);
     } finally {
       await d.close();
     }
