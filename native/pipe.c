@@ -23,6 +23,11 @@ struct reader {
   reader_t *prev, *next;
 };
 
+static void close_reader(reader_t *r) {
+  LIST_REMOVE(r->w.addon->readers, r);
+  watched_close(&r->w);
+}
+
 /*
  * One read(2), EINTR retried: bytes read, 0 at end of file, or -errno (-EAGAIN: none now).
  */
@@ -60,16 +65,15 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     if (got > 0) n = got;
     else if (n == -EAGAIN) return;
   }
-  /* End of file or an error: nothing more will come; JS closes the reader. */
-  if (n <= 0) uv_poll_stop(handle);
   args[0] = r->token;
   args[1] = (int32_t)n;
+  /*
+   * End of file or an error: nothing more will come, so the reader is closed here, before JS
+   * hears of it — one call into the addon fewer per pipe, and the descriptor is gone by the
+   * time the channel closes. JS must not use the handle once it is told 0 or -errno.
+   */
+  if (n <= 0) close_reader(r);
   addon_call(a, a->on_read, 2, args);
-}
-
-static void close_reader(reader_t *r) {
-  LIST_REMOVE(r->w.addon->readers, r);
-  watched_close(&r->w);
 }
 
 void close_all_readers(addon_t *a) {
@@ -107,8 +111,10 @@ napi_value js_set_read_buffer(napi_env env, napi_callback_info info) {
 
 /*
  * pipeOpen(fd: number, token: number, terminal?: boolean) → handle: takes the descriptor over
- * (made non-blocking by libuv; closed by pipeClose); `terminal`: it is a pty master, read
- * until EAGAIN (on_readable). Reading starts with pipeRead(handle, true).
+ * (made non-blocking by libuv) and starts reading it (pipeRead(handle, false) pauses);
+ * `terminal`: it is a pty master, read until EAGAIN (on_readable). The descriptor is closed
+ * by pipeClose, or here once a read says end of file or an error (JS is told 0 or -errno,
+ * and the handle is dead from then on).
  */
 napi_value js_pipe_open(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -131,6 +137,7 @@ napi_value js_pipe_open(napi_env env, napi_callback_info info) {
   r->token = token;
   r->terminal = terminal;
   LIST_ADD(a->readers, r);
+  uv_poll_start(&r->w.poll, UV_READABLE, on_readable);
   napi_create_external(env, r, NULL, NULL, &result);
   return result;
 }

@@ -523,6 +523,9 @@ static int try_reap(child_t *c) {
     c->job = NULL;
     if (c->polled == 1) {
       addon_close(a, (uv_handle_t *)&c->poll, free_child);
+      /* Out of the epoll set now (as watched_close's): closed at once, not a loop turn later. */
+      close(c->pidfd);
+      c->pidfd = -1;
     } else if (c->polled == 2) {
       close(c->pidfd);
       free(c);

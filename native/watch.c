@@ -30,11 +30,17 @@ void *watched_new(napi_env env, addon_t *a, int fd, size_t size, const char *cal
 static void free_watched(uv_handle_t *handle) {
   watched_t *w = (watched_t *)handle;
   addon_t *a = w->addon;
-  close(w->fd);
   free(w);
   addon_closed(a);
 }
 
+/*
+ * The descriptor is closed at once, as libuv closes a stream's: uv_close has taken it out of
+ * the epoll set and libuv never touches it again, so nothing of it outlives the JS close
+ * (a channel that has closed holds no descriptor). The object waits for the close callback.
+ */
 void watched_close(watched_t *w) {
   addon_close(w->addon, (uv_handle_t *)&w->poll, free_watched);
+  close(w->fd);
+  w->fd = -1;
 }

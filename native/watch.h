@@ -16,6 +16,6 @@ typedef struct {
  * owns fd from then on: watched_close closes both.
  */
 void *watched_new(napi_env env, addon_t *a, int fd, size_t size, const char *call);
-/* Stops watching; once libuv is done with the handle, closes the descriptor and frees the object. */
+/* Stops watching and closes the descriptor; frees the object once libuv is done with the handle. */
 void watched_close(watched_t *w);
 #endif

@@ -53,9 +53,9 @@ export class NativeOutput extends EventEmitter implements ChildOutput, PipeReade
     this.#terminal = terminal;
     this.#enlarged = terminal; // a terminal's buffer is the kernel's: no pipe to enlarge
     this.#token = newReaderToken();
+    // Reading starts at once (native/pipe.c).
     this.#handle = native.pipeOpen(fd, this.#token, terminal);
     addReader(this.#token, this);
-    native.pipeRead(this.#handle, true);
   }
 
   get fd(): number | undefined {
@@ -83,9 +83,11 @@ export class NativeOutput extends EventEmitter implements ChildOutput, PipeReade
       if (this.#paused && this.#handle) this.#held = keepReadBuffer(this.#native);
       return;
     }
+    // End of file or an error: the addon has closed the pipe already, and its handle is dead.
+    this.#handle = null;
     if (result === 0 || (result === EIO && this.#terminal)) this.readableEnded = true;
     else this.emit('error', errnoError(result, 'read'));
-    this.destroy();
+    this.#forget();
   }
 
   isPaused(): boolean {
@@ -123,9 +125,14 @@ export class NativeOutput extends EventEmitter implements ChildOutput, PipeReade
     if (!this.#handle) return this;
     this.#native.pipeClose(this.#handle);
     this.#handle = null;
+    this.#forget();
+    return this;
+  }
+
+  /** The pipe is closed: no more reads, and 'close' on the next tick. */
+  #forget(): void {
     this.#held = null; // a chunk may still be referenced: left to the garbage collector
     removeReader(this.#token);
     process.nextTick(() => this.emit('close'));
-    return this;
   }
 }
