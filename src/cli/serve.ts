@@ -5,7 +5,7 @@
  * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT/SIGHUP), 100 for a usage error,
  * 111 when the daemon cannot start (socket path in use, no permission…).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER } from '../core/limits.js';
 import { describeError } from '../errors.js';
@@ -232,6 +232,8 @@ function policyOptions(values: ParsedValues): PolicyOptions {
 function configArgs(file: string): string[] {
   let config: unknown;
   try {
+    // Not a FIFO or a device: reading one would block the start (SIGTERM unhandled meanwhile).
+    if (!statSync(file).isFile()) throw new Error('not a regular file');
     config = JSON.parse(readFileSync(file, 'utf8'));
   } catch (error) {
     throw new UsageError(`--config: cannot read ${file}: ${describeError(error)}`);

@@ -3,6 +3,7 @@
  * key (not as an unknown command-line flag), and a bad value names the file it came from.
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { parseServeArgs } from '../../src/cli/serve.js';
@@ -54,6 +55,16 @@ describe('serve --config mistakes', () => {
     assert.match(
       message(config('bad-seconds.json', { timeout: 'soon' })),
       /bad-seconds\.json: -t: expected seconds from 0 to 2147483 \(about 24 days: the longest timer\), got "soon"$/,
+    );
+  });
+
+  test('a FIFO (or any file that is not a regular one) is refused, not read', () => {
+    // Reading a FIFO nobody writes blocked the daemon's start for ever, SIGTERM unhandled.
+    const fifo = dir.path('config.fifo');
+    execFileSync('mkfifo', [fifo]);
+    assert.throws(
+      () => parseServeArgs(['--config', fifo, 's']),
+      /--config: cannot read .*config\.fifo: not a regular file/,
     );
   });
 
