@@ -426,12 +426,6 @@ struct hub {
   group_kill_t *group_kills;
   int tearing; /* the environment is going away: JavaScript is not called */
   int32_t last_id; /* connection ids */
-  /*
-   * The read end of a pipe whose write end is closed: the stdin of every program whose
-   * request ended its stdin before it was spawned (the usual `0:,`). It reads as end of file,
-   * as a pipe of its own would, without a pipe made and three descriptors closed per run.
-   */
-  int eof_fd;
 };
 
 static hub_t *hub_of(napi_env env) {
@@ -1015,7 +1009,7 @@ static int spawn_direct(conn_t *c) {
   char prefix[160];
   int prefix_len = 0, prefix_args = 0;
   char *file_and_argv;
-  int error, no_stdin;
+  int error, no_stdin, eof_ends[2] = {-1, -1};
   if (c->reaper) {
     /*
      * reaperArgv's: the reaper's file, then `procsock_reaper PARENT EXIT_GRACE KILL_TIMEOUT
@@ -1051,9 +1045,24 @@ static int spawn_direct(conn_t *c) {
                (c->reaper ? FLAG_REPORT_PIPE : c->process_group ? FLAG_PROCESS_GROUP : 0);
   /* The request's stdin is over already (an empty netstring comes first): no pipe for it. */
   no_stdin = c->buf_len - c->buf_off >= 3 && memcmp(c->buf + c->buf_off, "0:,", 3) == 0;
-  text.stdin_fd = no_stdin ? c->hub->eof_fd : -1;
+  /*
+   * Then its stdin is a pipe of its own whose write end is closed at once: end of file, and a
+   * pipe as on the JS path (`test -p /dev/stdin`). Never one pipe shared by runs: a pipe is
+   * reopenable for writing through /proc/self/fd/0, so a program could write into every later
+   * run's stdin, or hold a writer open that keeps them all from seeing end of file.
+   */
+  if (no_stdin) {
+    if (pipe2(eof_ends, O_CLOEXEC) != 0) {
+      error = errno;
+      free(file_and_argv);
+      return error;
+    }
+    close(eof_ends[1]);
+  }
+  text.stdin_fd = eof_ends[0];
   error = spawn_packed(c->hub->addon->env, c->hub->addon, NULL, &text, out, 5, c->kill_timeout,
                        80, 24, on_child_exit, c, &watch);
+  if (eof_ends[0] >= 0) close(eof_ends[0]); /* (the child has its copy) */
   free(file_and_argv);
   if (error == 0 && no_stdin) {
     c->buf_off += 3;
@@ -1470,7 +1479,6 @@ static void hub_closed(uv_handle_t *handle) {
   hub_t *h = handle->data;
   addon_t *a = h->addon;
   close(h->epfd);
-  close(h->eof_fd);
   free(h->rbuf);
   free(h);
   addon_closed(a);
@@ -1509,17 +1517,8 @@ napi_value js_conn_init(napi_env env, napi_callback_info info) {
   }
   h->addon = a;
   h->epfd = epoll_create1(EPOLL_CLOEXEC);
-  {
-    int ends[2];
-    h->eof_fd = -1;
-    if (pipe2(ends, O_CLOEXEC) == 0) {
-      close(ends[1]);
-      h->eof_fd = ends[0];
-    }
-  }
-  if (h->epfd < 0 || h->eof_fd < 0 || uv_poll_init(a->loop, &h->poll, h->epfd) != 0) {
+  if (h->epfd < 0 || uv_poll_init(a->loop, &h->poll, h->epfd) != 0) {
     if (h->epfd >= 0) close(h->epfd);
-    if (h->eof_fd >= 0) close(h->eof_fd);
     free(h->rbuf);
     free(h);
     napi_throw_error(env, "EMFILE", "connInit: cannot create an epoll set");
