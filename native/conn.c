@@ -1672,7 +1672,8 @@ napi_value js_conn_accept(napi_env env, napi_callback_info info) {
   l->poll.data = l;
   uv_timer_init(h->addon->loop, &l->retry);
   l->retry.data = l;
-  uv_unref((uv_handle_t *)&l->retry);
+  /* Ref'd: while it is armed it stands in for the stopped (ref'd) poll, so an accept backing
+   * off at the descriptor limit keeps the daemon's loop alive when no connection does. */
   uv_poll_start(&l->poll, UV_READABLE, on_listen_readable);
   LIST_ADD(h->listeners, l);
   return NULL;
