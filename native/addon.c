@@ -25,7 +25,6 @@ void addon_call(addon_t *a, napi_ref fn_ref, int argc, const int32_t *values) {
 
 void addon_release(addon_t *a) {
   if (--a->owners > 0) return;
-  free(a->held_fds);
   free(a);
 }
 

@@ -38,8 +38,6 @@ typedef struct {
   size_t read_buffer_size;
   int is_worker;             /* a worker thread's environment (not the main thread's) */
   guarded_t *guarded;        /* child_process children to stop if the worker goes away */
-  int *held_fds;             /* stdin descriptors JS holds as bare numbers (not yet Sockets) */
-  size_t held_count, held_capacity;
   /* Teardown (see cleanup in spawn.c): handles whose uv_close callback has not run yet. */
   unsigned closing;
   napi_async_cleanup_hook_handle cleanup_handle; /* set once the environment goes away */

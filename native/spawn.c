@@ -176,6 +176,8 @@ struct child {
   int group;      /* leads its own process group */
   unsigned grace_ms; /* TERM to KILL, should its environment go away first */
   spawn_job *job; /* what the child may still be reading (until it execs): freed at reap */
+  int stdin_fd;   /* stdin's write end while JS holds it as a bare number, else -1: closed at
+                     the reap (or teardown) unless closeFd or releaseFd took it first */
   spawn_exit_cb on_exit; /* a native connection's child (conn.c): told here, not in JS */
   void *exit_ctx;
   child_t *prev, *next;
@@ -513,6 +515,9 @@ static int try_reap(child_t *c) {
   if (r == 0) return 0;
   store_usage(a, &usage, r > 0);
   LIST_REMOVE(a->children, c);
+  /* Nobody is left to read it: JS is told so by the exit, and calls no closeFd for it. */
+  if (c->stdin_fd >= 0) close(c->stdin_fd);
+  c->stdin_fd = -1;
   {
     pid_t pid = c->pid;
     spawn_exit_cb on_exit = c->on_exit;
@@ -579,29 +584,6 @@ static void watch_sigchld(addon_t *a) {
 
 /* ---- spawn ----------------------------------------------------------------------------- */
 
-/* Makes room for one more held descriptor (before the spawn, so keeping it cannot fail). */
-static int reserve_held(addon_t *a) {
-  if (a->held_count < a->held_capacity) return 0;
-  size_t capacity = a->held_capacity ? a->held_capacity * 2 : 16;
-  int *bigger = realloc(a->held_fds, capacity * sizeof *bigger);
-  if (!bigger) return -1;
-  a->held_fds = bigger;
-  a->held_capacity = capacity;
-  return 0;
-}
-
-/* Forgets a held descriptor; 1 if it was held. */
-static int unhold(addon_t *a, int fd) {
-  size_t i;
-  for (i = a->held_count; i-- > 0;) {
-    if (a->held_fds[i] == fd) {
-      a->held_fds[i] = a->held_fds[--a->held_count];
-      return 1;
-    }
-  }
-  return 0;
-}
-
 /*
  * PTY mode: the pairs of descriptors spawn() otherwise makes pipes of — the child's end, and
  * ours — are the slave and the master of one new pty, each end a descriptor of its own (the
@@ -637,7 +619,8 @@ static int open_terminal(int pipes[][2], int flags, uid_t uid, int columns, int 
  * is no stderr pipe (out[3] = -1).
  * env null: the child gets a copy of this process's environ, taken now (see the top).
  * killGraceMs: TERM to KILL, should this environment go away (a worker) before the child.
- * The stdin descriptor is held (closed at teardown) until closeFd or releaseFd.
+ * The stdin descriptor is the child's (closed at its reap, or at teardown) until closeFd or
+ * releaseFd: JS calls neither once told of the exit.
  */
 napi_value js_spawn(napi_env env, napi_callback_info info) {
   size_t argc = 12;
@@ -713,7 +696,7 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t 
   }
   job = calloc(1, sizeof *job);
   c = calloc(1, sizeof *c);
-  if (!job || !c || (!on_exit && reserve_held(a) != 0)) {
+  if (!job || !c) {
     error = ENOMEM;
     goto done;
   }
@@ -844,6 +827,7 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t 
   c->group = (flags & FLAG_PROCESS_GROUP) != 0;
   c->grace_ms = grace;
   c->job = job; /* until it is reaped: the child may still be reading it */
+  c->stdin_fd = on_exit ? -1 : pipes[0][1]; /* a native connection's caller owns its stdin */
   c->on_exit = on_exit;
   c->exit_ctx = ctx;
   job = NULL;
@@ -870,7 +854,6 @@ int spawn_packed(napi_env env, addon_t *a, napi_value *args, const spawn_text_t 
   out[2] = pipes[1][0];
   out[3] = pipes[2][0];
   if (fd_count > 3) out[4] = pipes[3][0];
-  if (!on_exit) a->held_fds[a->held_count++] = pipes[0][1]; /* room reserved above */
   pipes[0][1] = -1;
   for (i = 1; i < fd_count; i++) pipes[i][0] = -1; /* now owned by JS */
 
@@ -910,20 +893,25 @@ napi_value js_set_usage_buffer(napi_env env, napi_callback_info info) {
 }
 
 /*
- * The descriptor a closeFd/releaseFd call names, no longer held; -1, with a TypeError thrown
- * (`usage`), when it names no descriptor spawn() handed out and JS still holds.
+ * The descriptor a closeFd/releaseFd call names, no longer its child's; -1, with a TypeError
+ * thrown (`usage`), when it names no stdin of a running child that JS still holds.
  */
 static int take_held_fd(napi_env env, napi_callback_info info, const char *usage) {
   size_t argc = 1;
   napi_value arg;
   addon_t *a = NULL;
   int32_t fd = -1;
+  child_t *c = NULL;
   napi_get_instance_data(env, (void **)&a);
   napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
-  if (!a || argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || !unhold(a, fd)) {
+  if (a && argc >= 1 && napi_get_value_int32(env, arg, &fd) == napi_ok && fd >= 0) {
+    for (c = a->children; c && c->stdin_fd != fd; c = c->next) continue;
+  }
+  if (!c) {
     napi_throw_type_error(env, NULL, usage);
     return -1;
   }
+  c->stdin_fd = -1;
   return fd;
 }
 
@@ -1101,7 +1089,7 @@ static void adopt_thread_children(const pid_t *adopted, size_t count) {
 
 void spawn_teardown(addon_t *a) {
   pid_t *adopted = NULL;
-  size_t count = 0, capacity = 0, i;
+  size_t count = 0, capacity = 0;
   child_t *c;
   guarded_t *g;
   if (a->is_worker) {
@@ -1111,6 +1099,8 @@ void spawn_teardown(addon_t *a) {
   }
   while ((c = a->children)) {
     LIST_REMOVE(a->children, c);
+    if (c->stdin_fd >= 0) close(c->stdin_fd);
+    c->stdin_fd = -1;
     if (a->is_worker) {
       orphan_adopt(c->pid, c->pidfd, ORPHAN_STOP | (c->group ? ORPHAN_GROUP : 0), c->grace_ms,
                    c->job, free_job_memory);
@@ -1138,7 +1128,5 @@ void spawn_teardown(addon_t *a) {
   }
   if (adopted) adopt_thread_children(adopted, count);
   free(adopted);
-  for (i = 0; i < a->held_count; i++) close(a->held_fds[i]);
-  a->held_count = 0;
   addon_close(a, (uv_handle_t *)&a->sigchld, sigchld_closed);
 }

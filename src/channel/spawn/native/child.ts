@@ -43,7 +43,7 @@ export class NativeChild extends EventEmitter implements SpawnedChild, ExitListe
     this.#reaped = true;
     this.usage = usage;
     // As child_process does: nobody is left to read stdin, so release it now.
-    this.stdin?.destroy();
+    this.stdin?.childReaped();
     this.emit('exit', code, signal);
   }
 
@@ -54,7 +54,7 @@ export class NativeChild extends EventEmitter implements SpawnedChild, ExitListe
    */
   failed(errno: number, syscall?: string): void {
     this.#reaped = true;
-    this.stdin?.destroy();
+    this.stdin?.childReaped();
     const args = [...this.#argvPrefix, ...this.#argv];
     this.emit(
       'error',

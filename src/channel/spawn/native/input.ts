@@ -1,9 +1,10 @@
 /**
  * The child's stdin: a bare descriptor until the first write, then a `net.Socket` (for its
  * back-pressure and 'drain'). Most programs run from a daemon get no input at all, and
- * closing a descriptor is all their stdin then costs. The addon holds the bare descriptor
- * (it closes it if the environment goes away first) and closes it — `fs.closeSync` would
- * make a worker warn "closed but not opened in unmanaged mode".
+ * closing a descriptor is all their stdin then costs. The addon keeps the bare descriptor
+ * with its child and closes it: at closeFd (`end()`, `destroy()`), or itself when the child
+ * is reaped (`childReaped()`) or the environment goes away — `fs.closeSync` would make a
+ * worker warn "closed but not opened in unmanaged mode".
  */
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
@@ -42,6 +43,15 @@ export class NativeInput extends EventEmitter implements ChildInput {
     if (this.#socket) this.#socket.destroy();
     else this.#closeDescriptor();
     return this;
+  }
+
+  /**
+   * The child is reaped: the addon has closed a descriptor still bare (native/spawn.c, one
+   * call fewer per run), so only a Socket is left to destroy.
+   */
+  childReaped(): this {
+    if (!this.#socket) this.#fd = -1;
+    return this.destroy();
   }
 
   /** A bare descriptor holds nothing open; the Socket, once there, follows this. */

@@ -68,6 +68,11 @@ export class TerminalInput extends EventEmitter implements ChildInput {
     return this;
   }
 
+  /** The child is reaped: the writer owns the master (released at the start), so as destroy(). */
+  childReaped(): this {
+    return this.destroy();
+  }
+
   destroy(): this {
     if (!this.#handle) return this;
     this.#native.ttyWriterClose(this.#handle);
