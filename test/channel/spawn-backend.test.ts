@@ -183,7 +183,9 @@ for (const backend of ['native', 'child_process'] as const) {
       assert.deepEqual(directory.status, { exitCode: 126, termSignal: null });
 
       const badCwd = await run(['true'], opts({ cwd: scratch.path('no-such-dir') }));
-      assert.equal(badCwd.status?.exitCode, 127);
+      // A cwd that cannot be entered is the daemon's answer too: 126 and why (8d2db65).
+      assert.deepEqual(badCwd.status, { exitCode: 126, termSignal: null });
+      assert.match(badCwd.stderr.toString(), /no such directory/);
 
       const nul = await run(['echo', 'a\0b'], opts());
       assert.deepEqual(nul.status, { exitCode: 126, termSignal: null });
