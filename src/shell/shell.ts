@@ -215,6 +215,8 @@ export class Shell {
   readonly #maxBuffer: number;
   /** PTY mode: the terminal asked for (raw, stderr on its pipe), or undefined. */
   readonly #terminal: Terminal | undefined;
+  /** Parsers (Node Writables) that said they are full: the output is paused until they drain. */
+  readonly #fullParsers = new Set<OutputParser>();
   /** `pty.interactive`: commands read the terminal, and `write()` types into it. */
   readonly #interactive: boolean;
   /** The last channel's kind and when start() was called: for what error messages say. */
@@ -582,6 +584,7 @@ export class Shell {
 
   #attach(channel: ProcessChannel): void {
     this.#channel = channel;
+    this.#fullParsers.clear(); // they held the last channel back, not this one
     this.#channelHeld = true; // a new channel holds the event loop
     this.#channelKind = channel.kind;
     channel.on('output', (chunk) => {
@@ -691,11 +694,38 @@ export class Shell {
 
   #feed(exchange: Exchange, parser: OutputParser | undefined, data: Buffer): void {
     if (!parser || exchange.parserError) return;
+    let accepted: unknown;
     try {
-      parser.write(data);
+      accepted = parser.write(data);
     } catch (error) {
       exchange.parserError = parserFailure(error, 'write');
+      return;
     }
+    if (accepted === false) this.#holdFor(parser);
+  }
+
+  /**
+   * A parser that is a Node Writable said it is full (`write()` false): the shell's output is
+   * paused until it drains, so a slow sink holds the program back — as run()'s callbacks and
+   * streams do — instead of everything piling up in the Writable (and the run resolving while
+   * most of its output is still queued there). One that closes or errors lets go too.
+   */
+  #holdFor(parser: OutputParser): void {
+    const channel = this.#channel;
+    const emitter = parser as Partial<NodeJS.EventEmitter>;
+    if (!channel || typeof emitter.once !== 'function' || this.#fullParsers.has(parser)) return;
+    this.#fullParsers.add(parser);
+    if (this.#fullParsers.size === 1) channel.pause();
+    const release = () => {
+      emitter.off?.('drain', release);
+      emitter.off?.('close', release);
+      emitter.off?.('error', release);
+      if (!this.#fullParsers.delete(parser)) return;
+      if (this.#fullParsers.size === 0 && this.#channel === channel) channel.resume();
+    };
+    emitter.once('drain', release);
+    emitter.once('close', release);
+    emitter.once('error', release);
   }
 
   #onOutput({ type, data }: OutputChunk): void {

@@ -5,6 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { spawnBackendInUse } from '../../src/channel/local.js';
 import { DEFAULT_MAX_BUFFER } from '../../src/core/limits.js';
@@ -491,6 +492,33 @@ describe('options, parsers and timeouts', () => {
         new Shell({ program: 'sh', sentinel: { command: 'echo x', value: 'x' }, stderr: 'drain' }),
       /for the POSIX preset/,
     );
+  });
+
+  test('a slow Writable as a parser holds the program back; the run ends once it has everything', async () => {
+    const shell = Shell.posix({ program: 'sh' });
+    await shell.start(5000);
+    let written = 0;
+    let queuedMost = 0;
+    const slow = new Writable({
+      highWaterMark: 65536,
+      write(chunk: Buffer, _encoding, callback) {
+        written += chunk.length;
+        queuedMost = Math.max(queuedMost, slow.writableLength);
+        setTimeout(callback, 1);
+      },
+    });
+    const size = 8 * 1024 * 1024;
+    await shell.run({ command: `head -c ${size} /dev/zero`, stdout: slow }, 60_000);
+    // The run ended when its output had been handed over, not while it sat in the Writable.
+    assert.ok(
+      slow.writableLength <= 65536 + 1024 * 1024,
+      `${slow.writableLength} bytes still queued`,
+    );
+    await new Promise<void>((resolve) => slow.end(resolve));
+    assert.equal(written, size);
+    // Bounded by the Writable's own mark (plus one pipe read), not by the output's size.
+    assert.ok(queuedMost <= 65536 + 1024 * 1024, `${queuedMost} bytes were queued in the Writable`);
+    await shell.stop(5000);
   });
 
   test('a parser that throws fails its run only; the shell stays usable', async () => {
