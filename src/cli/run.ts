@@ -22,6 +22,7 @@
  */
 import { closeSync, createReadStream, fstatSync, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import { reaperAvailable } from '../channel/contain.js';
 import { run } from '../client/index.js';
 import { signalNumber } from '../core/signals.js';
 import { describeError, TimeoutError } from '../errors.js';
@@ -41,7 +42,7 @@ import {
 } from './usage.js';
 
 export const RUN_USAGE =
-  'usage: procsock run [--socket PATH] [--timeout MS] [--idle-timeout MS] [--stdin-file FILE] [--pty [--columns N] [--rows N]] [--] PROG [ARGS…]';
+  'usage: procsock run [--socket PATH] [--timeout MS] [--idle-timeout MS] [--stdin-file FILE] [--pty [--columns N] [--rows N]] [--no-contain] [--] PROG [ARGS…]';
 
 export const RUN_HELP = `${RUN_USAGE}
 
@@ -61,6 +62,10 @@ this process's as they arrive; its exit status becomes this process's.
                           pipe): this process's terminal, if stdin is one, is forwarded raw
   --columns N, --rows N   the terminal's size with --pty (default: this process's terminal's,
                           else 80x24)
+  --no-contain            locally: let what PROG started in the background outlive its stop
+                          (default: contained where procsock_reaper is built — a timeout or
+                          Ctrl-C stops every process PROG started, as a daemon's run); a
+                          daemon decides containment itself, so not with --socket
   -h, --help              print this help and exit
 
 Examples:
@@ -85,6 +90,8 @@ export interface RunCommand {
   stdinFile: string | undefined;
   /** `--pty`: the terminal's size (columns/rows undefined: ours, or 80x24), else null. */
   pty: { columns: number | undefined; rows: number | undefined } | null;
+  /** Locally: contain the run (false: `--no-contain`). */
+  contain: boolean;
 }
 
 /** Parses `run`'s arguments; `'help'` for --help; throws `UsageError` with a one-line reason. */
@@ -97,6 +104,7 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
     pty?: boolean;
     columns?: string;
     rows?: string;
+    'no-contain'?: boolean;
     help?: boolean;
   }>(args, {
     socket: { type: 'string', short: 's' },
@@ -106,6 +114,7 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
     pty: { type: 'boolean' },
     columns: { type: 'string' },
     rows: { type: 'string' },
+    'no-contain': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) return 'help';
@@ -114,9 +123,13 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
   if (!values.pty && (values.columns !== undefined || values.rows !== undefined)) {
     throw new UsageError(`--${values.columns === undefined ? 'rows' : 'columns'}: only with --pty`);
   }
+  const socket = socketOption(values.socket);
+  if (values['no-contain'] && socket !== undefined) {
+    throw new UsageError('--no-contain: only locally (a daemon decides containment itself)');
+  }
   return {
     argv: command,
-    socket: socketOption(values.socket),
+    socket,
     timeout: values.timeout === undefined ? 0 : parseMilliseconds('--timeout', values.timeout),
     idleTimeout:
       values['idle-timeout'] === undefined
@@ -126,6 +139,7 @@ export function parseRunArgs(args: string[]): RunCommand | 'help' {
     pty: values.pty
       ? { columns: side('--columns', values.columns), rows: side('--rows', values.rows) }
       : null,
+    contain: !values['no-contain'],
   };
 }
 
@@ -211,6 +225,11 @@ async function runProgram(command: RunCommand, stdin: Readable | null): Promise<
       signal: controller.signal,
       protocol: wireProtocol(command),
       ...(command.pty ? { pty: terminalOption(command.pty) } : {}),
+      // Stopped like timeout(1) stops it, but with everything it started (`sleep 60 &`,
+      // setsid children): SPEC §0.5. Without the reaper only the program is stopped.
+      ...(command.socket === undefined && command.contain && reaperAvailable()
+        ? { contain: true }
+        : {}),
     });
     return stopStatus ?? shellStatus(result);
   } catch (error) {

@@ -8,6 +8,7 @@ import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { reaperAvailable } from '../../src/channel/contain.js';
 import { spawnBackendInUse } from '../../src/channel/local.js';
 import { parseRunArgs } from '../../src/cli/run.js';
 import { finished, runCli, spawnCli, stdoutUntil, testChildren } from '../helpers/cli.js';
@@ -35,6 +36,7 @@ describe('procsock run: arguments', () => {
       idleTimeout: 0,
       stdinFile: undefined,
       pty: null,
+      contain: true,
     });
     const both = parseRunArgs(['--idle-timeout', '5', '-t', '7', 'x']);
     assert.ok(both !== 'help' && both.idleTimeout === 5 && both.timeout === 7);
@@ -273,6 +275,34 @@ for (const where of ['local', 'daemon'] as const) {
     });
   });
 }
+
+test('procsock run locally: a stop takes what the program started too (contained), unless --no-contain', {
+  skip: !reaperAvailable() && 'procsock_reaper is not built',
+}, async () => {
+  // The background job moves to a session of its own: only containment can find it.
+  const script = "setsid sh -c 'echo $$; exec sleep 30' & wait";
+  for (const contain of [true, false]) {
+    const child = spawnCli([
+      'run',
+      '--timeout',
+      '300',
+      ...(contain ? [] : ['--no-contain']),
+      '--',
+      'sh',
+      '-c',
+      script,
+    ]);
+    const result = finished(child);
+    const job = Number((await stdoutUntil(child, '\n')).split('\n')[0]);
+    assert.equal((await result).status, 124);
+    try {
+      if (contain) await waitUntil(() => !isAlive(job), 'the background job is stopped too');
+      else assert.ok(isAlive(job), '--no-contain: the background job outlives the stop');
+    } finally {
+      if (isAlive(job)) process.kill(job, 'SIGKILL');
+    }
+  }
+});
 
 test('procsock serve --no-client-pty: a run asking for a terminal is refused, others are served', async () => {
   const daemon = await startDaemonProcess(['--no-client-pty']);
