@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { ArgumentError, UnsupportedOptionError } from '../../errors.js';
 import { nativeUnavailableReason } from '../../native/locate.js';
 import type { ChildOutput, SpawnBackend, SpawnedChild, SpawnRequest } from './backend.js';
-import { guardWorkerChild } from './native.js';
+import { armWorkerGuard, guardWorkerChild } from './native.js';
 
 /**
  * Children that must not outlive us. child_process gives no hook between fork and exec, so
@@ -49,6 +49,7 @@ export const childProcessBackend: SpawnBackend = {
       string,
       ...string[],
     ];
+    armWorkerGuard();
     const child = spawn(request.file ?? program, args, {
       argv0: program,
       cwd: request.cwd,

@@ -42,6 +42,17 @@ export function guardWorkerChild(pid: number, request: SpawnRequest): () => void
 
 function noop(): void {}
 
+/**
+ * Before a worker's child_process spawn: loads the addon, so its teardown hook is in place
+ * when the child is born. A worker terminated before `guardWorkerChild` ran (anywhere in
+ * Node's spawn JavaScript) then still has its child reaped — the hook adopts every child of
+ * the worker's thread (native/spawn.c, adopt_thread_children); loaded only after the spawn,
+ * as before, the first child of a worker terminated that early stayed a zombie.
+ */
+export function armWorkerGuard(): void {
+  if (!isMainThread) loadAddon();
+}
+
 export const nativeBackend: SpawnBackend = {
   name: 'native',
   spawn(request: SpawnRequest): SpawnedChild {
