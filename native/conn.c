@@ -614,6 +614,13 @@ static void on_group_kill(uv_timer_t *timer) {
 /* TERM to the group whose leader is gone, KILL after the kill timeout (not holding the loop). */
 static void stop_group(conn_t *c) {
   group_kill_t *g;
+  /*
+   * The leader is reaped (long ago, maybe: this comes after the exit grace), so as in
+   * kill_group a process that has its pid now is a newcomer, maybe leading a group of that id,
+   * and the group is left alone (a pid is not reused while a group of that id has members:
+   * the old group is empty then).
+   */
+  if (kill(c->pid, 0) == 0 || errno == EPERM) return;
   if (kill(-c->pid, SIGTERM) != 0) return;
   g = calloc(1, sizeof *g);
   if (!g) return;

@@ -572,8 +572,10 @@ export class LocalChannel extends ProcessChannel {
         } else {
           process.kill(pid, signal === 'SIGKILL' ? SIG_KILL_TREE : signal);
         }
-      } else if (this.#processGroup) process.kill(-pid, signal);
-      else if (this.#reaped === null) return this.#child!.kill(signal);
+      } else if (this.#processGroup) {
+        if (this.#reaped !== null && newcomerAt(pid)) return false; // (see stopGroup)
+        process.kill(-pid, signal);
+      } else if (this.#reaped === null) return this.#child!.kill(signal);
       else return false;
       return true;
     } catch {
@@ -799,12 +801,31 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
 }
 
 /**
+ * Whether a process has pid `pid` now. Once a group's leader is reaped, such a process is a
+ * newcomer that may lead a group of the same id: the old group is empty then (a pid is not
+ * reused while a group of that id has members), and it is not signalled (as native/conn.c's
+ * kill_group).
+ */
+function newcomerAt(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
  * TERM to a process group whose leader is gone, KILL after `killTimeout`: its members hold
- * the group's id, so the kernel does not reuse it for anyone else meanwhile. The KILL timer
+ * the group's id, so the kernel does not reuse it for anyone else meanwhile — unless it is
+ * empty already, so neither signal goes to a newcomer's group (newcomerAt). The KILL timer
  * does not keep the process alive.
  */
 function stopGroup(pgid: number, killTimeout: number): void {
+  if (newcomerAt(pgid)) return;
   if (signalGroup(pgid, 'SIGTERM')) {
-    setTimeout(() => signalGroup(pgid, 'SIGKILL'), killTimeout).unref();
+    setTimeout(() => {
+      if (!newcomerAt(pgid)) signalGroup(pgid, 'SIGKILL');
+    }, killTimeout).unref();
   }
 }

@@ -6,6 +6,8 @@
  * reaped it. The pid-reuse ones place a newcomer at the pid with ns_last_pid (root only).
  */
 import { strict as assert } from 'node:assert';
+import { spawn as spawnProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
@@ -53,6 +55,71 @@ for (const mode of ['direct', 'contained'] as const) {
     assert.deepEqual(b.exit, ['exitcode', '0']);
   });
 }
+
+/** Whether pid `pid` is in use. */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test("the TERM to a reaped leader's group after the exit grace spares a newcomer that took its id", {
+  skip: skip || (process.getuid?.() !== 0 ? 'needs root (ns_last_pid)' : false),
+  timeout: 30_000,
+}, async () => {
+  const d = await startDaemon({ contain: false, processGroup: true, killTimeout: 3000 });
+  try {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      // The leader prints its pid and exits; a descendant in a session of its own holds stdout
+      // open, so the group's TERM waits for the exit grace (1 s), after the leader was reaped.
+      const socket = connect({ path: d.path });
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+      });
+      socket.write(request(['sh', '-c', 'echo $$; setsid sleep 2 & exit 0']));
+      const pid = await new Promise<number>((resolve) => {
+        const check = () => {
+          const m = /6:stdout,\d+:(\d+)\n,/.exec(text);
+          if (m) resolve(Number(m[1]));
+          else setTimeout(check, 5);
+        };
+        check();
+      });
+      // Wait until it is reaped (the pid is free), then make a newcomer take pid and lead group `pid`.
+      while (isRunning(pid)) await new Promise((r) => setTimeout(r, 5));
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+      const newcomer = spawnProcess('setsid', ['sleep', '5'], { stdio: 'ignore' });
+      if (newcomer.pid !== pid) {
+        newcomer.kill('SIGKILL');
+        socket.destroy();
+        continue;
+      }
+      const died = new Promise<string | null>((resolve) =>
+        newcomer.once('exit', (_code, signal) => resolve(signal)),
+      );
+      // After the grace the daemon signals the group whose id the newcomer now leads.
+      const outcome = await Promise.race([
+        died,
+        new Promise<string>((r) => setTimeout(() => r('alive'), 2500)),
+      ]);
+      newcomer.kill('SIGKILL');
+      socket.destroy();
+      assert.equal(
+        outcome,
+        'alive',
+        `the newcomer (pid ${pid}, leading group ${pid}) got ${outcome}`,
+      );
+      return;
+    }
+    assert.fail('could not place a newcomer at the reaped pid in 10 attempts');
+  } finally {
+    await d.close();
+  }
+});
 
 test('a daemon at the descriptor limit (accept: EMFILE) is still there once the clients are gone', {
   skip,
