@@ -566,23 +566,20 @@ static void kill_group(pid_t pgid, int sig, int leader_reaped) {
   kill(-pgid, sig);
 }
 
-/* The reaper's "KILL the whole tree now", and "TERM the tree but the program" (native/reaper.c). */
+/* The reaper's "KILL the whole tree now" (native/reaper.c). */
 #define SIG_KILL_TREE 40
-#define SIG_STOP_REST 41
 
 static void signal_child(conn_t *c, int sig) {
   if (!c->spawned || c->pid <= 0) return;
   if (c->reaper) {
-    /* As LocalChannel.#deliver: TERM the program (or its group) and have the reaper TERM the
-     * rest; before the reaper has said which pid the program has, the reaper TERMs it all. */
+    /*
+     * As LocalChannel.#deliver: every signal goes to the reaper, a TERM meaning "TERM the
+     * whole tree, the program too" (native/reaper.c). Never to the program's pid ourselves:
+     * the reaper reaps the program as soon as it exits and lives on for its tree (the exit
+     * grace, then the kill timeout), so by then that pid may be a newcomer's.
+     */
     if (c->reaped) return;
-    if (sig == SIGTERM && c->program_pid > 0) {
-      if (c->process_group) kill(-c->program_pid, SIGTERM);
-      else kill(c->program_pid, SIGTERM);
-      kill(c->pid, SIG_STOP_REST);
-    } else {
-      kill(c->pid, sig == SIGKILL ? SIG_KILL_TREE : sig);
-    }
+    kill(c->pid, sig == SIGKILL ? SIG_KILL_TREE : sig);
     return;
   }
   if (c->process_group) kill_group(c->pid, sig, c->reaped);

@@ -154,8 +154,6 @@ export { DEFAULT_KILL_TIMEOUT };
 export const DEFAULT_EXIT_GRACE = 1000;
 /** The reaper's "KILL the whole tree now" (a real-time signal; see native/reaper.c). */
 const SIG_KILL_TREE = 40;
-/** …and "TERM the tree but the program, which has had its TERM already". */
-const SIG_STOP_REST = 41;
 
 const PENDING_READ_SIZE = 64 * 1024;
 /** The largest pipe the backends make (native enlarges a busy one to 1 MiB). */
@@ -562,16 +560,11 @@ export class LocalChannel extends ProcessChannel {
     try {
       if (this.#contained) {
         if (this.#reaped !== null) return false;
-        // TERM the program (and its group) now, and the reaper TERMs the rest of the tree;
-        // before the reaper has said which pid the program has, the reaper TERMs it all.
-        const program = this.programPid;
-        if (signal === 'SIGTERM' && program !== undefined) {
-          if (this.#processGroup) signalGroup(program, signal);
-          else process.kill(program, signal);
-          process.kill(pid, SIG_STOP_REST);
-        } else {
-          process.kill(pid, signal === 'SIGKILL' ? SIG_KILL_TREE : signal);
-        }
+        // Every signal goes to the reaper: a TERM means "TERM the whole tree, the program too"
+        // (native/reaper.c), any other is passed on to the program while it runs. Never to the
+        // program's pid from here: the reaper reaps the program at its exit and lives on for
+        // its tree (exit grace, kill timeout), so by then that pid may be a newcomer's.
+        process.kill(pid, signal === 'SIGKILL' ? SIG_KILL_TREE : signal);
       } else if (this.#processGroup) {
         if (this.#reaped !== null && newcomerAt(pid)) return false; // (see stopGroup)
         process.kill(-pid, signal);

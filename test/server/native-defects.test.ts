@@ -7,13 +7,16 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn as spawnProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
 import { addonAvailable } from '../../src/native/addon.js';
 import { startDaemon, startDaemonProcess, type TestDaemon } from '../helpers/daemon.js';
+import { tempDir } from '../helpers/process.js';
 import { RawClient, request } from '../helpers/raw-client.js';
+
+const IGNORE_TERM = new URL('../fixtures/ignore-term.sh', import.meta.url).pathname;
 
 const native = addonAvailable() && process.env.PROCSOCK_SPAWN !== 'child_process';
 const skip = native ? false : 'the native path needs the native spawn backend';
@@ -145,5 +148,80 @@ test('a daemon at the descriptor limit (accept: EMFILE) is still there once the 
   } finally {
     await daemon.stop();
     daemon.cleanup();
+  }
+});
+
+test('contained: a hang-up after the program exited (its tree still running) spares a newcomer at its pid', {
+  skip: skip || (process.getuid?.() !== 0 ? 'needs root (ns_last_pid)' : false),
+  timeout: 30_000,
+}, async () => {
+  const d = await startDaemon({ contain: true, processGroup: false });
+  assert.equal(d.server.nativeConnections, process.env.PROCSOCK_DAEMON_NATIVE !== '0');
+  try {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      // The program prints its pid and exits; what it started keeps the reaper (and the run) alive.
+      const socket = connect({ path: d.path });
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+      });
+      socket.on('error', () => {});
+      socket.write(request(['sh', '-c', 'echo $$; sleep 3 >/dev/null 2>&1 & exit 0']));
+      const pid = await new Promise<number>((resolve) => {
+        const check = () => {
+          const m = /6:stdout,\d+:(\d+)\n,/.exec(text);
+          if (m) resolve(Number(m[1]));
+          else setTimeout(check, 5);
+        };
+        check();
+      });
+      while (isRunning(pid)) await new Promise((r) => setTimeout(r, 5)); // reaped by the reaper
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+      const newcomer = spawnProcess('sleep', ['5'], { stdio: 'ignore' });
+      if (newcomer.pid !== pid) {
+        newcomer.kill('SIGKILL');
+        socket.destroy();
+        await new Promise((r) => setTimeout(r, 1500));
+        continue;
+      }
+      const died = new Promise<string | null>((resolve) =>
+        newcomer.once('exit', (_code, signal) => resolve(signal)),
+      );
+      socket.destroy(); // the client hangs up while the run (the reaper) is still on
+      const outcome = await Promise.race([
+        died,
+        new Promise<string>((r) => setTimeout(() => r('alive'), 1500)),
+      ]);
+      newcomer.kill('SIGKILL');
+      assert.equal(outcome, 'alive', `the newcomer at the program's old pid ${pid} got ${outcome}`);
+      return;
+    }
+    assert.fail('could not place a newcomer at the reaped pid in 10 attempts');
+  } finally {
+    await d.close();
+  }
+});
+
+test('contained: a stop still TERMs the program (through its reaper), KILLs it after the kill timeout, and says which', {
+  skip: containSkip,
+  timeout: 30_000,
+}, async () => {
+  const files = tempDir('procsock-native-defects-');
+  const d = await startDaemon({ contain: true, timeout: 1500, killTimeout: 300 });
+  try {
+    // A program that ignores TERM: the deadline's TERM reaches it (recorded), then the KILL.
+    const record = files.path('term.log');
+    const client = await RawClient.connect(d.path);
+    client.send(request(['sh', IGNORE_TERM, record], [], false));
+    await client.waitForStdout('\n'); // its trap is set
+    const reply = await client.reply();
+    assert.deepEqual(reply.exit, ['termsig', 'KILL']);
+    assert.equal(readFileSync(record, 'utf8'), 'TERM\n', 'the program got TERM first, once');
+    // One that does not: it dies of the TERM, and the reply says so.
+    const plain = await RawClient.exchange(d.path, request(['sleep', '30']));
+    assert.deepEqual(plain.exit, ['termsig', 'TERM']);
+  } finally {
+    await d.close();
+    files.cleanup();
   }
 });
