@@ -355,6 +355,7 @@ struct conn {
   char *outq;
   size_t outq_len, outq_off, outq_cap;
   int shut_pending, shut_done, client_eof;
+  int drop_on_full; /* stopping (deadline, shutdown): t_drop counts while the socket is full */
   /* the program */
   int spawned, reaped, child_done, exec_failed, process_group, grace_over;
   int enlarged[2];
@@ -657,6 +658,21 @@ static void socket_failed(conn_t *c, int err) {
   }
 }
 
+/*
+ * During a stop (deadline, shutdown) a client is dropped after 2 x the kill timeout only while
+ * its socket is full (a reply queued it does not take), the clock cleared when it drains: a
+ * client that reads is never dropped on the way, however late the KILL is reaped (a stopped
+ * or starved reaper), so its exit pair is not lost (as Connection on the JS path).
+ */
+static void stop_drop_update(conn_t *c) {
+  if (!c->drop_on_full || c->shut_done || c->finished) return;
+  if (c->sock.fd >= 0 && c->outq_len > c->outq_off) {
+    if (!c->t_drop) c->t_drop = after_ms(c, 2 * (uint64_t)c->kill_timeout);
+  } else {
+    c->t_drop = 0;
+  }
+}
+
 static int outq_append(conn_t *c, const char *p, size_t n) {
   if (c->outq_off > 0 && c->outq_off == c->outq_len) c->outq_off = c->outq_len = 0;
   return bytes_append(&c->outq, &c->outq_len, &c->outq_cap, &c->outq_off, p, n, 4096);
@@ -694,6 +710,7 @@ static void send_parts(conn_t *c, struct iovec *iov, int count) {
     }
     n = 0;
   }
+  stop_drop_update(c);
 }
 
 static const char STDOUT_PREFIX[] = "6:stdout,";
@@ -1159,6 +1176,7 @@ static void on_socket_writable(conn_t *c) {
     c->outq_off += (size_t)n;
   }
   c->outq_off = c->outq_len = 0;
+  stop_drop_update(c);
   maybe_shut(c);
   close_pipes_after_grace(c);
 }
@@ -1240,7 +1258,8 @@ static void on_timer(uv_timer_t *timer) {
     } else if (c->state == S_RUNNING) {
       if (!c->stop_reason) c->stop_reason = R_DEADLINE;
       terminate(c);
-      if (!c->t_drop) c->t_drop = after_ms(c, 2 * (uint64_t)c->kill_timeout);
+      c->drop_on_full = 1;
+      stop_drop_update(c);
     } else if (c->state == S_REPLYING) {
       abandon(c, E_REPLY_DEADLINE);
     }
@@ -1903,7 +1922,8 @@ static void conn_shutdown(conn_t *c) {
     if (!c->stop_reason) c->stop_reason = R_SHUTDOWN;
     terminate(c);
   }
-  if (!c->t_drop && !c->finished) c->t_drop = after_ms(c, 2 * (uint64_t)c->kill_timeout);
+  c->drop_on_full = 1;
+  stop_drop_update(c);
   update(c);
   rearm(c);
   maybe_done(c);

@@ -108,9 +108,7 @@ const nativeSkip =
   (spawnBackendInUse() === 'native' ? false : 'the native path needs the native spawn backend');
 
 describe('a contained run served natively (no log: native/conn.c)', { skip: nativeSkip }, () => {
-  test('a client reading its reply gets the exit pair however late the KILL is reaped', {
-    todo: 'conn.c: t_drop = deadline + 2k races the reap of the KILL sent at +k (BOARD 04:49)',
-  }, async () => {
+  test('a client reading its reply gets the exit pair however late the KILL is reaped', async () => {
     const record = files.path('late-reap-native.log');
     const d = await startDaemon({ contain: true, timeout: 300, killTimeout: 300 });
     try {
