@@ -10,8 +10,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 /** Descriptors a connection holds at most: its socket, three pipes, a pidfd, one spare. */
 const PER_CONNECTION = 6;
-/** Fewer free than this and the next client cannot be served: its socket and pipes need them. */
-const HEADROOM = PER_CONNECTION;
+/**
+ * Fewer free than this (counted after a client's socket was accepted) and that client's
+ * program may not start: its spawn needs both ends of three pipes at once, a pidfd and an
+ * exec-error pipe — up to 9 more. (With 6, a daemon whose count fell just between could fail
+ * every spawn with EMFILE and never say so: which depended on how many descriptors it held
+ * before its first client.)
+ */
+const HEADROOM = 9;
 
 export class DescriptorWatch {
   /** The soft limit, or null when it cannot be read (then nothing is watched). */
