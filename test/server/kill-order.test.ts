@@ -105,7 +105,11 @@ function pending(pid: number, signal: number): boolean {
 
 const nativeSkip =
   skip ||
-  (spawnBackendInUse() === 'native' ? false : 'the native path needs the native spawn backend');
+  (spawnBackendInUse() !== 'native'
+    ? 'the native path needs the native spawn backend'
+    : process.env.PROCSOCK_DAEMON_NATIVE === '0'
+      ? 'PROCSOCK_DAEMON_NATIVE=0: the daemon serves on the JS path'
+      : false);
 
 describe('a contained run served natively (no log: native/conn.c)', { skip: nativeSkip }, () => {
   test('a client reading its reply gets the exit pair however late the KILL is reaped', async () => {
