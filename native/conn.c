@@ -470,13 +470,20 @@ static void watch_set(hub_t *h, watch_t *w, uint32_t mask) {
   if (w->fd < 0 || mask == w->mask) return;
   ev.events = mask ? mask | (w->oneshot ? EPOLLONESHOT : 0) : 0;
   ev.data.ptr = w;
-  if (mask == 0 && !w->oneshot) {
+  if (mask == 0) {
+    /*
+     * Out of the set, one-shot or not: a MOD to no events is not a disarm — the kernel adds
+     * EPOLLHUP | EPOLLERR to every MOD, level-triggered — so a paused output pipe would
+     * report its writer's exit alone (read as the end, its data lost) and, closed without a
+     * DEL while a cloned child holds a copy, report into a freed watch. Only a one-shot's
+     * own event disarms it (see watch_t).
+     */
     epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, &ev);
     w->in_set = 0;
   } else if (epoll_ctl(h->epfd, w->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) != 0) {
     return;
   } else {
-    w->in_set = 1; /* (a one-shot descriptor not wanted is disarmed: MOD to no events) */
+    w->in_set = 1;
   }
   w->mask = mask;
 }

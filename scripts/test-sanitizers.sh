@@ -45,6 +45,7 @@ node scripts/run-tests.mjs \
   test/server/native-connections.test.ts \
   test/server/paused-hangup.test.ts \
   test/server/kill-order.test.ts \
+  test/server/native-defects.test.ts \
   test/reliability/daemon-fuzz.test.ts || status=$?
 unset LD_PRELOAD
 if [ -n "$(ls -A "$report_dir")" ]; then

@@ -7,13 +7,13 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn as spawnProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { reaperAvailable } from '../../src/channel/contain.js';
 import { addonAvailable } from '../../src/native/addon.js';
 import { startDaemon, startDaemonProcess, type TestDaemon } from '../helpers/daemon.js';
-import { tempDir } from '../helpers/process.js';
+import { isAlive, tempDir, waitUntil } from '../helpers/process.js';
 import { RawClient, request } from '../helpers/raw-client.js';
 
 const IGNORE_TERM = new URL('../fixtures/ignore-term.sh', import.meta.url).pathname;
@@ -223,5 +223,41 @@ test('contained: a stop still TERMs the program (through its reaper), KILLs it a
   } finally {
     await d.close();
     files.cleanup();
+  }
+});
+
+// review #0: watch_set disarmed a paused one-shot output pipe with a MOD to no events, which
+// the kernel arms for EPOLLHUP: the program's exit was then read as the pipe's end, unread.
+test('a reader that pauses loses no output: a pipe held back by back-pressure is not armed for its hang-up', {
+  skip,
+}, async () => {
+  for (const d of contained ? [nat, contained] : [nat]) {
+    const scratch = tempDir('procsock-paused-');
+    try {
+      const pidFile = scratch.path('pid');
+      const client = await RawClient.connect(d.path);
+      client.socket.pause();
+      client.send(
+        request([
+          'sh',
+          '-c',
+          'echo $$ > "$0"; head -c 300000 /dev/zero; echo the-stderr-tail >&2',
+          pidFile,
+        ]),
+      );
+      // The program ends while its client reads nothing: its pipes hang up meanwhile.
+      await waitUntil(
+        () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'),
+        'the program started',
+      );
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      await waitUntil(() => !isAlive(pid), 'the program exited');
+      client.socket.resume();
+      const reply = await client.reply();
+      assert.equal(reply.stdout.length, 300_000);
+      assert.equal(reply.stderr, 'the-stderr-tail\n');
+    } finally {
+      scratch.cleanup();
+    }
   }
 });
