@@ -1812,7 +1812,9 @@ static void conn_start(listener_t *l, int fd) {
   c->addon = h->addon;
   c->listener = l;
   c->listener_id = l->id;
-  c->id = ++h->last_id > 0 ? h->last_id : (h->last_id = 1);
+  /* 1 to INT32_MAX, then 1 again: a signed ++ past the top is undefined behaviour. */
+  h->last_id = h->last_id == INT32_MAX ? 1 : h->last_id + 1;
+  c->id = h->last_id;
   c->sock = (watch_t){c, fd, W_SOCKET, 0, 0, 0};
   c->out[0] = (watch_t){c, -1, W_STDOUT, 0, 1, 0};
   c->out[1] = (watch_t){c, -1, W_STDERR, 0, 1, 0};
