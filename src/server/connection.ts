@@ -457,6 +457,11 @@ export class Connection {
 
   /** The stdin terminator: the program's stdin closes once what is queued before it went in. */
   #endStdin(): void {
+    // Cut off at the stdin limit, the program is being stopped: it must not read an end of
+    // input, which would pass what it got for the whole (`sort > out` writing a truncated
+    // result, `cat` exiting 0 before the TERM through a reaper reached it). Its stdin closes
+    // at its end.
+    if (this.#stdinCapped) return;
     if (this.#stdinBlocked) this.#stdinEndQueued = true;
     else this.#channel?.end();
   }

@@ -3,7 +3,14 @@
  * and for each rule the exact reply — including the ways people try to get around it.
  */
 import { strict as assert } from 'node:assert';
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { spawnBackendInUse } from '../../src/channel/local.js';
 import { parseServeArgs } from '../../src/cli/serve.js';
@@ -238,6 +245,24 @@ describe('limits per program', () => {
       'procsock: stdin limit of 5 bytes reached; the program was stopped\n',
     );
     assert.deepEqual(reply.exit, ['termsig', 'TERM']);
+  });
+
+  test('stdin beyond the limit: the program never reads an end of input (its input was cut)', async () => {
+    // The client's terminator comes after the byte over the limit: the program is stopped
+    // reading, not handed a clean end of file that would pass the truncated input for whole.
+    const scratch = tempDir('procsock-stdin-limit-');
+    try {
+      const marker = scratch.path('finished');
+      const client = await RawClient.connect(daemon.path);
+      client.send(request(['sh', '-c', 'cat; : > "$0"', marker], ['12345'], false));
+      await client.waitForStdout('12345');
+      client.send(Buffer.concat([ns('678'), ns('')]));
+      const reply = await client.reply();
+      assert.deepEqual(reply.exit, ['termsig', 'TERM']);
+      assert.equal(existsSync(marker), false, 'the program went on as if its input had ended');
+    } finally {
+      scratch.cleanup();
+    }
   });
 
   test('within the limits nothing changes', async () => {
