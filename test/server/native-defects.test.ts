@@ -6,7 +6,7 @@
  * reaped it. The pid-reuse ones place a newcomer at the pid with ns_last_pid (root only).
  */
 import { strict as assert } from 'node:assert';
-import { spawn as spawnProcess } from 'node:child_process';
+import { execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
@@ -234,30 +234,48 @@ test('a reader that pauses loses no output: a pipe held back by back-pressure is
   for (const d of contained ? [nat, contained] : [nat]) {
     const scratch = tempDir('procsock-paused-');
     try {
-      const pidFile = scratch.path('pid');
+      const pids = scratch.path('pids');
+      const go = scratch.path('go');
+      execFileSync('mkfifo', [go]);
       const client = await RawClient.connect(d.path);
       client.socket.pause();
+      // A background writer fills stdout (its stderr elsewhere); once the daemon holds the
+      // pipes back, sh writes its last words on stderr and exits: that pipe hangs up unread.
       client.send(
         request([
           'sh',
           '-c',
-          'echo $$ > "$0"; head -c 300000 /dev/zero; echo the-stderr-tail >&2',
-          pidFile,
+          'head -c 4000000 /dev/zero 2>/dev/null & echo $! $$ > "$0"; read x < "$1"; echo the-stderr-tail >&2',
+          pids,
+          go,
         ]),
       );
-      // The program ends while its client reads nothing: its pipes hang up meanwhile.
       await waitUntil(
-        () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'),
+        () => existsSync(pids) && readFileSync(pids, 'utf8').endsWith('\n'),
         'the program started',
       );
-      const pid = Number(readFileSync(pidFile, 'utf8'));
-      await waitUntil(() => !isAlive(pid), 'the program exited');
+      const [head, sh] = readFileSync(pids, 'utf8').trim().split(' ').map(Number) as [
+        number,
+        number,
+      ];
+      // The writer blocks in a full pipe: the client's socket is full, the daemon holds back.
+      await waitUntil(() => /pipe_write/.test(wchan(head)), 'stdout is held back');
+      writeFileSync(go, 'go\n');
+      await waitUntil(() => !isAlive(sh), 'the program exited');
       client.socket.resume();
       const reply = await client.reply();
-      assert.equal(reply.stdout.length, 300_000);
+      assert.equal(reply.stdout.length, 4_000_000);
       assert.equal(reply.stderr, 'the-stderr-tail\n');
     } finally {
       scratch.cleanup();
     }
   }
 });
+
+function wchan(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/wchan`, 'utf8');
+  } catch {
+    return '';
+  }
+}
