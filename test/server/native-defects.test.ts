@@ -6,7 +6,7 @@
  * reaped it. The pid-reuse ones place a newcomer at the pid with ns_last_pid (root only).
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawn as spawnProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
@@ -69,6 +69,26 @@ function isRunning(pid: number): boolean {
   }
 }
 
+/** Runs `argv` (which prints its pid first) and resolves with that pid. */
+async function printedPid(client: RawClient, argv: string[]): Promise<number> {
+  client.send(request(argv));
+  await client.waitForStdout('\n');
+  const pairs = await client.waitForPairs(0);
+  return Number(
+    pairs
+      .filter(([type]) => type === 'stdout')
+      .map(([, data]) => data)
+      .join(''),
+  );
+}
+
+/** Once `pid` is free (reaped), starts `argv` where the kernel gives the next pid: `pid`, mostly. */
+async function newcomerAt(pid: number, argv: string[]): Promise<ChildProcess> {
+  while (isRunning(pid)) await new Promise((r) => setTimeout(r, 5));
+  writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+  return spawnProcess(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+}
+
 test("the TERM to a reaped leader's group after the exit grace spares a newcomer that took its id", {
   skip: skip || (process.getuid?.() !== 0 ? 'needs root (ns_last_pid)' : false),
   timeout: 30_000,
@@ -78,24 +98,10 @@ test("the TERM to a reaped leader's group after the exit grace spares a newcomer
     for (let attempt = 0; attempt < 10; attempt++) {
       // The leader prints its pid and exits; a descendant in a session of its own holds stdout
       // open, so the group's TERM waits for the exit grace (1 s), after the leader was reaped.
-      const socket = connect({ path: d.path });
-      let text = '';
-      socket.on('data', (chunk: Buffer) => {
-        text += chunk.toString('latin1');
-      });
-      socket.write(request(['sh', '-c', 'echo $$; setsid sleep 2 & exit 0']));
-      const pid = await new Promise<number>((resolve) => {
-        const check = () => {
-          const m = /6:stdout,\d+:(\d+)\n,/.exec(text);
-          if (m) resolve(Number(m[1]));
-          else setTimeout(check, 5);
-        };
-        check();
-      });
-      // Wait until it is reaped (the pid is free), then make a newcomer take pid and lead group `pid`.
-      while (isRunning(pid)) await new Promise((r) => setTimeout(r, 5));
-      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-      const newcomer = spawnProcess('setsid', ['sleep', '5'], { stdio: 'ignore' });
+      const socket = await RawClient.connect(d.path);
+      const pid = await printedPid(socket, ['sh', '-c', 'echo $$; setsid sleep 2 & exit 0']);
+      // Once it is reaped (the pid is free), a newcomer takes pid and leads group `pid`.
+      const newcomer = await newcomerAt(pid, ['setsid', 'sleep', '5']);
       if (newcomer.pid !== pid) {
         newcomer.kill('SIGKILL');
         socket.destroy();
@@ -160,24 +166,13 @@ test('contained: a hang-up after the program exited (its tree still running) spa
   try {
     for (let attempt = 0; attempt < 10; attempt++) {
       // The program prints its pid and exits; what it started keeps the reaper (and the run) alive.
-      const socket = connect({ path: d.path });
-      let text = '';
-      socket.on('data', (chunk: Buffer) => {
-        text += chunk.toString('latin1');
-      });
-      socket.on('error', () => {});
-      socket.write(request(['sh', '-c', 'echo $$; sleep 3 >/dev/null 2>&1 & exit 0']));
-      const pid = await new Promise<number>((resolve) => {
-        const check = () => {
-          const m = /6:stdout,\d+:(\d+)\n,/.exec(text);
-          if (m) resolve(Number(m[1]));
-          else setTimeout(check, 5);
-        };
-        check();
-      });
-      while (isRunning(pid)) await new Promise((r) => setTimeout(r, 5)); // reaped by the reaper
-      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
-      const newcomer = spawnProcess('sleep', ['5'], { stdio: 'ignore' });
+      const socket = await RawClient.connect(d.path);
+      const pid = await printedPid(socket, [
+        'sh',
+        '-c',
+        'echo $$; sleep 3 >/dev/null 2>&1 & exit 0',
+      ]);
+      const newcomer = await newcomerAt(pid, ['sleep', '5']); // once the reaper reaped it
       if (newcomer.pid !== pid) {
         newcomer.kill('SIGKILL');
         socket.destroy();
